@@ -1,0 +1,50 @@
+"""Shared fixtures: tiny models built once per test session."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from model_factory import ModelFactory
+from tui_merge.samples import SampleShape
+
+
+@pytest.fixture(scope="session")
+def factory(tmp_path_factory: pytest.TempPathFactory) -> ModelFactory:
+    return ModelFactory(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def llama_base(factory: ModelFactory) -> Path:
+    return factory.llama("llama-base", tokenizer=True)
+
+
+@pytest.fixture(scope="session")
+def llama_finetune(factory: ModelFactory) -> Path:
+    return factory.llama("llama-finetune", finetune_seed=1)
+
+
+@pytest.fixture(scope="session")
+def llama_unrelated(factory: ModelFactory) -> Path:
+    return factory.llama("llama-unrelated", seed=7)
+
+
+@pytest.fixture(scope="session")
+def llama_vocab_plus(factory: ModelFactory) -> Path:
+    return factory.llama("llama-vocab260", finetune_seed=2, shape=SampleShape(vocab_size=260))
+
+
+@pytest.fixture(scope="session")
+def llama_deeper(factory: ModelFactory) -> Path:
+    return factory.llama("llama-deeper", finetune_seed=3, shape=SampleShape(layers=4))
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder``, to prove a command left inputs untouched."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }

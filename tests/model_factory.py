@@ -1,0 +1,114 @@
+"""Build the tiny test models: every family, relatives of one base, and damaged copies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import torch
+
+from tui_merge.samples import (
+    SampleShape,
+    add_finetune_deltas,
+    inherit_weights,
+    random_model,
+    sample_config,
+    sample_tokenizer,
+    save_model,
+)
+
+BASE_SEED = 0
+
+
+class ModelFactory:
+    """Builds models into one folder, each once, by name."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def family(self, family: str) -> Path:
+        """A base model of ``family`` in single-file safetensors."""
+        path = self.root / f"family-{family}"
+        if not path.exists():
+            save_model(random_model(sample_config(family), BASE_SEED), path)
+        return path
+
+    def llama(
+        self,
+        name: str,
+        *,
+        finetune_seed: int | None = None,
+        seed: int = BASE_SEED,
+        shape: SampleShape = SampleShape(),
+        dtype: torch.dtype | None = None,
+        tokenizer: bool = False,
+        **config_overrides: object,
+    ) -> Path:
+        """A llama relative of the base: same weights where shapes allow, plus fine-tune deltas."""
+        path = self.root / name
+        if path.exists():
+            return path
+        base = random_model(sample_config("llama"), seed)
+        model = random_model(sample_config("llama", shape, **config_overrides), seed + 1000)
+        inherit_weights(model, base)
+        if finetune_seed is not None:
+            add_finetune_deltas(model, finetune_seed)
+        save_model(model, path, dtype=dtype)
+        if tokenizer:
+            sample_tokenizer(shape.vocab_size).save_pretrained(path)
+        return path
+
+    def sharded(self, name: str, source: Path, max_shard_size: str = "20KB") -> Path:
+        """The model at ``source`` saved again as sharded safetensors with an index."""
+        from transformers import AutoModelForCausalLM
+
+        path = self.root / name
+        if not path.exists():
+            save_model(AutoModelForCausalLM.from_pretrained(source), path, max_shard_size=max_shard_size)
+        return path
+
+    def as_bin(self, name: str, source: Path, shards: int = 1) -> Path:
+        """The model at ``source`` as pytorch_model.bin (or shards with an index), as older repos ship it."""
+        from safetensors.torch import load_file
+
+        path = self.root / name
+        if path.exists():
+            return path
+        path.mkdir()
+        shutil.copy(source / "config.json", path / "config.json")
+        state = load_file(source / "model.safetensors")
+        if shards == 1:
+            torch.save(state, path / "pytorch_model.bin")
+            return path
+        names = sorted(state)
+        weight_map = {}
+        for index in range(shards):
+            file = f"pytorch_model-{index + 1:05d}-of-{shards:05d}.bin"
+            part = names[index::shards]
+            torch.save({key: state[key] for key in part}, path / file)
+            weight_map.update(dict.fromkeys(part, file))
+        (path / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+        return path
+
+    def damaged(self, name: str, source: Path) -> Path:
+        """A fresh copy of ``source`` for a test to damage."""
+        path = self.root / "damaged" / name
+        if path.exists():
+            shutil.rmtree(path)
+        shutil.copytree(source, path)
+        return path
+
+
+def truncate(path: Path, keep: int) -> None:
+    """Cut a file to its first ``keep`` bytes, like an interrupted download."""
+    data = path.read_bytes()[:keep]
+    path.write_bytes(data)
+
+
+def write_header_length(path: Path, length: int) -> None:
+    """Overwrite a safetensors file's 8-byte header length."""
+    data = bytearray(path.read_bytes())
+    data[:8] = struct.pack("<Q", length)
+    path.write_bytes(bytes(data))

@@ -1,0 +1,32 @@
+"""Command line entry point: parse, dispatch to one command module, turn errors into exit codes.
+
+Command modules are imported only when their command runs, so ``--help`` and
+argument errors never pay for importing torch, transformers or textual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from tui_merge.cli.parser import build_parser
+from tui_merge.errors import TuiMergeError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``tui-merge`` command line and return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module_name, _, function_name = args.handler.partition(":")
+    command = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return command(args)
+    except TuiMergeError as error:
+        print(f"tui-merge: error: {error.message}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("tui-merge: interrupted.", file=sys.stderr)
+        return 130

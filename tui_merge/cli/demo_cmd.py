@@ -1,0 +1,50 @@
+"""``tui-merge demo``: tiny sample models built offline, then shown the way a user's models would be."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tui_merge.cli import inspect_cmd
+from tui_merge.errors import BadInputError
+
+DEMO_MODEL_NAMES = ("demo-base", "demo-chat")
+
+
+def default_demo_folder() -> Path:
+    """``$XDG_CACHE_HOME/tui-merge/demo``, else ``~/.cache/tui-merge/demo``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "tui-merge" / "demo"
+
+
+def ensure_demo_models(folder: Path, rebuild: bool = False) -> list[Path]:
+    """Build the demo models in ``folder`` unless they are already there; return their paths."""
+    paths = [folder / name for name in DEMO_MODEL_NAMES]
+    if not rebuild and all((path / "config.json").is_file() for path in paths):
+        return paths
+    from tui_merge.samples import build_demo_models
+
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside the destination and renamed into place, so an interrupted
+        # build never leaves half a demo that later runs would trust.
+        staging = Path(tempfile.mkdtemp(prefix=".demo-", dir=folder.parent))
+        build_demo_models(staging)
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except OSError as error:
+        raise BadInputError(f"Cannot build the demo models in {folder}: {error.strerror or error}.") from error
+    return paths
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the demo models if needed and inspect them."""
+    folder = Path(args.dir).expanduser() if args.dir else default_demo_folder()
+    paths = ensure_demo_models(folder, rebuild=args.rebuild)
+    print(f"Demo models in {folder}:\n  " + "\n  ".join(str(path) for path in paths) + "\n")
+    inspect_args = argparse.Namespace(models=[str(path) for path in paths], base=None, method=None, json=False)
+    return inspect_cmd.run(inspect_args)

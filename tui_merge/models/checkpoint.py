@@ -1,0 +1,148 @@
+"""Find a model folder's weight files and build its tensor table from headers alone.
+
+Supported layouts, in order of preference when a folder has several:
+``*.safetensors.index.json`` with its shards, ``*.safetensors`` files,
+``pytorch_model.bin.index.json`` with its shards, ``pytorch_model*.bin``.
+Safetensors wins because it is read without unpickling.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tui_merge.errors import BadInputError
+from tui_merge.models.safetensors_header import DTYPE_SIZES, read_safetensors_header
+from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype
+
+CheckpointFormat = Literal["safetensors", "bin"]
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one stored tensor lives and what it looks like."""
+
+    name: str
+    dtype: str
+    """safetensors dtype name, e.g. ``BF16``."""
+    shape: tuple[int, ...]
+    file: Path
+    begin: int | None = None
+    """Absolute byte offset in ``file`` (safetensors only)."""
+    end: int | None = None
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the stored data in bytes."""
+        return self.numel * DTYPE_SIZES[self.dtype]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The weight files of one model folder and every tensor in them."""
+
+    format: CheckpointFormat
+    files: tuple[Path, ...]
+    tensors: dict[str, TensorEntry]
+
+
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """Read the tensor table of the model in ``folder`` without loading tensor data."""
+    safetensors_indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if safetensors_indexes:
+        return _from_index(_only(safetensors_indexes, folder), "safetensors")
+    safetensors_files = sorted(folder.glob("*.safetensors"))
+    if safetensors_files:
+        return _from_files(safetensors_files, "safetensors")
+    bin_index = folder / "pytorch_model.bin.index.json"
+    if bin_index.is_file():
+        return _from_index(bin_index, "bin")
+    bin_files = sorted(folder.glob("pytorch_model*.bin"))
+    if bin_files:
+        return _from_files(bin_files, "bin")
+    raise BadInputError(
+        f"{folder} holds no model weights: expected model.safetensors, a *.safetensors.index.json "
+        "with its shards, or pytorch_model.bin."
+    )
+
+
+def _only(indexes: list[Path], folder: Path) -> Path:
+    preferred = folder / "model.safetensors.index.json"
+    if preferred in indexes:
+        return preferred
+    if len(indexes) > 1:
+        names = ", ".join(index.name for index in indexes)
+        raise BadInputError(f"{folder} has several weight indexes ({names}); keep one of them in the folder.")
+    return indexes[0]
+
+
+def _from_files(files: list[Path], fmt: CheckpointFormat) -> Checkpoint:
+    tensors: dict[str, TensorEntry] = {}
+    for file in files:
+        for entry in _file_tensors(file, fmt).values():
+            if entry.name in tensors:
+                raise BadInputError(
+                    f"Tensor {entry.name!r} is stored in both {tensors[entry.name].file} and {file}; "
+                    "remove the stray weight file from the folder."
+                )
+            tensors[entry.name] = entry
+    return Checkpoint(format=fmt, files=tuple(files), tensors=tensors)
+
+
+def _from_index(index: Path, fmt: CheckpointFormat) -> Checkpoint:
+    weight_map = _read_weight_map(index)
+    shards = sorted(set(weight_map.values()))
+    tables: dict[str, dict[str, TensorEntry]] = {}
+    for shard in shards:
+        path = index.parent / shard
+        if not path.is_file():
+            raise BadInputError(
+                f"{index} names shard {shard}, which is missing from {index.parent}; download the missing shard."
+            )
+        tables[shard] = _file_tensors(path, fmt)
+    tensors: dict[str, TensorEntry] = {}
+    for name, shard in weight_map.items():
+        entry = tables[shard].get(name)
+        if entry is None:
+            raise BadInputError(
+                f"{index} says tensor {name!r} is in {shard}, but that shard does not contain it; "
+                "the index and the shards come from different downloads."
+            )
+        tensors[name] = entry
+    return Checkpoint(format=fmt, files=tuple(index.parent / shard for shard in shards), tensors=tensors)
+
+
+def _read_weight_map(index: Path) -> dict[str, str]:
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadInputError(f"{index} is not a readable JSON weight index ({error}).") from error
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(name, str) and isinstance(shard, str) for name, shard in weight_map.items()
+    ):
+        raise BadInputError(f"{index} has no 'weight_map' from tensor names to shard files.")
+    for shard in set(weight_map.values()):
+        if Path(shard).name != shard:
+            raise BadInputError(f"{index} names shard {shard!r}, which is not a plain file name in the model folder.")
+    return weight_map
+
+
+def _file_tensors(path: Path, fmt: CheckpointFormat) -> dict[str, TensorEntry]:
+    if fmt == "safetensors":
+        return {
+            name: TensorEntry(name, header.dtype, header.shape, path, header.begin, header.end)
+            for name, header in read_safetensors_header(path).items()
+        }
+    return {
+        name: TensorEntry(name, safetensors_dtype(tensor), tuple(tensor.shape), path)
+        for name, tensor in load_torch_state_dict(path).items()
+    }

@@ -1,0 +1,386 @@
+"""Can these models be merged? Findings computed from headers and one probe tensor, in seconds.
+
+Each finding has a severity: ``error`` blocks the merge (the result would be
+wrong or cannot be built), ``warning`` needs a decision or deserves a look,
+``info`` is worth knowing. Warnings that have remedies list them as fixes,
+which the wizard offers as choices and a config selects by key.
+
+Every model is compared with the base: the one marked as base, else the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tui_merge.models.info import ModelInfo
+from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_name
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+
+LAYER_STACKING_METHODS = frozenset({"passthrough"})
+"""Methods that take whole layers from one model and so accept models of different depth."""
+
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One way to resolve a finding."""
+
+    key: str
+    """The value a config uses to choose this fix, e.g. ``pad``."""
+    summary: str
+    """What choosing it would do to these models."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing the user should know before merging."""
+
+    code: str
+    """Stable identifier, e.g. ``vocab_size`` or ``lineage``."""
+    severity: Severity
+    message: str
+    models: tuple[str, ...] = ()
+    """Labels of the models concerned."""
+    fixes: tuple[Fix, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "models": list(self.models),
+            "fixes": [{"key": fix.key, "summary": fix.summary} for fix in self.fixes],
+        }
+
+
+@dataclass(frozen=True)
+class CompatibilityReport:
+    """The findings about one set of models."""
+
+    models: list[ModelInfo]
+    base: ModelInfo
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def mergeable(self) -> bool:
+        """True when no finding is an error."""
+        return not any(finding.severity == "error" for finding in self.findings)
+
+
+def check_compatibility(
+    models: list[ModelInfo], base: ModelInfo | None = None, method: str | None = None
+) -> CompatibilityReport:
+    """Compare every model with the base and return all findings, most severe first."""
+    base = base or models[0]
+    others = [model for model in models if model is not base]
+    findings: list[Finding] = []
+    for model in models:
+        findings += _single_model(model)
+    for check in _PAIR_CHECKS:
+        findings += check(base, others, method)
+    if not any(finding.code in _SHAPE_BREAKING for finding in findings):
+        findings += _tensor_shapes(base, others)
+        findings += _lineage(base, others)
+    findings.sort(key=lambda finding: SEVERITIES.index(finding.severity))
+    return CompatibilityReport(models=models, base=base, findings=findings)
+
+
+def _single_model(model: ModelInfo) -> list[Finding]:
+    findings = []
+    declared = model.facts.num_layers
+    if declared is not None and model.depth and declared != model.depth:
+        findings.append(
+            Finding(
+                "config_depth",
+                "error",
+                f"{model.label}: config.json says {declared} layers but the weights hold {model.depth} blocks; "
+                "the download is incomplete or the config belongs to another model.",
+                (model.label,),
+            )
+        )
+    if model.facts.vocab_size is not None and model.vocab_rows != model.facts.vocab_size:
+        findings.append(
+            Finding(
+                "config_vocab",
+                "warning",
+                f"{model.label}: config.json says vocab_size {model.facts.vocab_size} but the embedding has "
+                f"{model.vocab_rows} rows; the merged config will use the row count.",
+                (model.label,),
+            )
+        )
+    return findings
+
+
+def _differing(base: ModelInfo, others: list[ModelInfo], value: Callable[[ModelInfo], Any]) -> list[ModelInfo]:
+    return [model for model in others if value(model) != value(base)]
+
+
+def _listing(base: ModelInfo, models: list[ModelInfo], value: Callable[[ModelInfo], Any]) -> str:
+    return ", ".join(f"{model.label}: {value(model)}" for model in [base, *models])
+
+
+def _architecture(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    differ = _differing(base, others, lambda model: (model.facts.model_type, model.facts.architectures))
+    if not differ:
+        return []
+
+    def describe(model: ModelInfo) -> str:
+        return "/".join(filter(None, [model.facts.model_type, *model.facts.architectures])) or "unknown"
+
+    return [
+        Finding(
+            "architecture",
+            "error",
+            f"Architectures differ ({_listing(base, differ, describe)}); "
+            "only models of one architecture can be merged.",
+            tuple(model.label for model in [base, *differ]),
+        )
+    ]
+
+
+def _same_width(code: str, title: str, attribute: str) -> Callable[..., list[Finding]]:
+    def check(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+        def value(model: ModelInfo) -> Any:
+            return getattr(model.facts, attribute)
+
+        differ = _differing(base, others, value)
+        if not differ:
+            return []
+        return [
+            Finding(
+                code,
+                "error",
+                f"{title} differ ({_listing(base, differ, value)}); tensors of different shapes cannot be merged.",
+                tuple(model.label for model in [base, *differ]),
+            )
+        ]
+
+    return check
+
+
+def _depth(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    differ = _differing(base, others, lambda model: model.depth)
+    if not differ:
+        return []
+    listing = _listing(base, differ, lambda model: f"{model.depth} layers")
+    labels = tuple(model.label for model in [base, *differ])
+    if method in LAYER_STACKING_METHODS:
+        return [
+            Finding("depth", "info", f"Depths differ ({listing}); {method} stacks layers, so that is fine.", labels)
+        ]
+    return [
+        Finding(
+            "depth",
+            "error",
+            f"Depths differ ({listing}); only layer stacking (passthrough with slices) can combine them.",
+            labels,
+        )
+    ]
+
+
+def _vocab(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    differ = _differing(base, others, lambda model: model.vocab_rows)
+    if not differ:
+        return []
+    rows = {model.label: model.vocab_rows or 0 for model in [base, *others]}
+    base_rows, largest = rows[base.label], max(rows.values())
+    cut = [f"{count - base_rows} from {label}" for label, count in rows.items() if count > base_rows]
+    grow = [f"{largest - count} for {label}" for label, count in rows.items() if count < largest]
+    fixes = (
+        Fix("truncate", f"cut every vocabulary matrix to the base's {base_rows} rows (drops rows: {', '.join(cut)})"
+            if cut else f"cut every vocabulary matrix to the base's {base_rows} rows"),
+        Fix("pad", f"grow every vocabulary matrix to {largest} rows, new rows being the mean row of their own "
+            f"matrix (new rows: {', '.join(grow)})"),
+        Fix("union", "build the union of the tokenizers and match rows by token; a row a model lacks comes "
+            "from the base, else the one model that has it"),
+    )  # fmt: skip
+    return [
+        Finding(
+            "vocab_size",
+            "warning",
+            f"Vocabulary sizes differ ({_listing(base, differ, lambda model: model.vocab_rows)}); "
+            "choose truncate, pad or union.",
+            tuple(model.label for model in [base, *differ]),
+            fixes,
+        )
+    ]
+
+
+def _dtype(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    differ = _differing(base, others, lambda model: model.weight_dtype)
+    if not differ:
+        return []
+    return [
+        Finding(
+            "dtype",
+            "info",
+            f"Stored dtypes differ ({_listing(base, differ, lambda model: model.weight_dtype)}); merging computes "
+            "in float32 and writes the output dtype you choose.",
+            tuple(model.label for model in [base, *differ]),
+        )
+    ]
+
+
+def _tied_embeddings(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    differ = _differing(base, others, lambda model: model.facts.tie_word_embeddings)
+    if not differ:
+        return []
+    listing = _listing(base, differ, lambda model: "tied" if model.facts.tie_word_embeddings else "separate")
+    return [
+        Finding(
+            "tied_embeddings",
+            "warning",
+            f"Output heads differ ({listing}); "
+            "a tied model's head is its embedding matrix, which is used in its place.",
+            tuple(model.label for model in [base, *differ]),
+        )
+    ]
+
+
+def _generation(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
+    findings = []
+    for attribute, title in (("max_positions", "Context lengths"), ("rope_theta", "RoPE bases (rope_theta)")):
+
+        def value(model: ModelInfo, attribute: str = attribute) -> Any:
+            return getattr(model.facts, attribute)
+
+        differ = _differing(base, others, value)
+        if differ:
+            findings.append(
+                Finding(
+                    f"pretraining_{attribute}",
+                    "warning",
+                    f"{title} differ ({_listing(base, differ, value)}); the models may come from different "
+                    "pretraining generations (like Llama 1 and Llama 2) or a context extension.",
+                    tuple(model.label for model in [base, *differ]),
+                )
+            )
+    return findings
+
+
+_PAIR_CHECKS = (
+    _architecture,
+    _same_width("hidden_size", "Hidden sizes", "hidden_size"),
+    _same_width("attention_heads", "Attention head counts", "num_heads"),
+    _same_width("kv_heads", "Key/value head counts", "num_kv_heads"),
+    _depth,
+    _vocab,
+    _dtype,
+    _tied_embeddings,
+    _generation,
+)
+_SHAPE_BREAKING = frozenset({"architecture", "hidden_size", "attention_heads", "kv_heads"})
+
+
+def _tensor_shapes(base: ModelInfo, others: list[ModelInfo]) -> list[Finding]:
+    findings = []
+    for model in others:
+        mismatched = [
+            name
+            for name, entry in base.tensors.items()
+            if name in model.tensors
+            and model.tensors[name].shape != entry.shape
+            and not _differs_only_in_vocab(base, model, name)
+        ]
+        if mismatched:
+            examples = ", ".join(
+                f"{name} {list(base.tensors[name].shape)} vs {list(model.tensors[name].shape)}"
+                for name in mismatched[:_EXAMPLES]
+            )
+            findings.append(
+                Finding(
+                    "tensor_shapes",
+                    "error",
+                    f"{model.label} has {len(mismatched)} tensors shaped unlike {base.label}'s ({examples}); "
+                    "its weights do not match its config or it is another architecture.",
+                    (base.label, model.label),
+                )
+            )
+        missing = sorted(_comparable_names(base, model) - set(model.tensors))
+        extra = sorted(_comparable_names(model, base) - set(base.tensors))
+        for absent, present, names in ((model, base, missing), (base, model, extra)):
+            if names:
+                findings.append(
+                    Finding(
+                        "missing_tensors",
+                        "warning",
+                        f"{absent.label} lacks {len(names)} tensors that {present.label} has "
+                        f"(e.g. {', '.join(names[:_EXAMPLES])}); they will be taken from the models that have them.",
+                        (absent.label, present.label),
+                    )
+                )
+    return findings
+
+
+def _differs_only_in_vocab(base: ModelInfo, model: ModelInfo, name: str) -> bool:
+    ours, theirs = base.tensors[name].shape, model.tensors[name].shape
+    return (
+        len(ours) == len(theirs)
+        and ours[1:] == theirs[1:]
+        and (ours[0], theirs[0]) == (base.vocab_rows, model.vocab_rows)
+    )
+
+
+def _comparable_names(model: ModelInfo, other: ModelInfo) -> set[str]:
+    # Layers beyond the shallower model's depth are reported by the depth check,
+    # and a head that only one model stores by the tied-embeddings check.
+    depth = min(model.depth, other.depth)
+    tied_differ = model.facts.tie_word_embeddings != other.facts.tie_word_embeddings
+    return {
+        name
+        for name, role in model.roles.items()
+        if (role.layer is None or role.layer < depth) and not (tied_differ and role.component == "head")
+    }
+
+
+def _lineage(base: ModelInfo, others: list[ModelInfo]) -> list[Finding]:
+    if not others:
+        return []
+    tensor = probe_tensor_name([base, *others])
+    if tensor is None:
+        return [Finding("lineage", "info", "No shared attention or MLP matrix to compare lineage with.")]
+    findings = []
+    for model in others:
+        probe = compare_lineage(base, model, tensor)
+        labels = (base.label, model.label)
+        if probe.similarity is None:
+            findings.append(
+                Finding(
+                    "lineage",
+                    "warning",
+                    f"{model.label}: {tensor} is all zeros here or in the base; lineage cannot be checked.",
+                    labels,
+                )  # fmt: skip
+            )
+            continue
+        measured = f"cosine similarity {probe.similarity:.3f} of {tensor}"
+        if probe.similarity >= SAME_BASE_THRESHOLD:
+            findings.append(
+                Finding("lineage", "info", f"{model.label} shares a base with {base.label} ({measured}).", labels)
+            )
+        elif probe.similarity >= UNRELATED_THRESHOLD:
+            findings.append(
+                Finding(
+                    "lineage",
+                    "warning",
+                    f"{model.label} is a distant relative of {base.label} ({measured}): a long continued "
+                    "pretraining or another version of the base; expect a weaker merge.",
+                    labels,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "lineage",
+                    "error",
+                    f"{model.label} and {base.label} do not share a base ({measured}); merging them produces noise.",
+                    labels,
+                )
+            )
+    return findings

@@ -1,0 +1,139 @@
+"""ModelInfo: everything the later stages need to know about one model, without its weights."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint
+from tui_merge.models.config_facts import ConfigFacts, read_config_facts
+from tui_merge.models.layout import TensorRole, classify_tensor, family_layout
+from tui_merge.models.resolve import ResolvedModel, resolve_model
+from tui_merge.models.safetensors_header import FLOAT_DTYPES
+
+# Position and token-type tables are embeddings too, and in small models can
+# have more rows than the vocabulary, so the token table is found by name.
+_TOKEN_EMBEDDING = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)\.weight$")
+
+SAFETENSORS_TO_TORCH_DTYPE = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+
+
+@dataclass(frozen=True, eq=False)
+class ModelInfo:
+    """One model: where it is, what its config says, and its classified tensor table."""
+
+    source: ResolvedModel
+    facts: ConfigFacts
+    checkpoint: Checkpoint
+    roles: dict[str, TensorRole]
+    """Layer and component of every tensor, by name."""
+
+    @property
+    def folder(self) -> Path:
+        """The local folder holding the model."""
+        return self.source.folder
+
+    @property
+    def label(self) -> str:
+        """Short display name."""
+        return self.source.label
+
+    @property
+    def tensors(self) -> dict[str, TensorEntry]:
+        """Every stored tensor, by name."""
+        return self.checkpoint.tensors
+
+    @cached_property
+    def block_prefix(self) -> str | None:
+        """Name prefix of the main stack of numbered blocks, e.g. ``model.layers``."""
+        counts = Counter(role.block_prefix for role in self.roles.values() if role.block_prefix)
+        return counts.most_common(1)[0][0] if counts else None
+
+    @cached_property
+    def depth(self) -> int:
+        """Number of numbered blocks found in the weights (not what config.json claims)."""
+        layers = {role.layer for role in self.roles.values() if role.block_prefix == self.block_prefix}
+        return len(layers - {None})
+
+    @cached_property
+    def embedding_name(self) -> str | None:
+        """The input token embedding: known token-embedding names first, else the largest embedding matrix."""
+        candidates = [
+            name
+            for name, entry in self.tensors.items()
+            if self.roles[name].component == "embed" and self.roles[name].layer is None and len(entry.shape) == 2
+        ]
+        named = [name for name in candidates if _TOKEN_EMBEDDING.search(name)]
+        if named:
+            return min(named, key=len)
+        return max(candidates, key=lambda name: self.tensors[name].shape[0]) if candidates else None
+
+    @property
+    def vocab_rows(self) -> int | None:
+        """Rows of the input embedding, else the vocab size config.json declares."""
+        if self.embedding_name is not None:
+            return self.tensors[self.embedding_name].shape[0]
+        return self.facts.vocab_size
+
+    @cached_property
+    def weight_dtype(self) -> str | None:
+        """The floating dtype that holds most of the weights' bytes, as torch names it."""
+        by_bytes: Counter[str] = Counter()
+        for entry in self.tensors.values():
+            if entry.dtype in FLOAT_DTYPES:
+                by_bytes[entry.dtype] += entry.nbytes
+        if not by_bytes:
+            return self.facts.dtype
+        dominant = by_bytes.most_common(1)[0][0]
+        return SAFETENSORS_TO_TORCH_DTYPE.get(dominant, dominant.lower())
+
+    @cached_property
+    def total_bytes(self) -> int:
+        """Bytes of tensor data stored."""
+        return sum(entry.nbytes for entry in self.tensors.values())
+
+    @cached_property
+    def parameter_count(self) -> int:
+        """Number of stored elements."""
+        return sum(entry.numel for entry in self.tensors.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The facts the inspect table and ``--json`` show."""
+        facts = self.facts
+        return {
+            "label": self.label,
+            "folder": str(self.folder),
+            "from_cache": self.source.from_cache,
+            "model_type": facts.model_type,
+            "architectures": list(facts.architectures),
+            "layers": self.depth,
+            "config_layers": facts.num_layers,
+            "hidden_size": facts.hidden_size,
+            "attention_heads": facts.num_heads,
+            "kv_heads": facts.num_kv_heads,
+            "vocab_size": self.vocab_rows,
+            "config_vocab_size": facts.vocab_size,
+            "tie_word_embeddings": facts.tie_word_embeddings,
+            "dtype": self.weight_dtype,
+            "max_positions": facts.max_positions,
+            "rope_theta": facts.rope_theta,
+            "parameters": self.parameter_count,
+            "bytes": self.total_bytes,
+            "format": self.checkpoint.format,
+            "files": len(self.checkpoint.files),
+            "tensors": len(self.tensors),
+        }
+
+
+def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
+    """Inspect the model named by ``argument`` (folder or cached hub id) from headers only."""
+    source = resolve_model(argument, cache_dir)
+    facts = read_config_facts(source.folder)
+    checkpoint = read_checkpoint(source.folder)
+    layout = family_layout(facts.model_type)
+    roles = {name: classify_tensor(name, layout) for name in checkpoint.tensors}
+    return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles)

@@ -1,0 +1,92 @@
+"""Turn a model argument into a local folder: a path, or a hub id already cached.
+
+A hub id (``org/name``, optionally ``org/name@revision``) is looked up in the
+local Hugging Face cache with ``huggingface_hub``'s own cache functions, so
+the cache layout is never re-implemented here. Nothing is ever downloaded:
+merges run on servers whose network may be slow, metered or absent, and a
+merge tool that fetches 140 GB behind the user's back is a bad neighbour.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui_merge.errors import BadInputError
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model argument and the local folder it names."""
+
+    argument: str
+    """What the user typed."""
+    folder: Path
+    from_cache: bool
+    """True when the folder is a snapshot in the Hugging Face cache."""
+
+    @property
+    def label(self) -> str:
+        """Short name for tables: the hub id, or the folder's name."""
+        return self.argument if self.from_cache else self.folder.name
+
+
+def resolve_model(argument: str, cache_dir: Path | None = None) -> ResolvedModel:
+    """Find the folder for a model argument; ``cache_dir`` overrides the HF cache location."""
+    path = Path(argument).expanduser()
+    if path.is_dir():
+        return ResolvedModel(argument, path.resolve(), from_cache=False)
+    if path.exists():
+        raise BadInputError(f"{argument} is a file; give the model's folder (the one holding config.json).")
+    if _HUB_ID.match(argument) and not argument.startswith((".", "/", "~")):
+        folder = _cached_snapshot(argument, cache_dir)
+        if folder is not None:
+            return ResolvedModel(argument, folder, from_cache=True)
+        cache = cache_dir or _default_cache()
+        raise BadInputError(
+            f"{argument} is neither a folder nor a model in the local Hugging Face cache ({cache}); "
+            f"tui-merge never downloads: fetch it first with `hf download {argument.split('@')[0]}`."
+        )
+    raise BadInputError(f"Model folder {argument} does not exist.")
+
+
+def _cached_snapshot(argument: str, cache_dir: Path | None) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    repo_id, _, revision = argument.partition("@")
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision or None)
+    if isinstance(found, str):
+        return Path(found).parent
+    if revision:
+        return None
+    return _newest_snapshot_with_config(repo_id, cache_dir)
+
+
+def _newest_snapshot_with_config(repo_id: str, cache_dir: Path | None) -> Path | None:
+    # A repo fetched by commit hash has no refs/main; take its newest snapshot.
+    from huggingface_hub import CacheNotFound, scan_cache_dir
+
+    try:
+        cache = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return None
+    snapshots = [
+        revision
+        for repo in cache.repos
+        if repo.repo_id == repo_id and repo.repo_type == "model"
+        for revision in repo.revisions
+        if (revision.snapshot_path / "config.json").is_file()
+    ]
+    if not snapshots:
+        return None
+    return max(snapshots, key=lambda revision: revision.last_modified).snapshot_path
+
+
+def _default_cache() -> str:
+    from huggingface_hub import constants
+
+    return os.fspath(constants.HF_HUB_CACHE)

@@ -1,0 +1,99 @@
+"""Read and validate the header of a safetensors file without touching tensor data.
+
+We parse the header ourselves instead of going through ``safetensors.safe_open``
+for two reasons: the streaming engine needs each tensor's absolute byte range
+in the file, and a damaged download must produce one sentence that names the
+file and what is wrong with it, which the library's errors do not. The format
+is small and fixed: an 8-byte little-endian header length, a JSON object
+mapping names to ``{dtype, shape, data_offsets}``, then the tensor bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui_merge.errors import BadInputError
+
+DTYPE_SIZES: dict[str, int] = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+"""Bytes per element for each safetensors dtype name."""
+
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+
+# No real header comes near this; a larger length means a damaged or foreign file.
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class HeaderEntry:
+    """One tensor as a safetensors header describes it."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    """Absolute byte offset of the tensor's first byte in the file."""
+    end: int
+    """Absolute byte offset one past the tensor's last byte."""
+
+
+def read_safetensors_header(path: Path) -> dict[str, HeaderEntry]:
+    """Return every tensor of a safetensors file, checked against the file's size."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise BadInputError(
+                    f"{path} is {size} bytes, too short to be a safetensors file; "
+                    "it is empty or truncated: download or copy it again."
+                )
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > size - 8 or header_len > _MAX_HEADER_BYTES:
+                raise BadInputError(
+                    f"{path} declares a {header_len}-byte header but the file holds {size} bytes; "
+                    "it is truncated or not a safetensors file: download or copy it again."
+                )
+            raw = handle.read(header_len)
+    except OSError as error:
+        raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadInputError(
+            f"{path} has a header that is not valid JSON ({error}); the file is damaged or not safetensors."
+        ) from error
+    if not isinstance(header, dict):
+        raise BadInputError(f"{path} has a header that is not a JSON object; the file is damaged or not safetensors.")
+    data_start = 8 + header_len
+    return {name: _entry(path, name, spec, data_start, size) for name, spec in header.items() if name != "__metadata__"}
+
+
+def _entry(path: Path, name: str, spec: object, data_start: int, size: int) -> HeaderEntry:
+    try:
+        dtype = spec["dtype"]  # type: ignore[index]
+        shape = tuple(int(dim) for dim in spec["shape"])  # type: ignore[index]
+        begin, end = (int(offset) for offset in spec["data_offsets"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError) as error:
+        raise BadInputError(
+            f"{path} describes tensor {name!r} without a valid dtype, shape and data_offsets; the file is damaged."
+        ) from error
+    if dtype not in DTYPE_SIZES:
+        raise BadInputError(f"{path} stores tensor {name!r} as {dtype!r}, a dtype tui-merge does not know.")
+    expected = math.prod(shape) * DTYPE_SIZES[dtype]
+    if end - begin != expected or begin < 0:
+        raise BadInputError(
+            f"{path} gives tensor {name!r} {end - begin} bytes but its shape {list(shape)} in {dtype} "
+            f"needs {expected}; the file is damaged."
+        )
+    if data_start + end > size:
+        raise BadInputError(
+            f"{path} is truncated: tensor {name!r} ends at byte {data_start + end} but the file has "
+            f"{size} bytes; download or copy it again."
+        )
+    return HeaderEntry(dtype=dtype, shape=shape, begin=data_start + begin, end=data_start + end)
