@@ -41,7 +41,7 @@ class ModelFactory:
         *,
         finetune_seed: int | None = None,
         seed: int = BASE_SEED,
-        shape: SampleShape = SampleShape(),
+        shape: SampleShape | None = None,
         dtype: torch.dtype | None = None,
         tokenizer: bool = False,
         **config_overrides: object,
@@ -50,6 +50,7 @@ class ModelFactory:
         path = self.root / name
         if path.exists():
             return path
+        shape = shape or SampleShape()
         base = random_model(sample_config("llama"), seed)
         model = random_model(sample_config("llama", shape, **config_overrides), seed + 1000)
         inherit_weights(model, base)

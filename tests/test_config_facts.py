@@ -1,0 +1,83 @@
+"""config.json facts for every family, checked against transformers' own reading of the config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoConfig
+
+from model_factory import ModelFactory
+from tui_merge.errors import BadInputError
+from tui_merge.models.config_facts import read_config_facts
+from tui_merge.samples import SAMPLE_FAMILIES
+
+
+@pytest.mark.parametrize("family", SAMPLE_FAMILIES)
+def test_facts_agree_with_transformers(factory: ModelFactory, family: str) -> None:
+    folder = factory.family(family)
+    facts = read_config_facts(folder)
+    # transformers' attribute_map translates n_embd, n_layer... to the common names.
+    reference = AutoConfig.from_pretrained(folder)
+
+    assert facts.model_type == reference.model_type
+    assert facts.num_layers == reference.num_hidden_layers
+    assert facts.hidden_size == reference.hidden_size
+    assert facts.num_heads == reference.num_attention_heads
+    assert facts.vocab_size == reference.vocab_size
+    assert facts.max_positions == getattr(reference, "max_position_embeddings", None)
+    assert facts.tie_word_embeddings == reference.tie_word_embeddings
+    assert facts.dtype == "float32"
+    if family in {"llama", "mistral", "qwen2", "gemma", "phi3"}:
+        assert facts.num_kv_heads == reference.num_key_value_heads == 2
+        assert facts.rope_theta == 10000.0
+
+
+def test_falcon_multi_query_means_one_key_value_head(factory: ModelFactory) -> None:
+    facts = read_config_facts(factory.family("falcon"))
+
+    assert facts.num_kv_heads == 1
+
+
+def write_config(folder: Path, config: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_multimodal_text_config_supplies_the_language_model_facts(tmp_path: Path) -> None:
+    folder = write_config(
+        tmp_path,
+        {
+            "model_type": "llava",
+            "architectures": ["LlavaForConditionalGeneration"],
+            "text_config": {"hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+                            "vocab_size": 32064, "rope_theta": 500000.0},
+        },
+    )  # fmt: skip
+    facts = read_config_facts(folder)
+
+    assert (facts.hidden_size, facts.num_layers, facts.num_kv_heads, facts.vocab_size) == (4096, 32, 32, 32064)
+    assert facts.rope_theta == 500000.0
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{ not json", "is not valid JSON"),
+        ("[1, 2]", "is not a JSON object"),
+        ('{"hidden_size": "big"}', "gives hidden size as 'big', which is not a number"),
+    ],
+)
+def test_unusable_config_json_is_one_clear_error(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "config.json").write_text(content)
+
+    with pytest.raises(BadInputError, match=expected) as caught:
+        read_config_facts(tmp_path)
+    assert str(tmp_path / "config.json") in caught.value.message
+
+
+def test_missing_config_json_names_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="has no config.json"):
+        read_config_facts(tmp_path)
