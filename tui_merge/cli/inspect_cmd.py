@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -18,7 +18,8 @@ from tui_merge.models.info import ModelInfo, load_model_info
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
-    ("architecture", lambda m: "/".join(filter(None, [m.facts.model_type, *m.facts.architectures])) or "unknown"),
+    ("model type", lambda m: m.facts.model_type or "unknown"),
+    ("class", lambda m: ", ".join(m.facts.architectures) or "unknown"),
     ("layers", lambda m: m.depth),
     ("hidden size", lambda m: m.facts.hidden_size),
     ("attention heads", lambda m: m.facts.num_heads),
@@ -92,9 +93,15 @@ def findings_grid(report: CompatibilityReport) -> Table:
     grid.add_column(no_wrap=True)
     grid.add_column()
     for finding in report.findings:
-        grid.add_row(Text(finding.severity.upper(), style=SEVERITY_STYLES[finding.severity]), Text(finding.message))
-        for fix in finding.fixes:
-            grid.add_row("", Text.assemble("  fix ", (fix.key, "bold"), f": {fix.summary}"))
+        body: list[RenderableType] = [Text(finding.message)]
+        if finding.fixes:
+            fixes = Table.grid(padding=(0, 1))
+            fixes.add_column(no_wrap=True, style="bold")
+            fixes.add_column()
+            for fix in finding.fixes:
+                fixes.add_row(f"  {fix.key}:", Text(fix.summary))
+            body.append(fixes)
+        grid.add_row(Text(finding.severity.upper(), style=SEVERITY_STYLES[finding.severity]), Group(*body))
     return grid
 
 
