@@ -1,0 +1,402 @@
+"""Each merge kernel against an independent formula written here in NumPy, plus algebraic properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tui_merge.errors import BadInputError
+from tui_merge.methods.circuit import calculate_p
+from tui_merge.methods.inputs import MergeInputs
+from tui_merge.methods.registry import METHODS, REGISTRY, get_method
+
+RNG = np.random.default_rng(1234)
+BASE = RNG.normal(size=(6, 10)).astype(np.float32)
+MODELS = [BASE + RNG.normal(scale=0.3, size=BASE.shape).astype(np.float32) for _ in range(3)]
+
+
+def defaults(method: str, scope: str) -> dict:
+    return {p.name: p.default for p in get_method(method).params if p.scope == scope and p.default is not None}
+
+
+def run(method: str, models, base=None, per_model=None, seed: int = 7, **options) -> np.ndarray:
+    """Run a kernel on NumPy arrays with registry defaults plus the given parameters."""
+    per_model = per_model or [{} for _ in models]
+    inputs = MergeInputs(
+        tensors=[torch.from_numpy(np.array(model, dtype=np.float32)) for model in models],
+        params=[defaults(method, "model") | params for params in per_model],
+        base=None if base is None else torch.from_numpy(np.array(base, dtype=np.float32)),
+        options=defaults(method, "global") | options,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return get_method(method).load_kernel()(inputs).numpy()
+
+
+def uniform_draws(shape, seed: int = 7, count: int = 1) -> list[np.ndarray]:
+    """The uniform numbers a seeded kernel draws, in order: one array per model."""
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(shape, generator=generator).numpy() for _ in range(count)]
+
+
+def close(actual, expected, tol=1e-5) -> None:
+    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol)
+
+
+# --- linear and spherical -------------------------------------------------------------------
+
+
+def test_linear_is_the_normalized_weighted_average() -> None:
+    weights = [0.2, 0.5, 1.3]
+    expected = sum(w * m for w, m in zip(weights, MODELS)) / sum(weights)
+
+    close(run("linear", MODELS, per_model=[{"weight": w} for w in weights]), expected)
+    close(run("linear", MODELS, per_model=[{"weight": w} for w in weights], normalize=False), expected * sum(weights))
+
+
+def test_linear_with_weights_one_zero_returns_the_first_model() -> None:
+    close(run("linear", MODELS[:2], per_model=[{"weight": 1.0}, {"weight": 0.0}]), MODELS[0], tol=0)
+
+
+def numpy_slerp(t: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    cos = a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64))
+    if abs(cos) > 0.9995:
+        return (1 - t) * a + t * b
+    omega = np.arccos(cos)
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.5, 1.0])
+def test_slerp_follows_the_great_circle(t: float) -> None:
+    other = RNG.normal(size=BASE.shape).astype(np.float32)  # far from colinear
+
+    result = run("slerp", [other], base=BASE, t=t)
+
+    close(result, numpy_slerp(t, BASE, other))
+    if t in (0.0, 1.0):
+        close(result, BASE if t == 0 else other)
+
+
+def test_slerp_of_nearly_colinear_tensors_is_linear() -> None:
+    near = BASE * 1.001
+
+    close(run("slerp", [near], base=BASE, t=0.25), 0.75 * BASE + 0.25 * near)
+
+
+def test_slerp_keeps_the_norm_between_equal_norm_ends() -> None:
+    other = RNG.normal(size=BASE.shape).astype(np.float32)
+    other *= np.linalg.norm(BASE) / np.linalg.norm(other)
+
+    assert np.linalg.norm(run("slerp", [other], base=BASE, t=0.5)) == pytest.approx(np.linalg.norm(BASE), rel=1e-5)
+
+
+def test_nuslerp_row_vectors_and_task_vectors() -> None:
+    a, b = MODELS[0], MODELS[1]
+    weights = [{"weight": 1.0}, {"weight": 3.0}]
+    rows = np.stack([numpy_slerp(0.75, a[i], b[i]) for i in range(a.shape[0])])
+    flat = numpy_slerp(0.75, a - BASE, b - BASE) + BASE
+
+    close(run("nuslerp", [a, b], per_model=weights, nuslerp_flatten=False), rows, tol=1e-4)
+    close(run("nuslerp", [a, b], base=BASE, per_model=weights), flat, tol=1e-4)
+
+
+def test_multislerp_of_two_equal_norm_vectors_is_slerp_at_their_weight() -> None:
+    a = RNG.normal(size=(40,)).astype(np.float32)
+    b = RNG.normal(size=(40,)).astype(np.float32)
+    b *= np.linalg.norm(a) / np.linalg.norm(b)
+
+    result = run("multislerp", [a, b], per_model=[{"weight": 0.5}, {"weight": 0.5}])
+
+    close(result, numpy_slerp(0.5, a, b), tol=1e-4)
+
+
+def test_karcher_mean_of_two_is_the_slerp_midpoint_scaled_by_the_mean_norm() -> None:
+    a = RNG.normal(size=(30,)).astype(np.float32)
+    b = RNG.normal(size=(30,)).astype(np.float32) * 2
+    unit_a, unit_b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    expected = numpy_slerp(0.5, unit_a, unit_b) * (np.linalg.norm(a) + np.linalg.norm(b)) / 2
+
+    close(run("karcher", [a, b], max_iter=50, tol=1e-9), expected, tol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["linear", "karcher", "multislerp"])
+def test_merging_a_model_with_itself_returns_it(method: str) -> None:
+    close(run(method, [MODELS[0], MODELS[0]]), MODELS[0], tol=1e-5)
+
+
+# --- task arithmetic family -----------------------------------------------------------------
+
+
+def numpy_task_arithmetic(deltas, weights, lam=1.0, normalize=False, elect=False) -> np.ndarray:
+    weighted = [w * d for w, d in zip(weights, deltas)]
+    if elect:
+        total = sum(weighted)
+        sign = np.where(total >= 0, 1.0, -1.0)
+        agree = [np.sign(x) == sign for x in weighted]
+        mixed = sum(x * a for x, a in zip(weighted, agree))
+        divisor = sum(w * a for w, a in zip(weights, agree))
+        divisor = np.where(divisor == 0, 1.0, divisor)
+    else:
+        mixed = sum(weighted)
+        divisor = sum(weights)
+    return BASE + lam * (mixed / divisor if normalize else mixed)
+
+
+def top_fraction(delta: np.ndarray, density: float) -> np.ndarray:
+    keep = int(density * delta.size)
+    threshold = np.sort(np.abs(delta).ravel())[::-1][keep - 1]
+    return np.where(np.abs(delta) >= threshold, delta, 0.0)
+
+
+def test_task_arithmetic_adds_scaled_task_vectors() -> None:
+    weights = [0.5, 1.0, -0.25]
+    deltas = [m - BASE for m in MODELS]
+
+    result = run("task_arithmetic", MODELS, base=BASE, per_model=[{"weight": w} for w in weights], **{"lambda": 0.8})
+
+    close(result, numpy_task_arithmetic(deltas, weights, lam=0.8))
+
+
+def test_ties_trims_elects_and_averages_agreeing_values() -> None:
+    weights, densities = [1.0, 0.6, 0.9], [0.5, 0.3, 0.7]
+    deltas = [top_fraction(m - BASE, d) for m, d in zip(MODELS, densities)]
+    per_model = [{"weight": w, "density": d} for w, d in zip(weights, densities)]
+
+    close(
+        run("ties", MODELS, base=BASE, per_model=per_model),
+        numpy_task_arithmetic(deltas, weights, normalize=True, elect=True),
+    )
+
+
+def test_ties_with_one_model_and_full_density_is_task_arithmetic() -> None:
+    per_model = [{"weight": 0.7, "density": 1.0}]
+
+    close(
+        run("ties", MODELS[:1], base=BASE, per_model=per_model, normalize=False),
+        run("task_arithmetic", MODELS[:1], base=BASE, per_model=[{"weight": 0.7}]),
+    )
+    close(run("ties", MODELS[:1], base=BASE, per_model=per_model, normalize=False), BASE + 0.7 * (MODELS[0] - BASE))
+
+
+def test_dare_drops_at_random_and_rescales() -> None:
+    densities = [0.4, 0.6, 0.8]
+    draws = uniform_draws(BASE.shape, count=3)
+    deltas = [np.where(u < d, (m - BASE) / d, 0.0) for m, d, u in zip(MODELS, densities, draws)]
+    per_model = [{"weight": 1.0, "density": d} for d in densities]
+
+    close(run("dare_linear", MODELS, base=BASE, per_model=per_model), numpy_task_arithmetic(deltas, [1.0] * 3))
+    close(
+        run("dare_ties", MODELS, base=BASE, per_model=per_model), numpy_task_arithmetic(deltas, [1.0] * 3, elect=True)
+    )
+
+
+def test_dare_keeps_the_expected_task_vector() -> None:
+    big_base = np.zeros((400, 400), dtype=np.float32)
+    model = np.full_like(big_base, 2.0)
+
+    result = run("dare_linear", [model], base=big_base, per_model=[{"weight": 1.0, "density": 0.1}])
+
+    assert np.mean(result != 0) == pytest.approx(0.1, abs=0.01)
+    assert result.mean() == pytest.approx(2.0, rel=0.05)
+
+
+def test_breadcrumbs_drops_the_largest_and_smallest() -> None:
+    delta = MODELS[0] - BASE
+    order = np.argsort(np.abs(delta).ravel(), kind="stable")
+    n = delta.size  # 60: density 0.5 keeps 30, gamma 0.1 drops the 6 largest and so the 24 smallest
+    keep = np.zeros(n, dtype=bool)
+    keep[order[24:54]] = True
+    expected = BASE + np.where(keep.reshape(delta.shape), delta, 0.0)
+
+    result = run("breadcrumbs", MODELS[:1], base=BASE, per_model=[{"weight": 1.0, "density": 0.5, "gamma": 0.1}])
+
+    close(result, expected)
+
+
+def test_della_keep_probabilities_follow_magnitude_rank_per_row() -> None:
+    delta = MODELS[0] - BASE
+    density, epsilon = 0.5, 0.2
+    ranks = np.argsort(np.argsort(np.abs(delta), axis=1, kind="stable"), axis=1, kind="stable")
+    probability = (density - epsilon) + ranks / (delta.shape[1] - 1) * 2 * epsilon
+    (draw,) = uniform_draws(delta.shape)
+    expected = BASE + np.where(draw < probability, delta / probability, 0.0)
+
+    result = run(
+        "della_linear", MODELS[:1], base=BASE, per_model=[{"weight": 1.0, "density": density, "epsilon": epsilon}]
+    )
+
+    close(result, expected)
+
+
+def test_random_methods_repeat_with_the_seed_and_change_without_it() -> None:
+    per_model = [{"weight": 1.0, "density": 0.5}] * 3
+
+    first = run("dare_ties", MODELS, base=BASE, per_model=per_model, seed=3)
+    again = run("dare_ties", MODELS, base=BASE, per_model=per_model, seed=3)
+    other = run("dare_ties", MODELS, base=BASE, per_model=per_model, seed=4)
+
+    assert first.tobytes() == again.tobytes()
+    assert first.tobytes() != other.tobytes()
+
+
+# --- specialised methods --------------------------------------------------------------------
+
+
+def test_model_stock_interpolates_by_the_mean_pairwise_cosine() -> None:
+    offsets = [(m - BASE).ravel().astype(np.float64) for m in MODELS]
+    cosines = [
+        offsets[i] @ offsets[j] / (np.linalg.norm(offsets[i]) * np.linalg.norm(offsets[j]))
+        for i in range(3)
+        for j in range(i + 1, 3)
+    ]
+    cos = np.mean(cosines)
+    t = 3 * cos / (1 + 2 * cos)
+    expected = t * np.mean(MODELS, axis=0) + (1 - t) * BASE
+
+    close(run("model_stock", MODELS, base=BASE), expected, tol=1e-4)
+
+
+def test_sce_weights_task_vectors_by_energy_and_elects_signs() -> None:
+    deltas = [m - BASE for m in MODELS[:2]]
+    deltas[1] = deltas[1] * 3
+    energy = np.array([np.mean(d**2) for d in deltas])
+    weights = energy / energy.sum()
+    sign = np.where(deltas[0] + deltas[1] >= 0, 1.0, -1.0)
+    kept = [w * (np.sign(d) == sign) for w, d in zip(weights, deltas)]
+    divisor = np.where(kept[0] + kept[1] == 0, 1.0, kept[0] + kept[1])
+    expected = BASE + (deltas[0] * kept[0] + deltas[1] * kept[1]) / divisor
+
+    close(run("sce", [BASE + d for d in deltas], base=BASE), expected)
+
+
+def test_nearswap_weight_is_t_over_distance() -> None:
+    other = MODELS[0]
+    weight = np.clip(0.1 / np.abs(BASE - other), 0, 1)
+
+    close(run("nearswap", [other], base=BASE, t=0.1), weight * other + (1 - weight) * BASE)
+    close(run("nearswap", [BASE.copy()], base=BASE, t=0.0), BASE)
+
+
+def test_ram_averages_overlapping_changes_and_keeps_unique_ones() -> None:
+    a = BASE.copy()
+    b = BASE.copy()
+    a[0, :5] += 1.0  # only a changes these
+    a[1, :5] += 1.0
+    b[1, :5] += 3.0  # both change row 1
+    expected = BASE.copy()
+    expected[0, :5] += 1.0
+    expected[1, :5] += 2.0
+
+    close(run("ram", [a, b], base=BASE), expected)
+
+
+def test_ramplus_boosts_unique_changes_by_the_overlap_ratio() -> None:
+    a, b = BASE.copy(), BASE.copy()
+    a[0, :4] += 1.0  # 4 unique to a
+    a[1, :2] += 1.0  # 2 shared
+    b[1, :2] += 1.0
+    boost = 1 + 0.1 * min(2 / 4, 0.2)
+    expected = BASE.copy()
+    expected[0, :4] += boost
+    expected[1, :2] += 1.0
+
+    close(run("ramplus_tl", [a, b], base=BASE), expected)
+
+
+def test_arcee_fusion_keeps_outlier_changes_only() -> None:
+    other = BASE.copy()
+    other[2, 3] += 5.0  # one large change: an outlier of importance
+    other += RNG.normal(scale=1e-4, size=BASE.shape).astype(np.float32)
+
+    result = run("arcee_fusion", [other], base=BASE)
+
+    assert result[2, 3] == pytest.approx(other[2, 3])
+    mask = np.ones(BASE.shape, dtype=bool)
+    mask[2, 3] = False
+    close(result[mask], BASE[mask], tol=1e-3)
+
+
+def test_passthrough_scales_its_single_input() -> None:
+    close(run("passthrough", [MODELS[0]], per_model=[{"scale": 0.5}]), MODELS[0] * 0.5)
+
+
+def test_circuit_drop_rates_follow_the_priority_formula() -> None:
+    # Written out from the tool's definition: p = 1 - [(1-T) 0.5^(count-i+1) 2(1-b) + T (1-b)].
+    assert calculate_p(1, 1, 0.0, 0.5) == 1.0
+    assert calculate_p(3, 3, 0.0, 0.5) == pytest.approx(0.5)  # highest priority keeps 1 - base_droprate
+    assert calculate_p(2, 3, 0.0, 0.5) == pytest.approx(0.75)
+    assert calculate_p(1, 3, 0.0, 0.5) == pytest.approx(0.75)  # i = 1 counts as 2
+    assert calculate_p(2, 3, 1.0, 0.3) == pytest.approx(0.3)  # temperature 1: every model at base_droprate
+
+
+def test_circuit_higher_priority_wins_sign_conflicts_and_agreeing_changes_blend() -> None:
+    base = np.zeros((1, 4), dtype=np.float32)
+    high = np.array([[1.0, 1.0, 0.0, 2.0]], dtype=np.float32)  # listed first: highest priority
+    low = np.array([[-1.0, 3.0, 5.0, 0.0]], dtype=np.float32)
+    # Temperature 1 with base_droprate 0 gives every model drop rate 0, so nothing is pruned.
+    options = {"base_droprate": 0.0, "temperature": 1.0, "epsilon": 0.0, "skip_rescaling": True}
+
+    result = run("circuit", [high, low], base=base, **options)
+
+    # conflict -> high's value; agreement -> running mean of (3, 1); only low -> 5; only high -> 2
+    close(result, [[1.0, 2.0, 5.0, 2.0]])
+
+
+def test_circuit_at_temperature_zero_halves_earlier_contributions() -> None:
+    base = np.zeros((1, 1), dtype=np.float32)
+    models = [np.full((1, 1), v, dtype=np.float32) for v in (8.0, 4.0, 2.0)]  # highest priority first
+
+    result = run("circuit", models, base=base, base_droprate=0.0, temperature=0.0, epsilon=0.0, skip_rescaling=True)
+
+    # Folding lowest first: 2, then (2 + 4)/2 = 3, then (3 + 8)/2 = 5.5 -- if none were dropped.
+    drop_rates = [calculate_p(i, 3, 0.0, 0.0) for i in (1, 2, 3)]
+    draws = [u.item() for u in uniform_draws((1, 1), count=3)]
+    kept = [value for value, p, u in zip((2.0, 4.0, 8.0), drop_rates, draws) if not u < p]
+    expected = kept[0] if kept else 0.0
+    for value in kept[1:]:
+        expected = (expected + value) / 2
+    close(result, [[expected]])
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def test_registry_defaults_match_mergekit() -> None:
+    expect = {
+        ("ties", "normalize"): True, ("della", "normalize"): True, ("task_arithmetic", "normalize"): False,
+        ("dare_ties", "normalize"): False, ("dare_linear", "rescale"): True, ("della", "epsilon"): 0.15,
+        ("breadcrumbs", "gamma"): 0.01, ("ties", "density"): 1.0, ("ties", "lambda"): 1.0,
+        ("nuslerp", "nuslerp_flatten"): True, ("karcher", "max_iter"): 10, ("sce", "select_topk"): 1.0,
+        ("circuit", "base_droprate"): 0.5, ("circuit", "meaningful_change_threshold"): 2e-6,
+    }  # fmt: skip
+    for (method, name), value in expect.items():
+        assert REGISTRY[method].param(name).default == value, (method, name)
+    assert REGISTRY["slerp"].param("t").required
+
+
+def test_every_named_method_is_registered() -> None:
+    names = {
+        "linear", "slerp", "nuslerp", "multislerp", "karcher", "task_arithmetic", "ties", "dare_ties",
+        "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della", "della_linear", "sce", "model_stock",
+        "nearswap", "ram", "ramplus_tl", "arcee_fusion", "passthrough", "circuit",
+    }  # fmt: skip
+    assert {method.name for method in METHODS} == names
+
+
+@pytest.mark.parametrize(("typed", "expected"), [("dare-ties", "dare_ties"), ("Slerp", "slerp"), ("tie", "ties")])
+def test_misspelt_methods_get_the_nearest_name(typed: str, expected: str) -> None:
+    with pytest.raises(BadInputError, match=f"did you mean '{expected}'"):
+        get_method(typed)
+
+
+def test_no_kernel_produces_nan_on_zero_task_vectors() -> None:
+    for method in METHODS:
+        count = max(method.min_models, min(method.max_models or 2, 2))
+        models = [BASE.copy() for _ in range(count)]
+        required = {p.name: 0.5 for p in method.params if p.required}
+        result = run(method.name, models, base=None if method.base == "none" else BASE, **required)
+        assert np.isfinite(result).all(), method.name
+        assert not math.isnan(float(result.sum()))

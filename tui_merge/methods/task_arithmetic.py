@@ -1,0 +1,104 @@
+"""Task arithmetic and its sparsified descendants: TIES, DARE, breadcrumbs, DELLA.
+
+All of them compute task vectors ``d_i = x_i - base``, optionally sparsify each,
+weight them, optionally elect a sign per value (TIES: the sign of the weighted
+sum; values of the other sign, and zeros, are left out), combine, and add
+``lambda`` times the result to the base. With ``normalize`` the combination is
+divided by the sum of the weights that contributed at each position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from tui_merge.methods import sparsify
+from tui_merge.methods.inputs import MergeInputs
+
+Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs], torch.Tensor]
+
+
+def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool) -> torch.Tensor:
+    """The shared pipeline: task vectors, sparsify, weight, (elect signs), combine, add to base."""
+    base = inputs.base
+    deltas = torch.stack(
+        [
+            sparsifier(tensor - base, params, inputs) if sparsifier else tensor - base
+            for tensor, params in zip(inputs.tensors, inputs.params)
+        ]
+    )
+    weights = torch.tensor(inputs.per_model("weight"), dtype=deltas.dtype).view(-1, *([1] * base.dim()))
+    weighted = deltas * weights
+    if elect_sign:
+        elected = torch.where(weighted.sum(dim=0) >= 0, 1.0, -1.0)
+        agrees = weighted.sign() == elected
+        mixed = (weighted * agrees).sum(dim=0)
+        divisor = (weights * agrees).sum(dim=0)
+        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+    else:
+        mixed = weighted.sum(dim=0)
+        total = float(weights.sum())
+        divisor = total if abs(total) >= 1e-8 else 1.0
+    if inputs.options["normalize"]:
+        mixed = mixed / divisor
+    return base + inputs.options["lambda"] * mixed
+
+
+def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+    return sparsify.keep_largest(delta, params["density"], inputs.options.get("rescale", False))
+
+
+def _random(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+    return sparsify.drop_random(delta, params["density"], inputs.generator, inputs.options["rescale"])
+
+
+def _middle(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+    return sparsify.keep_middle(delta, params["density"], params["gamma"], inputs.options["rescale"])
+
+
+def _magprune(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+    return sparsify.magnitude_prune(
+        delta, params["density"], params["epsilon"], inputs.generator, inputs.options["rescale"]
+    )
+
+
+def task_arithmetic(inputs: MergeInputs) -> torch.Tensor:
+    """``base + lambda * sum(w_i d_i)``."""
+    return combine(inputs, None, elect_sign=False)
+
+
+def ties(inputs: MergeInputs) -> torch.Tensor:
+    """Trim to the largest values, elect signs, average what agrees."""
+    return combine(inputs, _largest, elect_sign=True)
+
+
+def dare_ties(inputs: MergeInputs) -> torch.Tensor:
+    """Random drop and rescale, then TIES sign election."""
+    return combine(inputs, _random, elect_sign=True)
+
+
+def dare_linear(inputs: MergeInputs) -> torch.Tensor:
+    """Random drop and rescale, then a weighted sum."""
+    return combine(inputs, _random, elect_sign=False)
+
+
+def breadcrumbs(inputs: MergeInputs) -> torch.Tensor:
+    """Drop the largest and smallest values, then a weighted sum."""
+    return combine(inputs, _middle, elect_sign=False)
+
+
+def breadcrumbs_ties(inputs: MergeInputs) -> torch.Tensor:
+    """Breadcrumbs pruning with TIES sign election."""
+    return combine(inputs, _middle, elect_sign=True)
+
+
+def della(inputs: MergeInputs) -> torch.Tensor:
+    """MAGPRUNE and rescale, then TIES sign election."""
+    return combine(inputs, _magprune, elect_sign=True)
+
+
+def della_linear(inputs: MergeInputs) -> torch.Tensor:
+    """MAGPRUNE and rescale, then a weighted sum."""
+    return combine(inputs, _magprune, elect_sign=False)
