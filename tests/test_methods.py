@@ -400,3 +400,14 @@ def test_no_kernel_produces_nan_on_zero_task_vectors() -> None:
         result = run(method.name, models, base=None if method.base == "none" else BASE, **required)
         assert np.isfinite(result).all(), method.name
         assert not math.isnan(float(result.sum()))
+
+
+def test_ties_breaks_a_sign_tie_toward_positive_like_mergekit() -> None:
+    base = np.zeros((1, 2), dtype=np.float32)
+    plus = np.array([[1.0, 2.0]], dtype=np.float32)
+    minus = np.array([[-1.0, -1.0]], dtype=np.float32)
+
+    result = run("ties", [plus, minus], base=base, per_model=[{"weight": 1.0}, {"weight": 1.0}])
+
+    # First value: the weighted sum is 0, so the positive sign is elected and only +1 survives.
+    close(result, [[1.0, 2.0]])
