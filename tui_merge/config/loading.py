@@ -1,0 +1,125 @@
+"""Read a config file into a validated MergeConfig, with errors that name the file, line and key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from tui_merge.config.schema import MergeConfig
+from tui_merge.errors import BadInputError
+from tui_merge.methods.registry import suggestion
+
+KeyPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A config together with where it came from, so later errors can point into the file."""
+
+    config: MergeConfig
+    text: str
+    """The file's exact text: written next to the output as the replayable recipe."""
+    source: str
+    """File name used in messages."""
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    """1-based line of every key and list item."""
+
+    def where(self, path: KeyPath) -> str:
+        """``merge.yaml:7: models[1].parameters.density`` for a key path."""
+        return f"{self.source}:{self.line_of(path)}: {format_path(path)}"
+
+    def line_of(self, path: KeyPath) -> int:
+        """Line of the deepest known prefix of ``path``."""
+        return line_of(self.lines, path)
+
+
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:
+    """Line of the deepest prefix of ``path`` that the map knows; 1 if none."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return 1
+
+
+def format_path(path: KeyPath) -> str:
+    """``('models', 1, 'parameters')`` -> ``models[1].parameters``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read, parse and validate ``path`` (method parameters included)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"Config file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInputError(f"Cannot read config file {path}: {error}.") from error
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str) -> LoadedConfig:
+    """Parse config text; ``source`` names it in messages."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text)) if data is not None else {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise BadInputError(f"{source}{line}: this is not valid YAML ({problem}).") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"{source}: a merge config is a YAML mapping with merge_method and models or slices.")
+    try:
+        config = MergeConfig.model_validate(data)
+    except ValidationError as error:
+        raise BadInputError(_describe(error, source, lines)) from None
+    loaded = LoadedConfig(config=config, text=text, source=source, lines=lines)
+    from tui_merge.config.validation import validate_parameters
+
+    validate_parameters(loaded)
+    return loaded
+
+
+def _line_map(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            lines[child] = key.start_mark.line + 1
+            lines.update({p: n for p, n in _line_map(value, child).items() if p != child})
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, index)))
+    return lines
+
+
+_KNOWN_KEYS = (
+    "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source",
+    "tui_merge", "model", "layer_range", "sources", "vocab", "shard_size", "device", "seed", "copy_tokenizer",
+)  # fmt: skip
+
+
+def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int]) -> str:
+    first = error.errors()[0]
+    path: KeyPath = tuple(part for part in first["loc"] if not isinstance(part, str) or "[" not in part)
+    kind, message = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        hint = suggestion(str(path[-1]), _KNOWN_KEYS)
+        return f"{source}:{line_of(lines, path)}: unknown key {format_path(path)}{sentence_end(hint)}"
+    if kind == "missing":
+        return f"{source}:{line_of(lines, path[:-1])}: {format_path(path)} is missing."
+    message = message.removeprefix("Value error, ")
+    if not path:
+        return f"{source}:1: {message}."
+    return f"{source}:{line_of(lines, path)}: {format_path(path)}: {message}."
+
+
+def sentence_end(text: str) -> str:
+    """Close a message with a full stop unless it ends in a question."""
+    return text if text.endswith("?") else f"{text}."

@@ -1,0 +1,171 @@
+"""The merge config: mergekit's YAML dialect plus one optional ``tui_merge:`` block of our own.
+
+A config without ``tui_merge:`` is a plain mergekit recipe, and ``tui-merge
+export --mergekit`` strips the block again. Parameter values stay raw here
+(scalars, gradient lists, filter lists); which names a method accepts and in
+which ranges is checked against the method registry in ``validation``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DTYPE_ALIASES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+}  # fmt: skip
+"""Dtype names a config may use, and the canonical name each stands for."""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4}
+
+
+def parse_size(text: str | int) -> int:
+    """``2GB`` -> 2_000_000_000, ``2000MiB`` -> 2_097_152_000, ``123`` -> 123 bytes."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 5GB, 2000MiB or a number of bytes")
+    number, unit = float(match[1]), (match[2] or "").lower()
+    scale = 1024 ** "bkmgt".index(unit[0]) if "i" in unit else _UNITS[unit[:1]]
+    return int(number * scale)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ModelEntry(_Strict):
+    """One entry of ``models:``."""
+
+    model: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class SliceSource(_Strict):
+    """One model's layers within an output slice."""
+
+    model: str
+    layer_range: tuple[int, int]
+    """Half-open: ``[0, 16]`` is layers 0 to 15."""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("layer_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        start, end = value
+        if start < 0 or end <= start:
+            raise ValueError(f"layer_range must be [start, end) with 0 <= start < end, got [{start}, {end}]")
+        return value
+
+    @property
+    def length(self) -> int:
+        """Number of layers in the range."""
+        return self.layer_range[1] - self.layer_range[0]
+
+
+class OutputSlice(_Strict):
+    """One slice of the output's layers, merged from its sources."""
+
+    sources: list[SliceSource] = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> OutputSlice:
+        lengths = {source.length for source in self.sources}
+        if len(lengths) > 1:
+            raise ValueError(f"every source of a slice needs the same number of layers, got {sorted(lengths)}")
+        return self
+
+    @property
+    def length(self) -> int:
+        """Number of output layers the slice produces."""
+        return self.sources[0].length
+
+
+class TuiMergeOptions(_Strict):
+    """Our options, under ``tui_merge:``; mergekit ignores the whole block."""
+
+    vocab: Literal["truncate", "pad", "union"] | None = None
+    """How to reconcile vocabularies of different sizes."""
+    shard_size: str | int = "5GB"
+    """Largest output shard, e.g. ``5GB`` or ``2000MiB``."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    seed: int = 0
+    """Seed of the random methods; the same seed replays the same bytes."""
+    copy_tokenizer: bool = True
+    """Copy tokenizer files into the output."""
+
+    @field_validator("shard_size")
+    @classmethod
+    def _size(cls, value: str | int) -> str | int:
+        if parse_size(value) <= 0:
+            raise ValueError("shard_size must be larger than 0")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    @property
+    def shard_bytes(self) -> int:
+        """``shard_size`` in bytes."""
+        return parse_size(self.shard_size)
+
+
+class MergeConfig(_Strict):
+    """A whole merge recipe."""
+
+    merge_method: str
+    base_model: str | None = None
+    models: list[ModelEntry] | None = None
+    slices: list[OutputSlice] | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    dtype: str | None = None
+    """mergekit's working dtype; here it is the output dtype unless out_dtype is set (math runs in float32)."""
+    out_dtype: str | None = None
+    tokenizer_source: str | None = None
+    """``base``, ``union`` or ``model:<path>``; default: the base model's (else the first model's) tokenizer."""
+    tui_merge: TuiMergeOptions = Field(default_factory=TuiMergeOptions)
+
+    @field_validator("dtype", "out_dtype")
+    @classmethod
+    def _dtype(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value not in DTYPE_ALIASES:
+            raise ValueError(f"unknown dtype {value!r}; use float32, float16 or bfloat16")
+        return DTYPE_ALIASES[value]
+
+    @model_validator(mode="after")
+    def _models_or_slices(self) -> MergeConfig:
+        if (self.models is None) == (self.slices is None):
+            raise ValueError("give either models or slices (exactly one of them)")
+        if self.models is not None and not self.models:
+            raise ValueError("models is empty; list at least one model")
+        if self.slices is not None and not self.slices:
+            raise ValueError("slices is empty; list at least one slice")
+        return self
+
+    def referenced_models(self) -> list[str]:
+        """Every model the config names, base first, each once, in order of appearance."""
+        names = [self.base_model] if self.base_model else []
+        for entry in self.models or []:
+            names.append(entry.model)
+        for output_slice in self.slices or []:
+            names.extend(source.model for source in output_slice.sources)
+        return list(dict.fromkeys(names))
+
+    @property
+    def output_dtype(self) -> str | None:
+        """The dtype to write: out_dtype, else dtype, else (None) the base model's."""
+        return self.out_dtype or self.dtype

@@ -1,0 +1,159 @@
+"""Check a config against its method: names, scopes, types and ranges of every parameter.
+
+mergekit silently ignores parameters a method does not take, which hides
+typos (``desnity: 0.5`` merges at density 1). Here an unknown name is an error
+that suggests the nearest valid one, and every number, including each anchor
+of a gradient and each filtered value, is checked against its range.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from tui_merge.config.loading import KeyPath, LoadedConfig, format_path, sentence_end
+from tui_merge.config.parameters import is_conditions, is_gradient
+from tui_merge.errors import BadInputError
+from tui_merge.methods.registry import MethodSpec, ParamSpec, get_method, suggestion
+
+
+def validate_parameters(loaded: LoadedConfig) -> None:
+    """Raise BadInputError, naming file, line and key, for the first problem found."""
+    config = loaded.config
+    try:
+        method = get_method(config.merge_method)
+    except BadInputError as error:
+        raise BadInputError(f"{loaded.source}:{loaded.line_of(('merge_method',))}: {error.message}") from None
+    for path, parameters, per_model_level in _parameter_levels(loaded):
+        for name, value in parameters.items():
+            spec = method.param(name)
+            where = loaded.where((*path, name))
+            if spec is None:
+                hint = suggestion(name, [param.name for param in method.params]) if method.params else ""
+                raise BadInputError(
+                    f"{where}: {method.name} has no parameter {name!r}{sentence_end(hint) if hint else '.'}"
+                )
+            if per_model_level and spec.scope == "global":
+                raise BadInputError(
+                    f"{where}: {name} is a global parameter of {method.name}; "
+                    "put it in the top-level parameters (or a slice's)."
+                )
+            _check_value(loaded, (*path, name), spec, value)
+    _check_required(loaded, method)
+    _check_models(loaded, method)
+    _check_tokenizer_source(loaded)
+
+
+def _parameter_levels(loaded: LoadedConfig) -> Iterator[tuple[KeyPath, dict[str, Any], bool]]:
+    config = loaded.config
+    yield ("parameters",), config.parameters, False
+    for index, entry in enumerate(config.models or []):
+        yield ("models", index, "parameters"), entry.parameters, True
+    for index, output_slice in enumerate(config.slices or []):
+        yield ("slices", index, "parameters"), output_slice.parameters, False
+        for source_index, source in enumerate(output_slice.sources):
+            yield ("slices", index, "sources", source_index, "parameters"), source.parameters, True
+
+
+def _check_value(loaded: LoadedConfig, path: KeyPath, spec: ParamSpec, value: Any) -> None:
+    if spec.varies_by_tensor and is_conditions(value):
+        for index, condition in enumerate(value):
+            extra = set(condition) - {"filter", "value"}
+            if extra or "value" not in condition:
+                raise BadInputError(
+                    f"{loaded.where((*path, index))}: a condition is {{filter: text, value: number}}, "
+                    f"got keys {sorted(condition)}."
+                )
+            if condition.get("filter") is not None and not isinstance(condition["filter"], str):
+                raise BadInputError(f"{loaded.where((*path, index, 'filter'))}: filter must be text.")
+            if is_conditions(condition["value"]):
+                raise BadInputError(f"{loaded.where((*path, index, 'value'))}: conditions cannot be nested.")
+            _check_value(loaded, (*path, index, "value"), spec, condition["value"])
+        return
+    if spec.varies_by_tensor and is_gradient(value):
+        for index, anchor in enumerate(value):
+            _check_scalar(loaded, (*path, index), spec, anchor)
+        return
+    _check_scalar(loaded, path, spec, value)
+
+
+def _check_scalar(loaded: LoadedConfig, path: KeyPath, spec: ParamSpec, value: Any) -> None:
+    where = loaded.where(path)
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise BadInputError(f"{where} must be true or false, got {value!r}.")
+        return
+    number_types = (int,) if spec.kind == "int" else (int, float)
+    if isinstance(value, bool) or not isinstance(value, number_types):
+        shape = (
+            "a whole number" if spec.kind == "int" else "a number, a list of numbers (gradient) or filter conditions"
+        )
+        raise BadInputError(f"{where} must be {shape}, got {value!r}.")
+    too_low = spec.minimum is not None and value < spec.minimum
+    too_high = spec.maximum is not None and value > spec.maximum
+    if too_low or too_high:
+        raise BadInputError(f"{where} must be {spec.range_text()}, got {value!r}.")
+
+
+def _check_required(loaded: LoadedConfig, method: MethodSpec) -> None:
+    config = loaded.config
+    for spec in method.params:
+        if not spec.required:
+            continue
+        if spec.name in config.parameters:
+            continue
+        if config.slices and all(spec.name in output_slice.parameters for output_slice in config.slices):
+            continue
+        if spec.scope == "model" and _every_model_sets(config, spec.name):
+            continue
+        raise BadInputError(
+            f"{loaded.source}:{loaded.line_of(('parameters',))}: {method.name} needs parameter {spec.name} "
+            f"({spec.help}; {spec.range_text()}); add it under parameters."
+        )
+
+
+def _every_model_sets(config: Any, name: str) -> bool:
+    entries = config.models or [source for output_slice in config.slices for source in output_slice.sources]
+    return all(name in entry.parameters for entry in entries if entry.model != config.base_model)
+
+
+def _check_models(loaded: LoadedConfig, method: MethodSpec) -> None:
+    config = loaded.config
+    if method.base == "required" and not config.base_model:
+        raise BadInputError(
+            f"{loaded.source}:{loaded.line_of(('merge_method',))}: {method.name} merges task vectors against a "
+            "base model; set base_model."
+        )
+    groups: list[tuple[KeyPath, list[str]]] = []
+    if config.models is not None:
+        groups.append((("models",), [entry.model for entry in config.models]))
+    for index, output_slice in enumerate(config.slices or []):
+        groups.append((("slices", index, "sources"), [source.model for source in output_slice.sources]))
+    for path, names in groups:
+        others = names if method.base == "none" else [name for name in names if name != config.base_model]
+        too_many = method.max_models is not None and len(others) > method.max_models
+        if len(others) < method.min_models or too_many:
+            listed = ", ".join(others) or "none"
+            raise BadInputError(
+                f"{loaded.where(path)}: {method.name} takes {_count_text(method)}, got {len(others)} ({listed})."
+            )
+
+
+def _count_text(method: MethodSpec) -> str:
+    besides = " besides the base" if method.base != "none" else ""
+    if method.max_models == method.min_models:
+        count = method.min_models
+        return f"exactly {count} model{'s' if count != 1 else ''}{besides}"
+    if method.max_models is None:
+        return f"at least {method.min_models} model{'s' if method.min_models != 1 else ''}{besides}"
+    return f"{method.min_models} to {method.max_models} models{besides}"
+
+
+def _check_tokenizer_source(loaded: LoadedConfig) -> None:
+    source = loaded.config.tokenizer_source
+    if source is None or source in ("base", "union") or source.startswith("model:"):
+        return
+    raise BadInputError(f"{loaded.where(('tokenizer_source',))} must be base, union or model:<path>, got {source!r}.")
+
+
+__all__ = ["validate_parameters", "format_path"]
