@@ -17,7 +17,28 @@ _EXAMPLES = """\
 examples:
   tui-merge demo                          build two tiny sample models and inspect them
   tui-merge inspect ./base ./chat         can these two be merged?
-  tui-merge inspect meta-llama/Llama-2-7b-hf ./my-finetune --json
+  tui-merge template ./base ./chat --method slerp -o merge.yaml
+  tui-merge run merge.yaml ./merged       merge headlessly from a config
+  tui-merge methods ties                  what ties does and its parameters
+"""
+
+_RUN_EXAMPLES = """\
+examples:
+  tui-merge run merge.yaml ./merged             merge (mergekit's argument order)
+  tui-merge run merge.yaml -o ./merged          the same
+  tui-merge run merge.yaml --dry-run            validate and show the plan, write nothing
+  nohup tui-merge run merge.yaml ./merged > merge.log 2>&1 &
+
+The config speaks mergekit's YAML dialect; options of our own go under
+tui_merge: (vocab, shard_size, device, seed, copy_tokenizer). Output is
+written to OUT.partial and renamed to OUT only when complete.
+exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
+"""
+
+_TEMPLATE_EXAMPLES = """\
+examples:
+  tui-merge template ./base ./chat --method slerp -o merge.yaml
+  tui-merge template ./base ./chat ./code --method ties --base ./base -o ties.yaml
 """
 
 _INSPECT_EXAMPLES = """\
@@ -73,6 +94,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--json", action="store_true", help="print the table and findings as JSON")
     inspect.set_defaults(handler="tui_merge.cli.inspect_cmd:run")
+
+    run = commands.add_parser(
+        "run",
+        help="merge models from a config file, headlessly",
+        description="Validate a merge config, plan every output tensor, and merge with progress.",
+        epilog=_RUN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("config", metavar="CONFIG", help="the merge config (YAML)")
+    run.add_argument("output", metavar="OUT", nargs="?", help="output folder")
+    run.add_argument("-o", "--output", dest="output_option", metavar="OUT", help="output folder")
+    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
+    run.add_argument("--force", action="store_true", help="replace an existing OUT, once the merge has succeeded")
+    run.set_defaults(handler="tui_merge.cli.run_cmd:run")
+
+    methods = commands.add_parser(
+        "methods",
+        help="list the merge methods, or describe one",
+        description="List the merge methods with what they do, or show one method's parameters and defaults.",
+        epilog="examples:\n  tui-merge methods\n  tui-merge methods ties\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    methods.add_argument("name", nargs="?", metavar="NAME", help="a method to describe")
+    methods.set_defaults(handler="tui_merge.cli.methods_cmd:run")
+
+    template = commands.add_parser(
+        "template",
+        help="write a commented config with every layer's value, to edit and run",
+        description=textwrap.dedent(
+            """\
+            Write a commented merge config for these models: every layer's value on its
+            own line, explicit rows for embeddings, final norm and head. Edit it in any
+            text editor and replay it with tui-merge run."""
+        ),
+        epilog=_TEMPLATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    template.add_argument("models", nargs="+", metavar="MODEL", help="model folder or cached hub id")
+    template.add_argument("--method", default="linear", help="merge method (default: linear)")
+    template.add_argument(
+        "--base", metavar="MODEL", help="the base model (default: the first, for methods that use one)"
+    )
+    template.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the config")
+    template.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    template.set_defaults(handler="tui_merge.cli.template_cmd:run")
+
+    export = commands.add_parser(
+        "export",
+        help="print a config as a plain mergekit recipe",
+        description="Print the config without its tui_merge: block, comments kept, for mergekit.",
+        epilog="examples:\n  tui-merge export --mergekit merge.yaml > mergekit.yaml\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("config", metavar="CONFIG", help="the merge config")
+    export.add_argument("--mergekit", action="store_true", required=True, help="mergekit's dialect (the only one)")
+    export.set_defaults(handler="tui_merge.cli.export_cmd:run")
 
     demo = commands.add_parser(
         "demo",

@@ -135,18 +135,8 @@ def _check_models(loaded: LoadedConfig, method: MethodSpec) -> None:
         if len(others) < method.min_models or too_many:
             listed = ", ".join(others) or "none"
             raise BadInputError(
-                f"{loaded.where(path)}: {method.name} takes {_count_text(method)}, got {len(others)} ({listed})."
+                f"{loaded.where(path)}: {method.name} takes {method.count_text()}, got {len(others)} ({listed})."
             )
-
-
-def _count_text(method: MethodSpec) -> str:
-    besides = " besides the base" if method.base != "none" else ""
-    if method.max_models == method.min_models:
-        count = method.min_models
-        return f"exactly {count} model{'s' if count != 1 else ''}{besides}"
-    if method.max_models is None:
-        return f"at least {method.min_models} model{'s' if method.min_models != 1 else ''}{besides}"
-    return f"{method.min_models} to {method.max_models} models{besides}"
 
 
 def _check_tokenizer_source(loaded: LoadedConfig) -> None:

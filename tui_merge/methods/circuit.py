@@ -33,7 +33,7 @@ def prune(delta: torch.Tensor, p: float, epsilon: float, generator: torch.Genera
     low, high = float(magnitude.min()), float(magnitude.max())
     smallness = 1 - (magnitude - low) / (high - low) if high > low else torch.full_like(magnitude, 0.5)
     drop = p - epsilon / 2 + epsilon * smallness
-    dropped = torch.rand(delta.shape, generator=generator) < drop
+    dropped = torch.rand(delta.shape, generator=generator).to(delta.device) < drop
     pruned = torch.where(dropped, torch.zeros_like(delta), delta)
     if rescale:
         pruned = torch.where(dropped, pruned, pruned / (1 - drop))

@@ -80,6 +80,16 @@ class MethodSpec:
         """The parameter called ``name``, if the method has one."""
         return next((spec for spec in self.params if spec.name == name), None)
 
+    def count_text(self) -> str:
+        """``exactly 1 model besides the base``, ``at least 2 models``..."""
+        besides = " besides the base" if self.base != "none" else ""
+        plural = "s" if self.min_models != 1 else ""
+        if self.max_models == self.min_models:
+            return f"exactly {self.min_models} model{plural}{besides}"
+        if self.max_models is None:
+            return f"at least {self.min_models} model{plural}{besides}"
+        return f"{self.min_models} to {self.max_models} models{besides}"
+
     def load_kernel(self) -> Callable[..., Any]:
         """Import and return the kernel function."""
         module, _, function = self.kernel.partition(":")

@@ -15,7 +15,7 @@ def sce(inputs: MergeInputs) -> torch.Tensor:
     if select < 1:
         variance = deltas.var(dim=0, unbiased=False)
         keep = int(select * int(torch.count_nonzero(variance)))
-        mask = torch.zeros(variance.numel(), dtype=deltas.dtype)
+        mask = torch.zeros(variance.numel(), dtype=deltas.dtype, device=deltas.device)
         if keep > 0:
             mask[torch.topk(variance.flatten(), keep).indices] = 1
         deltas = deltas * mask.view(variance.shape)

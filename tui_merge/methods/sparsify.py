@@ -17,7 +17,7 @@ def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> 
     if density >= 1:
         return delta
     keep = int(density * delta.numel())
-    mask = torch.zeros(delta.numel(), dtype=torch.bool)
+    mask = torch.zeros(delta.numel(), dtype=torch.bool, device=delta.device)
     if keep > 0:
         mask[torch.topk(delta.abs().flatten(), keep, sorted=False).indices] = True
     kept = delta * mask.view(delta.shape)
@@ -28,7 +28,7 @@ def drop_random(delta: torch.Tensor, density: float, generator: torch.Generator,
     """DARE: keep each value with probability ``density``."""
     if density >= 1:
         return delta
-    mask = torch.rand(delta.shape, generator=generator) < density
+    mask = torch.rand(delta.shape, generator=generator).to(delta.device) < density
     kept = delta * mask
     return kept / density if rescale and density > 0 else kept
 
@@ -50,7 +50,7 @@ def keep_middle(delta: torch.Tensor, density: float, gamma: float, rescale: bool
         drop_top += drop_bottom
         drop_bottom = 0
     order = torch.argsort(delta.abs().flatten(), stable=True)
-    mask = torch.zeros(count, dtype=torch.bool)
+    mask = torch.zeros(count, dtype=torch.bool, device=delta.device)
     mask[order[drop_bottom : count - drop_top]] = True
     kept = delta * mask.view(delta.shape)
     return kept / density if rescale and density > 0 else kept
@@ -73,7 +73,7 @@ def magnitude_prune(
     span = rows.shape[1] - 1
     position = ranks / span if span > 0 else torch.full_like(ranks, 0.5)
     keep_probability = (density - epsilon) + position * 2 * epsilon
-    mask = torch.rand(rows.shape, generator=generator) < keep_probability
+    mask = torch.rand(rows.shape, generator=generator).to(rows.device) < keep_probability
     kept = rows * mask
     if rescale:
         kept = kept / keep_probability

@@ -83,7 +83,7 @@ def multislerp(inputs: MergeInputs) -> torch.Tensor:
     if inputs.base is not None:
         stacked = stacked - inputs.base
     flat = stacked.flatten(1)
-    weights = torch.tensor(inputs.per_model("weight"), dtype=flat.dtype)
+    weights = torch.tensor(inputs.per_model("weight"), dtype=flat.dtype, device=flat.device)
     if inputs.options["normalize_weights"]:
         weights = weights / weights.sum()
     norms = flat.norm(dim=-1, keepdim=True)

@@ -29,7 +29,9 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
             for tensor, params in zip(inputs.tensors, inputs.params)
         ]
     )
-    weights = torch.tensor(inputs.per_model("weight"), dtype=deltas.dtype).view(-1, *([1] * base.dim()))
+    weights = torch.tensor(inputs.per_model("weight"), dtype=deltas.dtype, device=deltas.device).view(
+        -1, *([1] * base.dim())
+    )
     weighted = deltas * weights
     if elect_sign:
         elected = torch.where(weighted.sum(dim=0) >= 0, 1.0, -1.0)

@@ -1,0 +1,146 @@
+"""``tui-merge run``: replay a config headlessly, with progress a person or a log file can read."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from tui_merge.cli.inspect_cmd import human_bytes
+from tui_merge.engine.events import Log, MergeEvent, MergeFinished, MergeStarted, ShardWritten, TensorMerged
+from tui_merge.engine.executor import MergeCancelled, execute
+from tui_merge.engine.plan import Plan
+from tui_merge.engine.preflight import check_output
+from tui_merge.engine.prepare import prepare
+from tui_merge.errors import BadInputError
+
+PLAIN_REPORT_EVERY = 10
+"""Percent of progress between two lines in plain (non-terminal) output."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate, plan and (unless --dry-run) merge."""
+    output = args.output_option or args.output
+    if args.output_option and args.output and args.output_option != args.output:
+        raise BadInputError(f"Two outputs given ({args.output} and -o {args.output_option}); give one.")
+    plan = prepare(Path(args.config))
+    if args.dry_run:
+        print_plan(plan, Path(output) if output else None)
+        return 0
+    if not output:
+        raise BadInputError("No output folder given; add it after the config or with -o OUT.")
+    output_path = Path(output)
+    check_output(plan, output_path, force=args.force)
+    reporter = _TerminalProgress(plan) if sys.stderr.isatty() else _PlainProgress()
+    try:
+        with reporter:
+            summary = execute(plan, output_path, on_event=reporter.handle, replace=args.force)
+    except KeyboardInterrupt:
+        raise MergeCancelled(f"Interrupted; nothing was written at {output_path}.") from None
+    print(
+        f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {output_path} "
+        f"in {summary.seconds:.1f} s; the recipe is saved there as tui_merge_config.yaml."
+    )
+    return 0
+
+
+def print_plan(plan: Plan, output: Path | None) -> None:
+    """The dry-run summary: what would be read and written, and whether it fits."""
+    config = plan.config
+    shards = len(plan.shards)
+    lines = [
+        f"Plan: {config.merge_method} of {len(plan.models)} models into {plan.out_dtype}",
+        f"  tensors        {len(plan.tasks)} ({plan.num_layers} layers, vocabulary {plan.vocab_rows})",
+        f"  read           {human_bytes(plan.bytes_to_read)}",
+        f"  write          {human_bytes(plan.bytes_to_write)} in {shards} shard{'s' if shards != 1 else ''}",
+        f"  peak memory    about {human_bytes(plan.peak_bytes)}",
+    ]
+    if output is not None:
+        parent = output.resolve().parent
+        while not parent.exists():
+            parent = parent.parent
+        lines.append(f"  free disk      {human_bytes(shutil.disk_usage(parent).free)} at {parent}")
+    lines.append("The config is valid; nothing was written (dry run).")
+    print("\n".join(lines))
+
+
+class _TerminalProgress:
+    """A rich progress bar on stderr: tensors, bytes, throughput, time left."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tensors"),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.tensors = self.progress.add_task("merging", total=len(plan.tasks))
+        self.bytes = plan.bytes_to_write
+
+    def __enter__(self) -> _TerminalProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def handle(self, event: MergeEvent) -> None:
+        if isinstance(event, TensorMerged):
+            self.progress.update(self.tensors, completed=event.index, description=event.name[-40:])
+        elif isinstance(event, Log):
+            self.progress.console.print(event.text)
+
+
+class _PlainProgress:
+    """Timestamped lines, a few per merge, that read well in a nohup log."""
+
+    def __init__(self) -> None:
+        self.reported = -PLAIN_REPORT_EVERY
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def handle(self, event: MergeEvent) -> None:
+        if isinstance(event, MergeStarted):
+            plan = event.plan
+            self._line(
+                f"merging {len(plan.tasks)} tensors ({human_bytes(plan.bytes_to_write)}) with "
+                f"{plan.config.merge_method}"
+            )
+        elif isinstance(event, TensorMerged):
+            percent = 100 * event.index // event.total
+            if percent >= self.reported + PLAIN_REPORT_EVERY or event.index == event.total:
+                self.reported = percent
+                rate = event.bytes_done / max(time.monotonic() - self.started, 1e-9)
+                self._line(f"{percent:3d}% {event.index}/{event.total} tensors, {human_bytes(int(rate))}/s")
+        elif isinstance(event, ShardWritten):
+            self._line(f"wrote {event.path.name} ({human_bytes(event.size)})")
+        elif isinstance(event, Log):
+            self._line(event.text)
+        elif isinstance(event, MergeFinished):
+            self._line("done")
+
+    def _line(self, text: str) -> None:
+        print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,85 @@
+"""What the executor reports while it runs: one callback receives these, in order.
+
+The CLI turns them into a progress bar or log lines, the wizard into Textual
+messages, the tests collect them. ``can_replace`` lets a consumer that queues
+events drop an older progress event when a newer one arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from tui_merge.engine.plan import Plan
+
+
+@dataclass(frozen=True)
+class MergeStarted:
+    """The plan is fixed and writing begins."""
+
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class TensorMerged:
+    """One output tensor is merged and written."""
+
+    index: int
+    """1-based count of tensors done."""
+    total: int
+    name: str
+    bytes_written: int
+    bytes_done: int
+    """Output bytes written so far."""
+
+    def can_replace(self, older: object) -> bool:
+        """A newer progress event makes an older queued one redundant."""
+        return isinstance(older, TensorMerged)
+
+
+@dataclass(frozen=True)
+class ShardWritten:
+    """One shard file is complete."""
+
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Log:
+    """A line for the log."""
+
+    level: Literal["info", "warning"]
+    text: str
+
+
+@dataclass(frozen=True)
+class MergeSummary:
+    """What a finished merge produced."""
+
+    output: Path
+    tensors: int
+    bytes_written: int
+    bytes_read: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class MergeFinished:
+    """The output folder is complete and in place."""
+
+    summary: MergeSummary
+
+
+@dataclass(frozen=True)
+class MergeFailed:
+    """The merge stopped; nothing was left at the output path."""
+
+    message: str
+
+
+MergeEvent = MergeStarted | TensorMerged | ShardWritten | Log | MergeFinished | MergeFailed
+EventCallback = Callable[[MergeEvent], None]

@@ -1,0 +1,444 @@
+"""Expand a config and its models into one task per output tensor, before anything is written.
+
+Everything that can fail on bad input fails here: a model missing a tensor,
+shapes that disagree, layer ranges beyond a model, the wrong number of models
+for the method, a parameter with no value for some tensor. The plan also
+knows every output shape and dtype, so it fixes the shard layout up front and
+the writer can put each shard's header first and stream the data after it.
+
+Output tensor names follow the reference model: the base, else the first
+model (in slices mode, each slice's base source, else its first source).
+Tensors outside the layers come from the first slice (embeddings) or the last
+slice (final norm, head), as mergekit does. Non-float tensors (integer
+buffers) are copied from the reference model unmerged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from tui_merge.config.loading import LoadedConfig
+from tui_merge.config.parameters import TensorPlace, layer_position, resolve
+from tui_merge.config.schema import MergeConfig
+from tui_merge.errors import BadInputError
+from tui_merge.methods.registry import MethodSpec, get_method
+from tui_merge.models.checkpoint import TensorEntry
+from tui_merge.models.info import ModelInfo
+from tui_merge.models.safetensors_header import DTYPE_SIZES, FLOAT_DTYPES
+
+OUTPUT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+_WORKING_COPIES = 3
+"""Float32 copies of a task's inputs alive at once while a kernel runs (inputs, deltas, result)."""
+
+
+@dataclass(frozen=True)
+class InputTensor:
+    """One input of a task: which model, which stored tensor, and how to fit its rows."""
+
+    model: str
+    entry: TensorEntry
+    rows: int | None = None
+    """Rows to truncate or pad to when vocabularies differ; None to use as stored."""
+
+
+@dataclass(frozen=True)
+class TensorTask:
+    """How to produce one output tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    """safetensors dtype of the output."""
+    inputs: tuple[InputTensor, ...]
+    """The method's inputs in config order (the base excluded when the method takes one)."""
+    model_params: tuple[dict[str, Any], ...]
+    base: InputTensor | None
+    options: dict[str, Any]
+    seed: int
+    merge: bool = True
+    """False for tensors copied as they are (integer buffers)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this tensor takes in the output."""
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count * DTYPE_SIZES[self.dtype]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One output file and the tasks whose tensors it holds, in order."""
+
+    file_name: str
+    tasks: tuple[int, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the executor and writer need, decided before the first byte is written."""
+
+    loaded: LoadedConfig
+    method: MethodSpec
+    models: dict[str, ModelInfo]
+    reference: ModelInfo
+    """The model whose config.json and tokenizer the output starts from."""
+    tasks: tuple[TensorTask, ...]
+    shards: tuple[Shard, ...]
+    num_layers: int
+    vocab_rows: int | None
+    out_dtype: str
+    """torch name of the output dtype."""
+
+    @property
+    def config(self) -> MergeConfig:
+        """The merge config."""
+        return self.loaded.config
+
+    @property
+    def bytes_to_write(self) -> int:
+        """Total tensor bytes of the output."""
+        return sum(task.nbytes for task in self.tasks)
+
+    @property
+    def bytes_to_read(self) -> int:
+        """Tensor bytes read from the inputs (each input tensor once per use)."""
+        return sum(
+            ref.entry.nbytes for task in self.tasks for ref in (*task.inputs, *([task.base] if task.base else []))
+        )
+
+    @property
+    def peak_bytes(self) -> int:
+        """Estimated memory for the largest task: its inputs in float32, a few working copies."""
+        largest = max((task.nbytes // DTYPE_SIZES[task.dtype] for task in self.tasks), default=0)
+        inputs = max((len(task.inputs) + (task.base is not None) for task in self.tasks), default=0)
+        return largest * 4 * (inputs + _WORKING_COPIES)
+
+
+def build_plan(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Plan:
+    """Plan the merge of ``loaded`` over the inspected ``models`` (keyed by config name)."""
+    return _Planner(loaded, models).build()
+
+
+def tensor_seed(seed: int, name: str) -> int:
+    """A per-tensor seed from the config seed and the output name: independent of order and threads."""
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class _Planner:
+    def __init__(self, loaded: LoadedConfig, models: dict[str, ModelInfo]) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self.method = get_method(self.config.merge_method)
+        self.models = models
+        self.tasks: list[TensorTask] = []
+
+    def build(self) -> Plan:
+        self._check_vocab_strategy()
+        if self.config.models is not None:
+            reference = self.models[self.config.base_model or self.config.models[0].model]
+            num_layers = self._plan_models(reference)
+        else:
+            reference, num_layers = self._plan_slices()
+        out_dtype = self.config.output_dtype or reference.weight_dtype or "float32"
+        if out_dtype not in OUTPUT_DTYPES:
+            out_dtype = "float32"
+        tasks = tuple(self._with_dtype(task, out_dtype) for task in self.tasks)
+        return Plan(
+            loaded=self.loaded,
+            method=self.method,
+            models=self.models,
+            reference=reference,
+            tasks=tasks,
+            shards=_layout_shards(tasks, self.config.tui_merge.shard_bytes),
+            num_layers=num_layers,
+            vocab_rows=self._output_vocab_rows(tasks, reference),
+            out_dtype=out_dtype,
+        )
+
+    # --- models: every layer from every model ------------------------------------------------
+
+    def _plan_models(self, reference: ModelInfo) -> int:
+        entries = self.config.models or []
+        params_by_model = {entry.model: entry.parameters for entry in entries}
+        input_names = self._input_names([entry.model for entry in entries])
+        depth = reference.depth
+        for name in _ordered_names(reference):
+            role = reference.roles[name]
+            place = TensorPlace(name, layer_position(role.layer, depth))
+            levels = {model: [params_by_model.get(model, {}), self.config.parameters] for model in input_names}
+            self._add_task(
+                name, reference, place,
+                inputs=[(model, name) for model in input_names],
+                base=(self.config.base_model, name) if self._uses_base() else None,
+                levels=levels, global_levels=[self.config.parameters],
+                where=("models",),
+            )  # fmt: skip
+        return depth
+
+    # --- slices: layers stacked from ranges of models ----------------------------------------
+
+    def _plan_slices(self) -> tuple[ModelInfo, int]:
+        slices = self.config.slices or []
+        references = []
+        output_layer = 0
+        layer_tasks: list[tuple[int, Any]] = []
+        for slice_index, output_slice in enumerate(slices):
+            sources = output_slice.sources
+            for source_index, source in enumerate(sources):
+                depth = self.models[source.model].depth
+                if source.layer_range[1] > depth:
+                    path = ("slices", slice_index, "sources", source_index, "layer_range")
+                    raise BadInputError(
+                        f"{self.loaded.where(path)}: [{source.layer_range[0]}, {source.layer_range[1]}] goes beyond "
+                        f"{source.model}'s {depth} layers (ranges are half-open: the last layer is {depth - 1})."
+                    )
+            base_source = next((s for s in sources if s.model == self.config.base_model), None)
+            if self._uses_base() and base_source is None:
+                raise BadInputError(
+                    f"{self.loaded.where(('slices', slice_index, 'sources'))}: {self.method.name} needs the base "
+                    f"model {self.config.base_model} among the sources of every slice."
+                )
+            reference_source = base_source or sources[0]
+            reference = self.models[reference_source.model]
+            references.append((output_slice, reference_source, reference))
+            layer_tasks.append((output_layer, (slice_index, output_slice, reference_source, reference)))
+            output_layer += output_slice.length
+        total_layers = output_layer
+
+        first_slice, first_source, first_reference = references[0]
+        last_slice, last_source, last_reference = references[-1]
+        outside = [name for name in _ordered_names(first_reference) if first_reference.roles[name].layer is None]
+        before = [name for name in outside if first_reference.roles[name].component == "embed"]
+        after_names = [name for name in _ordered_names(last_reference) if last_reference.roles[name].layer is None]
+        after = [name for name in after_names if last_reference.roles[name].component != "embed"]
+
+        for name in before:
+            self._add_outside_task(name, first_slice, first_reference, 0)
+        for start, (slice_index, output_slice, reference_source, reference) in layer_tasks:
+            for offset in range(output_slice.length):
+                self._add_slice_layer(slice_index, output_slice, reference_source, reference, offset, start + offset)
+        for name in after:
+            self._add_outside_task(name, last_slice, last_reference, len(slices) - 1)
+        return references[0][2], total_layers
+
+    def _add_slice_layer(self, slice_index: int, output_slice: Any, reference_source: Any, reference: ModelInfo,
+                         offset: int, output_layer: int) -> None:  # fmt: skip
+        source_layer = reference_source.layer_range[0] + offset
+        names = [n for n in _ordered_names(reference) if reference.roles[n].layer == source_layer
+                 and reference.roles[n].block_prefix == reference.block_prefix]  # fmt: skip
+        for name in names:
+            output_name = _rename_layer(name, reference.block_prefix, source_layer, output_layer)
+            place = TensorPlace(output_name, layer_position(offset, output_slice.length))
+            inputs, levels = [], {}
+            base = None
+            for source in output_slice.sources:
+                source_name = _rename_layer(name, reference.block_prefix, source_layer,
+                                            source.layer_range[0] + offset)  # fmt: skip
+                key = f"{source.model}#{id(source)}"
+                if self._uses_base() and source.model == self.config.base_model:
+                    base = (source.model, source_name)
+                    continue
+                inputs.append((key, source_name))
+                levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
+            self._add_task(
+                output_name, reference, place, inputs=inputs, base=base, levels=levels,
+                global_levels=[output_slice.parameters, self.config.parameters],
+                where=("slices", slice_index, "sources"), reference_name=name,
+            )  # fmt: skip
+
+    def _add_outside_task(self, name: str, output_slice: Any, reference: ModelInfo, slice_index: int) -> None:
+        inputs, levels, base = [], {}, None
+        for source in output_slice.sources:
+            key = f"{source.model}#{id(source)}"
+            if self._uses_base() and source.model == self.config.base_model:
+                base = (source.model, name)
+                continue
+            inputs.append((key, name))
+            levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
+        self._add_task(
+            name, reference, TensorPlace(name, 0.0), inputs=inputs, base=base, levels=levels,
+            global_levels=[output_slice.parameters, self.config.parameters],
+            where=("slices", slice_index, "sources"),
+        )  # fmt: skip
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def _uses_base(self) -> bool:
+        return self.method.base != "none" and self.config.base_model is not None
+
+    def _input_names(self, listed: list[str]) -> list[str]:
+        if self.method.base == "none" or self.config.base_model is None:
+            return listed
+        return [name for name in listed if name != self.config.base_model]
+
+    def _add_task(
+        self,
+        name: str,
+        reference: ModelInfo,
+        place: TensorPlace,
+        *,
+        inputs: list[tuple[str, str]],
+        base: tuple[str, str] | None,
+        levels: dict[str, list[dict[str, Any]]],
+        global_levels: list[dict[str, Any]],
+        where: tuple,
+        reference_name: str | None = None,
+    ) -> None:
+        stored = reference.tensors[reference_name or name]
+        if stored.dtype not in FLOAT_DTYPES:
+            ref = InputTensor(reference.label, stored)
+            self.tasks.append(TensorTask(name, stored.shape, stored.dtype, (ref,), ({},), None, {}, 0, merge=False))
+            return
+        refs = [self._input(model_key, tensor_name, stored) for model_key, tensor_name in inputs]
+        base_ref = self._input(base[0], base[1], stored) if base else None
+        model_params = []
+        for model_key, _ in inputs:
+            values = {}
+            for spec in self.method.params:
+                if spec.scope != "model":
+                    continue
+                value = resolve(spec.name, levels[model_key], place, spec.default)
+                if value is None:
+                    raise BadInputError(
+                        f"{self.loaded.where(where)}: parameter {spec.name} of {_model_name(model_key)} has no value "
+                        f"for tensor {name}; add a condition without filter as a catch-all."
+                    )
+                values[spec.name] = value
+            model_params.append(values)
+        options = {}
+        for spec in self.method.params:
+            if spec.scope != "global":
+                continue
+            value = resolve(spec.name, global_levels, place, spec.default)
+            if value is None:
+                raise BadInputError(
+                    f"{self.loaded.where(('parameters',))}: parameter {spec.name} has no value for tensor {name}; "
+                    "add a condition without filter as a catch-all."
+                )
+            options[spec.name] = value
+        seed = tensor_seed(self.config.tui_merge.seed, name)
+        task = TensorTask(name, stored.shape, stored.dtype, tuple(refs), tuple(model_params), base_ref, options, seed)
+        self.tasks.append(self._fit_rows(task, reference))
+
+    def _input(self, model_key: str, tensor_name: str, reference_entry: TensorEntry) -> InputTensor:
+        model = _model_name(model_key)
+        info = self.models[model]
+        entry = info.tensors.get(tensor_name)
+        tied_head = info.facts.tie_word_embeddings and _is_head_name(tensor_name) and info.embedding_name
+        if entry is None and tied_head:
+            # A tied model stores no head: its embedding matrix is the head.
+            entry = info.tensors[info.embedding_name]
+        if entry is None:
+            raise BadInputError(
+                f"Model {model} has no tensor {tensor_name}, which the merge needs; the models do not share "
+                "a layout (run tui-merge inspect on them)."
+            )
+        return InputTensor(model, entry)
+
+    def _fit_rows(self, task: TensorTask, reference: ModelInfo) -> TensorTask:
+        refs = [*task.inputs, *([task.base] if task.base else [])]
+        shapes = {ref.entry.shape for ref in refs}
+        if len(shapes) == 1 and task.shape in shapes:
+            return task
+        tails = {shape[1:] for shape in shapes | {task.shape}}
+        vocab_like = len(tails) == 1 and all(len(shape) >= 1 for shape in shapes)
+        listing = ", ".join(f"{ref.model}: {list(ref.entry.shape)}" for ref in refs)
+        if not vocab_like:
+            raise BadInputError(
+                f"Tensor {task.name} has different shapes ({listing}); these models cannot be merged "
+                "(run tui-merge inspect on them)."
+            )
+        strategy = self.config.tui_merge.vocab
+        if strategy is None:
+            rows = ", ".join(f"{ref.model}: {ref.entry.shape[0]}" for ref in refs)
+            raise BadInputError(
+                f"Vocabulary sizes differ in {task.name} ({rows}); set tui_merge.vocab to truncate (to the base's "
+                "rows) or pad (grow to the largest, new rows from each matrix's mean) in the config."
+            )
+        if strategy == "truncate":
+            base_ref = task.base or task.inputs[0]
+            rows = base_ref.entry.shape[0] if self.config.base_model else min(s[0] for s in shapes)
+        else:
+            rows = max(shape[0] for shape in shapes)
+        shape = (rows, *task.shape[1:])
+
+        def fit(ref: InputTensor) -> InputTensor:
+            return InputTensor(ref.model, ref.entry, rows if ref.entry.shape[0] != rows else None)
+
+        return TensorTask(
+            task.name, shape, task.dtype, tuple(fit(ref) for ref in task.inputs), task.model_params,
+            fit(task.base) if task.base else None, task.options, task.seed,
+        )  # fmt: skip
+
+    def _check_vocab_strategy(self) -> None:
+        if self.config.tui_merge.vocab == "union" or self.config.tokenizer_source == "union":
+            key = ("tui_merge", "vocab") if self.config.tui_merge.vocab == "union" else ("tokenizer_source",)
+            raise BadInputError(
+                f"{self.loaded.where(key)}: the union vocabulary needs tokenizer merging, which this version "
+                "does not do yet; use truncate or pad."
+            )
+
+    def _with_dtype(self, task: TensorTask, out_dtype: str) -> TensorTask:
+        if not task.merge:
+            return task
+        return TensorTask(task.name, task.shape, OUTPUT_DTYPES[out_dtype], task.inputs, task.model_params,
+                          task.base, task.options, task.seed)  # fmt: skip
+
+    def _output_vocab_rows(self, tasks: tuple[TensorTask, ...], reference: ModelInfo) -> int | None:
+        if reference.embedding_name is None:
+            return reference.facts.vocab_size
+        for task in tasks:
+            if task.name == reference.embedding_name:
+                return task.shape[0]
+        return reference.vocab_rows
+
+
+def _model_name(model_key: str) -> str:
+    return model_key.split("#", 1)[0]
+
+
+def _is_head_name(name: str) -> bool:
+    return name.startswith(("lm_head.", "embed_out.")) or ".lm_head." in name
+
+
+def _ordered_names(model: ModelInfo) -> list[str]:
+    """Embeddings first, then the blocks in order, then everything else: the order readers expect."""
+
+    def key(name: str) -> tuple[int, int, str]:
+        role = model.roles[name]
+        if role.layer is not None and role.block_prefix == model.block_prefix:
+            return (1, role.layer, name)
+        return (0 if role.component == "embed" else 2, 0, name)
+
+    return sorted(model.tensors, key=key)
+
+
+def _rename_layer(name: str, prefix: str | None, old: int, new: int) -> str:
+    if prefix is None:
+        return name
+    head = f"{prefix}.{old}."
+    return f"{prefix}.{new}." + name[len(head) :] if name.startswith(head) else name
+
+
+def _layout_shards(tasks: tuple[TensorTask, ...], limit: int) -> tuple[Shard, ...]:
+    groups: list[list[int]] = [[]]
+    sizes = [0]
+    for index, task in enumerate(tasks):
+        if groups[-1] and sizes[-1] + task.nbytes > limit:
+            groups.append([])
+            sizes.append(0)
+        groups[-1].append(index)
+        sizes[-1] += task.nbytes
+    count = len(groups)
+    names = (
+        ["model.safetensors"]
+        if count == 1
+        else [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+    )
+    return tuple(Shard(name, tuple(group), size) for name, group, size in zip(names, groups, sizes))

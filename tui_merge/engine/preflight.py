@@ -1,0 +1,49 @@
+"""Checks on the output path before a merge starts: it must be safe to write there."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tui_merge.engine.plan import Plan
+from tui_merge.engine.writer import partial_path
+from tui_merge.errors import BadInputError
+
+DISK_MARGIN = 1.05
+"""Free space wanted beyond the output's size, for the side files and filesystem overhead."""
+
+
+def check_output(plan: Plan, output: Path, *, force: bool = False) -> None:
+    """Refuse outputs that could damage inputs, clobber work or run out of disk."""
+    target = output.resolve()
+    for info in plan.models.values():
+        folder = info.folder.resolve()
+        if target == folder or folder in target.parents:
+            raise BadInputError(
+                f"Output {output} is inside input model {info.label} ({folder}); choose a folder outside every input."
+            )
+        if target in folder.parents:
+            raise BadInputError(
+                f"Input model {info.label} ({folder}) is inside output {output}; replacing it would destroy the "
+                "input. Choose another output folder."
+            )
+    leftover = partial_path(target)
+    if leftover.exists():
+        raise BadInputError(
+            f"{leftover} is left from an interrupted merge; remove it (rm -r {leftover}) and run again."
+        )
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+        raise BadInputError(
+            f"Output {output} already exists and is not empty; choose a new folder, or pass --force to replace it "
+            "once the merge has succeeded."
+        )
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    needed = int(plan.bytes_to_write * DISK_MARGIN)
+    if free < needed:
+        raise BadInputError(
+            f"Not enough disk space for {output}: the merge writes {needed / 1e9:.2f} GB and {parent} has "
+            f"{free / 1e9:.2f} GB free."
+        )

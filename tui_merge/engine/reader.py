@@ -1,0 +1,78 @@
+"""Read input tensors one at a time, straight from their byte ranges.
+
+Safetensors data is read with positional reads into a fresh buffer sized for
+the one tensor: no file stays mapped and memory is released as soon as the
+tensor is dropped. Files are opened read-only; inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from tui_merge.errors import BadInputError
+from tui_merge.models.checkpoint import TensorEntry
+from tui_merge.models.torch_checkpoint import load_torch_state_dict
+
+TORCH_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}  # fmt: skip
+
+
+class TensorReader:
+    """Reads tensors by their table entries, keeping file descriptors open between reads."""
+
+    def __init__(self) -> None:
+        self._descriptors: dict[Path, int] = {}
+        self._state_dicts: dict[Path, dict[str, torch.Tensor]] = {}
+        self.bytes_read = 0
+
+    def read(self, entry: TensorEntry) -> torch.Tensor:
+        """The tensor's values in its stored dtype."""
+        self.bytes_read += entry.nbytes
+        if entry.begin is None:
+            if entry.file not in self._state_dicts:
+                self._state_dicts[entry.file] = load_torch_state_dict(entry.file)
+            return self._state_dicts[entry.file][entry.name]
+        buffer = bytearray(entry.nbytes)
+        if buffer:
+            descriptor = self._descriptor(entry.file)
+            view = memoryview(buffer)
+            done = 0
+            while done < len(buffer):
+                count = os.preadv(descriptor, [view[done:]], entry.begin + done)
+                if count == 0:
+                    raise BadInputError(
+                        f"{entry.file} ended while reading tensor {entry.name!r}; the file was truncated "
+                        "or changed during the merge."
+                    )
+                done += count
+        dtype = TORCH_DTYPES[entry.dtype]
+        if not buffer:
+            return torch.empty(entry.shape, dtype=dtype)
+        return torch.frombuffer(buffer, dtype=dtype).reshape(entry.shape)
+
+    def _descriptor(self, path: Path) -> int:
+        if path not in self._descriptors:
+            try:
+                self._descriptors[path] = os.open(path, os.O_RDONLY)
+            except OSError as error:
+                raise BadInputError(f"Cannot open {path}: {error.strerror}.") from error
+        return self._descriptors[path]
+
+    def close(self) -> None:
+        """Close every open file."""
+        for descriptor in self._descriptors.values():
+            os.close(descriptor)
+        self._descriptors.clear()
+        self._state_dicts.clear()
+
+    def __enter__(self) -> TensorReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,177 @@
+"""Write the output folder: safetensors shards streamed tensor by tensor, then the files around them.
+
+Everything goes into ``OUT.partial/`` beside ``OUT``; only when the last file
+is written and synced is the folder renamed to ``OUT``, so a crash or a cancel
+never leaves half a model at the output path. Each shard's header is written
+first, from the shapes the plan fixed, and tensor bytes follow in plan order:
+a shard is never collected in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+import torch
+import yaml
+
+from tui_merge.engine.plan import Plan, Shard, TensorTask
+from tui_merge.models.resolve import resolve_model
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json",
+    "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja", "chat_template.json",
+)  # fmt: skip
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+
+def partial_path(output: Path) -> Path:
+    """Where an unfinished output lives: ``OUT.partial`` next to ``OUT``."""
+    return output.with_name(output.name + ".partial")
+
+
+def shard_header(plan: Plan, shard: Shard) -> bytes:
+    """The safetensors header of a shard, padded to 8 bytes, with its length prefix."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for index in shard.tasks:
+        task = plan.tasks[index]
+        header[task.name] = {
+            "dtype": task.dtype,
+            "shape": list(task.shape),
+            "data_offsets": [offset, offset + task.nbytes],
+        }
+        offset += task.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return len(encoded).to_bytes(8, "little") + encoded
+
+
+class OutputWriter:
+    """Fills ``OUT.partial`` and moves it to ``OUT`` when complete."""
+
+    def __init__(self, plan: Plan, output: Path, *, replace: bool = False) -> None:
+        self.plan = plan
+        self.output = output
+        self.partial = partial_path(output)
+        self.replace = replace
+        self._file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        """Create the partial folder."""
+        self.partial.mkdir(parents=True)
+
+    def open_shard(self, shard: Shard) -> None:
+        """Create a shard file and write its header."""
+        self._file = (self.partial / shard.file_name).open("xb")
+        self._file.write(shard_header(self.plan, shard))
+
+    def write_tensor(self, task: TensorTask, tensor: torch.Tensor) -> None:
+        """Append one tensor's bytes to the open shard."""
+        data = tensor.detach().to("cpu").contiguous().reshape(-1)
+        if data.numel():
+            self._file.write(memoryview(data.view(torch.uint8).numpy()))
+
+    def close_shard(self) -> int:
+        """Flush and sync the open shard; return its size."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        size = self._file.tell()
+        self._file.close()
+        self._file = None
+        return size
+
+    def finish(self) -> None:
+        """Write index, config, tokenizer, recipe and card; sync; move into place."""
+        plan = self.plan
+        if len(plan.shards) > 1:
+            weight_map = {plan.tasks[i].name: shard.file_name for shard in plan.shards for i in shard.tasks}
+            index = {"metadata": {"total_size": plan.bytes_to_write}, "weight_map": weight_map}
+            self._write_text("model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
+        self._write_text("config.json", json.dumps(output_model_config(plan), indent=2) + "\n")
+        generation = plan.reference.folder / "generation_config.json"
+        if generation.is_file():
+            shutil.copyfile(generation, self.partial / generation.name)
+        if plan.config.tui_merge.copy_tokenizer:
+            for file in tokenizer_files(plan):
+                shutil.copyfile(file, self.partial / file.name)
+        self._write_text("tui_merge_config.yaml", plan.loaded.text)
+        self._write_text("README.md", model_card(plan))
+        _sync_folder(self.partial)
+        if self.output.exists():
+            if not self.replace:
+                raise FileExistsError(self.output)
+            old = self.output.with_name(self.output.name + ".replaced")
+            self.output.rename(old)
+            self.partial.rename(self.output)
+            shutil.rmtree(old)
+        else:
+            self.partial.rename(self.output)
+        _sync_folder(self.output.parent)
+
+    def abandon(self) -> None:
+        """Remove the partial folder after a failure or cancel."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        shutil.rmtree(self.partial, ignore_errors=True)
+
+    def _write_text(self, name: str, text: str) -> None:
+        with (self.partial / name).open("w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def output_model_config(plan: Plan) -> dict:
+    """The reference model's config.json with depth, vocabulary and dtype made true of the output."""
+    config = json.loads(json.dumps(plan.reference.facts.raw))
+    target = config.get("text_config") if _nested(config) else config
+    layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
+    target[layer_key] = plan.num_layers
+    if plan.vocab_rows is not None:
+        target["vocab_size"] = plan.vocab_rows
+    dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
+    for key in dtype_keys:
+        config[key] = plan.out_dtype
+    return config
+
+
+def _nested(config: dict) -> bool:
+    return isinstance(config.get("text_config"), dict) and not any(key in config for key in _LAYER_KEYS)
+
+
+def tokenizer_files(plan: Plan) -> list[Path]:
+    """Tokenizer files of the chosen source: tokenizer_source, else the base, else the first model."""
+    source = plan.config.tokenizer_source
+    if source and source.startswith("model:"):
+        folder = resolve_model(source.removeprefix("model:")).folder
+    else:
+        folder = plan.reference.folder
+    return [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
+
+
+def model_card(plan: Plan) -> str:
+    """A short README naming the method, the parents and the recipe."""
+    config = plan.config
+    parents = "\n".join(f"- {name}" for name in config.referenced_models())
+    base = f"\nBase model: {config.base_model}\n" if config.base_model else ""
+    recipe = yaml.safe_dump(yaml.safe_load(plan.loaded.text), sort_keys=False).rstrip()
+    return (
+        "---\ntags:\n- merge\n- tui-merge\n---\n\n"
+        f"# Merged model\n\nMerged with tui-merge using the `{config.merge_method}` method.\n{base}\n"
+        f"Models merged:\n\n{parents}\n\n"
+        "Replay this merge with `tui-merge run tui_merge_config.yaml OUT`. The recipe:\n\n"
+        f"```yaml\n{recipe}\n```\n"
+    )
+
+
+def _sync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
