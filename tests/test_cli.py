@@ -30,7 +30,19 @@ print("heavy=" + ",".join(name for name in {HEAVY_MODULES!r} if name in sys.modu
     return set(filter(None, tagged.removeprefix("heavy=").split(",")))
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["inspect", "--help"], ["demo", "--help"], ["inspect"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["inspect", "--help"],
+        ["demo", "--help"],
+        ["inspect"],
+        ["run", "--help"],
+        ["template", "--help"],
+        ["export", "--help"],
+        ["methods", "--help"],
+    ],
+)
 def test_help_and_usage_errors_import_no_heavy_module(argv: list[str]) -> None:
     assert loaded_modules_after(f"from tui_merge.cli import main; main({argv!r})") == set()
 

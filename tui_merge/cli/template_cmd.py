@@ -117,7 +117,11 @@ def _number(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.2f}" if 0.01 <= abs(value) < 1000 or value == 0 else f"{value:g}"
+        if 0.01 <= abs(value) < 1000 or value == 0:
+            return f"{value:.2f}"
+        mantissa, _, exponent = f"{value:g}".partition("e")
+        # YAML 1.1 readers (mergekit's) need a dot in the mantissa to see a float.
+        return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else f"{value:g}"
     return str(value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,21 @@ from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import suggestion
 
 KeyPath = tuple[str | int, ...]
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-8`` as a number as YAML 1.2 (and mergekit's users) expect.
+
+    YAML 1.1 only knows floats with a dot and a signed exponent, so plain
+    PyYAML reads ``eps: 1e-8`` as the string "1e-8".
+    """
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 @dataclass(frozen=True)
@@ -66,10 +82,13 @@ def load_config(path: Path) -> LoadedConfig:
 def parse_config(text: str, source: str) -> LoadedConfig:
     """Parse config text; ``source`` names it in messages."""
     try:
-        data = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text)) if data is not None else {}
+        data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+        lines = _line_map(yaml.compose(text, Loader=ConfigLoader)) if data is not None else {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
+        if "simple key" in (getattr(error, "context", None) or ""):
+            # "could not find expected ':'" is reported past the line that lacks the colon.
+            mark = getattr(error, "context_mark", None) or mark
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise BadInputError(f"{source}{line}: this is not valid YAML ({problem}).") from None

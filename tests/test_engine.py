@@ -1,0 +1,320 @@
+"""Merges end to end on tiny fixture models: outputs checked against formulas over the input files."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import load_file
+
+from conftest import folder_digest
+from model_factory import ModelFactory
+from tui_merge.config import parse_config
+from tui_merge.engine.events import MergeFinished, MergeStarted, ShardWritten, TensorMerged
+from tui_merge.engine.executor import MergeCancelled, MergeError, execute
+from tui_merge.engine.plan import build_plan
+from tui_merge.engine.preflight import check_output
+from tui_merge.engine.prepare import inspect_models
+from tui_merge.errors import BadInputError
+
+
+def plan_for(text: str, **names: Path):
+    """Plan a config whose model names are placeholders filled with fixture paths."""
+    loaded = parse_config(textwrap.dedent(text).format(**{key: str(path) for key, path in names.items()}), "merge.yaml")
+    return build_plan(loaded, inspect_models(loaded))
+
+
+def merge(tmp_path: Path, text: str, name: str = "out", **names: Path) -> Path:
+    plan = plan_for(text, **names)
+    output = tmp_path / name
+    check_output(plan, output)
+    execute(plan, output)
+    return output
+
+
+def weights(folder: Path) -> dict[str, np.ndarray]:
+    state = load_file(folder / "model.safetensors")
+    return {name: tensor.float().numpy() for name, tensor in state.items()}
+
+
+def test_linear_merge_is_the_weighted_average_of_every_tensor(tmp_path, llama_base, llama_finetune) -> None:
+    inputs = [llama_base, llama_finetune]
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: linear
+        models:
+          - model: {a}
+            parameters: {{weight: 0.25}}
+          - model: {b}
+            parameters: {{weight: 0.75}}
+        dtype: float32
+        """,
+        a=llama_base,
+        b=llama_finetune,
+    )
+    a, b = weights(inputs[0]), weights(inputs[1])
+
+    merged = weights(output)
+    assert set(merged) == set(a)
+    for name in a:
+        np.testing.assert_allclose(merged[name], 0.25 * a[name] + 0.75 * b[name], rtol=1e-6, atol=1e-7)
+
+
+def numpy_slerp(t: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    cos = a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64))
+    if abs(cos) > 0.9995:
+        return (1 - t) * a + t * b
+    omega = np.arccos(cos)
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+def test_slerp_per_layer_values_and_filters_apply_to_the_right_tensors(tmp_path, llama_base, llama_unrelated) -> None:
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: slerp
+        base_model: {a}
+        models: [{{model: {a}}}, {{model: {b}}}]
+        parameters:
+          t:
+            - filter: self_attn
+              value: [0.0, 1.0]
+            - filter: lm_head
+              value: 0.9
+            - value: 0.3
+        """,
+        a=llama_base,
+        b=llama_unrelated,
+    )
+    a, b, merged = weights(llama_base), weights(llama_unrelated), weights(output)
+
+    for name, t in [
+        ("model.layers.0.self_attn.q_proj.weight", 0.0),
+        ("model.layers.1.self_attn.q_proj.weight", 1.0),
+        ("model.layers.1.mlp.up_proj.weight", 0.3),
+        ("lm_head.weight", 0.9),
+        ("model.embed_tokens.weight", 0.3),
+    ]:
+        np.testing.assert_allclose(merged[name], numpy_slerp(t, a[name], b[name]), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_ties_merge_loads_and_generates(tmp_path, llama_base, llama_finetune, llama_vocab_plus) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: ties
+        base_model: {base}
+        models:
+          - model: {base}
+          - model: {a}
+            parameters: {{weight: 0.5, density: 0.5}}
+          - model: {b}
+            parameters: {{weight: 0.5, density: 0.5}}
+        dtype: bfloat16
+        tui_merge: {{vocab: truncate}}
+        """,
+        base=llama_base,
+        a=llama_finetune,
+        b=llama_vocab_plus,
+    )
+
+    model = AutoModelForCausalLM.from_pretrained(output)
+    tokenizer = AutoTokenizer.from_pretrained(output)
+    prompt = tokenizer("Merging models", return_tensors="pt").input_ids
+    generated = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    assert model.dtype == torch.bfloat16
+    assert generated.shape[1] == prompt.shape[1] + 4
+    config = json.loads((output / "config.json").read_text())
+    assert config["vocab_size"] == 256 and config["num_hidden_layers"] == 2
+    assert (output / "tui_merge_config.yaml").read_text().startswith("merge_method: ties")
+    assert "ties" in (output / "README.md").read_text()
+
+
+def test_pad_gives_new_rows_the_mean_row_and_truncate_cuts(tmp_path, llama_base, llama_vocab_plus) -> None:
+    recipe = """\
+        merge_method: linear
+        base_model: {a}
+        models: [{{model: {a}}}, {{model: {b}}}]
+        tui_merge: {{vocab: {strategy}}}
+        """
+    padded = merge(tmp_path, recipe.replace("{strategy}", "pad"), "padded", a=llama_base, b=llama_vocab_plus)
+    cut = merge(tmp_path, recipe.replace("{strategy}", "truncate"), "cut", a=llama_base, b=llama_vocab_plus)
+    a, b = weights(llama_base)["model.embed_tokens.weight"], weights(llama_vocab_plus)["model.embed_tokens.weight"]
+
+    a_padded = np.concatenate([a, np.repeat(a.mean(axis=0, keepdims=True), 4, axis=0)])
+    np.testing.assert_allclose(weights(padded)["model.embed_tokens.weight"], (a_padded + b) / 2, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(weights(cut)["model.embed_tokens.weight"], (a + b[:256]) / 2, rtol=1e-6, atol=1e-7)
+    assert json.loads((padded / "config.json").read_text())["vocab_size"] == 260
+
+
+def test_frankenmerge_stacks_the_chosen_layers(tmp_path, llama_base, llama_finetune, llama_deeper) -> None:
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: passthrough
+        slices:
+          - sources: [{{model: {a}, layer_range: [0, 2]}}]
+          - sources: [{{model: {b}, layer_range: [1, 2]}}]
+          - sources: [{{model: {c}, layer_range: [2, 4]}}]
+        dtype: float32
+        """,
+        a=llama_base,
+        b=llama_finetune,
+        c=llama_deeper,
+    )
+    a, b, c, merged = weights(llama_base), weights(llama_finetune), weights(llama_deeper), weights(output)
+
+    assert json.loads((output / "config.json").read_text())["num_hidden_layers"] == 5
+    suffix = "self_attn.v_proj.weight"
+    sources = [(a, 0), (a, 1), (b, 1), (c, 2), (c, 3)]
+    for out_layer, (model, layer) in enumerate(sources):
+        np.testing.assert_array_equal(
+            merged[f"model.layers.{out_layer}.{suffix}"], model[f"model.layers.{layer}.{suffix}"]
+        )
+    np.testing.assert_array_equal(merged["model.embed_tokens.weight"], a["model.embed_tokens.weight"])
+    np.testing.assert_array_equal(merged["lm_head.weight"], c["lm_head.weight"])
+
+
+@pytest.mark.parametrize("method", ["dare_ties", "della", "circuit"])
+def test_random_methods_replay_byte_for_byte(tmp_path, llama_base, llama_finetune, llama_unrelated, method) -> None:
+    recipe = f"""\
+        merge_method: {method}
+        base_model: {{base}}
+        models:
+          - model: {{a}}
+          - model: {{b}}
+        tui_merge: {{{{seed: 5, shard_size: 20KB}}}}
+        """
+    if method != "circuit":
+        recipe = recipe.replace("- model: {a}", "- model: {a}\n            parameters: {{density: 0.5}}")
+    first = merge(tmp_path, recipe, "first", base=llama_base, a=llama_finetune, b=llama_unrelated)
+    second = merge(tmp_path, recipe, "second", base=llama_base, a=llama_finetune, b=llama_unrelated)
+
+    assert folder_digest(first) == folder_digest(second)
+    assert len(list(first.glob("*.safetensors"))) > 1
+
+
+def test_shards_respect_the_size_limit_and_the_index_covers_every_tensor(tmp_path, llama_base, llama_finetune) -> None:
+    limit = 30_000
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: linear
+        models: [{{model: {a}}}, {{model: {b}}}]
+        tui_merge: {{shard_size: 30KB}}
+        """,
+        a=llama_base,
+        b=llama_finetune,
+    )
+    index = json.loads((output / "model.safetensors.index.json").read_text())
+    shards = sorted(output.glob("model-*.safetensors"))
+
+    assert len(shards) >= 4
+    stored = {}
+    for shard in shards:
+        tensors = load_numpy(shard)
+        assert sum(array.nbytes for array in tensors.values()) <= limit or len(tensors) == 1
+        stored.update(dict.fromkeys(tensors, shard.name))
+    assert index["weight_map"] == stored
+    assert set(stored) == set(weights(llama_base))
+
+
+def test_events_arrive_in_order(tmp_path, llama_base, llama_finetune) -> None:
+    plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
+    events = []
+
+    execute(plan, tmp_path / "out", on_event=events.append)
+
+    assert isinstance(events[0], MergeStarted) and isinstance(events[-1], MergeFinished)
+    progress = [event for event in events if isinstance(event, TensorMerged)]
+    assert [event.index for event in progress] == list(range(1, len(plan.tasks) + 1))
+    assert progress[-1].bytes_done == plan.bytes_to_write
+    assert sum(isinstance(event, ShardWritten) for event in events) == 1
+
+
+def test_cancel_leaves_nothing_at_the_output(tmp_path, llama_base, llama_finetune) -> None:
+    plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
+    cancel = threading.Event()
+
+    def cancel_after_three(event) -> None:
+        if isinstance(event, TensorMerged) and event.index == 3:
+            cancel.set()
+
+    with pytest.raises(MergeCancelled):
+        execute(plan, tmp_path / "out", on_event=cancel_after_three, cancel=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_nan_result_stops_the_merge_naming_the_tensor(tmp_path, factory: ModelFactory, llama_base) -> None:
+    broken = factory.damaged("nan-input", llama_base)
+    state = load_numpy(broken / "model.safetensors")
+    state["model.layers.1.mlp.down_proj.weight"][0, 0] = np.nan
+    save_numpy(state, broken / "model.safetensors", metadata={"format": "pt"})
+    plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=broken)
+
+    with pytest.raises(
+        MergeError, match="Tensor model.layers.1.mlp.down_proj.weight came out with NaN or Inf from linear"
+    ):
+        execute(plan, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_inputs_are_never_modified(tmp_path, llama_base, llama_finetune) -> None:
+    before = [folder_digest(llama_base), folder_digest(llama_finetune)]
+
+    merge(tmp_path, "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}}}]\n", a=llama_base, b=llama_finetune)
+
+    assert [folder_digest(llama_base), folder_digest(llama_finetune)] == before
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "merge_method: passthrough\nslices:\n  - sources: [{{model: {a}, layer_range: [0, 3]}}]\n",
+            "merge.yaml:3: slices[0].sources[0].layer_range: [0, 3] goes beyond",
+        ),
+        (
+            "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n",
+            "Vocabulary sizes differ in model.embed_tokens.weight",
+        ),
+        ("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {c}}}]\n", "has different shapes"),
+        ("merge_method: linear\nmodels: [{{model: {a}}}]\ntui_merge: {{vocab: union}}\n", "union vocabulary"),
+    ],
+)
+def test_bad_plans_fail_before_writing(
+    tmp_path, factory: ModelFactory, llama_base, llama_vocab_plus, text, expected
+) -> None:
+    from tui_merge.samples import SampleShape
+
+    wide = factory.llama("llama-wide", shape=SampleShape(hidden=64))
+    with pytest.raises(BadInputError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        plan_for(text, a=llama_base, b=llama_vocab_plus, c=wide)
+
+
+def test_output_checks(tmp_path, llama_base, llama_finetune) -> None:
+    plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+
+    with pytest.raises(BadInputError, match="is inside input model llama-base"):
+        check_output(plan, llama_base / "merged")
+    with pytest.raises(BadInputError, match="is inside output"):
+        check_output(plan, llama_base.parent)
+    with pytest.raises(BadInputError, match="already exists and is not empty"):
+        check_output(plan, occupied)
+    check_output(plan, occupied, force=True)
+    execute(plan, occupied, replace=True)
+    assert not (occupied / "notes.txt").exists() and (occupied / "model.safetensors").exists()
