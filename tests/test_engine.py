@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import folder_digest
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file
 
-from conftest import folder_digest
 from model_factory import ModelFactory
 from tui_merge.config import parse_config
 from tui_merge.engine.events import MergeFinished, MergeStarted, ShardWritten, TensorMerged

@@ -34,7 +34,7 @@ def test_run_merges_with_timestamped_progress_when_not_on_a_terminal(
     assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d merging 21 tensors", err, re.M)
     assert re.search(r"100% 21/21 tensors", err)
     assert "wrote model.safetensors" in err
-    assert out.startswith(f"Merged 21 tensors") and "tui_merge_config.yaml" in out
+    assert out.startswith("Merged 21 tensors") and "tui_merge_config.yaml" in out
     assert (tmp_path / "out" / "tui_merge_config.yaml").read_text() == recipe.read_text()
 
 
