@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
@@ -83,17 +82,17 @@ class _TerminalProgress:
 
     def __init__(self, plan: Plan) -> None:
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("tensors"),
+            TextColumn("[bold]merging"),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[tensors]}"),
             DownloadColumn(binary_units=True),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
+            expand=True,
         )
-        self.tensors = self.progress.add_task("merging", total=len(plan.tasks))
-        self.bytes = plan.bytes_to_write
+        self.total_tensors = len(plan.tasks)
+        self.task = self.progress.add_task("merge", total=plan.bytes_to_write, tensors=f"0/{self.total_tensors}")
 
     def __enter__(self) -> _TerminalProgress:
         self.progress.start()
@@ -104,7 +103,7 @@ class _TerminalProgress:
 
     def handle(self, event: MergeEvent) -> None:
         if isinstance(event, TensorMerged):
-            self.progress.update(self.tensors, completed=event.index, description=event.name[-40:])
+            self.progress.update(self.task, completed=event.bytes_done, tensors=f"{event.index}/{event.total}")
         elif isinstance(event, Log):
             self.progress.console.print(event.text)
 
