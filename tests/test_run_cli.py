@@ -157,3 +157,17 @@ def test_methods_and_help_are_fast_paths_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
 
     assert result.stdout.splitlines()[-1] == "heavy="
+
+
+def test_on_a_terminal_run_draws_a_progress_bar(capsys, monkeypatch, tmp_path, llama_base, llama_finetune) -> None:
+    recipe = write(
+        tmp_path / "merge.yaml",
+        f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n",
+    )
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
+
+    err = capsys.readouterr().err
+    assert "merging" in err and "21/21" in err and "━" in err
+    assert not re.search(r"^\d{4}-\d\d-\d\d ", err, re.M)
