@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import folder_digest
+from reference_math import numpy_slerp
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file
@@ -68,15 +69,6 @@ def test_linear_merge_is_the_weighted_average_of_every_tensor(tmp_path, llama_ba
         np.testing.assert_allclose(merged[name], 0.25 * a[name] + 0.75 * b[name], rtol=1e-6, atol=1e-7)
 
 
-def numpy_slerp(t: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    cos = a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64))
-    if abs(cos) > 0.9995:
-        return (1 - t) * a + t * b
-    omega = np.arccos(cos)
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
-
-
 def test_slerp_per_layer_values_and_filters_apply_to_the_right_tensors(tmp_path, llama_base, llama_unrelated) -> None:
     output = merge(
         tmp_path,
@@ -105,6 +97,32 @@ def test_slerp_per_layer_values_and_filters_apply_to_the_right_tensors(tmp_path,
         ("model.embed_tokens.weight", 0.3),
     ]:
         np.testing.assert_allclose(merged[name], numpy_slerp(t, a[name], b[name]), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_slerp_over_slices_takes_the_base_from_the_sources(tmp_path, llama_base, llama_unrelated) -> None:
+    output = merge(
+        tmp_path,
+        """\
+        merge_method: slerp
+        base_model: {a}
+        slices:
+          - sources:
+              - {{model: {a}, layer_range: [0, 2]}}
+              - {{model: {b}, layer_range: [0, 2]}}
+        parameters:
+          t: [{{filter: self_attn, value: [0, 1]}}, {{value: 0.5}}]
+        """,
+        a=llama_base,
+        b=llama_unrelated,
+    )
+    a, b, merged = weights(llama_base), weights(llama_unrelated), weights(output)
+
+    np.testing.assert_array_equal(
+        merged["model.layers.0.self_attn.q_proj.weight"], a["model.layers.0.self_attn.q_proj.weight"]
+    )
+    name = "model.layers.1.mlp.down_proj.weight"
+    np.testing.assert_allclose(merged[name], numpy_slerp(0.5, a[name], b[name]), rtol=1e-5, atol=1e-6)
+    assert set(merged) == set(a)
 
 
 def test_ties_merge_loads_and_generates(tmp_path, llama_base, llama_finetune, llama_vocab_plus) -> None:

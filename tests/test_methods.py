@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference_math import numpy_slerp
 
 from tui_merge.errors import BadInputError
 from tui_merge.methods.circuit import calculate_p
@@ -58,15 +59,6 @@ def test_linear_is_the_normalized_weighted_average() -> None:
 
 def test_linear_with_weights_one_zero_returns_the_first_model() -> None:
     close(run("linear", MODELS[:2], per_model=[{"weight": 1.0}, {"weight": 0.0}]), MODELS[0], tol=0)
-
-
-def numpy_slerp(t: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-    cos = a64 @ b64 / (np.linalg.norm(a64) * np.linalg.norm(b64))
-    if abs(cos) > 0.9995:
-        return (1 - t) * a + t * b
-    omega = np.arccos(cos)
-    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
 
 
 @pytest.mark.parametrize("t", [0.0, 0.3, 0.5, 1.0])

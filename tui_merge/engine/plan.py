@@ -185,86 +185,72 @@ class _Planner:
 
     def _plan_slices(self) -> tuple[ModelInfo, int]:
         slices = self.config.slices or []
-        references = []
+        references = [self._slice_reference(index, output_slice) for index, output_slice in enumerate(slices)]
+        first, last = references[0], references[-1]
+        for name in _ordered_names(first):
+            role = first.roles[name]
+            if role.layer is None and role.component == "embed":
+                self._add_slice_task(0, name, name, 0.0, lambda source, name=name: name)
         output_layer = 0
-        layer_tasks: list[tuple[int, Any]] = []
-        for slice_index, output_slice in enumerate(slices):
-            sources = output_slice.sources
-            for source_index, source in enumerate(sources):
-                depth = self.models[source.model].depth
-                if source.layer_range[1] > depth:
-                    path = ("slices", slice_index, "sources", source_index, "layer_range")
-                    raise BadInputError(
-                        f"{self.loaded.where(path)}: [{source.layer_range[0]}, {source.layer_range[1]}] goes beyond "
-                        f"{source.model}'s {depth} layers (ranges are half-open: the last layer is {depth - 1})."
-                    )
-            base_source = next((s for s in sources if s.model == self.config.base_model), None)
-            if self._uses_base() and base_source is None:
-                raise BadInputError(
-                    f"{self.loaded.where(('slices', slice_index, 'sources'))}: {self.method.name} needs the base "
-                    f"model {self.config.base_model} among the sources of every slice."
-                )
-            reference_source = base_source or sources[0]
-            reference = self.models[reference_source.model]
-            references.append((output_slice, reference_source, reference))
-            layer_tasks.append((output_layer, (slice_index, output_slice, reference_source, reference)))
-            output_layer += output_slice.length
-        total_layers = output_layer
-
-        first_slice, first_source, first_reference = references[0]
-        last_slice, last_source, last_reference = references[-1]
-        outside = [name for name in _ordered_names(first_reference) if first_reference.roles[name].layer is None]
-        before = [name for name in outside if first_reference.roles[name].component == "embed"]
-        after_names = [name for name in _ordered_names(last_reference) if last_reference.roles[name].layer is None]
-        after = [name for name in after_names if last_reference.roles[name].component != "embed"]
-
-        for name in before:
-            self._add_outside_task(name, first_slice, first_reference, 0)
-        for start, (slice_index, output_slice, reference_source, reference) in layer_tasks:
+        for slice_index, (output_slice, reference) in enumerate(zip(slices, references)):
+            start = self._reference_source(output_slice).layer_range[0]
             for offset in range(output_slice.length):
-                self._add_slice_layer(slice_index, output_slice, reference_source, reference, offset, start + offset)
-        for name in after:
-            self._add_outside_task(name, last_slice, last_reference, len(slices) - 1)
-        return references[0][2], total_layers
+                position = layer_position(offset, output_slice.length)
+                for name in _ordered_names(reference):
+                    role = reference.roles[name]
+                    if role.layer != start + offset or role.block_prefix != reference.block_prefix:
+                        continue
+                    prefix, layer = reference.block_prefix, start + offset
+                    output_name = _rename_layer(name, prefix, layer, output_layer + offset)
 
-    def _add_slice_layer(self, slice_index: int, output_slice: Any, reference_source: Any, reference: ModelInfo,
-                         offset: int, output_layer: int) -> None:  # fmt: skip
-        source_layer = reference_source.layer_range[0] + offset
-        names = [n for n in _ordered_names(reference) if reference.roles[n].layer == source_layer
-                 and reference.roles[n].block_prefix == reference.block_prefix]  # fmt: skip
-        for name in names:
-            output_name = _rename_layer(name, reference.block_prefix, source_layer, output_layer)
-            place = TensorPlace(output_name, layer_position(offset, output_slice.length))
-            inputs, levels = [], {}
-            base = None
-            for source in output_slice.sources:
-                source_name = _rename_layer(name, reference.block_prefix, source_layer,
-                                            source.layer_range[0] + offset)  # fmt: skip
-                key = f"{source.model}#{id(source)}"
-                if self._uses_base() and source.model == self.config.base_model:
-                    base = (source.model, source_name)
-                    continue
-                inputs.append((key, source_name))
-                levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
-            self._add_task(
-                output_name, reference, place, inputs=inputs, base=base, levels=levels,
-                global_levels=[output_slice.parameters, self.config.parameters],
-                where=("slices", slice_index, "sources"), reference_name=name,
-            )  # fmt: skip
+                    def source_name(source, name=name, prefix=prefix, layer=layer, offset=offset) -> str:
+                        return _rename_layer(name, prefix, layer, source.layer_range[0] + offset)
 
-    def _add_outside_task(self, name: str, output_slice: Any, reference: ModelInfo, slice_index: int) -> None:
+                    self._add_slice_task(slice_index, name, output_name, position, source_name)
+            output_layer += output_slice.length
+        for name in _ordered_names(last):
+            role = last.roles[name]
+            if role.layer is None and role.component != "embed":
+                self._add_slice_task(len(slices) - 1, name, name, 0.0, lambda source, name=name: name)
+        return first, output_layer
+
+    def _reference_source(self, output_slice: Any) -> Any:
+        """The slice's base source, else its first: the one whose tensor names the output follows."""
+        return next((s for s in output_slice.sources if s.model == self.config.base_model), output_slice.sources[0])
+
+    def _slice_reference(self, slice_index: int, output_slice: Any) -> ModelInfo:
+        for source_index, source in enumerate(output_slice.sources):
+            depth = self.models[source.model].depth
+            if source.layer_range[1] > depth:
+                path = ("slices", slice_index, "sources", source_index, "layer_range")
+                raise BadInputError(
+                    f"{self.loaded.where(path)}: [{source.layer_range[0]}, {source.layer_range[1]}] goes beyond "
+                    f"{source.model}'s {depth} layers (ranges are half-open: the last layer is {depth - 1})."
+                )
+        if self._uses_base() and all(source.model != self.config.base_model for source in output_slice.sources):
+            raise BadInputError(
+                f"{self.loaded.where(('slices', slice_index, 'sources'))}: {self.method.name} needs the base "
+                f"model {self.config.base_model} among the sources of every slice."
+            )
+        return self.models[self._reference_source(output_slice).model]
+
+    def _add_slice_task(
+        self, slice_index: int, reference_name: str, output_name: str, position: float, source_name: Any
+    ) -> None:
+        """One output tensor of a slice: each source contributes its tensor ``source_name(source)``."""
+        output_slice = (self.config.slices or [])[slice_index]
         inputs, levels, base = [], {}, None
         for source in output_slice.sources:
-            key = f"{source.model}#{id(source)}"
             if self._uses_base() and source.model == self.config.base_model:
-                base = (source.model, name)
+                base = (source.model, source_name(source))
                 continue
-            inputs.append((key, name))
+            key = f"{source.model}#{id(source)}"
+            inputs.append((key, source_name(source)))
             levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
         self._add_task(
-            name, reference, TensorPlace(name, 0.0), inputs=inputs, base=base, levels=levels,
-            global_levels=[output_slice.parameters, self.config.parameters],
-            where=("slices", slice_index, "sources"),
+            output_name, self.models[self._reference_source(output_slice).model], TensorPlace(output_name, position),
+            inputs=inputs, base=base, levels=levels, global_levels=[output_slice.parameters, self.config.parameters],
+            where=("slices", slice_index, "sources"), reference_name=reference_name,
         )  # fmt: skip
 
     # --- shared ------------------------------------------------------------------------------
