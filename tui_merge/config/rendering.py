@@ -1,0 +1,146 @@
+"""Write a merge config as commented YAML text: used by ``tui-merge template`` and the wizard.
+
+Per-layer values become a conditions list: one ``{filter, value}`` row per
+tensor group outside the layers, then a catch-all whose value is a gradient
+with one anchor per layer, so anchor i is exactly layer i's value. Each value
+sits on its own line with the layer in a comment, ready to edit by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tui_merge.models.info import ModelInfo
+
+_COMPONENT_LABELS = {"embed": "embeddings", "norm": "final norm", "head": "output head", "other": "other"}
+
+
+@dataclass(frozen=True)
+class OutsideRow:
+    """A group of tensors outside the layers, selected by a filter."""
+
+    filter: str
+    label: str
+    """What it is, e.g. ``embeddings``; written as a comment."""
+
+
+@dataclass
+class PerLayer:
+    """A parameter that varies along the layers: one value per outside row, one per layer."""
+
+    outside: list[tuple[OutsideRow, float]]
+    layers: list[float]
+
+
+@dataclass
+class RecipeModel:
+    """One entry of ``models:`` and its parameters (numbers, switches or PerLayer values)."""
+
+    name: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """Everything a rendered config says."""
+
+    method: str
+    models: list[RecipeModel]
+    base: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dtype: str | None = None
+    tui_merge: dict[str, Any] = field(default_factory=dict)
+    comments: list[str] = field(default_factory=list)
+    """Lines written as ``#`` comments at the top."""
+    notes: dict[str, str] = field(default_factory=dict)
+    """Comment after a global parameter, by name."""
+
+
+def render_recipe(recipe: Recipe) -> str:
+    """The recipe as YAML text in mergekit's dialect."""
+    lines = [f"# {comment}" for comment in recipe.comments]
+    lines.append(f"merge_method: {recipe.method}")
+    if recipe.base:
+        lines.append(f"base_model: {quote(recipe.base)}")
+    lines.append("models:")
+    for model in recipe.models:
+        lines.append(f"  - model: {quote(model.name)}")
+        if model.parameters:
+            lines.append("    parameters:")
+            for name, value in model.parameters.items():
+                lines += _parameter(name, value, indent=6)
+    if recipe.parameters:
+        lines.append("parameters:")
+        for name, value in recipe.parameters.items():
+            rendered = _parameter(name, value, indent=2)
+            if name in recipe.notes and len(rendered) == 1:
+                rendered[0] += f"  # {recipe.notes[name]}"
+            lines += rendered
+    if recipe.dtype:
+        lines.append(f"dtype: {recipe.dtype}")
+    if recipe.tui_merge:
+        lines.append("tui_merge:")
+        lines += [f"  {key}: {_scalar(value)}" for key, value in recipe.tui_merge.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _parameter(name: str, value: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if not isinstance(value, PerLayer):
+        return [f"{pad}{name}: {_scalar(value)}"]
+    lines = [f"{pad}{name}:"]
+    for row, row_value in value.outside:
+        lines += [f"{pad}  - filter: {quote(row.filter)}  # {row.label}", f"{pad}    value: {number(row_value)}"]
+    lines.append(f"{pad}  - value:  # layers")
+    lines += [f"{pad}      - {number(layer_value)}  # layer {index}" for index, layer_value in enumerate(value.layers)]
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return number(value)
+    if isinstance(value, str):
+        return quote(value)
+    return str(value)
+
+
+def number(value: float) -> str:
+    """Two to four decimals for ordinary values; exponent form with a dot (YAML 1.1 needs it) for tiny ones."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value == 0 or 0.01 <= abs(value) < 1000:
+        text = f"{value:.4f}".rstrip("0")
+        return text if len(text.split(".")[1]) >= 2 else f"{value:.2f}"
+    mantissa, _, exponent = f"{value:g}".partition("e")
+    return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else f"{value:g}"
+
+
+def quote(text: str) -> str:
+    """A YAML scalar for a name or path, quoted when YAML could misread it."""
+    plain = text.replace("/", "").replace("-", "").replace("_", "").replace(".", "").isalnum()
+    return text if plain and not text[0].isdigit() else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
+    """One row per module outside the layers, with a filter that matches no layer tensor."""
+    layer_names = [name for name, role in reference.roles.items() if role.layer is not None]
+
+    def clashes(text: str) -> bool:
+        return any(text in name for name in layer_names)
+
+    rows: list[OutsideRow] = []
+    for name, role in reference.roles.items():
+        if role.layer is not None:
+            continue
+        module = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+        candidate = next((text for text in (module, name) if not clashes(text)), None)
+        row = OutsideRow(candidate or "", _COMPONENT_LABELS.get(role.component, role.component))
+        if candidate is not None and row not in rows:
+            rows.append(row)
+    return rows
