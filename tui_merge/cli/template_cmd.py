@@ -17,9 +17,6 @@ from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.info import ModelInfo, load_model_info
 
-PER_LAYER_GLOBAL = "t"
-"""The global parameter that varies by layer when a method has it (slerp, nearswap); else per-model weight."""
-
 
 def run(args: argparse.Namespace) -> int:
     """Inspect the models and write the template."""
@@ -40,20 +37,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def per_layer_parameter(method: MethodSpec) -> str | None:
-    """The parameter a layer table edits: ``t``, else ``weight``, else None."""
-    if method.param(PER_LAYER_GLOBAL):
-        return PER_LAYER_GLOBAL
-    return "weight" if method.param("weight") else None
-
-
 def template_recipe(method: MethodSpec, names: list[str], models: list[ModelInfo], base: str | None) -> Recipe:
     """Default values for every parameter, the per-layer one spelled out layer by layer."""
     reference = models[names.index(base)] if base else models[0]
     rows = outside_rows(reference)
     others = [name for name in names if method.base == "none" or name != base]
     share = round(1 / len(others), 2) if others else 1.0
-    varying = per_layer_parameter(method)
+    varying = method.per_layer_param
 
     def value(name: str, default: object) -> object:
         if name == varying:

@@ -80,6 +80,13 @@ class MethodSpec:
         """The parameter called ``name``, if the method has one."""
         return next((spec for spec in self.params if spec.name == name), None)
 
+    @property
+    def per_layer_param(self) -> str | None:
+        """The parameter a layer table edits: ``t`` (slerp, nearswap), else ``weight``, else None."""
+        if self.param("t"):
+            return "t"
+        return "weight" if self.param("weight") else None
+
     def count_text(self) -> str:
         """``exactly 1 model besides the base``, ``at least 2 models``..."""
         besides = " besides the base" if self.base != "none" else ""

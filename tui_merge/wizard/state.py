@@ -1,0 +1,230 @@
+"""Everything the wizard's steps decide, in one object, and its translation to and from a config.
+
+Screens are created and destroyed as the user moves between steps, so no
+decision lives in a widget: each screen reads this state when it appears and
+writes it back on every change. The state renders to config text through the
+same code as ``tui-merge template``, and the merge runs that text through the
+same planner and executor as ``tui-merge run``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tui_merge.config.loading import LoadedConfig, parse_config
+from tui_merge.config.parameters import TensorPlace, evaluate, layer_position
+from tui_merge.config.rendering import Recipe, RecipeModel, outside_rows, render_recipe
+from tui_merge.errors import BadInputError
+from tui_merge.methods.registry import MethodSpec, get_method
+from tui_merge.models.compat import CompatibilityReport, check_compatibility
+from tui_merge.models.info import ModelInfo
+from tui_merge.wizard.grid import GridColumn, GridRow, LayerGrid
+
+
+@dataclass
+class WizardState:
+    """The merge being built."""
+
+    models: list[str] = field(default_factory=list)
+    """Model arguments in priority order, as the user gave them."""
+    infos: dict[str, ModelInfo] = field(default_factory=dict)
+    base: str | None = None
+    vocab: str | None = None
+    """The vocabulary fix chosen on the analysis step (truncate or pad)."""
+    method_name: str = "linear"
+    global_values: dict[str, Any] = field(default_factory=dict)
+    """Global parameters other than the per-layer one."""
+    model_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-model parameters other than the per-layer one, by model."""
+    grid: LayerGrid | None = None
+    output: str = ""
+    out_dtype: str | None = None
+    shard_size: str = "5GB"
+    device: str = "auto"
+    tokenizer_source: str | None = None
+    seed: int = 0
+    config_path: str = "merge.yaml"
+
+    @property
+    def method(self) -> MethodSpec:
+        """The chosen method's spec."""
+        return get_method(self.method_name)
+
+    @property
+    def effective_base(self) -> str | None:
+        """The base the config will name: the marked one, else the first model when the method needs one."""
+        if self.base in self.models:
+            return self.base
+        return self.models[0] if self.models and self.method.base == "required" else None
+
+    @property
+    def merged_models(self) -> list[str]:
+        """The models whose tensors the method combines (the base excluded when the method takes one)."""
+        base = self.effective_base
+        return [name for name in self.models if self.method.base == "none" or name != base]
+
+    def reference(self) -> ModelInfo:
+        """The model whose layout the output follows."""
+        return self.infos[self.effective_base or self.models[0]]
+
+    def report(self) -> CompatibilityReport:
+        """The compatibility findings for the current models."""
+        infos = [self.infos[name] for name in self.models]
+        base = self.infos.get(self.effective_base or self.models[0])
+        return check_compatibility(infos, base=base, method=self.method_name)
+
+    def value(self, name: str, model: str | None = None) -> Any:
+        """A scalar parameter's current value (the spec's default when unset)."""
+        spec = self.method.param(name)
+        stored = self.model_values.get(model, {}) if model else self.global_values
+        return stored.get(name, spec.default if spec else None)
+
+    def set_value(self, name: str, value: Any, model: str | None = None) -> None:
+        """Set a scalar parameter, for one model or globally."""
+        if model:
+            self.model_values.setdefault(model, {})[name] = value
+        else:
+            self.global_values[name] = value
+
+    def rebuild_grid(self) -> LayerGrid | None:
+        """A fresh layer grid for the current models and method (None when the method has no per-layer value)."""
+        name = self.method.per_layer_param
+        if name is None or not self.models:
+            self.grid = None
+            return None
+        spec = self.method.param(name)
+        reference = self.reference()
+        if name == "t":
+            columns = [GridColumn("t", "t", spec.minimum, spec.maximum)]
+            defaults = [0.5]
+        else:
+            merged = self.merged_models
+            columns = [
+                GridColumn(model, _short(self.infos[model].label), spec.minimum, spec.maximum) for model in merged
+            ]
+            defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
+        self.grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
+        return self.grid
+
+    def recipe(self) -> Recipe:
+        """The merge as a recipe, ready to render."""
+        method = self.method
+        base = self.effective_base
+        varying = method.per_layer_param
+        grid = self.grid if self.grid is not None else self.rebuild_grid()
+        columns = {column.key: index for index, column in enumerate(grid.columns)} if grid else {}
+        models = []
+        for name in self.models:
+            parameters: dict[str, Any] = {}
+            if name in self.merged_models:
+                for spec in method.params:
+                    if spec.scope != "model":
+                        continue
+                    if spec.name == varying and name in columns:
+                        parameters[spec.name] = grid.per_layer(columns[name])
+                    elif spec.name in self.model_values.get(name, {}):
+                        parameters[spec.name] = self.model_values[name][spec.name]
+                    elif spec.required:
+                        parameters[spec.name] = 0.5
+            models.append(RecipeModel(name, parameters))
+        parameters: dict[str, Any] = {}
+        for spec in method.params:
+            if spec.scope != "global":
+                continue
+            if spec.name == varying and "t" in columns:
+                parameters[spec.name] = grid.per_layer(columns["t"])
+            elif spec.name in self.global_values:
+                parameters[spec.name] = self.global_values[spec.name]
+            elif spec.required:
+                parameters[spec.name] = 0.5
+        options: dict[str, Any] = {"seed": self.seed, "shard_size": self.shard_size, "device": self.device}
+        if self.vocab:
+            options["vocab"] = self.vocab
+        return Recipe(
+            method=method.name,
+            models=models,
+            base=base,
+            parameters=parameters,
+            dtype=self.out_dtype,
+            tui_merge=options,
+            comments=[f"{method.name} merge written by the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
+        )
+
+    def config_text(self) -> str:
+        """The config the merge will run, as YAML text."""
+        text = render_recipe(self.recipe())
+        if self.tokenizer_source:
+            text += f"tokenizer_source: {self.tokenizer_source}\n"
+        return text
+
+    def loaded_config(self) -> LoadedConfig:
+        """The config text parsed and validated, as ``tui-merge run`` would."""
+        return parse_config(self.config_text(), self.config_path)
+
+    @classmethod
+    def from_config(cls, loaded: LoadedConfig, infos: dict[str, ModelInfo]) -> WizardState:
+        """The state that renders to an equivalent config (models-mode configs only)."""
+        config = loaded.config
+        if config.models is None:
+            raise BadInputError(
+                f"{loaded.source} stacks layers with slices, which the wizard does not edit; edit it in a text "
+                "editor and replay it with tui-merge run."
+            )
+        options = config.tui_merge
+        state = cls(
+            models=[entry.model for entry in config.models],
+            infos=infos,
+            base=config.base_model,
+            vocab=options.vocab,
+            method_name=config.merge_method,
+            out_dtype=config.output_dtype,
+            shard_size=str(options.shard_size),
+            device=options.device,
+            tokenizer_source=config.tokenizer_source,
+            seed=options.seed,
+            config_path=loaded.source,
+        )
+        if state.base and state.base not in state.models:
+            state.models.insert(0, state.base)
+        varying = state.method.per_layer_param
+        for name, value in config.parameters.items():
+            if name != varying:
+                state.global_values[name] = value
+        for entry in config.models:
+            for name, value in entry.parameters.items():
+                if name != varying:
+                    state.model_values.setdefault(entry.model, {})[name] = value
+        grid = state.rebuild_grid()
+        if grid is not None:
+            reference = state.reference()
+            per_model = {entry.model: entry.parameters for entry in config.models}
+            for index, column in enumerate(grid.columns):
+                levels = (
+                    [config.parameters] if column.key == "t" else [per_model.get(column.key, {}), config.parameters]
+                )
+
+                def value_of(row: GridRow, levels: list[dict[str, Any]] = levels) -> float | None:
+                    place = _place(reference, row)
+                    for level in levels:
+                        if varying in level:
+                            found = evaluate(level[varying], place)
+                            if found is not None:
+                                return found
+                    return None
+
+                grid.load_column(index, value_of)
+        return state
+
+
+def _place(reference: ModelInfo, row: GridRow) -> TensorPlace:
+    """A tensor that stands for the row when evaluating filters and gradients."""
+    if row.outside is not None:
+        name = next((name for name in reference.tensors if row.outside.filter in name), row.outside.filter)
+        return TensorPlace(name, 0.0)
+    names = sorted(name for name, role in reference.roles.items() if role.layer == row.layer)
+    return TensorPlace(names[0] if names else f"layers.{row.layer}.", layer_position(row.layer, reference.depth))
+
+
+def _short(label: str, width: int = 14) -> str:
+    return label if len(label) <= width else "…" + label[-(width - 1) :]
