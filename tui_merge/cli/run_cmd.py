@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from datetime import datetime
@@ -19,13 +18,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from tui_merge.cli.inspect_cmd import human_bytes
 from tui_merge.engine.events import Log, MergeEvent, MergeFinished, MergeStarted, ShardWritten, TensorMerged
 from tui_merge.engine.executor import MergeCancelled, execute
-from tui_merge.engine.plan import Plan
+from tui_merge.engine.plan import Plan, plan_summary
 from tui_merge.engine.preflight import check_output
 from tui_merge.engine.prepare import prepare
 from tui_merge.errors import BadInputError
+from tui_merge.report_view import human_bytes
 
 PLAIN_REPORT_EVERY = 10
 """Percent of progress between two lines in plain (non-terminal) output."""
@@ -59,22 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(plan: Plan, output: Path | None) -> None:
     """The dry-run summary: what would be read and written, and whether it fits."""
-    config = plan.config
-    shards = len(plan.shards)
-    lines = [
-        f"Plan: {config.merge_method} of {len(plan.models)} models into {plan.out_dtype}",
-        f"  tensors        {len(plan.tasks)} ({plan.num_layers} layers, vocabulary {plan.vocab_rows})",
-        f"  read           {human_bytes(plan.bytes_to_read)}",
-        f"  write          {human_bytes(plan.bytes_to_write)} in {shards} shard{'s' if shards != 1 else ''}",
-        f"  peak memory    about {human_bytes(plan.peak_bytes)}",
-    ]
-    if output is not None:
-        parent = output.resolve().parent
-        while not parent.exists():
-            parent = parent.parent
-        lines.append(f"  free disk      {human_bytes(shutil.disk_usage(parent).free)} at {parent}")
-    lines.append("The config is valid; nothing was written (dry run).")
-    print("\n".join(lines))
+    print("\n".join([*plan_summary(plan, output), "The config is valid; nothing was written (dry run)."]))
 
 
 class _TerminalProgress:

@@ -16,7 +16,9 @@ buffers) are copied from the reference model unmerged.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tui_merge.config.loading import LoadedConfig
@@ -117,6 +119,26 @@ class Plan:
         largest = max((task.nbytes // DTYPE_SIZES[task.dtype] for task in self.tasks), default=0)
         inputs = max((len(task.inputs) + (task.base is not None) for task in self.tasks), default=0)
         return largest * 4 * (inputs + _WORKING_COPIES)
+
+
+def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
+    """Lines describing what the merge reads and writes and whether it fits (dry run, wizard review)."""
+    from tui_merge.report_view import human_bytes
+
+    shards = len(plan.shards)
+    lines = [
+        f"Plan: {plan.config.merge_method} of {len(plan.models)} models into {plan.out_dtype}",
+        f"  tensors        {len(plan.tasks)} ({plan.num_layers} layers, vocabulary {plan.vocab_rows})",
+        f"  read           {human_bytes(plan.bytes_to_read)}",
+        f"  write          {human_bytes(plan.bytes_to_write)} in {shards} shard{'s' if shards != 1 else ''}",
+        f"  peak memory    about {human_bytes(plan.peak_bytes)}",
+    ]
+    if output is not None:
+        parent = output.resolve().parent
+        while not parent.exists():
+            parent = parent.parent
+        lines.append(f"  free disk      {human_bytes(shutil.disk_usage(parent).free)} at {parent}")
+    return lines
 
 
 def build_plan(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Plan:
