@@ -153,14 +153,14 @@ def save_model(model: PreTrainedModel, folder: Path, *, dtype: torch.dtype | Non
 
 
 def build_demo_models(folder: Path) -> list[Path]:
-    """The demo's two models: a small llama base with a tokenizer, and a fine-tune of it."""
+    """The demo's models: a small llama base, a fine-tune of it, and an unrelated pretrain, each with a tokenizer."""
     import torch
 
     config = sample_config("llama", SampleShape(layers=4, hidden=64, heads=4, kv_heads=2, vocab_size=320))
     tokenizer = sample_tokenizer(config.vocab_size)
     paths = []
-    for name, finetune_seed in (("demo-base", None), ("demo-chat", 1)):
-        model = random_model(config, seed=0)
+    for name, seed, finetune_seed in (("demo-base", 0, None), ("demo-chat", 0, 1), ("demo-unrelated", 7, None)):
+        model = random_model(config, seed=seed)
         if finetune_seed is not None:
             add_finetune_deltas(model, finetune_seed)
         path = save_model(model, folder / name, dtype=torch.bfloat16)

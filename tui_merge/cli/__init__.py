@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        if not sys.stdin.isatty() or not sys.stdout.isatty():
+            parser.print_help()
+            return 2
+        args.handler = "tui_merge.cli.wizard_cmd:run"
     module_name, _, function_name = args.handler.partition(":")
     command = getattr(importlib.import_module(module_name), function_name)
     try:

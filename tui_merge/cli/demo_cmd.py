@@ -11,7 +11,7 @@ from pathlib import Path
 from tui_merge.cli import inspect_cmd
 from tui_merge.errors import BadInputError
 
-DEMO_MODEL_NAMES = ("demo-base", "demo-chat")
+DEMO_MODEL_NAMES = ("demo-base", "demo-chat", "demo-unrelated")
 
 
 def default_demo_folder() -> Path:
@@ -42,9 +42,16 @@ def ensure_demo_models(folder: Path, rebuild: bool = False) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the demo models if needed and inspect them."""
+    """Build the demo models if needed; open the wizard on a terminal, else print their inspection."""
+    from tui_merge.cli.wizard_cmd import has_terminal, open_wizard, wizard_state
+
     folder = Path(args.dir).expanduser() if args.dir else default_demo_folder()
-    paths = ensure_demo_models(folder, rebuild=args.rebuild)
-    print(f"Demo models in {folder}:\n  " + "\n  ".join(str(path) for path in paths) + "\n")
-    inspect_args = argparse.Namespace(models=[str(path) for path in paths], base=None, method=None, json=False)
-    return inspect_cmd.run(inspect_args)
+    base, chat, unrelated = (str(path) for path in ensure_demo_models(folder, rebuild=args.rebuild))
+    hint = f"To see the lineage check, add {unrelated}: it does not share a base with the others."
+    if has_terminal() and not args.no_wizard:
+        return open_wizard(wizard_state([base, chat], None), hint=hint)
+    print(f"Demo models in {folder}:\n  {base}\n  {chat}\n  {unrelated} (unrelated)\n")
+    inspect_args = argparse.Namespace(models=[base, chat], base=None, method=None, json=False)
+    status = inspect_cmd.run(inspect_args)
+    print(f"\n{hint}\nOpen the wizard on them: run tui-merge demo in a terminal.")
+    return status

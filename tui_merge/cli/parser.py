@@ -15,7 +15,8 @@ Hugging Face cache; nothing is ever downloaded."""
 
 _EXAMPLES = """\
 examples:
-  tui-merge demo                          build two tiny sample models and inspect them
+  tui-merge                               open the wizard
+  tui-merge demo                          the wizard on tiny sample models, no download
   tui-merge inspect ./base ./chat         can these two be merged?
   tui-merge template ./base ./chat --method slerp -o merge.yaml
   tui-merge run merge.yaml ./merged       merge headlessly from a config
@@ -53,7 +54,7 @@ folder, damaged weights, unreadable config).
 
 _DEMO_EXAMPLES = """\
 examples:
-  tui-merge demo                    build (once) and inspect the sample models
+  tui-merge demo                    build the sample models (once) and open the wizard
   tui-merge demo --dir /tmp/demo    keep the sample models somewhere else
 """
 
@@ -151,14 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--mergekit", action="store_true", required=True, help="mergekit's dialect (the only one)")
     export.set_defaults(handler="tui_merge.cli.export_cmd:run")
 
+    wizard = commands.add_parser(
+        "wizard",
+        help="the full-screen wizard (also: tui-merge with no command)",
+        description="Open the keyboard-only wizard, with models preloaded or a saved config reopened.",
+        epilog="examples:\n  tui-merge wizard ./base ./chat\n  tui-merge wizard --config merge.yaml\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    wizard.add_argument("models", nargs="*", metavar="MODEL", help="models to preload")
+    wizard.add_argument("--config", metavar="FILE", help="reopen a saved config to edit it")
+    wizard.set_defaults(handler="tui_merge.cli.wizard_cmd:run")
+
     demo = commands.add_parser(
         "demo",
-        help="build two tiny sample models (no download) and inspect them",
+        help="tiny sample models (no download), opened in the wizard",
         description=textwrap.dedent(
             """\
-            Build two tiny sample models (a llama-shaped base and a fine-tune of it,
-            with a tokenizer) in a cache folder, once, and show what tui-merge sees in
-            them. A first look at the whole flow in seconds, with no download."""
+            Build tiny sample models (a llama-shaped base, a fine-tune of it and an
+            unrelated model, with a tokenizer) in a cache folder, once, and open the
+            wizard on the first two. Without a terminal, print their inspection."""
         ),
         epilog=_DEMO_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -167,5 +179,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", metavar="FOLDER", help="where to keep the sample models (default: ~/.cache/tui-merge/demo)"
     )
     demo.add_argument("--rebuild", action="store_true", help="build the sample models again")
+    demo.add_argument("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard")
     demo.set_defaults(handler="tui_merge.cli.demo_cmd:run")
     return parser

@@ -39,6 +39,8 @@ class WizardState:
     """Per-model parameters other than the per-layer one, by model."""
     grid: LayerGrid | None = None
     output: str = ""
+    replace_output: bool = False
+    """The user confirmed replacing an existing non-empty output folder (after success only)."""
     out_dtype: str | None = None
     shard_size: str = "5GB"
     device: str = "auto"

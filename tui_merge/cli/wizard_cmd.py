@@ -1,0 +1,48 @@
+"""``tui-merge wizard`` (and plain ``tui-merge``): open the full-screen wizard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tui_merge.errors import BadInputError
+from tui_merge.wizard.state import WizardState
+
+
+def has_terminal() -> bool:
+    """True when a full-screen app can draw: stdin and stdout are terminals."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def wizard_state(models: list[str], config: str | None) -> WizardState:
+    """The starting state: models preloaded, or a saved config reopened."""
+    from tui_merge.models.info import load_model_info
+
+    if config:
+        from tui_merge.config.loading import load_config
+        from tui_merge.engine.prepare import inspect_models
+
+        loaded = load_config(Path(config))
+        state = WizardState.from_config(loaded, inspect_models(loaded))
+        state.config_path = config
+        return state
+    infos = {name: load_model_info(name) for name in models}
+    return WizardState(models=list(models), infos=infos)
+
+
+def open_wizard(state: WizardState, hint: str | None = None) -> int:
+    """Run the app on ``state``; needs a terminal."""
+    if not has_terminal():
+        raise BadInputError(
+            "The wizard needs a terminal; without one use tui-merge template and tui-merge run (see tui-merge --help)."
+        )
+    from tui_merge.tui.app import WizardApp
+
+    WizardApp(state, hint=hint).run()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the wizard on the given models or config."""
+    return open_wizard(wizard_state(getattr(args, "models", []) or [], getattr(args, "config", None)))

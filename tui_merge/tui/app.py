@@ -1,0 +1,113 @@
+"""The wizard app: holds the state, moves between step screens, offers commands in the palette."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui_merge.tui.modals import ConfirmScreen
+from tui_merge.tui.step import STEP_NAMES, StepScreen
+from tui_merge.wizard.state import WizardState
+
+
+def step_screens() -> list[type[StepScreen]]:
+    """The step screen classes in order."""
+    from tui_merge.tui.screens.analysis import AnalysisScreen
+    from tui_merge.tui.screens.layers import LayersScreen
+    from tui_merge.tui.screens.method import MethodScreen
+    from tui_merge.tui.screens.models import ModelsScreen
+    from tui_merge.tui.screens.output import OutputScreen
+    from tui_merge.tui.screens.review import ReviewScreen
+    from tui_merge.tui.screens.run import RunScreen
+
+    return [ModelsScreen, AnalysisScreen, MethodScreen, LayersScreen, OutputScreen, ReviewScreen, RunScreen]
+
+
+class StepCommands(Provider):
+    """Command palette entries: jump to a step, save the config."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], None], str]]:
+        app: WizardApp = self.app  # type: ignore[assignment]
+        commands = [
+            (f"Go to step {index + 1}: {name}", partial(app.jump_to, index), f"open the {name} step")
+            for index, name in enumerate(STEP_NAMES[:-1])
+        ]
+        commands.append(("Save config", app.save_config, "write the config to its path"))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, action, help_text in self._commands():
+            yield DiscoveryHit(name, action, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, action, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), action, help=help_text)
+
+
+class WizardApp(App):
+    """From model selection to a finished, replayable merge, with the keyboard alone."""
+
+    CSS_PATH = "wizard.tcss"
+    TITLE = "tui-merge"
+    COMMANDS = App.COMMANDS | {StepCommands}
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit")]
+
+    def __init__(self, state: WizardState | None = None, start_step: int = 0, hint: str | None = None) -> None:
+        super().__init__()
+        self.state = state or WizardState()
+        self.start_step = start_step
+        self.hint = hint
+
+    def on_mount(self) -> None:
+        screens = step_screens()
+        for index in range(self.start_step + 1):
+            self.push_screen(screens[index]())
+        if self.hint:
+            self.notify(self.hint, timeout=15)
+
+    def next_step(self, current: int) -> None:
+        """Open the step after ``current``."""
+        screens = step_screens()
+        if current + 1 < len(screens):
+            self.push_screen(screens[current + 1]())
+
+    def previous_step(self, current: int) -> None:
+        """Close the current step; on the first one, ask before quitting."""
+        if current > 0 and len(self.screen_stack) > 2:
+            self.pop_screen()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmScreen("Leave the wizard? Nothing has been written."), answered)
+
+    def jump_to(self, step: int) -> None:
+        """Go straight to a step, keeping the steps before it underneath (for escape)."""
+        screens = step_screens()
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        for index in range(1, step + 1):
+            self.push_screen(screens[index]())
+
+    def save_config(self) -> None:
+        """Write the current config to its path and say where."""
+        from pathlib import Path
+
+        from tui_merge.errors import TuiMergeError
+
+        try:
+            self.state.loaded_config()
+            Path(self.state.config_path).write_text(self.state.config_text(), encoding="utf-8")
+        except (TuiMergeError, OSError) as error:
+            self.notify(getattr(error, "message", str(error)), severity="error")
+            return
+        self.notify(f"Saved {self.state.config_path}")

@@ -1,0 +1,52 @@
+"""Messages that worker threads post to screens: workers never touch widgets themselves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from tui_merge.engine.events import MergeEvent
+from tui_merge.models.compat import CompatibilityReport
+from tui_merge.models.info import ModelInfo
+
+
+@dataclass
+class ModelInspected(Message):
+    """A model was added and inspected."""
+
+    argument: str
+    info: ModelInfo
+
+
+@dataclass
+class WorkFailed(Message):
+    """A background step failed with a message for the user."""
+
+    message: str
+
+
+@dataclass
+class ReportReady(Message):
+    """The compatibility report (lineage included) is computed."""
+
+    report: CompatibilityReport
+
+
+@dataclass
+class PlanReady(Message):
+    """The review step's plan summary is computed."""
+
+    lines: list[str]
+
+
+@dataclass
+class EngineEvent(Message):
+    """One event from the executor, carried to the run screen."""
+
+    event: MergeEvent
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer progress event makes a queued older one redundant."""
+        replace = getattr(self.event, "can_replace", None)
+        return isinstance(message, EngineEvent) and bool(replace and replace(message.event))

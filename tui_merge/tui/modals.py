@@ -1,0 +1,108 @@
+"""Dialogs: help, yes/no confirmation, errors, and pickers for folders and cached models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DirectoryTree, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+class HelpScreen(ModalScreen[None]):
+    """A step's help text; escape or F1 closes it."""
+
+    BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title_text, self.text = title, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(f"Help: {self.title_text}", style="bold"))
+            yield Static(self.text)
+            yield Label(Text("escape closes", style="dim"))
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; y or enter answers yes, n or escape no."""
+
+    BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question)
+            yield Label(Text("y: yes   n or escape: no", style="dim"))
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+class ErrorScreen(ModalScreen[None]):
+    """A failure, in words, instead of a crash."""
+
+    BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
+
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog error"):
+            yield Label(Text("Error", style="bold red"))
+            yield Static(self.message)
+            yield Label(Text("enter or escape closes", style="dim"))
+
+
+class FolderPicker(ModalScreen[str | None]):
+    """Browse folders with the arrow keys; enter on a folder picks it."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+p", "pick_highlighted", "Pick")]
+
+    def __init__(self, start: Path) -> None:
+        super().__init__()
+        self.start = start
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog tall"):
+            yield Label(Text("Choose a model folder: arrows move, enter opens, ctrl+p picks", style="bold"))
+            yield DirectoryTree(self.start)
+
+    def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.dismiss(str(event.path.parent))
+
+    def action_pick_highlighted(self) -> None:
+        node = self.query_one(DirectoryTree).cursor_node
+        if node is not None and node.data is not None:
+            path = Path(node.data.path)
+            self.dismiss(str(path if path.is_dir() else path.parent))
+
+
+class CachePicker(ModalScreen[str | None]):
+    """Models in the local Hugging Face cache with size and last use; enter picks one."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, entries: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.entries = entries
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog tall"):
+            yield Label(Text("Models in the local Hugging Face cache", style="bold"))
+            if self.entries:
+                yield OptionList(*[Option(text, id=repo) for repo, text in self.entries])
+            else:
+                yield Static("The cache holds no models (tui-merge never downloads; use hf download first).")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)

@@ -1,0 +1,119 @@
+"""Step 3: the method, and a form for its parameters built from the registry."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.validation import ValidationResult, Validator
+from textual.widgets import Input, Label, OptionList, Switch
+from textual.widgets.option_list import Option
+
+from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
+from tui_merge.tui.step import StepScreen
+
+
+class InRange(Validator):
+    """Accepts numbers (whole numbers for int parameters) within a parameter's range."""
+
+    def __init__(self, spec: ParamSpec) -> None:
+        super().__init__()
+        self.spec = spec
+
+    def validate(self, value: str) -> ValidationResult:
+        try:
+            number = int(value) if self.spec.kind == "int" else float(value)
+        except ValueError:
+            return self.failure(f"{self.spec.name} must be a {'whole ' if self.spec.kind == 'int' else ''}number")
+        low, high = self.spec.minimum, self.spec.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            return self.failure(f"{self.spec.name} must be {self.spec.range_text()}")
+        return self.success()
+
+
+class MethodScreen(StepScreen):
+    """Pick a method with the arrows; its parameters appear on the right."""
+
+    STEP = 2
+    HELP = (
+        "Arrows choose a method; its parameters appear on the right (tab to reach\n"
+        "them). Numbers are checked as you type. Per-model fields are listed under\n"
+        "each model. The per-layer value (t, or each model's weight) is edited in the\n"
+        "next step, one value per layer."
+    )
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal():
+            yield OptionList(*[Option(method.name, id=method.name) for method in METHODS], id="methods")
+            yield VerticalScroll(id="form")
+
+    def on_mount(self) -> None:
+        methods = self.query_one("#methods", OptionList)
+        methods.highlighted = [method.name for method in METHODS].index(self.state.method_name)
+        methods.focus()
+        self.build_form(self.state.method)
+
+    @on(OptionList.OptionHighlighted, "#methods")
+    def method_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = str(event.option.id)
+        if name != self.state.method_name:
+            self.state.method_name = name
+            self.state.grid = None
+            self.build_form(self.state.method)
+
+    def build_form(self, method: MethodSpec) -> None:
+        """Rebuild the parameter form for ``method``."""
+        form = self.query_one("#form", VerticalScroll)
+        form.remove_children()
+        widgets = [Label(Text(method.summary, style="bold")), Label(Text(f"takes {method.count_text()}", style="dim"))]
+        varying = method.per_layer_param
+        for spec in method.params:
+            if spec.name == varying or spec.name == "int8_mask":
+                continue
+            owners = self.state.merged_models if spec.scope == "model" else [None]
+            for model in owners:
+                title = spec.name if model is None else f"{spec.name} · {self.state.infos[model].label}"
+                widgets.append(Label(Text.assemble((title, "bold"), f"  {spec.help}")))
+                widgets.append(self._field(spec, model))
+        if varying:
+            widgets.append(Label(Text(f"{varying}: per layer, in the next step", style="dim")))
+        form.mount_all(widgets)
+
+    def _field(self, spec: ParamSpec, model: str | None) -> Input | Switch:
+        field_id = f"param-{spec.name}-{self.state.models.index(model) if model else 'global'}"
+        value = self.state.value(spec.name, model)
+        if spec.kind == "bool":
+            switch = Switch(value=bool(value), id=field_id)
+            switch.param = (spec, model)  # type: ignore[attr-defined]
+            return switch
+        text = "" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
+        field = Input(
+            text, id=field_id, validators=[InRange(spec)], type="number" if spec.kind == "float" else "integer"
+        )
+        field.param = (spec, model)  # type: ignore[attr-defined]
+        return field
+
+    @on(Input.Changed)
+    def number_changed(self, event: Input.Changed) -> None:
+        spec, model = event.input.param  # type: ignore[attr-defined]
+        if event.validation_result is not None and not event.validation_result.is_valid:
+            self.status(event.validation_result.failure_descriptions[0], error=True)
+            return
+        self.status("")
+        self.state.set_value(spec.name, int(event.value) if spec.kind == "int" else float(event.value), model)
+
+    @on(Switch.Changed)
+    def switch_changed(self, event: Switch.Changed) -> None:
+        spec, model = event.switch.param  # type: ignore[attr-defined]
+        self.state.set_value(spec.name, event.value, model)
+
+    def problem(self) -> str | None:
+        method = self.state.method
+        merged = len(self.state.merged_models)
+        if merged < method.min_models or (method.max_models is not None and merged > method.max_models):
+            return f"{method.name} takes {method.count_text()}; you have {merged}."
+        for field in self.query(Input):
+            if field.validators and not field.validate(field.value).is_valid:
+                return f"Fix {field.param[0].name}: {field.validate(field.value).failure_descriptions[0]}."  # type: ignore[attr-defined]
+        return None

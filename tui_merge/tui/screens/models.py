@@ -1,0 +1,186 @@
+"""Step 1: choose the models, mark the base, order them by priority."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Input, Static
+
+from tui_merge.errors import TuiMergeError
+from tui_merge.models.info import load_model_info
+from tui_merge.report_view import human_bytes
+from tui_merge.tui.messages import ModelInspected, WorkFailed
+from tui_merge.tui.modals import CachePicker, FolderPicker
+from tui_merge.tui.path_suggester import PathSuggester
+from tui_merge.tui.step import StepScreen
+
+
+class ModelsScreen(StepScreen):
+    """Add, order, remove models and mark the base."""
+
+    STEP = 0
+    HELP = (
+        "Type a model folder (tab or right arrow completes) or a hub id that is in the local\n"
+        "Hugging Face cache, then enter. ctrl+o browses folders, ctrl+l lists the cache.\n\n"
+        "In the table (tab to reach it): b marks the base model, shift+up / shift+down\n"
+        "reorder (the first model has the highest priority, which matters for circuit),\n"
+        "delete removes. ctrl+n goes on once two models are added."
+    )
+    BINDINGS = [
+        Binding("ctrl+o", "browse", "Browse", id="browse"),
+        Binding("ctrl+l", "cache", "HF cache", id="cache"),
+        Binding("b", "mark_base", "Base", id="base", show=False),
+        Binding("shift+up", "move(-1)", "Up", show=False),
+        Binding("shift+down", "move(1)", "Down", show=False),
+        Binding("delete,x", "remove", "Remove", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("Add models: type a folder or a cached hub id and press enter.", classes="hint")
+        yield Input(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
+        table = DataTable(id="models", cursor_type="row", zebra_stripes=True)
+        table.add_columns("", "model", "architecture", "layers", "size")
+        yield table
+        yield Static("table: b base · shift+↑/↓ order · delete remove", classes="hint")
+
+    def on_mount(self) -> None:
+        self.refresh_table()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_table()
+
+    def refresh_table(self) -> None:
+        """Show the state's models."""
+        table = self.query_one("#models", DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        base = self.state.effective_base if self.state.base else None
+        for argument in self.state.models:
+            info = self.state.infos[argument]
+            marker = Text("base", style="bold green") if argument == base else Text("")
+            table.add_row(
+                marker,
+                Text(info.label),
+                Text(f"{info.facts.model_type or '?'}"),
+                Text(str(info.depth)),
+                Text(human_bytes(info.total_bytes)),
+                key=argument,
+            )
+        if self.state.models:
+            table.move_cursor(row=min(cursor, len(self.state.models) - 1))
+
+    @on(Input.Submitted, "#path")
+    def add_typed(self, event: Input.Submitted) -> None:
+        argument = event.value.strip()
+        if argument:
+            self.add_model(argument)
+
+    def add_model(self, argument: str) -> None:
+        """Inspect a model in the background and add it when that succeeds."""
+        if argument in self.state.models:
+            self.status(f"{argument} is already in the list.", error=True)
+            return
+        self.status(f"inspecting {argument}…")
+        self.inspect(argument)
+
+    @work(thread=True, exit_on_error=False, group="inspect", description="inspect a model")
+    def inspect(self, argument: str) -> None:
+        try:
+            info = load_model_info(argument)
+        except TuiMergeError as error:
+            self.post_message(WorkFailed(error.message))
+            return
+        self.post_message(ModelInspected(argument, info))
+
+    def on_model_inspected(self, message: ModelInspected) -> None:
+        self.state.models.append(message.argument)
+        self.state.infos[message.argument] = message.info
+        self.state.grid = None
+        self.query_one("#path", Input).value = ""
+        self.refresh_table()
+        info = message.info
+        self.status(
+            f"added {info.label}: {info.facts.model_type}, {info.depth} layers, {human_bytes(info.total_bytes)}"
+        )
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.status(message.message, error=True)
+
+    def _selected(self) -> str | None:
+        table = self.query_one("#models", DataTable)
+        if not self.state.models:
+            return None
+        return self.state.models[table.cursor_row]
+
+    def action_mark_base(self) -> None:
+        selected = self._selected()
+        if selected:
+            self.state.base = selected
+            self.state.grid = None
+            self.refresh_table()
+
+    def action_move(self, step: int) -> None:
+        selected = self._selected()
+        if selected is None:
+            return
+        models = self.state.models
+        index = models.index(selected)
+        target = index + step
+        if 0 <= target < len(models):
+            models[index], models[target] = models[target], models[index]
+            self.state.grid = None
+            self.refresh_table()
+            self.query_one("#models", DataTable).move_cursor(row=target)
+
+    def action_remove(self) -> None:
+        selected = self._selected()
+        if selected:
+            self.state.models.remove(selected)
+            self.state.infos.pop(selected, None)
+            if self.state.base == selected:
+                self.state.base = None
+            self.state.grid = None
+            self.refresh_table()
+
+    def action_browse(self) -> None:
+        def picked(folder: str | None) -> None:
+            if folder:
+                self.add_model(folder)
+
+        self.app.push_screen(FolderPicker(Path.cwd()), picked)
+
+    def action_cache(self) -> None:
+        self.status("scanning the Hugging Face cache…")
+        self.scan_cache()
+
+    @work(thread=True, exit_on_error=False, group="cache", description="scan the HF cache")
+    def scan_cache(self) -> None:
+        from huggingface_hub import CacheNotFound, scan_cache_dir
+
+        try:
+            repos = [repo for repo in scan_cache_dir().repos if repo.repo_type == "model"]
+        except CacheNotFound:
+            repos = []
+        entries = [
+            (repo.repo_id, f"{repo.repo_id}  {repo.size_on_disk_str}  used {repo.last_accessed_str}")
+            for repo in sorted(repos, key=lambda repo: -repo.last_accessed)
+        ]
+        self.app.call_from_thread(self._show_cache, entries)
+
+    def _show_cache(self, entries: list[tuple[str, str]]) -> None:
+        self.status("")
+
+        def picked(repo: str | None) -> None:
+            if repo:
+                self.add_model(repo)
+
+        self.app.push_screen(CachePicker(entries), picked)
+
+    def problem(self) -> str | None:
+        if len(self.state.models) < 2:
+            return "Add at least two models to merge."
+        return None

@@ -1,0 +1,128 @@
+"""Step 5: where and how to write the merge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Input, Label, Select
+
+from tui_merge.config.schema import parse_size
+from tui_merge.tui.modals import ConfirmScreen
+from tui_merge.tui.step import StepScreen
+
+DTYPES = [("same as the base model", ""), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
+
+
+class OutputScreen(StepScreen):
+    """Output folder, dtype, shard size, device, tokenizer source and config path."""
+
+    STEP = 4
+    HELP = (
+        "Tab moves between fields; arrows and enter open a choice list. The output\n"
+        "folder must not be inside an input model; an existing non-empty folder is\n"
+        "replaced only after you confirm, and only once the merge has succeeded.\n"
+        "The config is saved at the path below whenever the merge runs."
+    )
+
+    def compose_body(self) -> ComposeResult:
+        state = self.state
+        with VerticalScroll():
+            yield Label("output folder")
+            yield Input(state.output, placeholder="./merged", id="output")
+            yield Label("output dtype")
+            yield Select(DTYPES, value=state.out_dtype or "", allow_blank=False, id="dtype")
+            yield Label("largest shard (e.g. 5GB, 2000MiB)")
+            yield Input(state.shard_size, id="shard-size")
+            yield Label("device")
+            yield Select([("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")], value=state.device,
+                         allow_blank=False, id="device")  # fmt: skip
+            yield Label("tokenizer from")
+            sources = [("base (else first) model", "")] + [
+                (state.infos[name].label, f"model:{name}") for name in state.models
+            ]
+            yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer")
+            yield Label("save the config as")
+            yield Input(state.config_path, id="config-path")
+
+    def on_mount(self) -> None:
+        self.query_one("#output", Input).focus()
+        self.list_gpus()
+
+    @work(thread=True, exit_on_error=False, group="devices", description="list CUDA devices")
+    def list_gpus(self) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        options = [("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")]
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            name = torch.cuda.get_device_name(index)
+            options.append(
+                (f"cuda:{index} {name}, {free / 2**30:.0f} of {total / 2**30:.0f} GiB free", f"cuda:{index}")
+            )
+        self.app.call_from_thread(self.query_one("#device", Select).set_options, options)
+
+    @on(Input.Changed, "#output")
+    def output_changed(self, event: Input.Changed) -> None:
+        self.state.output = event.value.strip()
+        self.state.replace_output = False
+
+    @on(Input.Changed, "#shard-size")
+    def shard_changed(self, event: Input.Changed) -> None:
+        self.state.shard_size = event.value.strip()
+
+    @on(Input.Changed, "#config-path")
+    def config_path_changed(self, event: Input.Changed) -> None:
+        self.state.config_path = event.value.strip()
+
+    @on(Select.Changed)
+    def choice_changed(self, event: Select.Changed) -> None:
+        value = event.value if isinstance(event.value, str) else ""
+        if event.select.id == "dtype":
+            self.state.out_dtype = value or None
+        elif event.select.id == "device":
+            self.state.device = value or "auto"
+        elif event.select.id == "tokenizer":
+            self.state.tokenizer_source = value or None
+
+    def problem(self) -> str | None:
+        state = self.state
+        if not state.output:
+            return "Choose an output folder."
+        target = Path(state.output).expanduser().resolve()
+        for name in state.models:
+            folder = state.infos[name].folder.resolve()
+            if target == folder or folder in target.parents:
+                return f"The output is inside input model {state.infos[name].label}; choose a folder outside it."
+            if target in folder.parents:
+                return f"Input model {state.infos[name].label} is inside that folder; choose another one."
+        try:
+            parse_size(state.shard_size)
+        except ValueError as error:
+            return str(error)
+        if not state.config_path:
+            return "Choose where to save the config."
+        return None
+
+    def action_next(self) -> None:
+        problem = self.problem()
+        if problem:
+            self.status(problem, error=True)
+            return
+        target = Path(self.state.output).expanduser()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not self.state.replace_output:
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.state.replace_output = True
+                    self.wizard.next_step(self.STEP)
+
+            self.app.push_screen(
+                ConfirmScreen(f"{target} exists and is not empty. Replace it once the merge has succeeded?"), answered
+            )
+            return
+        self.wizard.next_step(self.STEP)

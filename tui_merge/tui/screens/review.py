@@ -1,0 +1,70 @@
+"""Step 6: the exact YAML that will run, the command that replays it, and the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from tui_merge.engine.plan import build_plan, plan_summary
+from tui_merge.errors import TuiMergeError
+from tui_merge.tui.messages import PlanReady, WorkFailed
+from tui_merge.tui.step import StepScreen
+
+
+class ReviewScreen(StepScreen):
+    """Review, save, then run."""
+
+    STEP = 5
+    HELP = (
+        "This is the config the merge will run, exactly. ctrl+s saves it; the run\n"
+        "saves it too. The command below replays it without the wizard and gives the\n"
+        "same bytes. The plan says what will be read and written. ctrl+n merges."
+    )
+    BINDINGS = [Binding("ctrl+s", "save", "Save", id="save")]
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="review-scroll"):
+            yield Static(id="yaml")
+            yield Static(id="command")
+            yield Static("planning…", id="plan")
+
+    def on_mount(self) -> None:
+        state = self.state
+        self.planned = False
+        self.query_one("#yaml", Static).update(Syntax(state.config_text(), "yaml", theme="ansi_dark", word_wrap=True))
+        command = f"tui-merge run {state.config_path} {state.output}"
+        self.query_one("#command", Static).update(Text.assemble(("replay: ", "dim"), (command, "bold")))
+        self.query_one("#review-scroll").focus()
+        self.plan()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="plan", description="plan the merge")
+    def plan(self) -> None:
+        try:
+            plan = build_plan(self.state.loaded_config(), self.state.infos)
+            lines = plan_summary(plan, Path(self.state.output))
+        except TuiMergeError as error:
+            self.post_message(WorkFailed(error.message))
+            return
+        self.post_message(PlanReady(lines))
+
+    def on_plan_ready(self, message: PlanReady) -> None:
+        self.planned = True
+        self.query_one("#plan", Static).update("\n".join(message.lines))
+        self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.query_one("#plan", Static).update(Text(message.message, style="bold red"))
+        self.status("The config cannot run; go back (escape) and change it.", error=True)
+
+    def action_save(self) -> None:
+        self.wizard.save_config()
+
+    def problem(self) -> str | None:
+        return None if self.planned else "Wait for the plan (or fix what it reports)."

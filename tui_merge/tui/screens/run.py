@@ -1,0 +1,125 @@
+"""Step 7: the merge, in a worker thread, with progress, log, cancel and a summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import ProgressBar, RichLog, Static
+from textual.worker import Worker, WorkerState
+
+from tui_merge.engine.events import Log, MergeFailed, MergeFinished, MergeStarted, ShardWritten, TensorMerged
+from tui_merge.engine.executor import MergeCancelled, execute
+from tui_merge.engine.plan import build_plan
+from tui_merge.engine.preflight import check_output
+from tui_merge.errors import TuiMergeError
+from tui_merge.report_view import human_bytes
+from tui_merge.tui.messages import EngineEvent, WorkFailed
+from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
+from tui_merge.tui.step import StepScreen
+
+
+class RunScreen(StepScreen):
+    """Runs the same planner and executor as ``tui-merge run`` on the saved config."""
+
+    STEP = 6
+    HELP = (
+        "The merge runs in the background. escape asks whether to cancel: a cancel\n"
+        "stops between tensors and leaves nothing at the output folder. When it is\n"
+        "done, the summary says where the model and the config are. ctrl+q quits."
+    )
+    BINDINGS = [Binding("escape", "back", "Cancel / back", id="back")]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="run-title")
+        yield ProgressBar(id="progress", show_eta=True)
+        yield Static("", id="current")
+        yield RichLog(id="log", wrap=True, markup=False)
+
+    def on_mount(self) -> None:
+        self.cancel = threading.Event()
+        self.finished = False
+        self.started = time.monotonic()
+        state = self.state
+        self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
+        self.merge()
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="merge", description="merge")
+    def merge(self) -> None:
+        state = self.state
+        try:
+            loaded = state.loaded_config()
+            Path(state.config_path).write_text(loaded.text, encoding="utf-8")
+            plan = build_plan(loaded, state.infos)
+            check_output(plan, Path(state.output), force=state.replace_output)
+            execute(
+                plan,
+                Path(state.output),
+                on_event=lambda event: self.post_message(EngineEvent(event)),
+                cancel=self.cancel,
+                replace=state.replace_output,
+            )
+        except MergeCancelled as error:
+            self.post_message(WorkFailed(error.message))
+        except (TuiMergeError, OSError) as error:
+            self.post_message(WorkFailed(getattr(error, "message", None) or str(error)))
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        log = self.query_one("#log", RichLog)
+        if isinstance(event, MergeStarted):
+            self.query_one("#progress", ProgressBar).update(total=event.plan.bytes_to_write, progress=0)
+            log.write(f"merging {len(event.plan.tasks)} tensors ({human_bytes(event.plan.bytes_to_write)})")
+        elif isinstance(event, TensorMerged):
+            self.query_one("#progress", ProgressBar).update(progress=event.bytes_done)
+            rate = event.bytes_done / max(time.monotonic() - self.started, 1e-9)
+            self.query_one("#current", Static).update(
+                f"{event.index}/{event.total} tensors · {human_bytes(int(rate))}/s · {event.name}"
+            )
+        elif isinstance(event, ShardWritten):
+            log.write(f"wrote {event.path.name} ({human_bytes(event.size)})")
+        elif isinstance(event, Log):
+            log.write(event.text)
+        elif isinstance(event, MergeFinished):
+            self.finished = True
+            summary = event.summary
+            log.write(
+                f"done in {summary.seconds:.1f} s: {summary.tensors} tensors, {human_bytes(summary.bytes_written)} "
+                f"in {summary.output}; config saved as {self.state.config_path}"
+            )
+            self.status(
+                f"Merged into {summary.output}. Replay: tui-merge run {self.state.config_path} OUT. ctrl+q quits."
+            )
+        elif isinstance(event, MergeFailed):
+            log.write(f"stopped: {event.message}")
+
+    def on_work_failed(self, message: WorkFailed) -> None:
+        self.finished = True
+        self.status(message.message, error=True)
+        if not self.cancel.is_set():
+            self.app.push_screen(ErrorScreen(message.message))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            self.finished = True
+            self.app.push_screen(ErrorScreen(f"The merge failed unexpectedly: {event.worker.error}"))
+
+    def action_back(self) -> None:
+        if self.finished:
+            super().action_back()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.cancel.set()
+                self.status("cancelling after the current tensor…")
+
+        self.app.push_screen(ConfirmScreen("Cancel the merge? Nothing will be left at the output folder."), answered)
+
+    def problem(self) -> str | None:
+        return "This is the last step." if self.finished else "The merge is running."

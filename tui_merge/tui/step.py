@@ -1,0 +1,83 @@
+"""What every wizard step shares: the step bar, keys to move between steps, help and a status line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from tui_merge.wizard.state import WizardState
+
+if TYPE_CHECKING:
+    from tui_merge.tui.app import WizardApp
+
+STEP_NAMES = ("Models", "Analysis", "Method", "Layers", "Output", "Review", "Run")
+
+
+class StepScreen(Screen):
+    """A wizard step. Subclasses compose their body and say whether the user may go on."""
+
+    STEP: ClassVar[int] = 0
+    HELP: ClassVar[str] = ""
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("ctrl+n", "next", "Next", id="next", priority=True),
+        Binding("f1", "help", "Help", id="help"),
+    ]
+
+    @property
+    def wizard(self) -> WizardApp:
+        """The app, typed."""
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def state(self) -> WizardState:
+        """The merge being built."""
+        return self.wizard.state
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._step_bar(), id="steps")
+        yield from self.compose_body()
+        yield Static("", id="status")
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        """The step's own widgets."""
+        yield from ()
+
+    def _step_bar(self) -> Text:
+        bar = Text()
+        for index, name in enumerate(STEP_NAMES):
+            style = "bold reverse" if index == self.STEP else ("" if index < self.STEP else "dim")
+            bar.append(f" {index + 1} {name} ", style=style)
+        return bar
+
+    def status(self, text: str, *, error: bool = False) -> None:
+        """Show one line under the body (red for a problem)."""
+        self.query_one("#status", Static).update(Text(text, style="bold red" if error else "dim"))
+
+    def problem(self) -> str | None:
+        """Why the user cannot go on yet, or None."""
+        return None
+
+    def action_next(self) -> None:
+        """Go to the next step if this one is complete."""
+        problem = self.problem()
+        if problem:
+            self.status(problem, error=True)
+            return
+        self.wizard.next_step(self.STEP)
+
+    def action_back(self) -> None:
+        """Go back one step (on the first step: quit, after confirmation)."""
+        self.wizard.previous_step(self.STEP)
+
+    def action_help(self) -> None:
+        """Show this step's help."""
+        from tui_merge.tui.modals import HelpScreen
+
+        self.app.push_screen(HelpScreen(f"{self.STEP + 1} {STEP_NAMES[self.STEP]}", self.HELP))
