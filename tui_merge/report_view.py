@@ -32,7 +32,7 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("parameters", lambda m: human_count(m.parameter_count)),
     ("size", lambda m: human_bytes(m.total_bytes)),
     ("weights", lambda m: f"{m.checkpoint.format} x{len(m.checkpoint.files)}"),
-    ("folder", lambda m: str(m.folder)),
+    ("folder", lambda m: str(m.folder) if m.source.from_cache else m.source.argument),
 )
 
 

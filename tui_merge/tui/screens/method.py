@@ -7,7 +7,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.validation import ValidationResult, Validator
-from textual.widgets import Input, Label, OptionList, Switch
+from textual.widgets import Input, OptionList, Static, Switch
 from textual.widgets.option_list import Option
 
 from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
@@ -44,29 +44,39 @@ class MethodScreen(StepScreen):
     )
 
     def compose_body(self) -> ComposeResult:
+        methods = OptionList(*[Option(method.name, id=method.name) for method in METHODS], id="methods")
+        methods.highlighted = [method.name for method in METHODS].index(self.state.method_name)
+        # An OptionList highlights its first option before the one set here; until the
+        # chosen one arrives, highlight events are not the user's and must not change the method.
+        self._awaiting_highlight: str | None = self.state.method_name
         with Horizontal():
-            yield OptionList(*[Option(method.name, id=method.name) for method in METHODS], id="methods")
+            yield methods
             yield VerticalScroll(id="form")
 
-    def on_mount(self) -> None:
-        methods = self.query_one("#methods", OptionList)
-        methods.highlighted = [method.name for method in METHODS].index(self.state.method_name)
-        methods.focus()
-        self.build_form(self.state.method)
+    async def on_mount(self) -> None:
+        self.query_one("#methods", OptionList).focus()
+        await self.build_form(self.state.method)
 
     @on(OptionList.OptionHighlighted, "#methods")
-    def method_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+    async def method_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         name = str(event.option.id)
+        if self._awaiting_highlight is not None:
+            if name == self._awaiting_highlight:
+                self._awaiting_highlight = None
+            return
         if name != self.state.method_name:
             self.state.method_name = name
             self.state.grid = None
-            self.build_form(self.state.method)
+            await self.build_form(self.state.method)
 
-    def build_form(self, method: MethodSpec) -> None:
+    async def build_form(self, method: MethodSpec) -> None:
         """Rebuild the parameter form for ``method``."""
         form = self.query_one("#form", VerticalScroll)
-        form.remove_children()
-        widgets = [Label(Text(method.summary, style="bold")), Label(Text(f"takes {method.count_text()}", style="dim"))]
+        await form.remove_children()
+        widgets = [
+            Static(Text(method.summary, style="bold")),
+            Static(Text(f"takes {method.count_text()}", style="dim")),
+        ]
         varying = method.per_layer_param
         for spec in method.params:
             if spec.name == varying or spec.name == "int8_mask":
@@ -74,11 +84,11 @@ class MethodScreen(StepScreen):
             owners = self.state.merged_models if spec.scope == "model" else [None]
             for model in owners:
                 title = spec.name if model is None else f"{spec.name} · {self.state.infos[model].label}"
-                widgets.append(Label(Text.assemble((title, "bold"), f"  {spec.help}")))
+                widgets.append(Static(Text.assemble((title, "bold"), f"  {spec.help}"), classes="param-label"))
                 widgets.append(self._field(spec, model))
         if varying:
-            widgets.append(Label(Text(f"{varying}: per layer, in the next step", style="dim")))
-        form.mount_all(widgets)
+            widgets.append(Static(Text(f"{varying}: per layer, in the next step", style="dim")))
+        await form.mount_all(widgets)
 
     def _field(self, spec: ParamSpec, model: str | None) -> Input | Switch:
         field_id = f"param-{spec.name}-{self.state.models.index(model) if model else 'global'}"

@@ -29,23 +29,23 @@ class OutputScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         state = self.state
-        with VerticalScroll():
+        with VerticalScroll(id="output-form"):
             yield Label("output folder")
-            yield Input(state.output, placeholder="./merged", id="output")
+            yield Input(state.output, placeholder="./merged", id="output", compact=True)
             yield Label("output dtype")
-            yield Select(DTYPES, value=state.out_dtype or "", allow_blank=False, id="dtype")
+            yield Select(DTYPES, value=state.out_dtype or "", allow_blank=False, id="dtype", compact=True)
             yield Label("largest shard (e.g. 5GB, 2000MiB)")
-            yield Input(state.shard_size, id="shard-size")
+            yield Input(state.shard_size, id="shard-size", compact=True)
             yield Label("device")
             yield Select([("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")], value=state.device,
-                         allow_blank=False, id="device")  # fmt: skip
+                         allow_blank=False, id="device", compact=True)  # fmt: skip
             yield Label("tokenizer from")
             sources = [("base (else first) model", "")] + [
                 (state.infos[name].label, f"model:{name}") for name in state.models
             ]
-            yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer")
+            yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer", compact=True)
             yield Label("save the config as")
-            yield Input(state.config_path, id="config-path")
+            yield Input(state.config_path, id="config-path", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#output", Input).focus()

@@ -1,0 +1,243 @@
+"""The wizard driven with Textual's Pilot at 80x24, every step, and one whole merge by keys alone."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import folder_digest
+from textual.widgets import DataTable, Input, RadioSet, Static
+
+from tui_merge.cli import main
+from tui_merge.models.info import load_model_info
+from tui_merge.tui.app import WizardApp
+from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
+from tui_merge.wizard.state import WizardState
+
+SIZE = (80, 24)
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, llama_vocab_plus) -> Path:
+    """A folder holding the fixture models under short relative names, as a user's would."""
+    for name, source in (("base", llama_base), ("chat", llama_finetune), ("other", llama_unrelated),
+                         ("wide-vocab", llama_vocab_plus)):  # fmt: skip
+        shutil.copytree(source, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def state_with(*names: str, **values) -> WizardState:
+    return WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
+
+
+def text_of(app: WizardApp, selector: str) -> str:
+    """The plain text a Static shows (a Rich Syntax shows its code)."""
+    content = app.screen.query_one(selector, Static).content
+    return getattr(content, "code", None) or str(getattr(content, "plain", content))
+
+
+def status_text(app: WizardApp) -> str:
+    return text_of(app, "#status")
+
+
+async def test_models_step_adds_orders_marks_and_removes(workdir) -> None:
+    app = WizardApp(WizardState())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        assert "Add at least two models" in status_text(app)
+        for name in ("base", "chat", "other"):
+            await pilot.press(*name, "enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        assert app.state.models == ["base", "chat", "other"]
+        await pilot.press("tab", "down", "b")
+        assert app.state.base == "chat"
+        await pilot.press("shift+up")
+        assert app.state.models == ["chat", "base", "other"]
+        await pilot.press("down", "down", "delete")
+        assert app.state.models == ["chat", "base"]
+        table = app.screen.query_one("#models", DataTable)
+        assert table.row_count == 2
+        await pilot.press("shift+tab", *"missing-model", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Model folder missing-model does not exist" in status_text(app)
+
+
+async def test_analysis_step_blocks_on_errors_and_offers_the_vocab_fix(workdir) -> None:
+    app = WizardApp(state_with("base", "other"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        assert "Cannot merge: other and base do not share a base" in status_text(app)
+        assert app.screen.STEP == 1
+
+    app = WizardApp(state_with("base", "wide-vocab"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.query_one("#vocab", RadioSet).display
+        assert app.state.vocab == "pad"
+        app.screen.query_one("#vocab", RadioSet).focus()
+        await pilot.press("left", "enter")
+        assert app.state.vocab == "truncate"
+        await pilot.press("ctrl+n")
+        assert app.screen.STEP == 2
+
+
+async def test_method_step_builds_the_form_and_validates_as_you_type(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", "other"), start_step=2)
+    async with app.run_test(size=SIZE) as pilot:
+        for _ in range(6):  # linear -> ties
+            await pilot.press("down")
+        assert app.state.method_name == "ties"
+        density = app.screen.query_one("#param-density-1", Input)
+        density.focus()
+        await pilot.press("end", "backspace", "backspace", "backspace", "1", ".", "5")
+        assert "density must be between 0 and 1" in status_text(app)
+        await pilot.press("ctrl+n")
+        assert app.screen.STEP == 2 and "Fix density" in status_text(app)
+        await pilot.press("backspace", "backspace", "backspace", "0", ".", "3")
+        assert app.state.value("density", "chat") == 0.3
+        await pilot.press("ctrl+n")
+        assert app.screen.STEP == 3
+
+
+async def test_layers_step_keys(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        grid = app.state.grid
+        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * layer)
+        await pilot.press("plus", "plus", "right_square_bracket")
+        assert grid.value(layer, 0) == pytest.approx(0.61)
+        await pilot.press("minus", "left_square_bracket")
+        assert grid.value(layer, 0) == pytest.approx(0.55)
+        await pilot.press("1", "m", "down", "0", "g")
+        assert grid.profile(0) == [1.0, 0.0]
+        await pilot.press("c", "up", "v")
+        assert grid.value(layer, 0) == 0.0
+        await pilot.press("u")
+        assert grid.value(layer, 0) == 1.0
+        await pilot.press("ctrl+r")
+        assert grid.value(layer, 0) == 0.0
+        await pilot.press("e", "end", *["backspace"] * 6, "0", ".", "2", "5", "enter")
+        assert grid.value(layer, 0) == 0.25
+        await pilot.press("e", "escape")
+        assert app.screen.STEP == 3
+        await pilot.press("ctrl+n")
+        assert app.screen.STEP == 4
+
+
+async def test_output_step_refuses_unsafe_folders_and_confirms_replacing(workdir) -> None:
+    (workdir / "taken").mkdir()
+    (workdir / "taken" / "notes.txt").write_text("mine")
+    app = WizardApp(state_with("base", "chat"), start_step=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        assert "Choose an output folder" in status_text(app)
+        await pilot.press(*"base/merged")
+        await pilot.press("ctrl+n")
+        assert "inside input model base" in status_text(app)
+        await pilot.press(*["backspace"] * 11, *"taken", "ctrl+n")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        assert app.state.replace_output and app.screen.STEP == 5
+
+
+async def test_review_step_shows_the_yaml_and_plan_and_saves(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", output="merged", config_path="saved.yaml"), start_step=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert text_of(app, "#yaml") == app.state.config_text()
+        assert "tui-merge run saved.yaml merged" in text_of(app, "#command")
+        assert "Plan: linear of 2 models" in text_of(app, "#plan")
+        await pilot.press("ctrl+s")
+        assert (workdir / "saved.yaml").read_text() == app.state.config_text()
+
+
+async def test_run_step_cancel_leaves_nothing(workdir, monkeypatch) -> None:
+    import tui_merge.tui.screens.run as run_screen
+
+    real_execute = run_screen.execute
+
+    def execute_after_cancel(*args, cancel, **kwargs):
+        cancel.wait(10)
+        return real_execute(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(run_screen, "execute", execute_after_cancel)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Merge cancelled" in status_text(app)
+    assert not (workdir / "merged").exists() and not (workdir / "merged.partial").exists()
+
+
+async def test_a_failing_merge_shows_an_error_dialog(workdir) -> None:
+    app = WizardApp(state_with("base", "wide-vocab", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, ErrorScreen)
+        assert "Vocabulary sizes differ" in app.screen.message
+
+
+async def test_whole_merge_by_keys_then_headless_replay_is_byte_identical(workdir) -> None:
+    app = WizardApp(WizardState())
+    async with app.run_test(size=SIZE) as pilot:
+        for name in ("base", "chat"):
+            await pilot.press(*name, "enter")
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+        await pilot.press("ctrl+n")  # analysis
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+n", "down", "ctrl+n")  # method: slerp
+        await pilot.press("down", "down", "down", "1", "m", "down", "0", "g", "up", "plus")  # layers
+        await pilot.press("ctrl+n", *"merged", "ctrl+n")  # output
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+s", "ctrl+n")  # review, then run
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "Merged into merged" in status_text(app)
+    config = (workdir / "merge.yaml").read_text()
+    assert "merge_method: slerp" in config and "- 1.00  # layer 0" in config
+
+    assert main(["run", "merge.yaml", "replayed"]) == 0
+    assert folder_digest(workdir / "merged") == folder_digest(workdir / "replayed")
+
+
+async def test_help_escape_and_quit_confirmation(workdir) -> None:
+    app = WizardApp(state_with("base", "chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f1")
+        assert "Help: 1 Models" in str(app.screen.query("Label").first().render())
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert app.screen.STEP == 0
+
+
+async def test_reopening_a_saved_config_shows_the_same_values(workdir) -> None:
+    from tui_merge.cli.wizard_cmd import wizard_state
+
+    state = state_with("base", "chat", method_name="slerp")
+    state.rebuild_grid()
+    state.grid.set(4, 0, 0.9)
+    (workdir / "merge.yaml").write_text(state.config_text())
+
+    reopened = wizard_state([], "merge.yaml")
+    app = WizardApp(reopened, start_step=3)
+    async with app.run_test(size=SIZE):
+        table = app.screen.query_one("#grid", DataTable)
+        assert str(table.get_cell_at((4, 1))).strip() == "0.90"
