@@ -84,7 +84,7 @@ class MethodScreen(StepScreen):
             owners = self.state.merged_models if spec.scope == "model" else [None]
             for model in owners:
                 title = spec.name if model is None else f"{spec.name} · {self.state.infos[model].label}"
-                widgets.append(Static(Text.assemble((title, "bold"), f"  {spec.help}"), classes="param-label"))
+                widgets.append(Static(Text.assemble((title, "bold"), "\n", (spec.help, "dim")), classes="param-label"))
                 widgets.append(self._field(spec, model))
         if varying:
             widgets.append(Static(Text(f"{varying}: per layer, in the next step", style="dim")))
@@ -98,9 +98,8 @@ class MethodScreen(StepScreen):
             switch.param = (spec, model)  # type: ignore[attr-defined]
             return switch
         text = "" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
-        field = Input(
-            text, id=field_id, validators=[InRange(spec)], type="number" if spec.kind == "float" else "integer"
-        )
+        kind = "number" if spec.kind == "float" else "integer"
+        field = Input(text, id=field_id, validators=[InRange(spec)], type=kind, compact=True)
         field.param = (spec, model)  # type: ignore[attr-defined]
         return field
 

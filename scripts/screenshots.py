@@ -1,0 +1,66 @@
+"""Write an SVG screenshot of every wizard step at 80x24 into screenshots/.
+
+Run from the repository root: ``.venv/bin/python scripts/screenshots.py``. It
+builds the demo models in a temporary folder (no download), drives the wizard
+with Textual's Pilot exactly as the tests do, and saves one SVG per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tui_merge.models.info import load_model_info
+from tui_merge.samples import build_demo_models
+from tui_merge.tui.app import WizardApp
+from tui_merge.wizard.state import WizardState
+
+SIZE = (80, 24)
+OUTPUT = Path(__file__).resolve().parent.parent / "screenshots"
+
+
+def state_for(*names: str, **values: object) -> WizardState:
+    return WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
+
+
+async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = ()) -> None:
+    """Start ``app``, press ``keys``, wait for background work, save ``screenshots/NAME.svg``."""
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if keys:
+            await pilot.press(*keys)
+            await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        app.save_screenshot(filename=f"{name}.svg", path=str(OUTPUT))
+    print(f"screenshots/{name}.svg")
+
+
+async def main() -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as folder:
+        os.chdir(folder)
+        build_demo_models(Path(folder))
+        base, chat, other = "demo-base", "demo-chat", "demo-unrelated"
+        await shoot("1-models", WizardApp(state_for(base, chat, other, base=base)), ("tab",))
+        await shoot("2-analysis", WizardApp(state_for(base, chat), start_step=1))
+        await shoot("2-analysis-unrelated", WizardApp(state_for(base, other), start_step=1), ("end",))
+        await shoot("3-method", WizardApp(state_for(base, chat, method_name="ties"), start_step=2))
+        await shoot(
+            "4-layers",
+            WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
+            ("down", "down", "down", "1", "m", "down", "down", "down", "0", "g", "up", "plus"),
+        )
+        await shoot("5-output", WizardApp(state_for(base, chat, output="merged"), start_step=4))
+        await shoot(
+            "6-review", WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5)
+        )
+        await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
