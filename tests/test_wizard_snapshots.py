@@ -1,0 +1,83 @@
+"""Snapshot tests of the wizard's steps at 80x24 (pytest-textual-snapshot).
+
+Baselines live in ``tests/__snapshots__``; regenerate them with
+``pytest tests/test_wizard_snapshots.py --snapshot-update`` and look at the
+report. They are only compared under the Textual version that drew them
+(recorded in ``tests/__snapshots__/TEXTUAL_VERSION``): a different renderer
+draws different pixels without anything being wrong with the wizard.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import textual
+
+from tui_merge.models.info import load_model_info
+from tui_merge.tui.app import WizardApp
+from tui_merge.wizard.state import WizardState
+
+VERSION_FILE = Path(__file__).parent / "__snapshots__" / "TEXTUAL_VERSION"
+
+
+def _drawn_with_this_textual(request: pytest.FixtureRequest) -> bool:
+    if request.config.getoption("--snapshot-update", default=False):
+        VERSION_FILE.parent.mkdir(exist_ok=True)
+        VERSION_FILE.write_text(textual.__version__ + "\n")
+        return True
+    return VERSION_FILE.is_file() and VERSION_FILE.read_text().strip() == textual.__version__
+
+
+@pytest.fixture()
+def demo_folder(tmp_path_factory, monkeypatch, request) -> Path:
+    if not _drawn_with_this_textual(request):
+        pytest.skip(f"snapshots were drawn with another Textual than {textual.__version__}")
+    folder = tmp_path_factory.getbasetemp() / "snapshot-models"
+    if not folder.exists():
+        from tui_merge.samples import build_demo_models
+
+        build_demo_models(folder)
+    work = tmp_path_factory.mktemp("snapshot-work")
+    for model in ("demo-base", "demo-chat", "demo-unrelated"):
+        shutil.copytree(folder / model, work / model)
+    monkeypatch.chdir(work)
+    return work
+
+
+def app_for(*names: str, start_step: int = 0, **values) -> WizardApp:
+    state = WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
+    return WizardApp(state, start_step=start_step)
+
+
+async def settle(pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_models_snapshot(snap_compare, demo_folder) -> None:
+    assert snap_compare(app_for("demo-base", "demo-chat", "demo-unrelated", base="demo-base"), press=["tab"])
+
+
+def test_analysis_snapshot(snap_compare, demo_folder) -> None:
+    assert snap_compare(app_for("demo-base", "demo-unrelated", start_step=1), run_before=settle)
+
+
+def test_method_snapshot(snap_compare, demo_folder) -> None:
+    assert snap_compare(app_for("demo-base", "demo-chat", start_step=2, method_name="ties"), run_before=settle)
+
+
+def test_layers_snapshot(snap_compare, demo_folder) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
+    assert snap_compare(app, press=["down", "down", "down", "1", "m", "down", "down", "down", "0", "g"])
+
+
+def test_output_snapshot(snap_compare, demo_folder) -> None:
+    assert snap_compare(app_for("demo-base", "demo-chat", start_step=4, output="merged"), run_before=settle)
+
+
+def test_review_snapshot(snap_compare, demo_folder) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=5, method_name="slerp", output="merged")
+    assert snap_compare(app, run_before=settle)
