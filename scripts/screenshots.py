@@ -57,7 +57,8 @@ async def main() -> None:
         )
         await shoot("5-output", WizardApp(state_for(base, chat, output="merged"), start_step=4))
         await shoot(
-            "6-review", WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5)
+            "6-review",
+            WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
         await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
 
