@@ -3,7 +3,7 @@
 Baselines live in ``tests/__snapshots__``; regenerate them with
 ``pytest tests/test_wizard_snapshots.py --snapshot-update`` and look at the
 report. They are only compared under the Textual version that drew them
-(recorded in ``tests/__snapshots__/TEXTUAL_VERSION``): a different renderer
+(recorded in ``tests/snapshots_textual_version.txt``): a different renderer
 draws different pixels without anything being wrong with the wizard.
 """
 
@@ -19,7 +19,7 @@ from tui_merge.models.info import load_model_info
 from tui_merge.tui.app import WizardApp
 from tui_merge.wizard.state import WizardState
 
-VERSION_FILE = Path(__file__).parent / "__snapshots__" / "TEXTUAL_VERSION"
+VERSION_FILE = Path(__file__).parent / "snapshots_textual_version.txt"
 
 
 def _drawn_with_this_textual(request: pytest.FixtureRequest) -> bool:

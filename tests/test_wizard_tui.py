@@ -28,6 +28,17 @@ def workdir(tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, 
     return tmp_path
 
 
+async def wait_until(pilot, condition, seconds: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (work started from callbacks has no handle to await)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    shown = pilot.app.screen.query("#status")
+    status = shown.first().content if shown else ""
+    raise AssertionError(f"the wizard did not get there in time (screen {pilot.app.screen}, status {status!s})")
+
+
 def state_with(*names: str, **values) -> WizardState:
     return WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
 
@@ -241,3 +252,46 @@ async def test_reopening_a_saved_config_shows_the_same_values(workdir) -> None:
     async with app.run_test(size=SIZE):
         table = app.screen.query_one("#grid", DataTable)
         assert str(table.get_cell_at((4, 1))).strip() == "0.90"
+
+
+async def test_folder_browser_and_cache_list_add_models(workdir) -> None:
+    from test_resolve import add_to_cache
+
+    from tui_merge.tui.modals import CachePicker, FolderPicker
+
+    cache = workdir / "hub"
+    add_to_cache(cache, "acme/tiny-chat", workdir / "chat", "a" * 40)
+    app = WizardApp(WizardState(), cache_dir=cache)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+l")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, CachePicker)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: app.state.models == ["acme/tiny-chat"])
+
+        await pilot.press("ctrl+o")
+        assert isinstance(app.screen, FolderPicker)
+        tree = app.screen.query_one("DirectoryTree")
+        # The tree loads in a worker that stays alive, so wait for its entries rather than for all workers.
+        for _ in range(200):
+            names = [node.data.path.name for node in tree.root.children]
+            if "base" in names:
+                break
+            await pilot.pause(0.05)
+        await pilot.press(*["down"] * (names.index("base") + 1), "p")
+        await wait_until(pilot, lambda: len(app.state.models) == 2)
+        assert app.state.models[-1] == str(workdir / "base")
+
+
+async def test_command_palette_jumps_to_a_step_and_saves(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", config_path="from-palette.yaml"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p", *"step 4", "enter")
+        await pilot.pause()
+        assert app.screen.STEP == 3
+        await pilot.press("ctrl+p", *"save config", "enter")
+        await pilot.pause()
+        assert (workdir / "from-palette.yaml").read_text() == app.state.config_text()
+        await pilot.press("escape")
+        assert app.screen.STEP == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
@@ -59,11 +60,19 @@ class WizardApp(App):
     COMMANDS = App.COMMANDS | {StepCommands}
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit")]
 
-    def __init__(self, state: WizardState | None = None, start_step: int = 0, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        state: WizardState | None = None,
+        start_step: int = 0,
+        hint: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         super().__init__()
         self.state = state or WizardState()
         self.start_step = start_step
         self.hint = hint
+        self.cache_dir = cache_dir
+        """Hugging Face cache to list and resolve hub ids in; None for the default (HF_HUB_CACHE)."""
 
     def on_mount(self) -> None:
         screens = step_screens()
@@ -100,8 +109,6 @@ class WizardApp(App):
 
     def save_config(self) -> None:
         """Write the current config to its path and say where."""
-        from pathlib import Path
-
         from tui_merge.errors import TuiMergeError
 
         try:

@@ -66,7 +66,7 @@ class ErrorScreen(ModalScreen[None]):
 class FolderPicker(ModalScreen[str | None]):
     """Browse folders with the arrow keys; enter on a folder picks it."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+p", "pick_highlighted", "Pick")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("p", "pick_highlighted", "Pick")]
 
     def __init__(self, start: Path) -> None:
         super().__init__()
@@ -74,7 +74,7 @@ class FolderPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog tall"):
-            yield Label(Text("Choose a model folder: arrows move, enter opens, ctrl+p picks", style="bold"))
+            yield Label(Text("Choose a model folder: arrows move, enter opens, p picks", style="bold"))
             yield DirectoryTree(self.start)
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:

@@ -25,7 +25,8 @@ class ModelsScreen(StepScreen):
     STEP = 0
     HELP = (
         "Type a model folder (tab or right arrow completes) or a hub id that is in the local\n"
-        "Hugging Face cache, then enter. ctrl+o browses folders, ctrl+l lists the cache.\n\n"
+        "Hugging Face cache, then enter. ctrl+o browses folders (p picks the highlighted\n"
+        "one), ctrl+l lists the cache.\n\n"
         "In the table (tab to reach it): b marks the base model, shift+up / shift+down\n"
         "reorder (the first model has the highest priority, which matters for circuit),\n"
         "delete removes. ctrl+n goes on once two models are added."
@@ -90,7 +91,7 @@ class ModelsScreen(StepScreen):
     @work(thread=True, exit_on_error=False, group="inspect", description="inspect a model")
     def inspect(self, argument: str) -> None:
         try:
-            info = load_model_info(argument)
+            info = load_model_info(argument, self.wizard.cache_dir)
         except TuiMergeError as error:
             self.post_message(WorkFailed(error.message))
             return
@@ -162,7 +163,7 @@ class ModelsScreen(StepScreen):
         from huggingface_hub import CacheNotFound, scan_cache_dir
 
         try:
-            repos = [repo for repo in scan_cache_dir().repos if repo.repo_type == "model"]
+            repos = [repo for repo in scan_cache_dir(self.wizard.cache_dir).repos if repo.repo_type == "model"]
         except CacheNotFound:
             repos = []
         entries = [
