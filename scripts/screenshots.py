@@ -55,6 +55,11 @@ async def main() -> None:
             WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
             ("down", "down", "down", "1", "m", "down", "down", "down", "0", "g", "up", "plus"),
         )
+        await shoot(
+            "4-layers-split",
+            WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
+            ("s", *["down"] * 3, "0", "m", *["down"] * 3, "1", "g", "right", "up", "minus", "minus", "minus", "right"),
+        )
         await shoot("5-output", WizardApp(state_for(base, chat, output="merged"), start_step=4))
         await shoot(
             "6-review",

@@ -74,6 +74,11 @@ def test_layers_snapshot(snap_compare, demo_folder) -> None:
     assert snap_compare(app, press=["down", "down", "down", "1", "m", "down", "down", "down", "0", "g"])
 
 
+def test_layers_split_snapshot(snap_compare, demo_folder) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
+    assert snap_compare(app, press=["s", "down", "down", "down", "0", "m", "down", "down", "down", "1", "g"])
+
+
 def test_output_snapshot(snap_compare, demo_folder) -> None:
     assert snap_compare(app_for("demo-base", "demo-chat", start_step=4, output="merged"), run_before=settle)
 

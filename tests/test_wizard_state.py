@@ -99,3 +99,99 @@ def test_slices_configs_are_left_to_the_editor(llama_base) -> None:
 
     with pytest.raises(BadInputError, match="stacks layers with slices"):
         WizardState.from_config(loaded, {})
+
+
+def mergekit_gradient(anchors: list[float], layer: int, depth: int) -> float:
+    """mergekit's gradient at one layer, written out here independently of the code under test."""
+    t = layer / (depth - 1)
+    s = t * (len(anchors) - 1)
+    i = int(s)
+    j = min(i + 1, len(anchors) - 1)
+    return (1 - (s - i)) * anchors[i] + (s - i) * anchors[j]
+
+
+CLASSIC_SLERP = """\
+merge_method: slerp
+base_model: {base}
+models:
+  - model: {base}
+  - model: {other}
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.4
+"""
+
+
+def test_the_classic_slerp_recipe_opens_split_by_attention_and_mlp(llama_base, llama_finetune) -> None:
+    base, other = str(llama_base), str(llama_finetune)
+    text = CLASSIC_SLERP.format(base=base, other=other)
+    infos = {name: load_model_info(name) for name in (base, other)}
+    state = WizardState.from_config(parse_config(text, "classic.yaml"), infos)
+
+    grid = state.grid
+    assert state.split and grid.split
+    assert [grid.heading(index) for index in range(3)] == ["t attn", "t mlp", "t rest"]
+    depth = infos[base].depth
+    for index in range(depth):
+        assert grid.profile(0)[index] == pytest.approx(mergekit_gradient([0, 0.5, 0.3, 0.7, 1], index, depth))
+        assert grid.profile(1)[index] == pytest.approx(mergekit_gradient([1, 0.5, 0.7, 0.3, 0], index, depth))
+    assert grid.profile(2) == [0.4] * depth
+    outside = [index for index, row in enumerate(grid.rows) if row.layer is None]
+    assert [grid.value(index, 2) for index in outside] == [0.4] * len(outside)
+    assert not any(grid.exists(index, 0) or grid.exists(index, 1) for index in outside)
+
+    # Written back, every tensor gets the value the recipe gave it.
+    original = build_plan(parse_config(text, "classic.yaml"), infos)
+    rewritten = build_plan(parse_config(state.config_text(), "again.yaml"), infos)
+    assert "filter: self_attn" in state.config_text() and "filter: mlp" in state.config_text()
+    for before, after in zip(original.tasks, rewritten.tasks):
+        assert before.name == after.name
+        assert after.options["t"] == pytest.approx(before.options["t"])
+
+
+def test_split_and_join_keep_the_values_where_they_can(llama_base, llama_finetune) -> None:
+    names = [str(llama_base), str(llama_finetune)]
+    state = WizardState(models=names, infos={name: load_model_info(name) for name in names}, method_name="linear")
+    grid = state.rebuild_grid()
+    layer = next(index for index, row in enumerate(grid.rows) if row.layer == 1)
+    grid.set(layer, 1, 0.8)
+
+    assert state.set_split(True) is None
+    split = state.grid
+    assert [split.heading(index) for index in range(6)][3:] == [
+        f"{split.columns[3].label} attn",
+        f"{split.columns[3].label} mlp",
+        f"{split.columns[3].label} rest",
+    ]
+    assert [split.value(layer, index) for index in (3, 4, 5)] == [0.8, 0.8, 0.8]
+    split.set(layer, 3, 0.1)
+    split.set(0, 3, 0.7)  # a component cell outside the layers does not exist: ignored
+    assert split.value(0, 3) == 0.5
+    split.take_from(layer, 1)
+    assert split.values[layer] == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    split.set(layer, 5, 0.3)
+
+    assert state.set_split(False) is None
+    assert state.grid.values[layer] == [0.0, 0.3]
+
+
+def test_models_whose_names_do_not_separate_components_cannot_split(factory) -> None:
+    from tui_merge.config.rendering import component_filters
+
+    names = {
+        family: [(part.part, part.filter) for part in component_filters(load_model_info(str(factory.family(family))))]
+        for family in ("llama", "gpt2", "gpt_neox", "opt")
+    }
+    assert names["llama"] == [("attn", "self_attn"), ("mlp", "mlp")]
+    assert names["gpt2"] == [("attn", "attn"), ("mlp", "mlp")]
+    assert names["gpt_neox"] == [("attn", ".attention."), ("mlp", "mlp")]  # bare, it would hit post_attention_layernorm
+    assert names["opt"] == []  # fc1 / fc2 share no segment
+    path = str(factory.family("opt"))
+    state = WizardState(models=[path, path], infos={path: load_model_info(path)}, method_name="slerp")
+    state.rebuild_grid()
+    assert "do not separate attention from MLP" in state.set_split(True)
+    assert not state.split

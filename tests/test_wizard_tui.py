@@ -160,6 +160,25 @@ async def test_output_step_refuses_unsafe_folders_and_confirms_replacing(workdir
         assert app.state.replace_output and app.screen.STEP == 5
 
 
+async def burst(pilot, *keys: str) -> None:
+    """Send keys the way a terminal delivers typed-ahead input: all at once, with no pause between them."""
+    from textual import events
+
+    for key in keys:
+        event = events.Key(key, key if len(key) == 1 else None)
+        event.set_sender(pilot.app)
+        pilot.app._driver.send_message(event)
+    await pilot.pause(0.2)
+
+
+async def test_typing_ahead_then_next_uses_what_was_typed(workdir) -> None:
+    app = WizardApp(state_with("base", "chat"), start_step=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await burst(pilot, *"fast-out", "ctrl+n")
+        assert app.state.output == "fast-out"
+        assert app.screen.STEP == 5
+
+
 async def test_review_step_shows_the_yaml_and_plan_and_saves(workdir) -> None:
     app = WizardApp(state_with("base", "chat", output="merged", config_path="saved.yaml"), start_step=5)
     async with app.run_test(size=SIZE) as pilot:
@@ -295,3 +314,42 @@ async def test_command_palette_jumps_to_a_step_and_saves(workdir) -> None:
         assert (workdir / "from-palette.yaml").read_text() == app.state.config_text()
         await pilot.press("escape")
         assert app.screen.STEP == 2
+
+
+async def test_layers_split_into_attention_and_mlp_with_s(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        layer = next(index for index, row in enumerate(app.state.grid.rows) if row.layer == 0)
+        await pilot.press("s")
+        table = app.screen.query_one("#grid", DataTable)
+        assert [str(column.label) for column in table.columns.values()] == ["row", "t attn", "t mlp", "t rest"]
+        assert str(table.get_cell_at((0, 1))).strip() == "·"
+        await pilot.press(*["down"] * layer, "1", "right", "minus")
+        assert app.state.grid.values[layer] == pytest.approx([1.0, 0.95, 1.0])
+        assert "filter: self_attn" in app.state.config_text()
+        await pilot.press("s")
+        assert [str(column.label) for column in table.columns.values()] == ["row", "t"]
+        assert app.state.grid.values[layer] == [1.0]
+
+
+async def test_command_palette_loads_a_config(workdir) -> None:
+    saved = state_with("base", "chat", method_name="slerp", config_path="saved.yaml")
+    saved.rebuild_grid()
+    saved.grid.set(4, 0, 0.8)
+    (workdir / "saved.yaml").write_text(saved.config_text())
+    app = WizardApp(WizardState())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p", *"load config", "enter")
+        await pilot.pause()
+        await pilot.press(*"missing.yaml", "enter")
+        await pilot.pause()
+        assert app.screen.STEP == 0 and app.state.models == []
+        await pilot.press("ctrl+p", *"load config", "enter")
+        await pilot.pause()
+        await pilot.press(*"sav", "right", "enter")
+        await wait_until(pilot, lambda: getattr(app.screen, "STEP", None) == 5)
+        assert app.state.config_path == "saved.yaml"
+        assert app.state.config_text() == saved.config_text()
+        await pilot.press("escape", "escape")
+        assert str(app.screen.query_one("#grid", DataTable).get_cell_at((4, 1))).strip() == "0.80"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from tui_merge.errors import BadInputError
 from tui_merge.wizard.state import WizardState
@@ -20,13 +19,7 @@ def wizard_state(models: list[str], config: str | None) -> WizardState:
     from tui_merge.models.info import load_model_info
 
     if config:
-        from tui_merge.config.loading import load_config
-        from tui_merge.engine.prepare import inspect_models
-
-        loaded = load_config(Path(config))
-        state = WizardState.from_config(loaded, inspect_models(loaded))
-        state.config_path = config
-        return state
+        return WizardState.load(config)
     infos = {name: load_model_info(name) for name in models}
     return WizardState(models=list(models), infos=infos)
 

@@ -4,6 +4,10 @@ Per-layer values become a conditions list: one ``{filter, value}`` row per
 tensor group outside the layers, then a catch-all whose value is a gradient
 with one anchor per layer, so anchor i is exactly layer i's value. Each value
 sits on its own line with the layer in a comment, ready to edit by hand.
+
+A value split by component (the classic slerp recipe's separate attention and
+MLP curves) adds a filtered gradient per component between the outside rows
+and the catch-all, which then covers the rest of each layer (its norms).
 """
 
 from __future__ import annotations
@@ -26,12 +30,27 @@ class OutsideRow:
     """What it is, e.g. ``embeddings``; written as a comment."""
 
 
+@dataclass(frozen=True)
+class ComponentFilter:
+    """A filter that selects one component (attention or MLP) in every layer and nothing else there."""
+
+    part: str
+    """``attn`` or ``mlp``."""
+    filter: str
+    label: str
+
+
 @dataclass
 class PerLayer:
-    """A parameter that varies along the layers: one value per outside row, one per layer."""
+    """A parameter that varies along the layers: one value per outside row, one per layer.
+
+    ``parts`` holds per-layer values for components split out of the layers;
+    ``layers`` then covers what is left of each layer.
+    """
 
     outside: list[tuple[OutsideRow, float]]
     layers: list[float]
+    parts: list[tuple[ComponentFilter, list[float]]] = field(default_factory=list)
 
 
 @dataclass
@@ -93,9 +112,16 @@ def _parameter(name: str, value: Any, indent: int) -> list[str]:
     lines = [f"{pad}{name}:"]
     for row, row_value in value.outside:
         lines += [f"{pad}  - filter: {quote(row.filter)}  # {row.label}", f"{pad}    value: {number(row_value)}"]
-    lines.append(f"{pad}  - value:  # layers")
+    for part, layers in value.parts:
+        lines.append(f"{pad}  - filter: {quote(part.filter)}  # {part.label}")
+        lines += _gradient(pad + "    ", layers)
+    lines.append(f"{pad}  - value:  # {'rest of the layers' if value.parts else 'layers'}")
     lines += [f"{pad}      - {number(layer_value)}  # layer {index}" for index, layer_value in enumerate(value.layers)]
     return lines
+
+
+def _gradient(pad: str, layers: list[float]) -> list[str]:
+    return [f"{pad}value:"] + [f"{pad}  - {number(value)}  # layer {index}" for index, value in enumerate(layers)]
 
 
 def _scalar(value: Any) -> str:
@@ -144,3 +170,37 @@ def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
         if candidate is not None and row not in rows:
             rows.append(row)
     return rows
+
+
+_PART_LABELS = {"attn": "attention", "mlp": "MLP"}
+
+
+def component_filters(reference: ModelInfo) -> list[ComponentFilter]:
+    """Filters for the attention and the MLP of every layer, or [] when the names allow no such split.
+
+    A filter is the name segment right after the layer index that all of a
+    component's tensors share (``self_attn``, ``mlp``), written with its dots
+    (``.attention.``) when the bare word also occurs in another tensor's name
+    (``post_attention_layernorm``): a filter must match nothing else inside
+    the layers, or the split would leak.
+    """
+    layer_names = {name: role for name, role in reference.roles.items() if role.layer is not None}
+    filters = []
+    for part in ("attn", "mlp"):
+        members = [name for name, role in layer_names.items() if role.component == part]
+        segments = {_segment_after_index(name, layer_names[name].block_prefix) for name in members}
+        if not members or len(segments) != 1:
+            return []
+        segment = segments.pop()
+        others = [name for name, role in layer_names.items() if role.component != part]
+        # The bare segment is what published recipes write; dotted, it cannot leak into a longer name.
+        candidate = next((text for text in (segment, f".{segment}.") if not any(text in name for name in others)), None)
+        if candidate is None:
+            return []
+        filters.append(ComponentFilter(part, candidate, _PART_LABELS[part]))
+    return filters
+
+
+def _segment_after_index(name: str, block_prefix: str | None) -> str:
+    rest = name[len(block_prefix) + 1 :] if block_prefix and name.startswith(block_prefix + ".") else name
+    return rest.split(".")[1] if rest.count(".") >= 2 else rest

@@ -10,7 +10,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui_merge.tui.modals import ConfirmScreen
+from tui_merge.tui.modals import ConfirmScreen, PathPrompt
 from tui_merge.tui.step import STEP_NAMES, StepScreen
 from tui_merge.wizard.state import WizardState
 
@@ -29,7 +29,7 @@ def step_screens() -> list[type[StepScreen]]:
 
 
 class StepCommands(Provider):
-    """Command palette entries: jump to a step, save the config."""
+    """Command palette entries: jump to a step, load or save a config."""
 
     def _commands(self) -> list[tuple[str, Callable[[], None], str]]:
         app: WizardApp = self.app  # type: ignore[assignment]
@@ -37,7 +37,8 @@ class StepCommands(Provider):
             (f"Go to step {index + 1}: {name}", partial(app.jump_to, index), f"open the {name} step")
             for index, name in enumerate(STEP_NAMES[:-1])
         ]
-        commands.append(("Save config", app.save_config, "write the config to its path"))
+        commands.append(("Save config", app.save_config, f"write the config to {app.state.config_path}"))
+        commands.append(("Load config", app.ask_for_config, "reopen a saved merge config and review it"))
         return commands
 
     async def discover(self) -> Hits:
@@ -106,6 +107,28 @@ class WizardApp(App):
             self.pop_screen()
         for index in range(1, step + 1):
             self.push_screen(screens[index]())
+
+    def ask_for_config(self) -> None:
+        """Ask for a config file and load it."""
+
+        def answered(path: str | None) -> None:
+            if path:
+                self.load_config(path)
+
+        self.push_screen(PathPrompt("Load a merge config (YAML)", (".yaml", ".yml")), answered)
+
+    def load_config(self, path: str) -> None:
+        """Replace the wizard's state with a saved config's and show its review step."""
+        from tui_merge.errors import TuiMergeError
+
+        try:
+            state = WizardState.load(path, self.cache_dir)
+        except TuiMergeError as error:
+            self.notify(error.message, severity="error", timeout=10)
+            return
+        self.state = state
+        self.jump_to(len(STEP_NAMES) - 2)
+        self.notify(f"Loaded {path}; escape goes back through the steps to edit it.")
 
     def save_config(self) -> None:
         """Write the current config to its path and say where."""

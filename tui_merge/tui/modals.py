@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DirectoryTree, Label, OptionList, Static
+from textual.widgets import DirectoryTree, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 
@@ -61,6 +61,32 @@ class ErrorScreen(ModalScreen[None]):
             yield Label(Text("Error", style="bold red"))
             yield Static(self.message)
             yield Label(Text("enter or escape closes", style="dim"))
+
+
+class PathPrompt(ModalScreen[str | None]):
+    """Ask for a file path, completing names as they are typed; escape cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, question: str, suffixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.question, self.suffixes = question, suffixes
+
+    def compose(self) -> ComposeResult:
+        from tui_merge.tui.path_suggester import PathSuggester
+
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question, style="bold"))
+            yield Input(
+                placeholder="path (right arrow accepts the completion)",
+                suggester=PathSuggester(self.suffixes),
+                id="path",
+            )
+            yield Label(Text("enter opens   escape cancels", style="dim"))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
 
 
 class FolderPicker(ModalScreen[str | None]):

@@ -25,7 +25,7 @@ class StepScreen(Screen):
     HELP: ClassVar[str] = ""
     BINDINGS = [
         Binding("escape", "back", "Back", id="back"),
-        Binding("ctrl+n", "next", "Next", id="next", priority=True),
+        Binding("ctrl+n", "next", "Next", id="next"),
         Binding("f1", "help", "Help", id="help"),
     ]
 
@@ -43,7 +43,7 @@ class StepScreen(Screen):
         yield Static(self._step_bar(), id="steps")
         yield from self.compose_body()
         yield Static("", id="status")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def compose_body(self) -> ComposeResult:
         """The step's own widgets."""
@@ -64,8 +64,19 @@ class StepScreen(Screen):
         """Why the user cannot go on yet, or None."""
         return None
 
+    def collect(self) -> None:
+        """Copy what the step's fields hold into the state.
+
+        Fields update the state as they change, but a key typed ahead (ctrl+n
+        right after the text, as a fast typist or a paste sends it) is handled
+        before the fields' change messages, so a step reads its fields once
+        more before it judges itself. Steps without typed fields have nothing
+        to copy.
+        """
+
     def action_next(self) -> None:
         """Go to the next step if this one is complete."""
+        self.collect()
         problem = self.problem()
         if problem:
             self.status(problem, error=True)
@@ -80,4 +91,5 @@ class StepScreen(Screen):
         """Show this step's help."""
         from tui_merge.tui.modals import HelpScreen
 
-        self.app.push_screen(HelpScreen(f"{self.STEP + 1} {STEP_NAMES[self.STEP]}", self.HELP))
+        palette = "ctrl+p opens the command palette: go to a step, load or save a config. ctrl+q quits."
+        self.app.push_screen(HelpScreen(f"{self.STEP + 1} {STEP_NAMES[self.STEP]}", f"{self.HELP}\n\n{palette}"))

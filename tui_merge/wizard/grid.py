@@ -5,6 +5,10 @@ then one row per layer; columns are the quantity a layer table edits: ``t``
 for slerp-like methods, else each model's weight. Every edit is undoable.
 A column turns into a config value (filter rows plus one anchor per layer)
 and back.
+
+Split by component, a quantity has three columns: its attention, its MLP,
+and the rest of each layer (norms), which also holds the rows outside the
+layers; the attention and MLP cells of those rows do not exist.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui_merge.config.rendering import OutsideRow, PerLayer
+from tui_merge.config.rendering import ComponentFilter, OutsideRow, PerLayer
 
 NUDGE = 0.05
 FINE_NUDGE = 0.01
@@ -36,6 +40,8 @@ class GridColumn:
     label: str
     minimum: float | None = None
     maximum: float | None = None
+    part: ComponentFilter | None = None
+    """The component the column is split to; None for the whole layer (or its rest when split)."""
 
     def clamp(self, value: float) -> float:
         """The value limited to the column's range."""
@@ -65,12 +71,35 @@ class LayerGrid:
         rows += [GridRow(f"layer {index}", layer=index) for index in range(depth)]
         return cls(rows, columns, [list(defaults) for _ in rows])
 
+    @property
+    def keys(self) -> list[str]:
+        """The quantities, in column order, each once."""
+        return list(dict.fromkeys(column.key for column in self.columns))
+
+    @property
+    def split(self) -> bool:
+        """True when the columns are split by component."""
+        return any(column.part for column in self.columns)
+
+    def heading(self, column: int) -> str:
+        """The column's title: its quantity, and its component when split."""
+        spec = self.columns[column]
+        if not self.split:
+            return spec.label
+        return f"{spec.label} {spec.part.part if spec.part else 'rest'}"
+
+    def exists(self, row: int, column: int) -> bool:
+        """False for a component cell of a row outside the layers."""
+        return self.rows[row].layer is not None or self.columns[column].part is None
+
     def value(self, row: int, column: int) -> float:
         """One cell."""
         return self.values[row][column]
 
     def set(self, row: int, column: int, value: float) -> None:
-        """Set one cell (clamped to the column's range)."""
+        """Set one cell (clamped to the column's range); a cell that does not exist stays as it is."""
+        if not self.exists(row, column):
+            return
         self._remember()
         self.values[row][column] = self.columns[column].clamp(value)
 
@@ -86,6 +115,8 @@ class LayerGrid:
         self._remember()
         first, last = self.values[low][column], self.values[high][column]
         for row in range(low + 1, high):
+            if not self.exists(row, column):
+                continue
             fraction = (row - low) / (high - low)
             self.values[row][column] = self.columns[column].clamp(first + (last - first) * fraction)
 
@@ -96,15 +127,18 @@ class LayerGrid:
     def paste_row(self, row: int, values: list[float]) -> None:
         """Replace a row with copied values."""
         self._remember()
-        self.values[row] = [column.clamp(value) for column, value in zip(self.columns, values)]
+        self.values[row] = [
+            column.clamp(value) if self.exists(row, index) else self.values[row][index]
+            for index, (column, value) in enumerate(zip(self.columns, values))
+        ]
 
     def take_from(self, row: int, model: int) -> None:
         """Make a row come wholly from one model: ``t`` 0/1, or weight 1 for that model and 0 for the others."""
         self._remember()
-        if len(self.columns) == 1 and self.columns[0].key == "t":
-            self.values[row] = [self.columns[0].clamp(float(model > 0))]
-        else:
-            self.values[row] = [column.clamp(float(index == model)) for index, column in enumerate(self.columns)]
+        keys = self.keys
+        for index, column in enumerate(self.columns):
+            wanted = float(model > 0) if keys == ["t"] else float(column.key == keys[min(model, len(keys) - 1)])
+            self.values[row][index] = column.clamp(wanted)
 
     def undo(self) -> bool:
         """Go back one edit; False when there is none."""
@@ -126,10 +160,37 @@ class LayerGrid:
         """The column's values over the layers, for a sparkline."""
         return [self.values[index][column] for index, row in enumerate(self.rows) if row.layer is not None]
 
-    def per_layer(self, column: int) -> PerLayer:
-        """The column as a config value."""
-        outside = [(row.outside, self.values[index][column]) for index, row in enumerate(self.rows) if row.outside]
-        return PerLayer(outside, self.profile(column))
+    def per_layer(self, key: str) -> PerLayer:
+        """A quantity's columns as a config value."""
+        whole = self._whole(key)
+        outside = [(row.outside, self.values[index][whole]) for index, row in enumerate(self.rows) if row.outside]
+        parts = [
+            (column.part, self.profile(index))
+            for index, column in enumerate(self.columns)
+            if column.key == key and column.part is not None
+        ]
+        return PerLayer(outside, self.profile(whole), parts)
+
+    def with_parts(self, parts: list[ComponentFilter]) -> LayerGrid:
+        """The grid split into ``parts`` plus the rest (or joined again when ``parts`` is empty).
+
+        Splitting starts every component at the layer's value; joining keeps the rest column.
+        """
+        columns: list[GridColumn] = []
+        sources: list[int] = []
+        for key in self.keys:
+            whole = self._whole(key)
+            base = self.columns[whole]
+            for part in parts:
+                columns.append(GridColumn(key, base.label, base.minimum, base.maximum, part))
+                sources.append(whole)
+            columns.append(GridColumn(key, base.label, base.minimum, base.maximum))
+            sources.append(whole)
+        kept = {(column.key, column.part): index for index, column in enumerate(self.columns)}
+        for position, column in enumerate(columns):
+            sources[position] = kept.get((column.key, column.part), sources[position])
+        values = [[row[source] for source in sources] for row in self.values]
+        return LayerGrid(self.rows, columns, values)
 
     def load_column(self, column: int, value_of: Callable[[GridRow], float | None]) -> None:
         """Fill a column from a function of the row (None keeps the current value); not undoable."""
@@ -137,6 +198,10 @@ class LayerGrid:
             value = value_of(row)
             if value is not None:
                 self.values[index][column] = float(value)
+
+    def _whole(self, key: str) -> int:
+        """The column of ``key`` that covers the whole layer, or its rest when split."""
+        return next(index for index, column in enumerate(self.columns) if column.key == key and column.part is None)
 
     def _remember(self) -> None:
         self._undo.append([list(row) for row in self.values])

@@ -10,11 +10,19 @@ same planner and executor as ``tui-merge run``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tui_merge.config.loading import LoadedConfig, parse_config
-from tui_merge.config.parameters import TensorPlace, evaluate, layer_position
-from tui_merge.config.rendering import Recipe, RecipeModel, outside_rows, render_recipe
+from tui_merge.config.parameters import TensorPlace, evaluate, is_conditions, layer_position
+from tui_merge.config.rendering import (
+    ComponentFilter,
+    Recipe,
+    RecipeModel,
+    component_filters,
+    outside_rows,
+    render_recipe,
+)
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.compat import CompatibilityReport, check_compatibility
@@ -38,6 +46,8 @@ class WizardState:
     model_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-model parameters other than the per-layer one, by model."""
     grid: LayerGrid | None = None
+    split: bool = False
+    """The layer values are split into attention, MLP and the rest of each layer."""
     output: str = ""
     replace_output: bool = False
     """The user confirmed replacing an existing non-empty output folder (after success only)."""
@@ -107,7 +117,23 @@ class WizardState:
             ]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
         self.grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
+        if self.split:
+            self.grid = self.grid.with_parts(self.component_parts())
         return self.grid
+
+    def component_parts(self) -> list[ComponentFilter]:
+        """The attention and MLP filters of the reference model ([] when its names allow no split)."""
+        return component_filters(self.reference()) if self.models else []
+
+    def set_split(self, split: bool) -> str | None:
+        """Split the layer values by component or join them; the reason when that cannot be done."""
+        parts = self.component_parts() if split else []
+        if split and not parts:
+            return f"{self.reference().label}'s tensor names do not separate attention from MLP in every layer."
+        self.split = split
+        if self.grid is not None:
+            self.grid = self.grid.with_parts(parts)
+        return None
 
     def recipe(self) -> Recipe:
         """The merge as a recipe, ready to render."""
@@ -115,7 +141,7 @@ class WizardState:
         base = self.effective_base
         varying = method.per_layer_param
         grid = self.grid if self.grid is not None else self.rebuild_grid()
-        columns = {column.key: index for index, column in enumerate(grid.columns)} if grid else {}
+        columns = set(grid.keys) if grid else set()
         models = []
         for name in self.models:
             parameters: dict[str, Any] = {}
@@ -124,7 +150,7 @@ class WizardState:
                     if spec.scope != "model":
                         continue
                     if spec.name == varying and name in columns:
-                        parameters[spec.name] = grid.per_layer(columns[name])
+                        parameters[spec.name] = grid.per_layer(name)
                     elif spec.name in self.model_values.get(name, {}):
                         parameters[spec.name] = self.model_values[name][spec.name]
                     elif spec.required:
@@ -135,7 +161,7 @@ class WizardState:
             if spec.scope != "global":
                 continue
             if spec.name == varying and "t" in columns:
-                parameters[spec.name] = grid.per_layer(columns["t"])
+                parameters[spec.name] = grid.per_layer("t")
             elif spec.name in self.global_values:
                 parameters[spec.name] = self.global_values[spec.name]
             elif spec.required:
@@ -163,6 +189,17 @@ class WizardState:
     def loaded_config(self) -> LoadedConfig:
         """The config text parsed and validated, as ``tui-merge run`` would."""
         return parse_config(self.config_text(), self.config_path)
+
+    @classmethod
+    def load(cls, path: str, cache_dir: Path | None = None) -> WizardState:
+        """The state of a saved config file, its models inspected; BadInputError when it cannot be read."""
+        from tui_merge.config.loading import load_config
+        from tui_merge.engine.prepare import inspect_models
+
+        loaded = load_config(Path(path))
+        state = cls.from_config(loaded, inspect_models(loaded, cache_dir))
+        state.config_path = path
+        return state
 
     @classmethod
     def from_config(cls, loaded: LoadedConfig, infos: dict[str, ModelInfo]) -> WizardState:
@@ -197,17 +234,26 @@ class WizardState:
             for name, value in entry.parameters.items():
                 if name != varying:
                     state.model_values.setdefault(entry.model, {})[name] = value
+        per_model = {entry.model: entry.parameters for entry in config.models}
+        filters = {part.filter for part in state.component_parts()}
+        state.split = bool(filters) and any(
+            is_conditions(level.get(varying)) and any(row.get("filter") in filters for row in level[varying])
+            for level in [config.parameters, *per_model.values()]
+        )
         grid = state.rebuild_grid()
         if grid is not None:
             reference = state.reference()
-            per_model = {entry.model: entry.parameters for entry in config.models}
             for index, column in enumerate(grid.columns):
                 levels = (
                     [config.parameters] if column.key == "t" else [per_model.get(column.key, {}), config.parameters]
                 )
 
-                def value_of(row: GridRow, levels: list[dict[str, Any]] = levels) -> float | None:
-                    place = _place(reference, row)
+                def value_of(
+                    row: GridRow, levels: list[dict[str, Any]] = levels, part: ComponentFilter | None = column.part
+                ) -> float | None:
+                    if row.layer is None and part is not None:
+                        return None
+                    place = _place(reference, row, part, filters if state.split else None)
                     for level in levels:
                         if varying in level:
                             found = evaluate(level[varying], place)
@@ -219,12 +265,23 @@ class WizardState:
         return state
 
 
-def _place(reference: ModelInfo, row: GridRow) -> TensorPlace:
-    """A tensor that stands for the row when evaluating filters and gradients."""
+def _place(
+    reference: ModelInfo, row: GridRow, part: ComponentFilter | None = None, split_filters: set[str] | None = None
+) -> TensorPlace:
+    """A tensor that stands for the cell when evaluating filters and gradients.
+
+    A component column stands for the layer's first tensor of that component;
+    the rest column, when split, for its first tensor that no component filter
+    matches (a norm).
+    """
     if row.outside is not None:
         name = next((name for name in reference.tensors if row.outside.filter in name), row.outside.filter)
         return TensorPlace(name, 0.0)
     names = sorted(name for name, role in reference.roles.items() if role.layer == row.layer)
+    if part is not None:
+        names = [name for name in names if part.filter in name] or names
+    elif split_filters:
+        names = [name for name in names if not any(text in name for text in split_filters)] or names
     return TensorPlace(names[0] if names else f"layers.{row.layer}.", layer_position(row.layer, reference.depth))
 
 

@@ -23,22 +23,25 @@ class LayersScreen(StepScreen):
         "linear gradient from the mark to the cursor in that column. c / v copy and\n"
         "paste a row. 0 / 1 take the layer wholly from the first / second model.\n"
         "u undoes, ctrl+r redoes. The sparklines show each column over depth.\n"
-        "Rows above the layers set the embeddings, final norm and head."
+        "Rows above the layers set the embeddings, final norm and head.\n"
+        "s splits each quantity into attention, MLP and the rest of the layer (norms),\n"
+        "as in the classic slerp recipe; s again joins them, keeping the rest column."
     )
     BINDINGS = [
-        Binding("plus,equals_sign", "nudge(1)", "+0.05", id="nudge-up"),
-        Binding("minus,underscore", "nudge(-1)", "-0.05", id="nudge-down"),
+        Binding("plus,equals_sign", "nudge(1)", "+.05", id="nudge-up"),
+        Binding("minus,underscore", "nudge(-1)", "-.05", id="nudge-down"),
         Binding("right_square_bracket", "fine(1)", "+0.01", show=False),
         Binding("left_square_bracket", "fine(-1)", "-0.01", show=False),
         Binding("e", "edit", "Type", id="edit"),
-        Binding("m", "mark", "Mark", id="mark"),
-        Binding("g", "gradient", "Gradient", id="gradient"),
+        Binding("m", "mark", "Mark", id="mark", show=False),
+        Binding("g", "gradient", "Fill", id="gradient"),
         Binding("c", "copy_row", "Copy", show=False),
         Binding("v", "paste_row", "Paste", show=False),
         Binding("u", "undo", "Undo", id="undo"),
         Binding("ctrl+r", "redo", "Redo", show=False),
         Binding("0", "take(0)", "From 1st", show=False),
         Binding("1", "take(1)", "From 2nd", show=False),
+        Binding("s", "split", "Split", id="split"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -60,23 +63,32 @@ class LayersScreen(StepScreen):
             return
         quantity = "t (0 = base, 1 = other)" if grid.columns[0].key == "t" else "each model's weight"
         title.update(f"{self.state.method_name}: {quantity}, per layer")
+        self._build(grid)
         table = self.query_one("#grid", DataTable)
+        table.move_cursor(row=0, column=1)
+        table.focus()
+
+    def _build(self, grid: LayerGrid) -> None:
+        """Fill the table and the sparklines with the grid's rows and columns."""
+        table = self.query_one("#grid", DataTable)
+        table.clear(columns=True)
         table.add_column("row", key="row")
-        for index, column in enumerate(grid.columns):
-            table.add_column(column.label, key=f"c{index}")
+        for index in range(len(grid.columns)):
+            table.add_column(grid.heading(index), key=f"c{index}")
         for index, row in enumerate(grid.rows):
             table.add_row(
                 Text(row.label), *[self._cell(grid, index, c) for c in range(len(grid.columns))], key=f"r{index}"
             )
-        table.move_cursor(row=0, column=1)
-        table.focus()
-        self.query_one("#sparklines", Vertical).mount_all(
+        sparklines = self.query_one("#sparklines", Vertical)
+        sparklines.remove_children()
+        sparklines.set_class(grid.split, "split")
+        sparklines.mount_all(
             Horizontal(
-                Label(Text(f"{column.label[:12]:>12} "), classes="spark-label"),
+                Label(Text(f"{grid.heading(index)[:12]:>12} "), classes="spark-label"),
                 Sparkline(grid.profile(index), id=f"spark{index}"),
                 classes="spark-row",
             )
-            for index, column in enumerate(grid.columns)
+            for index in range(len(grid.columns))
         )
 
     @property
@@ -84,6 +96,8 @@ class LayersScreen(StepScreen):
         return self.state.grid
 
     def _cell(self, grid: LayerGrid, row: int, column: int) -> Text:
+        if not grid.exists(row, column):
+            return Text("·", style="dim", justify="right")
         return Text(f"{grid.value(row, column):.2f}", justify="right")
 
     def _position(self) -> tuple[int, int] | None:
@@ -143,6 +157,23 @@ class LayersScreen(StepScreen):
     def action_take(self, model: int) -> None:
         self._edit(lambda row, column: self.grid.take_from(row, model))
 
+    def action_split(self) -> None:
+        if self.grid is None:
+            return
+        problem = self.state.set_split(not self.state.split)
+        if problem:
+            self.status(problem, error=True)
+            return
+        table = self.query_one("#grid", DataTable)
+        row, column = table.cursor_row, table.cursor_column
+        self.mark = None
+        self._build(self.grid)
+        table.move_cursor(row=row, column=min(column, len(self.grid.columns)))
+        if self.state.split:
+            self.status("split into attention, MLP and the rest of each layer; s joins them again")
+        else:
+            self.status("joined: each layer has one value again (the rest column's)")
+
     def action_undo(self) -> None:
         if self.grid is not None and self.grid.undo():
             self.refresh_cells()
@@ -158,6 +189,9 @@ class LayersScreen(StepScreen):
     def action_edit(self) -> None:
         position = self._position()
         if position is None:
+            return
+        if not self.grid.exists(*position):
+            self.status("Attention and MLP columns have no value outside the layers; the rest column sets it.")
             return
         editor = self.query_one("#cell-editor", Input)
         editor.value = f"{self.grid.value(*position):g}"

@@ -105,12 +105,20 @@ class MethodScreen(StepScreen):
 
     @on(Input.Changed)
     def number_changed(self, event: Input.Changed) -> None:
-        spec, model = event.input.param  # type: ignore[attr-defined]
         if event.validation_result is not None and not event.validation_result.is_valid:
             self.status(event.validation_result.failure_descriptions[0], error=True)
             return
         self.status("")
-        self.state.set_value(spec.name, int(event.value) if spec.kind == "int" else float(event.value), model)
+        self._store(event.input)
+
+    def _store(self, field: Input) -> None:
+        spec, model = field.param  # type: ignore[attr-defined]
+        self.state.set_value(spec.name, int(field.value) if spec.kind == "int" else float(field.value), model)
+
+    def collect(self) -> None:
+        for field in self.query(Input):
+            if field.validators and field.validate(field.value).is_valid:
+                self._store(field)
 
     @on(Switch.Changed)
     def switch_changed(self, event: Switch.Changed) -> None:

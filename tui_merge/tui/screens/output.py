@@ -108,7 +108,16 @@ class OutputScreen(StepScreen):
             return "Choose where to save the config."
         return None
 
+    def collect(self) -> None:
+        state = self.state
+        output = self.query_one("#output", Input).value.strip()
+        if output != state.output:
+            state.output, state.replace_output = output, False
+        state.shard_size = self.query_one("#shard-size", Input).value.strip()
+        state.config_path = self.query_one("#config-path", Input).value.strip()
+
     def action_next(self) -> None:
+        self.collect()
         problem = self.problem()
         if problem:
             self.status(problem, error=True)
