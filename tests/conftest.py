@@ -41,6 +41,20 @@ def llama_deeper(factory: ModelFactory) -> Path:
     return factory.llama("llama-deeper", finetune_seed=3, shape=SampleShape(layers=4))
 
 
+@pytest.fixture(scope="session")
+def llama_chat_tokens(factory: ModelFactory) -> Path:
+    """A chat fine-tune with four more tokens (two special) and <|im_end|> as its end of sequence."""
+    return factory.llama_tokens(
+        "llama-chat260", finetune_seed=4, added=("<|im_start|>", "<|im_end|>", "<tool>", "</tool>"), eos="<|im_end|>"
+    )
+
+
+@pytest.fixture(scope="session")
+def llama_reordered(factory: ModelFactory) -> Path:
+    """A fine-tune with 256 tokens like the base, three pairs of them at each other's ids."""
+    return factory.llama_tokens("llama-reordered", finetune_seed=5, swapped=3)
+
+
 def folder_digest(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder``, to prove a command left inputs untouched."""
     return {

@@ -61,6 +61,56 @@ class ModelFactory:
             sample_tokenizer(shape.vocab_size).save_pretrained(path)
         return path
 
+    def llama_tokens(
+        self,
+        name: str,
+        *,
+        finetune_seed: int,
+        added: tuple[str, ...] = (),
+        swapped: int = 0,
+        eos: str | None = None,
+        trained: int = 256,
+    ) -> Path:
+        """A fine-tune of the base whose tokenizer differs the way real fine-tunes' do.
+
+        ``added`` tokens (``<|...|>`` ones special) get new rows after the base's
+        256; ``swapped`` pairs of ordinary tokens trade ids, and their embedding
+        and head rows trade places with them, so the model means the same thing
+        under another numbering; ``eos`` names another end-of-sequence token;
+        ``trained`` below 256 stops the tokenizer's training early, so the
+        last of the base's tokens are missing (and ``added`` take their ids).
+        """
+        from safetensors.torch import load_file, save_file
+        from transformers import AddedToken
+
+        path = self.root / name
+        if path.exists():
+            return path
+        self.llama(name, finetune_seed=finetune_seed, shape=SampleShape(vocab_size=trained + len(added)))
+        tokenizer = sample_tokenizer(trained)
+        tokenizer.add_tokens([AddedToken(token, special=token.startswith("<|")) for token in added])
+        if eos:
+            tokenizer.eos_token = eos
+            config = json.loads((path / "config.json").read_text())
+            config["eos_token_id"] = tokenizer.convert_tokens_to_ids(eos)
+            (path / "config.json").write_text(json.dumps(config, indent=2))
+        tokenizer.save_pretrained(path)
+        if swapped:
+            data = json.loads((path / "tokenizer.json").read_text())
+            vocab = data["model"]["vocab"]
+            by_id = {index: token for token, index in vocab.items()}
+            order = list(range(256))
+            for pair in range(swapped):
+                first, second = 20 + 2 * pair, 21 + 2 * pair
+                vocab[by_id[first]], vocab[by_id[second]] = second, first
+                order[first], order[second] = second, first
+            (path / "tokenizer.json").write_text(json.dumps(data))
+            state = load_file(path / "model.safetensors")
+            for key in ("model.embed_tokens.weight", "lm_head.weight"):
+                state[key] = state[key][order].contiguous()
+            save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+        return path
+
     def sharded(self, name: str, source: Path, max_shard_size: str = "20KB") -> Path:
         """The model at ``source`` saved again as sharded safetensors with an index."""
         from transformers import AutoModelForCausalLM

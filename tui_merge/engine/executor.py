@@ -16,6 +16,7 @@ import torch
 
 from tui_merge.engine.events import (
     EventCallback,
+    Log,
     MergeFailed,
     MergeFinished,
     MergeStarted,
@@ -28,6 +29,7 @@ from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
+from tui_merge.vocab.alignment import align_rows
 
 
 class MergeError(TuiMergeError):
@@ -67,6 +69,8 @@ def execute(
     started = time.monotonic()
     written = 0
     emit(MergeStarted(plan))
+    for note in plan.vocabulary.notes:
+        emit(Log("info", note))
     try:
         writer.start()
         with TensorReader() as reader:
@@ -95,10 +99,18 @@ def merge_task(plan: Plan, task: TensorTask, kernel, reader: TensorReader, devic
     """Compute one output tensor in float32 on ``device`` and cast it to the output dtype."""
     if not task.merge:
         return reader.read(task.inputs[0].entry)
+    tensors = [_prepare(reader, ref, device) for ref in task.inputs]
+    base = _prepare(reader, task.base, device) if task.base else None
+    if task.vocab is not None:
+        extra = [ref for ref in (task.base, task.fill_from) if ref is not None]
+        matrices = [*zip([ref.model for ref in task.inputs], tensors)]
+        matrices += [(ref.model, base if ref is task.base else _prepare(reader, ref, device)) for ref in extra]
+        aligned = align_rows(matrices, task.vocab)
+        tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
     inputs = MergeInputs(
-        tensors=[_prepare(reader, ref, device) for ref in task.inputs],
+        tensors=tensors,
         params=[dict(params) for params in task.model_params],
-        base=_prepare(reader, task.base, device) if task.base else None,
+        base=base,
         options=dict(task.options),
         generator=torch.Generator().manual_seed(task.seed) if plan.method.random else None,
     )

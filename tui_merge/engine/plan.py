@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.checkpoint import TensorEntry
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import DTYPE_SIZES, FLOAT_DTYPES
+from tui_merge.vocab.alignment import VocabAlignment
+from tui_merge.vocab.strategy import VocabPlan, plan_vocabulary
 
 OUTPUT_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 _WORKING_COPIES = 3
@@ -61,6 +63,15 @@ class TensorTask:
     seed: int
     merge: bool = True
     """False for tensors copied as they are (integer buffers)."""
+    vocab: VocabAlignment | None = None
+    """For a vocabulary matrix whose rows match by token: where each row comes from in each model."""
+    fill_from: InputTensor | None = None
+    """The base's matrix, read only to fill rows other models lack, when the method itself does not read it."""
+
+    @property
+    def reads(self) -> tuple[InputTensor, ...]:
+        """Every stored tensor the task reads."""
+        return tuple(ref for ref in (*self.inputs, self.base, self.fill_from) if ref is not None)
 
     @property
     def nbytes(self) -> int:
@@ -95,6 +106,8 @@ class Plan:
     vocab_rows: int | None
     out_dtype: str
     """torch name of the output dtype."""
+    vocabulary: VocabPlan
+    """How vocabularies are reconciled, and the output tokenizer."""
 
     @property
     def config(self) -> MergeConfig:
@@ -109,16 +122,22 @@ class Plan:
     @property
     def bytes_to_read(self) -> int:
         """Tensor bytes read from the inputs (each input tensor once per use)."""
-        return sum(
-            ref.entry.nbytes for task in self.tasks for ref in (*task.inputs, *([task.base] if task.base else []))
-        )
+        return sum(ref.entry.nbytes for task in self.tasks for ref in task.reads)
 
     @property
     def peak_bytes(self) -> int:
         """Estimated memory for the largest task: its inputs in float32, a few working copies."""
         largest = max((task.nbytes // DTYPE_SIZES[task.dtype] for task in self.tasks), default=0)
-        inputs = max((len(task.inputs) + (task.base is not None) for task in self.tasks), default=0)
+        inputs = max((len(task.reads) for task in self.tasks), default=0)
         return largest * 4 * (inputs + _WORKING_COPIES)
+
+
+_STRATEGY_WORDS = {
+    "truncate": "truncated to the base's rows",
+    "pad": "padded to the largest with mean rows",
+    "union": "union of the tokenizers, rows matched by token",
+    "tokens": "rows matched by token to the chosen tokenizer",
+}
 
 
 def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
@@ -138,6 +157,13 @@ def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
         while not parent.exists():
             parent = parent.parent
         lines.append(f"  free disk      {human_bytes(shutil.disk_usage(parent).free)} at {parent}")
+    vocabulary = plan.vocabulary
+    if vocabulary.strategy:
+        lines.append(f"  vocabulary     {_STRATEGY_WORDS[vocabulary.strategy]}, {vocabulary.rows} rows")
+    if vocabulary.tokenizer is not None:
+        added = f" plus {len(vocabulary.tokenizer.added)} tokens" if vocabulary.tokenizer.added else ""
+        lines.append(f"  tokenizer      {vocabulary.tokenizer.source}{added}")
+    lines += [f"  note           {note}" for note in vocabulary.notes]
     return lines
 
 
@@ -161,7 +187,7 @@ class _Planner:
         self.tasks: list[TensorTask] = []
 
     def build(self) -> Plan:
-        self._check_vocab_strategy()
+        self.vocabulary = plan_vocabulary(self.loaded, self.models)
         if self.config.models is not None:
             reference = self.models[self.config.base_model or self.config.models[0].model]
             num_layers = self._plan_models(reference)
@@ -181,6 +207,7 @@ class _Planner:
             num_layers=num_layers,
             vocab_rows=self._output_vocab_rows(tasks, reference),
             out_dtype=out_dtype,
+            vocabulary=self.vocabulary,
         )
 
     # --- models: every layer from every model ------------------------------------------------
@@ -351,52 +378,48 @@ class _Planner:
 
     def _fit_rows(self, task: TensorTask, reference: ModelInfo) -> TensorTask:
         refs = [*task.inputs, *([task.base] if task.base else [])]
+        alignment = self.vocabulary.alignment
+        if alignment is not None and task.merge and self._vocabulary_shaped(refs):
+            fill_from = None
+            if alignment.base and all(ref.model != alignment.base for ref in refs):
+                fill_from = self._input(alignment.base, task.name, task.inputs[0].entry)
+                fill_from = fill_from if self._vocabulary_shaped([fill_from]) else None
+            return replace(task, shape=(alignment.rows, *task.shape[1:]), vocab=alignment, fill_from=fill_from)
         shapes = {ref.entry.shape for ref in refs}
         if len(shapes) == 1 and task.shape in shapes:
             return task
         tails = {shape[1:] for shape in shapes | {task.shape}}
         vocab_like = len(tails) == 1 and all(len(shape) >= 1 for shape in shapes)
         listing = ", ".join(f"{ref.model}: {list(ref.entry.shape)}" for ref in refs)
-        if not vocab_like:
+        if not vocab_like or not self._vocabulary_shaped(refs) or self.vocabulary.rows is None:
             raise BadInputError(
                 f"Tensor {task.name} has different shapes ({listing}); these models cannot be merged "
                 "(run tui-merge inspect on them)."
             )
-        strategy = self.config.tui_merge.vocab
-        if strategy is None:
-            rows = ", ".join(f"{ref.model}: {ref.entry.shape[0]}" for ref in refs)
-            raise BadInputError(
-                f"Vocabulary sizes differ in {task.name} ({rows}); set tui_merge.vocab to truncate (to the base's "
-                "rows) or pad (grow to the largest, new rows from each matrix's mean) in the config."
-            )
-        if strategy == "truncate":
-            base_ref = task.base or task.inputs[0]
-            rows = base_ref.entry.shape[0] if self.config.base_model else min(s[0] for s in shapes)
-        else:
-            rows = max(shape[0] for shape in shapes)
+        rows = self.vocabulary.rows
         shape = (rows, *task.shape[1:])
 
         def fit(ref: InputTensor) -> InputTensor:
             return InputTensor(ref.model, ref.entry, rows if ref.entry.shape[0] != rows else None)
 
-        return TensorTask(
-            task.name, shape, task.dtype, tuple(fit(ref) for ref in task.inputs), task.model_params,
-            fit(task.base) if task.base else None, task.options, task.seed,
-        )  # fmt: skip
+        inputs = tuple(fit(ref) for ref in task.inputs)
+        return replace(task, shape=shape, inputs=inputs, base=fit(task.base) if task.base else None)
 
-    def _check_vocab_strategy(self) -> None:
-        if self.config.tui_merge.vocab == "union" or self.config.tokenizer_source == "union":
-            key = ("tui_merge", "vocab") if self.config.tui_merge.vocab == "union" else ("tokenizer_source",)
-            raise BadInputError(
-                f"{self.loaded.where(key)}: the union vocabulary needs tokenizer merging, which this version "
-                "does not do yet; use truncate or pad."
-            )
+    def _vocabulary_shaped(self, refs: list[InputTensor]) -> bool:
+        """True for a matrix outside the layers whose rows are each model's vocabulary (embeddings, head, biases)."""
+        for ref in refs:
+            info = self.models[ref.model]
+            role = info.roles.get(ref.entry.name)
+            if not ref.entry.shape or ref.entry.shape[0] != info.vocab_rows:
+                return False
+            if role is not None and (role.layer is not None or role.component == "norm"):
+                return False
+        return True
 
     def _with_dtype(self, task: TensorTask, out_dtype: str) -> TensorTask:
         if not task.merge:
             return task
-        return TensorTask(task.name, task.shape, OUTPUT_DTYPES[out_dtype], task.inputs, task.model_params,
-                          task.base, task.options, task.seed)  # fmt: skip
+        return replace(task, dtype=OUTPUT_DTYPES[out_dtype])
 
     def _output_vocab_rows(self, tasks: tuple[TensorTask, ...], reference: ModelInfo) -> int | None:
         if reference.embedding_name is None:

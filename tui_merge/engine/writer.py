@@ -19,12 +19,8 @@ import torch
 import yaml
 
 from tui_merge.engine.plan import Plan, Shard, TensorTask
-from tui_merge.models.resolve import resolve_model
+from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
-TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json",
-    "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja", "chat_template.json",
-)  # fmt: skip
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
 
@@ -94,10 +90,14 @@ class OutputWriter:
         self._write_text("config.json", json.dumps(output_model_config(plan), indent=2) + "\n")
         generation = plan.reference.folder / "generation_config.json"
         if generation.is_file():
-            shutil.copyfile(generation, self.partial / generation.name)
-        if plan.config.tui_merge.copy_tokenizer:
-            for file in tokenizer_files(plan):
-                shutil.copyfile(file, self.partial / file.name)
+            settings = json.loads(generation.read_text(encoding="utf-8"))
+            tokenizer = plan.vocabulary.tokenizer
+            if tokenizer is not None:
+                agree_on_special_ids(settings, tokenizer.special_ids, plan.vocab_rows)
+            self._write_text(generation.name, json.dumps(settings, indent=2) + "\n")
+        tokenizer = plan.vocabulary.tokenizer
+        if tokenizer is not None:
+            write_tokenizer(tokenizer.source, tokenizer.added, self.partial)
         self._write_text("tui_merge_config.yaml", plan.loaded.text)
         self._write_text("README.md", model_card(plan))
         _sync_folder(self.partial)
@@ -134,6 +134,10 @@ def output_model_config(plan: Plan) -> dict:
     target[layer_key] = plan.num_layers
     if plan.vocab_rows is not None:
         target["vocab_size"] = plan.vocab_rows
+    tokenizer = plan.vocabulary.tokenizer
+    if tokenizer is not None:
+        for place in {id(config): config, id(target): target}.values():
+            agree_on_special_ids(place, tokenizer.special_ids, plan.vocab_rows)
     dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
     for key in dtype_keys:
         config[key] = plan.out_dtype
@@ -142,16 +146,6 @@ def output_model_config(plan: Plan) -> dict:
 
 def _nested(config: dict) -> bool:
     return isinstance(config.get("text_config"), dict) and not any(key in config for key in _LAYER_KEYS)
-
-
-def tokenizer_files(plan: Plan) -> list[Path]:
-    """Tokenizer files of the chosen source: tokenizer_source, else the base, else the first model."""
-    source = plan.config.tokenizer_source
-    if source and source.startswith("model:"):
-        folder = resolve_model(source.removeprefix("model:")).folder
-    else:
-        folder = plan.reference.folder
-    return [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
 
 
 def model_card(plan: Plan) -> str:

@@ -1,0 +1,1 @@
+"""Vocabularies that differ between models: tokenizers, row alignment by token, and the output tokenizer."""

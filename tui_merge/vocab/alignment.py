@@ -1,0 +1,121 @@
+"""Rows matched by token: each model's vocabulary matrix rearranged to the output tokenizer's ids.
+
+For every output row (a token of the output tokenizer) each model either has
+that token, at its own id, or lacks it. A row a model lacks is filled, in
+this order: from the base model's row, when the base has the token; else
+from the mean of the models that have it (the row itself when only one
+does); else, when no model has it, from the mean row of that model's own
+matrix. Never zeros: a zero row has no direction, which makes SLERP divide
+by zero, and it is how earlier tools shipped NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tui_merge.vocab.tokenizer import AddedToken, TokenizerFacts
+
+if TYPE_CHECKING:
+    import torch
+
+MISSING = -1
+
+
+@dataclass(frozen=True, eq=False)
+class VocabAlignment:
+    """Where each output row comes from in each model's matrix."""
+
+    rows: int
+    sources: dict[str, tuple[int, ...]]
+    """Per model (config name), the source row of each output row, or ``MISSING``."""
+    base: str | None
+    """The model whose rows fill those another model lacks, when it has them."""
+
+    def missing(self, model: str) -> int:
+        """How many output rows ``model`` lacks."""
+        return sum(1 for source in self.sources[model] if source == MISSING)
+
+    def is_identity(self, model_rows: dict[str, int]) -> bool:
+        """True when every model already has every row in place: nothing to rearrange."""
+        return all(
+            model_rows[model] == self.rows and all(source == row for row, source in enumerate(sources))
+            for model, sources in self.sources.items()
+        )
+
+
+def union_tokens(first: TokenizerFacts, others: Sequence[TokenizerFacts]) -> tuple[list[str | None], list[AddedToken]]:
+    """The union vocabulary in id order, and the tokens it adds to ``first``.
+
+    ``first`` keeps every id it has, so its special token ids stay valid; each
+    token it lacks follows, in the order of the other tokenizers and their
+    ids, and becomes an added token (special when it is special where it
+    comes from).
+    """
+    tokens = first.by_id()
+    known = set(first.ids)
+    added: list[AddedToken] = []
+    for other in others:
+        for token in other.by_id():
+            if token is None or token in known:
+                continue
+            known.add(token)
+            tokens.append(token)
+            added.append(AddedToken(token, other.added.get(token, False)))
+    return tokens, added
+
+
+def align_by_token(
+    tokens: Sequence[str | None],
+    vocabularies: dict[str, TokenizerFacts],
+    model_rows: dict[str, int],
+    *,
+    positional: str | None,
+    base: str | None,
+) -> VocabAlignment:
+    """Match every model's rows to ``tokens`` (the output tokenizer's tokens in id order).
+
+    The output has a row per token, and at least as many rows as the model
+    named ``positional`` (the one whose tokenizer the output uses): rows past
+    its tokenizer (padding rows many checkpoints carry) keep their place.
+    """
+    rows = max(len(tokens), model_rows.get(positional, 0) if positional else 0)
+    sources: dict[str, tuple[int, ...]] = {}
+    for model, vocabulary in vocabularies.items():
+        limit = model_rows[model]
+        column = []
+        for row in range(rows):
+            token = tokens[row] if row < len(tokens) else None
+            # A row no token names (padding past the tokenizer) stays in place in the positional model only.
+            positional_index = row if model == positional else MISSING
+            index = vocabulary.ids.get(token, MISSING) if token is not None else positional_index
+            column.append(index if index < limit else MISSING)
+        sources[model] = tuple(column)
+    return VocabAlignment(rows, sources, base)
+
+
+def align_rows(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAlignment) -> list[torch.Tensor]:
+    """Each ``(model, matrix)`` rearranged to the output rows, the rows it lacks filled (see the module doc)."""
+    import torch
+
+    gathered, present = [], []
+    for model, matrix in matrices:
+        sources = torch.as_tensor(alignment.sources[model], device=matrix.device)
+        have = sources != MISSING
+        rows = matrix.new_empty((alignment.rows, *matrix.shape[1:]))
+        rows[have] = matrix[sources[have]]
+        gathered.append(rows)
+        present.append(have)
+    shape = (-1,) + (1,) * (matrices[0][1].dim() - 1)
+    counts = torch.stack(present).sum(dim=0)
+    total = sum(torch.where(have.view(shape), rows, 0.0) for rows, have in zip(gathered, present))
+    shared_mean = total / counts.clamp(min=1).view(shape).to(total.dtype)
+    base = next((index for index, (model, _) in enumerate(matrices) if model == alignment.base), None)
+    if base is not None:
+        shared_mean = torch.where(present[base].view(shape), gathered[base], shared_mean)
+    result = []
+    for (_, matrix), rows, have in zip(matrices, gathered, present):
+        fill = torch.where((counts > 0).view(shape), shared_mean, matrix.mean(dim=0, keepdim=True))
+        result.append(torch.where(have.view(shape), rows, fill))
+    return result

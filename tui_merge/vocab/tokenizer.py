@@ -1,0 +1,96 @@
+"""A model folder's tokenizer as the merge sees it: token ids by string, special tokens, added tokens.
+
+Tokenizers load with transformers from local files only (never the network,
+never remote code), so every format a checkpoint ships (tokenizer.json,
+sentencepiece, vocab/merges files) is read the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from tui_merge.errors import BadInputError
+
+TOKENIZER_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json",
+    "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja", "chat_template.json",
+)  # fmt: skip
+"""Files that make up a tokenizer; copied together from one source."""
+
+SPECIAL_ROLES = ("bos", "eos", "pad", "unk")
+"""Special tokens whose ids config.json and generation_config.json repeat as ``<role>_token_id``."""
+
+
+@dataclass(frozen=True)
+class AddedToken:
+    """A token added on top of a tokenizer's model, as the union tokenizer adds it."""
+
+    content: str
+    special: bool
+
+
+@dataclass(frozen=True)
+class TokenizerFacts:
+    """What the merge needs from one tokenizer."""
+
+    folder: Path
+    ids: dict[str, int]
+    """Token string to id, added tokens included."""
+    special_ids: dict[str, int]
+    """Id of each special role the tokenizer defines (``bos``, ``eos``, ...)."""
+    added: dict[str, bool]
+    """Added tokens (string to whether it is special), which a union must carry over as added tokens."""
+
+    @property
+    def size(self) -> int:
+        """Ids the tokenizer can produce: its largest id plus one."""
+        return max(self.ids.values(), default=-1) + 1
+
+    def by_id(self) -> list[str | None]:
+        """Token strings in id order (None for an id no token has)."""
+        tokens: list[str | None] = [None] * self.size
+        for token, index in self.ids.items():
+            tokens[index] = token
+        return tokens
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """True when the folder holds tokenizer files."""
+    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"))
+
+
+def load_tokenizer(folder: Path):
+    """The transformers tokenizer in ``folder``, read from local files only."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except Exception as error:  # transformers raises many kinds; all mean the files cannot be read
+        raise BadInputError(
+            f"The tokenizer in {folder} cannot be read ({type(error).__name__}: {str(error).splitlines()[0]}); "
+            "fix or remove its tokenizer files, or choose another tokenizer_source."
+        ) from error
+
+
+def tokenizer_facts(folder: Path) -> TokenizerFacts | None:
+    """The tokenizer of a model folder, or None when it has none (read once per version of its files)."""
+    if not has_tokenizer(folder):
+        return None
+    stamp = tuple((folder / name).stat().st_mtime_ns for name in TOKENIZER_FILES if (folder / name).is_file())
+    return _read_facts(folder, stamp)
+
+
+@lru_cache(maxsize=32)
+def _read_facts(folder: Path, stamp: tuple[int, ...]) -> TokenizerFacts:
+    tokenizer = load_tokenizer(folder)
+    special_ids = {}
+    for role in SPECIAL_ROLES:
+        index = getattr(tokenizer, f"{role}_token_id", None)
+        if isinstance(index, int):
+            special_ids[role] = index
+    decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    added = {token.content: bool(token.special) for token in decoder.values()}
+    return TokenizerFacts(folder, dict(tokenizer.get_vocab()), special_ids, added)
