@@ -40,6 +40,22 @@ async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = ()) -> None:
     print(f"screenshots/{name}.svg")
 
 
+def chat_with_new_tokens(folder: Path) -> str:
+    """demo-chat with four chat tokens added (new embedding rows), as chat fine-tunes ship."""
+    from transformers import AddedToken, AutoModelForCausalLM, AutoTokenizer
+
+    from tui_merge.samples import save_model
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder / "demo-chat"))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder / "demo-chat"))
+    tokenizer.add_tokens([AddedToken(token, special=True) for token in ("<|im_start|>", "<|im_end|>")])
+    tokenizer.add_tokens(["<tool>", "</tool>"])
+    model.resize_token_embeddings(len(tokenizer))
+    save_model(model, folder / "demo-chat-tokens")
+    tokenizer.save_pretrained(str(folder / "demo-chat-tokens"))
+    return "demo-chat-tokens"
+
+
 async def main() -> None:
     OUTPUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -49,6 +65,8 @@ async def main() -> None:
         await shoot("1-models", WizardApp(state_for(base, chat, other, base=base)), ("tab",))
         await shoot("2-analysis", WizardApp(state_for(base, chat), start_step=1))
         await shoot("2-analysis-unrelated", WizardApp(state_for(base, other), start_step=1), ("end",))
+        tokens = chat_with_new_tokens(Path(folder))
+        await shoot("2-analysis-vocab", WizardApp(state_for(base, tokens), start_step=1), ("end",))
         await shoot("3-method", WizardApp(state_for(base, chat, method_name="ties"), start_step=2))
         await shoot(
             "4-layers",

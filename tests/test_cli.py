@@ -78,7 +78,7 @@ def test_inspect_prints_the_table_and_findings(
     assert table["vocabulary"][1:] == ["256", "256", "260"]
     assert table["layers"][1:] == ["2", "2", "2"]
     assert "WARNING Vocabulary sizes differ" in out
-    assert "  truncate: cut every vocabulary matrix to the base's 256 rows" in out
+    assert "  truncate: cut to the base's 256 rows, dropping 4 rows of" in out
     assert "INFO    llama-finetune shares a base with llama-base" in out
     assert out.rstrip().endswith("Mergeable.")
     assert {folder: folder_digest(folder) for folder in inputs} == inputs

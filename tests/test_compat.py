@@ -112,10 +112,29 @@ def test_vocab_mismatch_is_a_warning_with_three_fixes(llama_base: Path, llama_vo
     assert vocab.severity == "warning"
     assert "llama-base: 256, llama-vocab260: 260" in vocab.message
     assert [fix.key for fix in vocab.fixes] == ["truncate", "pad", "union"]
-    assert "4 from llama-vocab260" in vocab.fixes[0].summary
-    assert "4 for llama-base" in vocab.fixes[1].summary
+    assert vocab.fixes[0].summary == "cut to the base's 256 rows, dropping 4 rows of llama-vocab260"
+    assert vocab.fixes[1].summary == "grow to 260 rows: 4 new rows for llama-base from its mean"
+    assert vocab.fixes[2].summary.startswith("not possible here")  # llama-vocab260 ships no tokenizer
     # Embedding and head differ only in rows: not reported as broken shapes, and lineage still runs.
     assert codes(result) == {"vocab_size": "warning", "lineage": "info"}
+
+
+def test_union_fix_says_what_it_would_do(llama_base: Path, llama_chat_tokens: Path) -> None:
+    vocab = next(finding for finding in report(llama_base, llama_chat_tokens).findings if finding.code == "vocab_size")
+
+    assert vocab.fixes[2].summary == (
+        "llama-base's tokenizer plus 4 tokens, 260 rows matched by token; llama-base lacks 4 "
+        "(filled from the base, else the models that have them)"
+    )
+
+
+def test_same_size_but_other_token_order_is_a_warning(llama_base: Path, llama_reordered: Path) -> None:
+    result = report(llama_base, llama_reordered)
+    order = next(finding for finding in result.findings if finding.code == "token_order")
+
+    assert order.severity == "warning" and "(6 in llama-reordered)" in order.message
+    assert [fix.key for fix in order.fixes] == ["union"]
+    assert result.mergeable
 
 
 def test_different_depth_blocks_all_but_layer_stacking(llama_base: Path, llama_deeper: Path) -> None:

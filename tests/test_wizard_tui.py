@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import folder_digest
-from textual.widgets import DataTable, Input, RadioSet, Static
+from textual.widgets import DataTable, Input, RadioButton, RadioSet, Static
 
 from tui_merge.cli import main
 from tui_merge.models.info import load_model_info
@@ -19,10 +19,14 @@ SIZE = (80, 24)
 
 
 @pytest.fixture()
-def workdir(tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, llama_vocab_plus) -> Path:
+def workdir(
+    tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, llama_vocab_plus, llama_chat_tokens,
+    llama_reordered,
+) -> Path:  # fmt: skip
     """A folder holding the fixture models under short relative names, as a user's would."""
     for name, source in (("base", llama_base), ("chat", llama_finetune), ("other", llama_unrelated),
-                         ("wide-vocab", llama_vocab_plus)):  # fmt: skip
+                         ("wide-vocab", llama_vocab_plus), ("chat-tokens", llama_chat_tokens),
+                         ("reordered", llama_reordered)):  # fmt: skip
         shutil.copytree(source, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -93,10 +97,32 @@ async def test_analysis_step_blocks_on_errors_and_offers_the_vocab_fix(workdir) 
         assert app.screen.query_one("#vocab", RadioSet).display
         assert app.state.vocab == "pad"
         app.screen.query_one("#vocab", RadioSet).focus()
-        await pilot.press("left", "enter")
+        assert app.screen.query_one("#vocab-union", RadioButton).disabled  # wide-vocab has no tokenizer
+        await pilot.press("enter")  # the highlight starts on the first choice
         assert app.state.vocab == "truncate"
         await pilot.press("ctrl+n")
         assert app.screen.STEP == 2
+
+
+async def test_analysis_offers_union_when_every_model_has_a_tokenizer(workdir) -> None:
+    app = WizardApp(state_with("base", "chat-tokens"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.state.vocab == "union"
+        assert "tui_merge:\n  seed: 0" in app.state.config_text() and "vocab: union" in app.state.config_text()
+        union = next(fix for finding in app.screen.report.findings for fix in finding.fixes if fix.key == "union")
+        assert "plus 4 tokens, 260 rows matched by token" in union.summary
+
+    app = WizardApp(state_with("base", "reordered"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = [button.id for button in app.screen.query(RadioButton) if button.display]
+        assert shown == ["vocab-position", "vocab-union"] and app.state.vocab == "union"
+        app.screen.query_one("#vocab", RadioSet).focus()
+        await pilot.press("enter")
+        assert app.state.vocab == "position" and "vocab:" not in app.state.config_text()
 
 
 async def test_method_step_builds_the_form_and_validates_as_you_type(workdir) -> None:

@@ -31,8 +31,10 @@ examples:
   nohup tui-merge run merge.yaml ./merged > merge.log 2>&1 &
 
 The config speaks mergekit's YAML dialect; options of our own go under
-tui_merge: (vocab, shard_size, device, seed, copy_tokenizer). Output is
-written to OUT.partial and renamed to OUT only when complete.
+tui_merge: (vocab, shard_size, device, seed, copy_tokenizer). Vocabularies of
+different sizes need tui_merge: {vocab: truncate | pad | union} or mergekit's
+tokenizer_source: union | base | model:PATH. Output is written to OUT.partial
+and renamed to OUT only when complete.
 exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 """
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_name
 
@@ -187,19 +188,16 @@ def _depth(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list
 def _vocab(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list[Finding]:
     differ = _differing(base, others, lambda model: model.vocab_rows)
     if not differ:
-        return []
+        return _token_order(base, others)
     rows = {model.label: model.vocab_rows or 0 for model in [base, *others]}
     base_rows, largest = rows[base.label], max(rows.values())
-    cut = [f"{count - base_rows} from {label}" for label, count in rows.items() if count > base_rows]
-    grow = [f"{largest - count} for {label}" for label, count in rows.items() if count < largest]
+    cut = [f"{count - base_rows} rows of {label}" for label, count in rows.items() if count > base_rows]
+    grow = [f"{largest - count} new rows for {label} from its mean" for label, count in rows.items() if count < largest]
     fixes = (
-        Fix("truncate", f"cut every vocabulary matrix to the base's {base_rows} rows (drops rows: {', '.join(cut)})"
-            if cut else f"cut every vocabulary matrix to the base's {base_rows} rows"),
-        Fix("pad", f"grow every vocabulary matrix to {largest} rows, new rows being the mean row of their own "
-            f"matrix (new rows: {', '.join(grow)})"),
-        Fix("union", "build the union of the tokenizers and match rows by token; a row a model lacks comes "
-            "from the base, else the one model that has it"),
-    )  # fmt: skip
+        Fix("truncate", f"cut to the base's {base_rows} rows" + (f", dropping {', '.join(cut)}" if cut else "")),
+        Fix("pad", f"grow to {largest} rows: {'; '.join(grow)}"),
+        Fix("union", _union_summary(base, others)),
+    )
     return [
         Finding(
             "vocab_size",
@@ -208,6 +206,58 @@ def _vocab(base: ModelInfo, others: list[ModelInfo], method: str | None) -> list
             "choose truncate, pad or union.",
             tuple(model.label for model in [base, *differ]),
             fixes,
+        )
+    ]
+
+
+def _union_summary(base: ModelInfo, others: list[ModelInfo]) -> str:
+    """What the union would do: its size and, per model, how many rows it lacks."""
+    from tui_merge.vocab.alignment import align_by_token, union_tokens
+    from tui_merge.vocab.tokenizer import tokenizer_facts
+
+    models = [base, *others]
+    try:
+        vocabularies = {model.label: tokenizer_facts(model.folder) for model in models}
+    except TuiMergeError as error:
+        return f"not possible here: {error.message}"
+    lacking = [label for label, facts in vocabularies.items() if facts is None]
+    if lacking:
+        return f"not possible here: it matches rows by token and {', '.join(lacking)} has no tokenizer"
+    tokens, added = union_tokens(vocabularies[base.label], [vocabularies[model.label] for model in others])
+    rows = {model.label: model.vocab_rows or 0 for model in models}
+    alignment = align_by_token(tokens, vocabularies, rows, positional=base.label, base=base.label)
+    lacks = [f"{label} lacks {alignment.missing(label)}" for label in rows if alignment.missing(label)]
+    extended = f" plus {len(added)} tokens" if added else ""
+    text = f"{base.label}'s tokenizer{extended}, {alignment.rows} rows matched by token"
+    return text + (f"; {', '.join(lacks)} (filled from the base, else the models that have them)" if lacks else "")
+
+
+def _token_order(base: ModelInfo, others: list[ModelInfo]) -> list[Finding]:
+    """Same sizes, but tokens at other ids: merging row by row would mix different tokens."""
+    from tui_merge.vocab.tokenizer import tokenizer_facts
+
+    try:
+        reference = tokenizer_facts(base.folder)
+        moved = {}
+        for model in others:
+            facts = tokenizer_facts(model.folder) if reference is not None else None
+            if facts is not None:
+                count = sum(1 for token, index in facts.ids.items() if reference.ids.get(token, index) != index)
+                if count:
+                    moved[model.label] = count
+    except TuiMergeError:
+        return []
+    if not moved:
+        return []
+    listing = ", ".join(f"{count} in {label}" for label, count in moved.items())
+    return [
+        Finding(
+            "token_order",
+            "warning",
+            f"The vocabularies have the same size but tokens sit at other ids than in {base.label} ({listing}); "
+            "rows merge by position unless you choose union.",
+            (base.label, *moved),
+            (Fix("union", _union_summary(base, others)),),
         )
     ]
 

@@ -125,8 +125,8 @@ def _by_token(loaded: LoadedConfig, models: dict[str, ModelInfo], rows: dict[str
         tokens, added = target.by_id(), []
     positional = target_name if target_name in rows else None
     alignment = align_by_token(tokens, vocabularies, rows, positional=positional, base=config.base_model)
-    if not union and alignment.is_identity(rows):
-        return None
+    if alignment.is_identity(rows) and not added:
+        return None  # the vocabularies already agree row for row: nothing to rearrange
     tokenizer = _output_tokenizer(loaded, models, target.folder, tuple(added))
     _check_fits(tokenizer, alignment.rows, loaded)
     if tokenizer is not None and added:

@@ -39,7 +39,7 @@ class WizardState:
     infos: dict[str, ModelInfo] = field(default_factory=dict)
     base: str | None = None
     vocab: str | None = None
-    """The vocabulary fix chosen on the analysis step (truncate or pad)."""
+    """The vocabulary fix chosen on the analysis step: truncate, pad, union, or position (rows as they are)."""
     method_name: str = "linear"
     global_values: dict[str, Any] = field(default_factory=dict)
     """Global parameters other than the per-layer one."""
@@ -167,7 +167,7 @@ class WizardState:
             elif spec.required:
                 parameters[spec.name] = 0.5
         options: dict[str, Any] = {"seed": self.seed, "shard_size": self.shard_size, "device": self.device}
-        if self.vocab:
+        if self.vocab in ("truncate", "pad", "union"):
             options["vocab"] = self.vocab
         return Recipe(
             method=method.name,

@@ -9,12 +9,13 @@ from textual.containers import VerticalScroll
 from textual.widgets import RadioButton, RadioSet, Static
 
 from tui_merge.errors import TuiMergeError
+from tui_merge.models.compat import Finding
 from tui_merge.report_view import findings_grid, models_table
 from tui_merge.tui.messages import ReportReady, WorkFailed
 from tui_merge.tui.step import StepScreen
 
-VOCAB_CHOICES = ("truncate", "pad")
-"""Vocabulary fixes the engine performs today."""
+_CHOICES_FOR = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("position", "union")}
+"""Vocabulary fixes offered per finding; ``position`` keeps rows as they are (only when the sizes agree)."""
 
 
 class AnalysisScreen(StepScreen):
@@ -25,16 +26,18 @@ class AnalysisScreen(StepScreen):
         "The models side by side and every finding about merging them. Values that\n"
         "differ from the base are highlighted. Errors block the merge: go back\n"
         "(escape) and remove or replace the model they name. When vocabularies\n"
-        "differ, choose truncate or pad with the arrow keys and space."
+        "differ, choose how to reconcile them with the arrow keys and enter:\n"
+        "truncate cuts to the base's rows, pad grows to the largest with mean rows,\n"
+        "union merges the tokenizers and matches rows by token (the default when\n"
+        "every model has a tokenizer). When only the token order differs, union\n"
+        "matches rows by token and position keeps them as they are."
     )
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="report-scroll"):
             yield Static("Analysing…", id="report")
-            yield RadioSet(*[RadioButton(choice, id=f"vocab-{choice}") for choice in VOCAB_CHOICES], id="vocab")
 
     def on_mount(self) -> None:
-        self.query_one("#vocab", RadioSet).display = False
         self.report = None
         self.analyse()
 
@@ -47,27 +50,41 @@ class AnalysisScreen(StepScreen):
             return
         self.post_message(ReportReady(report))
 
-    def on_report_ready(self, message: ReportReady) -> None:
+    async def on_report_ready(self, message: ReportReady) -> None:
         self.report = message.report
         self.query_one("#report", Static).update(Group(models_table(self.report), "", findings_grid(self.report)))
-        vocab = next((finding for finding in self.report.findings if finding.code == "vocab_size"), None)
-        choices = self.query_one("#vocab", RadioSet)
-        choices.display = vocab is not None
+        vocab = next((finding for finding in self.report.findings if finding.code in _CHOICES_FOR), None)
         if vocab is not None:
-            self.state.vocab = self.state.vocab or "pad"
-            self.query_one(f"#vocab-{self.state.vocab}", RadioButton).value = True
-            choices.border_title = "vocabulary fix"
+            await self._offer_vocab_choices(vocab)
         else:
             self.state.vocab = None
         errors = sum(finding.severity == "error" for finding in self.report.findings)
         self.status("Errors block the merge." if errors else "Mergeable. ctrl+n goes on.", error=bool(errors))
+
+    async def _offer_vocab_choices(self, finding: Finding) -> None:
+        """Radio buttons for the fixes of a vocabulary finding; union is the default when it can be done."""
+        offered = _CHOICES_FOR[finding.code]
+        union_possible = not any(fix.key == "union" and fix.summary.startswith("not possible") for fix in finding.fixes)
+        current = self.state.vocab
+        if current not in offered or (current == "union" and not union_possible):
+            current = "union" if union_possible else "pad" if "pad" in offered else "position"
+        self.state.vocab = current
+        buttons = [
+            RadioButton(
+                choice, value=choice == current, id=f"vocab-{choice}", disabled=choice == "union" and not union_possible
+            )
+            for choice in offered
+        ]
+        choices = RadioSet(*buttons, id="vocab")
+        choices.border_title = "vocabulary fix"
+        await self.query_one("#report-scroll", VerticalScroll).mount(choices)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.status(message.message, error=True)
 
     @on(RadioSet.Changed, "#vocab")
     def vocab_chosen(self, event: RadioSet.Changed) -> None:
-        self.state.vocab = str(event.pressed.label)
+        self.state.vocab = str(event.pressed.id).removeprefix("vocab-")
 
     def problem(self) -> str | None:
         if self.report is None:
