@@ -79,9 +79,10 @@ def test_pad_grows_with_each_matrix_mean_row_never_zeros(tmp_path, llama_base, l
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 260
 
 
-def test_slerp_after_pad_stays_finite(tmp_path, llama_base, llama_chat_tokens) -> None:
+@pytest.mark.parametrize("strategy", ["pad", "union"])
+def test_slerp_after_filling_rows_stays_finite(tmp_path, llama_base, llama_chat_tokens, strategy) -> None:
     text = "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}]\nparameters: {{t: 0.5}}\n"
-    out = merge(tmp_path, text + "tui_merge: {{vocab: pad}}\n", a=llama_base, b=llama_chat_tokens)
+    out = merge(tmp_path, text + f"tui_merge: {{{{vocab: {strategy}}}}}\n", a=llama_base, b=llama_chat_tokens)
 
     assert all(bool(torch.isfinite(tensor).all()) for tensor in weights(out).values())
 
@@ -264,3 +265,21 @@ def test_align_rows_fill_order_on_hand_made_sources() -> None:
     for aligned, matrix in ((aligned_base, base), (aligned_first, first), (aligned_second, second)):
         assert torch.allclose(aligned[3], matrix.mean(dim=0))
     assert torch.equal(aligned_first[2], first[1]) and torch.equal(aligned_second[0], second[2])
+
+
+def test_the_model_with_a_special_tokens_map_gives_the_tokenizer(tmp_path, factory, llama_base, llama_reordered):
+    chat = factory.damaged("reordered-with-map", llama_reordered)
+    (chat / "special_tokens_map.json").write_text(json.dumps({"eos_token": "</s>", "bos_token": "<s>"}))
+
+    out = merge(tmp_path, LINEAR + "base_model: {a}\n", a=llama_base, b=chat)
+
+    assert (out / "tokenizer.json").read_bytes() == (chat / "tokenizer.json").read_bytes()
+    assert (out / "special_tokens_map.json").is_file()
+
+
+def test_an_unreadable_tokenizer_is_one_sentence_naming_its_folder(factory, llama_base, llama_chat_tokens) -> None:
+    broken = factory.damaged("chat-broken-tokenizer", llama_chat_tokens)
+    (broken / "tokenizer.json").write_text("{not json")
+
+    with pytest.raises(BadInputError, match=f"The tokenizer in {re.escape(str(broken))} cannot be read"):
+        plan_of(LINEAR + "tui_merge: {{vocab: union}}\n", a=llama_base, b=broken)

@@ -219,7 +219,7 @@ def _union_summary(base: ModelInfo, others: list[ModelInfo]) -> str:
     try:
         vocabularies = {model.label: tokenizer_facts(model.folder) for model in models}
     except TuiMergeError as error:
-        return f"not possible here: {error.message}"
+        return f"not possible here: {error.message[:1].lower()}{error.message[1:]}"
     lacking = [label for label, facts in vocabularies.items() if facts is None]
     if lacking:
         return f"not possible here: it matches rows by token and {', '.join(lacking)} has no tokenizer"

@@ -96,26 +96,33 @@ def align_by_token(
 
 
 def align_rows(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAlignment) -> list[torch.Tensor]:
-    """Each ``(model, matrix)`` rearranged to the output rows, the rows it lacks filled (see the module doc)."""
+    """Each ``(model, matrix)`` rearranged to the output rows, the rows it lacks filled (see the module doc).
+
+    Memory: one output-sized copy per matrix; the fill works on the few rows
+    some model lacks, not on whole matrices (an embedding of a 70B model is
+    gigabytes).
+    """
     import torch
 
     gathered, present = [], []
     for model, matrix in matrices:
         sources = torch.as_tensor(alignment.sources[model], device=matrix.device)
         have = sources != MISSING
-        rows = matrix.new_empty((alignment.rows, *matrix.shape[1:]))
-        rows[have] = matrix[sources[have]]
-        gathered.append(rows)
+        gathered.append(matrix.index_select(0, sources.clamp(min=0)))
         present.append(have)
-    shape = (-1,) + (1,) * (matrices[0][1].dim() - 1)
-    counts = torch.stack(present).sum(dim=0)
-    total = sum(torch.where(have.view(shape), rows, 0.0) for rows, have in zip(gathered, present))
-    shared_mean = total / counts.clamp(min=1).view(shape).to(total.dtype)
+    lacking = (~torch.stack(present).all(dim=0)).nonzero().squeeze(1)
+    if lacking.numel() == 0:
+        return gathered
+    shape = (-1,) + (1,) * (gathered[0].dim() - 1)
+    rows = [matrix.index_select(0, lacking) for matrix in gathered]
+    has = [have.index_select(0, lacking) for have in present]
+    counts = torch.stack(has).sum(dim=0)
+    total = sum(torch.where(have.view(shape), row, 0.0) for row, have in zip(rows, has))
+    shared = total / counts.clamp(min=1).view(shape).to(total.dtype)
     base = next((index for index, (model, _) in enumerate(matrices) if model == alignment.base), None)
     if base is not None:
-        shared_mean = torch.where(present[base].view(shape), gathered[base], shared_mean)
-    result = []
-    for (_, matrix), rows, have in zip(matrices, gathered, present):
-        fill = torch.where((counts > 0).view(shape), shared_mean, matrix.mean(dim=0, keepdim=True))
-        result.append(torch.where(have.view(shape), rows, fill))
-    return result
+        shared = torch.where(has[base].view(shape), rows[base], shared)
+    for (_, matrix), output, row, have in zip(matrices, gathered, rows, has):
+        fill = torch.where((counts > 0).view(shape), shared, matrix.mean(dim=0, keepdim=True))
+        output.index_copy_(0, lacking, torch.where(have.view(shape), row, fill))
+    return gathered
