@@ -379,3 +379,21 @@ async def test_command_palette_loads_a_config(workdir) -> None:
         assert app.state.config_text() == saved.config_text()
         await pilot.press("escape", "escape")
         assert str(app.screen.query_one("#grid", DataTable).get_cell_at((4, 1))).strip() == "0.80"
+
+
+@pytest.mark.parametrize("source", ["union", "base", "model:chat-tokens"])
+async def test_a_recipe_naming_a_tokenizer_source_opens_on_every_step(workdir, source) -> None:
+    (workdir / "recipe.yaml").write_text(
+        "merge_method: linear\nbase_model: base\nmodels:\n  - model: base\n  - model: chat-tokens\n"
+        f"tokenizer_source: {source}\n"
+    )
+    state = WizardState.load("recipe.yaml")
+    app = WizardApp(state, start_step=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert f"tokenizer_source: {source}" in app.state.config_text()
+        await pilot.press("escape")  # back to the output step
+        await pilot.pause()
+        assert app.screen.STEP == 4
+        assert app.state.tokenizer_source == source

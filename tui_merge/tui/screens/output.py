@@ -24,7 +24,11 @@ class OutputScreen(StepScreen):
         "Tab moves between fields; arrows and enter open a choice list. The output\n"
         "folder must not be inside an input model; an existing non-empty folder is\n"
         "replaced only after you confirm, and only once the merge has succeeded.\n"
-        "The config is saved at the path below whenever the merge runs."
+        "The config is saved at the path below whenever the merge runs.\n\n"
+        "Tokenizer: automatic takes the model that ships special_tokens_map.json,\n"
+        "else the base, else the first model. Naming one (or the union) matches the\n"
+        "vocabulary rows to it by token unless the analysis step chose truncate or\n"
+        "pad; a tokenizer with more ids than the output has rows is refused."
     )
 
     def compose_body(self) -> ComposeResult:
@@ -40,9 +44,10 @@ class OutputScreen(StepScreen):
             yield Select([("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")], value=state.device,
                          allow_blank=False, id="device", compact=True)  # fmt: skip
             yield Label("tokenizer from")
-            sources = [("base (else first) model", "")] + [
-                (state.infos[name].label, f"model:{name}") for name in state.models
-            ]
+            sources = [("automatic (see F1)", ""), ("the base model's", "base"), ("union of the tokenizers", "union")]
+            sources += [(f"{state.infos[name].label}'s", f"model:{name}") for name in state.models]
+            if state.tokenizer_source and state.tokenizer_source not in [value for _, value in sources]:
+                sources.append((state.tokenizer_source, state.tokenizer_source))
             yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer", compact=True)
             yield Label("save the config as")
             yield Input(state.config_path, id="config-path", compact=True)
