@@ -275,17 +275,23 @@ def test_cancel_leaves_nothing_at_the_output(tmp_path, llama_base, llama_finetun
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_nan_result_stops_the_merge_naming_the_tensor(tmp_path, factory: ModelFactory, llama_base) -> None:
+def test_nan_in_an_input_is_refused_and_a_nan_result_stops_the_merge(
+    tmp_path, factory: ModelFactory, llama_base
+) -> None:
     broken = factory.damaged("nan-input", llama_base)
     state = load_numpy(broken / "model.safetensors")
     state["model.layers.1.mlp.down_proj.weight"][0, 0] = np.nan
     save_numpy(state, broken / "model.safetensors", metadata={"format": "pt"})
     plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=broken)
 
+    with pytest.raises(BadInputError, match="Input tensor model.layers.1.mlp.down_proj.weight of .*nan-input"):
+        execute(plan, tmp_path / "out", keep_partial=True)
+    assert list(tmp_path.iterdir()) == []
+
     with pytest.raises(
         MergeError, match="Tensor model.layers.1.mlp.down_proj.weight came out with NaN or Inf from linear"
     ):
-        execute(plan, tmp_path / "out")
+        execute(plan, tmp_path / "out", allow_nonfinite=True, keep_partial=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -341,3 +347,14 @@ def test_output_checks(tmp_path, llama_base, llama_finetune) -> None:
     check_output(plan, occupied, force=True)
     execute(plan, occupied, replace=True)
     assert not (occupied / "notes.txt").exists() and (occupied / "model.safetensors").exists()
+
+
+def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_base, llama_finetune) -> None:
+    plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
+    leftover = tmp_path / "out.partial"
+    leftover.mkdir()
+    (leftover / "model-00001-of-00002.safetensors").write_bytes(b"finished work")
+
+    with pytest.raises(FileExistsError):
+        execute(plan, tmp_path / "out")
+    assert (leftover / "model-00001-of-00002.safetensors").read_bytes() == b"finished work"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from contextlib import suppress
 
 from tui_merge.cli.parser import build_parser
 from tui_merge.errors import TuiMergeError
@@ -27,8 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return command(args)
     except TuiMergeError as error:
-        print(f"tui-merge: error: {error.message}", file=sys.stderr)
+        _say(f"tui-merge: error: {error.message}")
         return error.exit_code
     except KeyboardInterrupt:
-        print("tui-merge: interrupted.", file=sys.stderr)
+        _say("tui-merge: interrupted.")
         return 130
+
+
+def _say(text: str) -> None:
+    """Print to stderr, unless the terminal is gone (a closed SSH session): the exit status still tells."""
+    with suppress(OSError):
+        print(text, file=sys.stderr, flush=True)

@@ -29,12 +29,15 @@ examples:
   tui-merge run merge.yaml -o ./merged          the same
   tui-merge run merge.yaml --dry-run            validate and show the plan, write nothing
   nohup tui-merge run merge.yaml ./merged > merge.log 2>&1 &
+  tui-merge run merge.yaml ./merged --resume    continue after Ctrl-C, kill or a lost SSH session
 
 The config speaks mergekit's YAML dialect; options of our own go under
 tui_merge: (vocab, shard_size, device, seed, copy_tokenizer). Vocabularies of
 different sizes need tui_merge: {vocab: truncate | pad | union} or mergekit's
 tokenizer_source: union | base | model:PATH. Output is written to OUT.partial
-and renamed to OUT only when complete.
+and renamed to OUT only when complete. Ctrl-C, SIGTERM or SIGHUP stop after the
+current tensor and keep the finished shards for --resume (a second Ctrl-C
+stops at once).
 exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 """
 
@@ -110,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", dest="output_option", metavar="OUT", help="output folder")
     run.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
     run.add_argument("--force", action="store_true", help="replace an existing OUT, once the merge has succeeded")
+    run.add_argument(
+        "--resume", action="store_true", help="continue an interrupted merge from OUT.partial (same config and inputs)"
+    )
+    run.add_argument(
+        "--allow-nonfinite", action="store_true", help="merge inputs that hold NaN or Inf (the result is still checked)"
+    )
     run.set_defaults(handler="tui_merge.cli.run_cmd:run")
 
     methods = commands.add_parser(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +23,7 @@ from rich.progress import (
 )
 
 from tui_merge.engine.events import Log, MergeEvent, MergeFinished, MergeStarted, ShardWritten, TensorMerged
-from tui_merge.engine.executor import MergeCancelled, execute
+from tui_merge.engine.executor import execute
 from tui_merge.engine.plan import Plan, plan_summary
 from tui_merge.engine.preflight import check_output
 from tui_merge.engine.prepare import prepare
@@ -42,18 +46,53 @@ def run(args: argparse.Namespace) -> int:
     if not output:
         raise BadInputError("No output folder given; add it after the config or with -o OUT.")
     output_path = Path(output)
-    check_output(plan, output_path, force=args.force)
+    check_output(plan, output_path, force=args.force, resume=args.resume)
     reporter = _TerminalProgress(plan) if sys.stderr.isatty() else _PlainProgress()
-    try:
-        with reporter:
-            summary = execute(plan, output_path, on_event=reporter.handle, replace=args.force)
-    except KeyboardInterrupt:
-        raise MergeCancelled(f"Interrupted; nothing was written at {output_path}.") from None
+    stop = threading.Event()
+    with reporter, _stop_on_signals(stop):
+        summary = execute(
+            plan,
+            output_path,
+            on_event=reporter.handle,
+            cancel=stop,
+            replace=args.force,
+            resume=args.resume,
+            keep_partial=True,
+            allow_nonfinite=args.allow_nonfinite,
+        )
     print(
         f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {output_path} "
         f"in {summary.seconds:.1f} s; the recipe is saved there as tui_merge_config.yaml."
     )
     return 0
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop a merge after the current tensor: Ctrl-C, kill, a closed SSH session."""
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """The first stop signal sets ``stop`` (the merge ends after the current tensor); a second one interrupts."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(
+                f"\ntui-merge: {signal.Signals(signum).name}: stopping after the current tensor "
+                "(Ctrl-C again stops at once).",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def print_plan(plan: Plan, output: Path | None) -> None:

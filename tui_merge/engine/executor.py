@@ -8,6 +8,8 @@ partial folder, so nothing is ever left at the output path.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -24,10 +26,11 @@ from tui_merge.engine.events import (
     ShardWritten,
     TensorMerged,
 )
+from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
-from tui_merge.engine.writer import OutputWriter
-from tui_merge.errors import TuiMergeError
+from tui_merge.engine.writer import OutputWriter, partial_path
+from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.vocab.alignment import align_rows
 
@@ -60,51 +63,126 @@ def execute(
     on_event: EventCallback | None = None,
     cancel: threading.Event | None = None,
     replace: bool = False,
+    resume: bool = False,
+    keep_partial: bool = False,
+    allow_nonfinite: bool = False,
 ) -> MergeSummary:
-    """Merge and write ``plan`` to ``output``; return what was produced."""
+    """Merge and write ``plan`` to ``output``; return what was produced.
+
+    ``cancel`` is checked between tensors. With ``keep_partial`` a cancel, an
+    interrupt or an I/O error keeps ``OUT.partial`` and its journal for
+    ``resume`` (the command line does this); without it (the wizard) every
+    stop removes it. A merge that fails on its own terms (NaN, bad input)
+    always removes it: resuming could only fail again.
+    """
     emit = on_event or (lambda event: None)
     device = resolve_device(plan.config.tui_merge.device)
     writer = OutputWriter(plan, output, replace=replace)
     kernel = plan.method.load_kernel()
     started = time.monotonic()
     written = 0
+    journal = None
     emit(MergeStarted(plan))
     for note in plan.vocabulary.notes:
         emit(Log("info", note))
+    fingerprint = plan_fingerprint(plan)
+    # False until this run created OUT.partial: a folder left by another run is never removed here.
+    owns_partial = resume
+    if resume:
+        # Checked before anything is touched: a refused resume leaves the partial folder as it was.
+        journal = Journal.load(writer.partial)
+        journal.check(fingerprint, writer.partial)
     try:
-        writer.start()
+        if journal is not None:
+            writer.keep_only({*journal.finished, JOURNAL_NAME})
+            emit(Log("info", f"resuming: {len(journal.finished)} of {len(plan.shards)} shards verified and kept"))
+        else:
+            writer.start()
+            owns_partial = True
+            journal = Journal.create(writer.partial, fingerprint)
         with TensorReader() as reader:
             for shard in plan.shards:
+                if shard.file_name in journal.finished:
+                    for index in shard.tasks:
+                        written += plan.tasks[index].nbytes
+                        emit(TensorMerged(index + 1, len(plan.tasks), plan.tasks[index].name, 0, written))
+                    continue
                 writer.open_shard(shard)
                 for index in shard.tasks:
                     if cancel is not None and cancel.is_set():
-                        raise MergeCancelled(f"Merge cancelled; nothing was written at {output}.")
+                        raise _stopped(plan, output, keep_partial, "Stopped")
                     task = plan.tasks[index]
-                    writer.write_tensor(task, merge_task(plan, task, kernel, reader, device))
+                    writer.write_tensor(task, merge_task(plan, task, kernel, reader, device, allow_nonfinite))
                     written += task.nbytes
                     emit(TensorMerged(index + 1, len(plan.tasks), task.name, task.nbytes, written))
-                emit(ShardWritten(output / shard.file_name, writer.close_shard()))
+                    _fault_point(written)
+                size, digest = writer.close_shard()
+                journal.record(shard.file_name, size, digest)
+                emit(ShardWritten(output / shard.file_name, size))
             bytes_read = reader.bytes_read
-        writer.finish()
+        writer.finish(journal)
     except BaseException as error:
-        writer.abandon()
+        resumable = keep_partial and journal is not None and _resumable(error)
+        if resumable:
+            writer.close_open_shard()
+            if not isinstance(error, MergeInterrupted):
+                error = _stopped(plan, output, True, _reason(error))
+        elif owns_partial:
+            writer.abandon()
         emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
-        raise
+        raise error from None
     summary = MergeSummary(output, len(plan.tasks), written, bytes_read, time.monotonic() - started)
     emit(MergeFinished(summary))
     return summary
 
 
-def merge_task(plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str) -> torch.Tensor:
+class MergeInterrupted(TuiMergeError):
+    """Stopped by a signal or an I/O error; ``OUT.partial`` and its journal are kept for ``--resume``."""
+
+    exit_code = 130
+
+
+def resume_command(plan: Plan, output: Path) -> str:
+    """The command that continues this merge."""
+    return f"tui-merge run {plan.loaded.source} -o {output} --resume"
+
+
+def _stopped(plan: Plan, output: Path, keep_partial: bool, reason: str) -> TuiMergeError:
+    if not keep_partial:
+        return MergeCancelled(f"Merge cancelled; nothing was written at {output}.")
+    error = MergeInterrupted(
+        f"{reason}; nothing is at {output} yet, and the finished shards are kept in {partial_path(output)}: "
+        f"continue with {resume_command(plan, output)}"
+    )
+    if reason.startswith("I/O"):
+        error.exit_code = 1
+    return error
+
+
+def _resumable(error: BaseException) -> bool:
+    return isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return f"I/O error ({error.strerror or error})"
+    return "Interrupted"
+
+
+def merge_task(
+    plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False
+) -> torch.Tensor:
     """Compute one output tensor in float32 on ``device`` and cast it to the output dtype."""
     if not task.merge:
         return reader.read(task.inputs[0].entry)
-    tensors = [_prepare(reader, ref, device) for ref in task.inputs]
-    base = _prepare(reader, task.base, device) if task.base else None
+    tensors = [_prepare(reader, ref, device, allow_nonfinite) for ref in task.inputs]
+    base = _prepare(reader, task.base, device, allow_nonfinite) if task.base else None
     if task.vocab is not None:
         extra = [ref for ref in (task.base, task.fill_from) if ref is not None]
         matrices = [*zip([ref.model for ref in task.inputs], tensors)]
-        matrices += [(ref.model, base if ref is task.base else _prepare(reader, ref, device)) for ref in extra]
+        matrices += [
+            (ref.model, base if ref is task.base else _prepare(reader, ref, device, allow_nonfinite)) for ref in extra
+        ]
         aligned = align_rows(matrices, task.vocab)
         tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
     inputs = MergeInputs(
@@ -125,8 +203,13 @@ def merge_task(plan: Plan, task: TensorTask, kernel, reader: TensorReader, devic
     return result.to(TORCH_DTYPES[task.dtype])
 
 
-def _prepare(reader: TensorReader, ref: InputTensor, device: str) -> torch.Tensor:
+def _prepare(reader: TensorReader, ref: InputTensor, device: str, allow_nonfinite: bool) -> torch.Tensor:
     tensor = reader.read(ref.entry).to(device=device, dtype=torch.float32)
+    if not allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+        raise BadInputError(
+            f"Input tensor {ref.entry.name} of {ref.model} ({ref.entry.file}) holds NaN or Inf, so the model is "
+            "damaged; replace it, or pass --allow-nonfinite if the method drops those values."
+        )
     if ref.rows is None or ref.rows == tensor.shape[0]:
         return tensor
     if ref.rows < tensor.shape[0]:
@@ -134,3 +217,23 @@ def _prepare(reader: TensorReader, ref: InputTensor, device: str) -> torch.Tenso
     # New rows take the mean row of their own matrix: a zero row has no direction, which makes SLERP divide by 0.
     mean = tensor.mean(dim=0, keepdim=True)
     return torch.cat([tensor, mean.expand(ref.rows - tensor.shape[0], *tensor.shape[1:])])
+
+
+_fault_sent = False
+
+
+def _fault_point(bytes_written: int) -> None:
+    """Crash tests: ``TUI_MERGE_FAULT=SIGNAL@BYTES`` sends SIGNAL to this process once BYTES are written.
+
+    A real signal (``SIGKILL``, ``SIGTERM``, ``SIGHUP``, ``SIGINT``) at a chosen
+    point, so tests can prove that a crash leaves nothing at OUT and that
+    ``--resume`` finishes byte for byte; unset, it costs one lookup per tensor.
+    """
+    global _fault_sent
+    fault = os.environ.get("TUI_MERGE_FAULT")
+    if fault is None or _fault_sent:
+        return
+    name, _, limit = fault.partition("@")
+    if bytes_written >= int(limit):
+        _fault_sent = True
+        os.kill(os.getpid(), getattr(signal, name))

@@ -13,7 +13,7 @@ DISK_MARGIN = 1.05
 """Free space wanted beyond the output's size, for the side files and filesystem overhead."""
 
 
-def check_output(plan: Plan, output: Path, *, force: bool = False) -> None:
+def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool = False) -> None:
     """Refuse outputs that could damage inputs, clobber work or run out of disk."""
     target = output.resolve()
     for info in plan.models.values():
@@ -27,10 +27,13 @@ def check_output(plan: Plan, output: Path, *, force: bool = False) -> None:
                 f"Input model {info.label} ({folder}) is inside output {output}; replacing it would destroy the "
                 "input. Choose another output folder."
             )
-    leftover = partial_path(target)
-    if leftover.exists():
+    leftover = partial_path(output)
+    if resume and not leftover.is_dir():
+        raise BadInputError(f"There is no interrupted merge to resume at {leftover}; run without --resume.")
+    if leftover.exists() and not resume:
         raise BadInputError(
-            f"{leftover} is left from an interrupted merge; remove it (rm -r {leftover}) and run again."
+            f"{leftover} is left from an interrupted merge; continue it with tui-merge run {plan.loaded.source} "
+            f"-o {output} --resume, or remove it (rm -r {leftover}) and run again."
         )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
         raise BadInputError(

@@ -4,11 +4,13 @@ Everything goes into ``OUT.partial/`` beside ``OUT``; only when the last file
 is written and synced is the folder renamed to ``OUT``, so a crash or a cancel
 never leaves half a model at the output path. Each shard's header is written
 first, from the shapes the plan fixed, and tensor bytes follow in plan order:
-a shard is never collected in memory.
+a shard is never collected in memory. Each shard is hashed as it is written,
+for the resume journal.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ from typing import IO
 import torch
 import yaml
 
+from tui_merge.engine.journal import Journal
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
@@ -55,33 +58,55 @@ class OutputWriter:
         self.partial = partial_path(output)
         self.replace = replace
         self._file: IO[bytes] | None = None
+        self._hash = hashlib.sha256()
 
     def start(self) -> None:
         """Create the partial folder."""
         self.partial.mkdir(parents=True)
 
+    def keep_only(self, names: set[str]) -> None:
+        """When resuming: delete everything in the partial folder but ``names`` (finished shards, journal)."""
+        for path in self.partial.iterdir():
+            if path.name in names:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
     def open_shard(self, shard: Shard) -> None:
         """Create a shard file and write its header."""
         self._file = (self.partial / shard.file_name).open("xb")
-        self._file.write(shard_header(self.plan, shard))
+        self._hash = hashlib.sha256()
+        self._write(shard_header(self.plan, shard))
 
     def write_tensor(self, task: TensorTask, tensor: torch.Tensor) -> None:
         """Append one tensor's bytes to the open shard."""
         data = tensor.detach().to("cpu").contiguous().reshape(-1)
         if data.numel():
-            self._file.write(memoryview(data.view(torch.uint8).numpy()))
+            self._write(memoryview(data.view(torch.uint8).numpy()))
 
-    def close_shard(self) -> int:
-        """Flush and sync the open shard; return its size."""
+    def close_shard(self) -> tuple[int, str]:
+        """Flush and sync the open shard; return its size and sha256."""
         self._file.flush()
         os.fsync(self._file.fileno())
         size = self._file.tell()
         self._file.close()
         self._file = None
-        return size
+        return size, self._hash.hexdigest()
 
-    def finish(self) -> None:
-        """Write index, config, tokenizer, recipe and card; sync; move into place."""
+    def close_open_shard(self) -> None:
+        """Close an unfinished shard without recording it (it is rewritten on resume)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+
+    def finish(self, journal: Journal | None = None) -> None:
+        """Write index, config, tokenizer, recipe and card; drop the journal; sync; move into place."""
         plan = self.plan
         if len(plan.shards) > 1:
             weight_map = {plan.tasks[i].name: shard.file_name for shard in plan.shards for i in shard.tasks}
@@ -100,6 +125,8 @@ class OutputWriter:
             write_tokenizer(tokenizer.source, tokenizer.added, self.partial)
         self._write_text("tui_merge_config.yaml", plan.loaded.text)
         self._write_text("README.md", model_card(plan))
+        if journal is not None:
+            journal.remove()
         _sync_folder(self.partial)
         if self.output.exists():
             if not self.replace:
@@ -114,9 +141,7 @@ class OutputWriter:
 
     def abandon(self) -> None:
         """Remove the partial folder after a failure or cancel."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.close_open_shard()
         shutil.rmtree(self.partial, ignore_errors=True)
 
     def _write_text(self, name: str, text: str) -> None:

@@ -1,0 +1,128 @@
+"""The resume journal: which shards of ``OUT.partial`` are finished, and for which merge.
+
+One JSON object per line in ``OUT.partial/.tui_merge_journal.jsonl``: first
+the fingerprint of the merge (config text, output layout, and the size and
+modification time of every input file), then one line per finished shard
+with its size and sha256. Each line is flushed and synced before the next
+shard starts, so after a crash the journal never names a shard that is not
+complete on disk; a line cut short by the crash is ignored. ``--resume``
+accepts a partial folder only when the fingerprint matches and every shard
+the journal names still has its recorded size and hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tui_merge.errors import BadInputError
+
+if TYPE_CHECKING:
+    from tui_merge.engine.plan import Plan
+
+JOURNAL_NAME = ".tui_merge_journal.jsonl"
+_HASH_CHUNK = 16 << 20
+
+
+def plan_fingerprint(plan: Plan) -> str:
+    """A hash that changes when the config, the output layout or any input file changes."""
+    digest = hashlib.sha256(plan.loaded.text.encode())
+    for shard in plan.shards:
+        digest.update(shard.file_name.encode())
+        for index in shard.tasks:
+            task = plan.tasks[index]
+            digest.update(f"{task.name}:{task.shape}:{task.dtype}".encode())
+    files = sorted({ref.entry.file for task in plan.tasks for ref in task.reads})
+    for file in files:
+        status = file.stat()
+        digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FinishedShard:
+    """A shard the journal records as complete."""
+
+    size: int
+    sha256: str
+
+
+@dataclass
+class Journal:
+    """The journal of one partial folder."""
+
+    path: Path
+    fingerprint: str
+    finished: dict[str, FinishedShard] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, folder: Path, fingerprint: str) -> Journal:
+        """Start the journal of a fresh partial folder."""
+        journal = cls(folder / JOURNAL_NAME, fingerprint)
+        journal._append({"fingerprint": fingerprint})
+        return journal
+
+    @classmethod
+    def load(cls, folder: Path) -> Journal:
+        """Read the journal of a partial folder; BadInputError when there is none to trust."""
+        path = folder / JOURNAL_NAME
+        if not path.is_file():
+            raise BadInputError(
+                f"{folder} has no journal ({JOURNAL_NAME}), so it cannot be resumed; remove it (rm -r {folder}) "
+                "and run without --resume."
+            )
+        entries = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # the crash cut this line short; nothing after it was recorded
+        if not entries or "fingerprint" not in entries[0]:
+            raise BadInputError(f"The journal {path} is unreadable; remove {folder} and run without --resume.")
+        journal = cls(path, entries[0]["fingerprint"])
+        for entry in entries[1:]:
+            journal.finished[entry["shard"]] = FinishedShard(int(entry["size"]), str(entry["sha256"]))
+        return journal
+
+    def record(self, file_name: str, size: int, sha256: str) -> None:
+        """Note a complete shard (after the shard itself is synced)."""
+        self.finished[file_name] = FinishedShard(size, sha256)
+        self._append({"shard": file_name, "size": size, "sha256": sha256})
+
+    def check(self, fingerprint: str, folder: Path) -> None:
+        """Refuse to resume a different merge or shards that changed since they were recorded."""
+        if fingerprint != self.fingerprint:
+            raise BadInputError(
+                f"{folder} was left by a merge of another config or of inputs that changed since; remove it "
+                f"(rm -r {folder}) and run without --resume."
+            )
+        for name, shard in self.finished.items():
+            path = folder / name
+            if not path.is_file() or path.stat().st_size != shard.size or file_sha256(path) != shard.sha256:
+                raise BadInputError(
+                    f"Shard {path} no longer matches the journal (size or sha256 changed); remove {folder} "
+                    "and run without --resume."
+                )
+
+    def remove(self) -> None:
+        """Delete the journal once the output is complete."""
+        self.path.unlink(missing_ok=True)
+
+    def _append(self, entry: dict) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
