@@ -265,7 +265,9 @@ async def test_whole_merge_by_keys_then_headless_replay_is_byte_identical(workdi
         await pilot.press("ctrl+s", "ctrl+n")  # review, then run
         await app.workers.wait_for_complete()
         await pilot.pause()
-        assert "Merged into merged" in status_text(app)
+        assert "Merged into merged and verified" in status_text(app)
+        log = "\n".join(str(line.text) for line in app.screen.query_one("#log").lines)
+        assert "passed  transformers: LlamaForCausalLM takes every tensor" in log
     config = (workdir / "merge.yaml").read_text()
     assert "merge_method: slerp" in config and "- 1.00  # layer 0" in config
 

@@ -9,8 +9,8 @@ from tui_merge import __version__
 
 _DESCRIPTION = """\
 Merge the weights of fine-tuned language models: see whether models can be
-merged before spending an hour on it, and (soon) merge them from a wizard or a
-replayable config. Models are local folders or hub ids already in the local
+merged before spending an hour on it, merge them from a keyboard-only wizard or
+a replayable config, and verify the result. Models are local folders or hub ids already in the local
 Hugging Face cache; nothing is ever downloaded."""
 
 _EXAMPLES = """\
@@ -20,6 +20,7 @@ examples:
   tui-merge inspect ./base ./chat         can these two be merged?
   tui-merge template ./base ./chat --method slerp -o merge.yaml
   tui-merge run merge.yaml ./merged       merge headlessly from a config
+  tui-merge verify ./merged               is the merged folder sound?
   tui-merge methods ties                  what ties does and its parameters
 """
 
@@ -57,6 +58,14 @@ exit status: 0 mergeable, 1 an error-level finding, 2 bad input (missing
 folder, damaged weights, unreadable config).
 """
 
+_VERIFY_EXAMPLES = """\
+examples:
+  tui-merge verify ./merged                 structural checks, one tensor at a time
+  tui-merge verify ./merged --probe         and a perplexity comparison with the parents
+  tui-merge run merge.yaml ./merged --verify
+
+exit status: 0 every check passed, 1 a check failed, 2 bad input.
+"""
 _DEMO_EXAMPLES = """\
 examples:
   tui-merge demo                    build the sample models (once) and open the wizard
@@ -119,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--allow-nonfinite", action="store_true", help="merge inputs that hold NaN or Inf (the result is still checked)"
     )
+    run.add_argument("--verify", action="store_true", help="run tui-merge verify on OUT once the merge is done")
     run.set_defaults(handler="tui_merge.cli.run_cmd:run")
 
     methods = commands.add_parser(
@@ -173,6 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
     wizard.add_argument("models", nargs="*", metavar="MODEL", help="models to preload")
     wizard.add_argument("--config", metavar="FILE", help="reopen a saved config to edit it")
     wizard.set_defaults(handler="tui_merge.cli.wizard_cmd:run")
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a merged model folder",
+        description=textwrap.dedent(
+            """\
+            Check a merged model folder: every header and the index, every tensor
+            finite, config.json against the weights (layers, vocabulary, tokenizer
+            ids), tensors against the saved recipe when its inputs are at hand, and
+            the architecture's expected tensors (built on the meta device: no weights
+            are loaded). Streams one tensor at a time. --probe also compares the
+            perplexity of the merge and its parents on a built-in text, loading each
+            model in turn."""
+        ),
+        epilog=_VERIFY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify.add_argument("folder", metavar="OUT", help="the merged model folder")
+    verify.add_argument("--probe", action="store_true", help="also compare perplexity with the parents")
+    verify.add_argument("--json", action="store_true", help="print the checks as JSON")
+    verify.set_defaults(handler="tui_merge.cli.verify_cmd:run")
 
     demo = commands.add_parser(
         "demo",

@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {output_path} "
         f"in {summary.seconds:.1f} s; the recipe is saved there as tui_merge_config.yaml."
     )
+    if args.verify:
+        from tui_merge.cli.verify_cmd import print_verification
+
+        return print_verification(output_path)
     return 0
 
 

@@ -19,9 +19,10 @@ from tui_merge.engine.plan import build_plan
 from tui_merge.engine.preflight import check_output
 from tui_merge.errors import TuiMergeError
 from tui_merge.report_view import human_bytes
-from tui_merge.tui.messages import EngineEvent, WorkFailed
+from tui_merge.tui.messages import CheckDone, EngineEvent, VerificationDone, WorkFailed
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
+from tui_merge.verification import verify_output
 
 
 class RunScreen(StepScreen):
@@ -31,7 +32,9 @@ class RunScreen(StepScreen):
     HELP = (
         "The merge runs in the background. escape asks whether to cancel: a cancel\n"
         "stops between tensors and leaves nothing at the output folder. When it is\n"
-        "done, the summary says where the model and the config are. ctrl+q quits."
+        "done, the output is verified (tui-merge verify: every tensor finite, config\n"
+        "and tokenizer consistent with the weights, the architecture takes every\n"
+        "tensor) and the summary says where the model and the config are."
     )
     BINDINGS = [Binding("escape", "back", "Cancel / back", id="back")]
 
@@ -64,6 +67,8 @@ class RunScreen(StepScreen):
                 cancel=self.cancel,
                 replace=state.replace_output,
             )
+            report = verify_output(Path(state.output), on_check=lambda check: self.post_message(CheckDone(check)))
+            self.post_message(VerificationDone(report))
         except MergeCancelled as error:
             self.post_message(WorkFailed(error.message))
         except (TuiMergeError, OSError) as error:
@@ -92,11 +97,23 @@ class RunScreen(StepScreen):
                 f"done in {summary.seconds:.1f} s: {summary.tensors} tensors, {human_bytes(summary.bytes_written)} "
                 f"in {summary.output}; config saved as {self.state.config_path}"
             )
-            self.status(
-                f"Merged into {summary.output}. Replay: tui-merge run {self.state.config_path} OUT. ctrl+q quits."
-            )
+            log.write("verifying the output (tui-merge verify)…")
+            self.status(f"Merged into {summary.output}; verifying it. ctrl+q quits.")
         elif isinstance(event, MergeFailed):
             log.write(f"stopped: {event.message}")
+
+    def on_check_done(self, message: CheckDone) -> None:
+        check = message.check
+        self.query_one("#log", RichLog).write(f"  {check.outcome:<7} {check.name}: {check.detail}")
+
+    def on_verification_done(self, message: VerificationDone) -> None:
+        report = message.report
+        replay = f"Replay: tui-merge run {self.state.config_path} OUT."
+        if report.ok:
+            self.status(f"Merged into {report.folder} and verified. {replay} ctrl+q quits.")
+        else:
+            failed = ", ".join(check.name for check in report.checks if check.outcome == "failed")
+            self.status(f"Merged into {report.folder}, but verification failed ({failed}); see the log.", error=True)
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self.finished = True

@@ -1,0 +1,142 @@
+"""``tui-merge verify``: a sound merge passes, and each kind of damage fails the check that should catch it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from tui_merge.cli import main
+from tui_merge.verification import verify_output
+
+
+@pytest.fixture(scope="module")
+def merged(tmp_path_factory, llama_base, llama_finetune) -> Path:
+    """A sharded merge of the fixture models, with its recipe and tokenizer."""
+    folder = tmp_path_factory.mktemp("verify")
+    config = folder / "merge.yaml"
+    config.write_text(
+        f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n"
+        "tui_merge: {shard_size: 40KB}\n"
+    )
+    assert main(["run", str(config), str(folder / "merged")]) == 0
+    return folder / "merged"
+
+
+@pytest.fixture()
+def copy(tmp_path, merged) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(merged, target)
+    return target
+
+
+def outcomes(folder: Path) -> dict[str, str]:
+    return {check.name: check.outcome for check in verify_output(folder).checks}
+
+
+def details(folder: Path) -> dict[str, str]:
+    return {check.name: check.detail for check in verify_output(folder).checks}
+
+
+def shard_holding(folder: Path, tensor: str) -> Path:
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    return folder / index["weight_map"][tensor]
+
+
+def test_a_sound_merge_passes_every_check(merged, capsys) -> None:
+    assert outcomes(merged) == {
+        "weights": "passed",
+        "index": "passed",
+        "finite": "passed",
+        "config": "passed",
+        "recipe": "passed",
+        "transformers": "passed",
+    }
+    assert main(["verify", str(merged)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("passed verification.")
+
+
+def test_nan_in_an_output_tensor_fails_naming_it(copy, capsys) -> None:
+    name = "model.layers.1.mlp.up_proj.weight"
+    shard = shard_holding(copy, name)
+    state = load_file(shard)
+    state[name][0, 0] = np.nan
+    save_file(state, shard, metadata={"format": "pt"})
+
+    assert outcomes(copy)["finite"] == "failed"
+    assert name in details(copy)["finite"]
+    assert main(["verify", str(copy)]) == 1
+    assert "failed verification: finite" in capsys.readouterr().out
+
+
+def test_config_that_disagrees_with_the_weights_fails(copy) -> None:
+    config = json.loads((copy / "config.json").read_text())
+    config["vocab_size"], config["num_hidden_layers"] = 300, 3
+    (copy / "config.json").write_text(json.dumps(config))
+
+    detail = details(copy)["config"]
+    assert outcomes(copy)["config"] == "failed"
+    assert "config.json says 3 layers, the weights have 2" in detail
+    assert "config.json says vocab_size 300, the embedding has 256 rows" in detail
+
+
+def test_index_gaps_fail(copy) -> None:
+    index = json.loads((copy / "model.safetensors.index.json").read_text())
+    dropped = "model.norm.weight"
+    del index["weight_map"][dropped]
+    (copy / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    assert outcomes(copy)["index"] == "failed"
+    assert f"1 tensor(s) the index does not list: {dropped}" in details(copy)["index"]
+
+    (copy / "model-00099-of-00099.safetensors").write_bytes((copy / index["weight_map"]["lm_head.weight"]).read_bytes())
+    assert "shard file(s) the index leaves out: model-00099-of-00099.safetensors" in details(copy)["index"]
+
+
+def test_a_missing_or_retyped_tensor_fails_recipe_and_architecture(copy) -> None:
+    name = "model.layers.0.self_attn.q_proj.weight"
+    shard = shard_holding(copy, name)
+    state = load_file(shard)
+    state[name] = state[name].astype(np.float16)
+    save_file(state, shard, metadata={"format": "pt"})
+    assert outcomes(copy)["recipe"] == "failed"
+    assert f"{name} is [32, 32] F16, the recipe makes [32, 32] F32" in details(copy)["recipe"]
+
+    state.pop(name)
+    save_file(state, shard, metadata={"format": "pt"})
+    index = json.loads((copy / "model.safetensors.index.json").read_text())
+    del index["weight_map"][name]
+    (copy / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert outcomes(copy)["transformers"] == "failed"
+    assert f"1 missing ({name})" in details(copy)["transformers"]
+    assert f"missing 1: {name}" in details(copy)["recipe"]
+
+
+def test_json_and_bad_input(merged, tmp_path, capsys) -> None:
+    assert main(["verify", str(merged), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and {check["name"] for check in report["checks"]} >= {"finite", "transformers"}
+
+    assert main(["verify", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_probe_compares_perplexity_with_the_parents(merged) -> None:
+    probe = next(check for check in verify_output(merged, probe=True).checks if check.name == "probe")
+
+    assert probe.outcome == "info"
+    assert probe.detail.startswith("perplexity on the built-in text: merge ")
+    assert "llama-base" in probe.detail and "llama-finetune" in probe.detail
+
+
+def test_run_with_verify_prints_the_checks(tmp_path, llama_base, llama_finetune, capsys) -> None:
+    config = tmp_path / "merge.yaml"
+    config.write_text(f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n")
+
+    assert main(["run", str(config), str(tmp_path / "out"), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "ok    transformers" in out and out.rstrip().endswith("passed verification.")
