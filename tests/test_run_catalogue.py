@@ -1,0 +1,221 @@
+"""The bad-input catalogue of ``tui-merge run``: bad configs, damaged checkpoints, unsafe outputs.
+
+Every case must give exit 2, one sentence on stderr that names the culprit,
+no traceback, no output folder (nor a partial one), and unchanged inputs.
+Each case is a function that sets the scene in a work folder and returns
+the command line and the words the message must hold.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import folder_digest
+from safetensors.numpy import load_file, save_file
+
+from model_factory import ModelFactory, truncate, write_header_length
+from tui_merge.cli import main
+
+Scene = Callable[[Path, dict[str, Path]], tuple[list[str], str]]
+LINEAR = "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n"
+
+
+def config(work: Path, text: str, **models: Path) -> str:
+    path = work / "merge.yaml"
+    path.write_text(text.format(**{key: str(value) for key, value in models.items()}))
+    return str(path)
+
+
+def run(work: Path, text: str, *extra: str, **models: Path) -> list[str]:
+    return ["run", config(work, text, **models), str(work / "out"), *extra]
+
+
+def damaged_copy(work: Path, source: Path, name: str = "damaged") -> Path:
+    import shutil
+
+    target = work / name
+    shutil.copytree(source, target)
+    return target
+
+
+def weights_of(folder: Path) -> Path:
+    return folder / "model.safetensors"
+
+
+class CodePayload:
+    """Unpickling this creates the marker file: what a malicious checkpoint does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _bin_with_payload(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = work / "evil"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((m["b"] / "config.json").read_bytes())
+    torch.save({"model.embed_tokens.weight": CodePayload(work / "payload-ran")}, folder / "pytorch_model.bin")
+    return run(work, LINEAR, a=m["a"], b=folder), "contains Python objects other than tensors"
+
+
+def _nan_input(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = damaged_copy(work, m["b"])
+    state = load_file(weights_of(folder))
+    state["model.layers.0.mlp.up_proj.weight"][1, 1] = np.inf
+    save_file(state, weights_of(folder), metadata={"format": "pt"})
+    return run(work, LINEAR, a=m["a"], b=folder), "Input tensor model.layers.0.mlp.up_proj.weight of"
+
+
+def _wrong_shape(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = damaged_copy(work, m["b"])
+    state = load_file(weights_of(folder))
+    state["model.layers.1.self_attn.o_proj.weight"] = state["model.layers.1.self_attn.o_proj.weight"][:, :16].copy()
+    save_file(state, weights_of(folder), metadata={"format": "pt"})
+    return run(work, LINEAR, a=m["a"], b=folder), "Tensor model.layers.1.self_attn.o_proj.weight has different shapes"
+
+
+def _damaged(change: Callable[[Path], None], expected: str) -> Scene:
+    def scene(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+        folder = damaged_copy(work, m["b"])
+        change(folder)
+        return run(work, LINEAR, a=m["a"], b=folder), expected
+
+    return scene
+
+
+def _not_json_header(folder: Path) -> None:
+    data = bytearray(weights_of(folder).read_bytes())
+    data[8:12] = b"\xff\xfe{]"
+    weights_of(folder).write_bytes(bytes(data))
+
+
+def _missing_shard(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = damaged_copy(work, m["sharded"])
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    (folder / sorted(set(index["weight_map"].values()))[1]).unlink()
+    return run(work, LINEAR, a=m["a"], b=folder), "which is missing from"
+
+
+def _leftover_partial(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    command = run(work, LINEAR, a=m["a"], b=m["b"])
+    (work / "out.partial").mkdir()
+    return command, "is left from an interrupted merge; continue it with"
+
+
+def _existing_output(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    command = run(work, LINEAR, a=m["a"], b=m["b"])
+    (work / "out").mkdir()
+    (work / "out" / "notes.txt").write_text("mine")
+    return command, "already exists and is not empty"
+
+
+def _output_inside_input(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = damaged_copy(work, m["b"], "inner")
+    return ["run", config(work, LINEAR, a=m["a"], b=folder), str(folder / "merged")], "is inside input model"
+
+
+def _input_inside_output(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    folder = damaged_copy(work, m["b"], "out/model")
+    return ["run", config(work, LINEAR, a=m["a"], b=folder), str(work / "out"), "--force"], "is inside output"
+
+
+def simple(text: str, expected: str, *extra: str) -> Scene:
+    return lambda work, m: (run(work, text, *extra, a=m["a"], b=m["b"], c=m["vocab"]), expected)
+
+
+CASES: dict[str, Scene] = {
+    "yaml syntax": simple("merge_method: linear\nmodels: [\n", "merge.yaml"),
+    "not a mapping": simple("- linear\n", "merge.yaml"),
+    "no merge_method": simple("models: [{{model: {a}}}]\n", "merge_method"),
+    "misspelt method": simple("merge_method: dare-ties\nmodels: [{{model: {a}}}]\n", "did you mean 'dare_ties'"),
+    "density out of range": simple(
+        "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 1.5}}}}]\n",
+        "density must be between 0 and 1, got 1.5",
+    ),
+    "unknown parameter": simple(
+        "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{desnity: 0.5}}}}]\n", "desnity"
+    ),
+    "models and slices": simple(
+        "merge_method: linear\nmodels: [{{model: {a}}}]\n"
+        "slices: [{{sources: [{{model: {a}, layer_range: [0, 2]}}]}}]\n",
+        "merge.yaml",
+    ),
+    "missing base": simple("merge_method: ties\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", "base"),
+    "missing model folder": simple("merge_method: linear\nmodels: [{{model: {a}}}, {{model: ./nowhere}}]\n", "nowhere"),
+    "layer range beyond": simple(
+        "merge_method: passthrough\nslices:\n  - sources: [{{model: {a}, layer_range: [0, 3]}}]\n",
+        "[0, 3] goes beyond",
+    ),
+    "slerp with three models": simple(
+        "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}, {{model: {b}}}]\n"
+        "parameters: {{t: 0.5}}\n",
+        "slerp",
+    ),
+    "bad tokenizer_source": simple(LINEAR + "tokenizer_source: mine\n", "must be base, union or model:<path>"),
+    "vocab mismatch": simple(
+        "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {c}}}]\n", "Vocabulary sizes differ"
+    ),
+    "bad shard size": simple(LINEAR + "tui_merge: {{shard_size: 5XB}}\n", "5XB"),
+    "bad device": simple(LINEAR + "tui_merge: {{device: tpu}}\n", "tpu"),
+    "two outputs": simple(LINEAR, "Two outputs given", "-o", "elsewhere"),
+    "resume with nothing to resume": simple(LINEAR, "There is no interrupted merge to resume", "--resume"),
+    "missing config file": lambda work, m: (["run", str(work / "absent.yaml"), str(work / "out")], "absent.yaml"),
+    "truncated weights": _damaged(
+        lambda folder: truncate(weights_of(folder), weights_of(folder).stat().st_size - 100), "is truncated"
+    ),
+    "header length beyond the file": _damaged(
+        lambda folder: write_header_length(weights_of(folder), 10**12), "declares a 1000000000000-byte header"
+    ),
+    "header not json": _damaged(_not_json_header, "has a header that is not valid JSON"),
+    "empty weights file": _damaged(lambda folder: weights_of(folder).write_bytes(b""), "is 0 bytes"),
+    "garbage config.json": _damaged(lambda folder: (folder / "config.json").write_text("{nope"), "config.json"),
+    "index naming a missing shard": _missing_shard,
+    "one tensor of the wrong shape": _wrong_shape,
+    "inf in an input": _nan_input,
+    "malicious pickle": _bin_with_payload,
+    "leftover partial folder": _leftover_partial,
+    "existing output": _existing_output,
+    "output inside an input": _output_inside_input,
+    "input inside the output": _input_inside_output,
+}
+
+
+@pytest.fixture(scope="module")
+def models(factory: ModelFactory, llama_base, llama_finetune, llama_vocab_plus) -> dict[str, Path]:
+    return {
+        "a": llama_base,
+        "b": llama_finetune,
+        "vocab": llama_vocab_plus,
+        "sharded": factory.sharded("llama-finetune-sharded", llama_finetune),
+    }
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_sentence_exit_2_and_costs_nothing(case, tmp_path, models, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    command, expected = CASES[case](tmp_path, models)
+    inputs = [path for path in tmp_path.iterdir() if path.is_dir()] + [models["a"], models["b"]]
+    before = {path: folder_digest(path) for path in inputs}
+    existing_out = (tmp_path / "out").exists()
+
+    status = main(command)
+
+    out, err = capsys.readouterr()
+    assert status == 2, (case, err)
+    # Progress lines may come first when the culprit shows only once merging starts (a NaN in an input).
+    errors = [line for line in err.splitlines() if line.startswith("tui-merge: error: ")]
+    assert len(errors) == 1 and err.splitlines()[-1] == errors[0], err
+    assert expected in err, err
+    assert "Traceback" not in err
+    assert existing_out or not (tmp_path / "out").exists()
+    assert case == "leftover partial folder" or not (tmp_path / "out.partial").exists()
+    assert {path: folder_digest(path) for path in inputs} == before
+    assert not (tmp_path / "payload-ran").exists()
