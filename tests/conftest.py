@@ -62,3 +62,28 @@ def folder_digest(folder: Path) -> dict[str, str]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
+
+
+@pytest.fixture(autouse=True)
+def fixture_models_stay_untouched(request: pytest.FixtureRequest):
+    """Every test: the shared fixture models (inputs of every end-to-end test) hash the same after as before.
+
+    Copies that tests damage on purpose live under ``damaged/`` and are left out.
+    """
+    if "factory" not in request.fixturenames:
+        yield
+        return
+    root = request.getfixturevalue("factory").root
+    before = _model_digests(root)
+    yield
+    after = _model_digests(root)
+    changed = sorted(name for name, digest in before.items() if after.get(name) != digest)
+    assert not changed, f"the test changed fixture model files: {changed[:5]}"
+
+
+def _model_digests(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and path.relative_to(root).parts[0] != "damaged"
+    }
