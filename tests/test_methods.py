@@ -403,3 +403,23 @@ def test_ties_breaks_a_sign_tie_toward_positive_like_mergekit() -> None:
 
     # First value: the weighted sum is 0, so the positive sign is elected and only +1 survives.
     close(result, [[1.0, 2.0]])
+
+
+@pytest.mark.parametrize("values", ["distinct", "bf16 ties", "all equal", "zeros and denormals"])
+def test_rank_mask_matches_a_stable_sort(values) -> None:
+    from tui_merge.methods.ranking import rank_mask
+
+    generator = torch.Generator().manual_seed(5)
+    if values == "distinct":
+        magnitudes = torch.rand(5000, generator=generator)
+    elif values == "bf16 ties":  # few distinct values, as deltas of bf16 checkpoints have
+        magnitudes = (torch.randn(5000, generator=generator) * 0.002).to(torch.bfloat16).float().abs()
+    elif values == "all equal":
+        magnitudes = torch.full((5000,), 0.25)
+    else:
+        magnitudes = torch.where(torch.rand(5000, generator=generator) < 0.5, 0.0, 1e-40)
+    order = torch.argsort(magnitudes, stable=True)
+    for start, stop in [(0, 5000), (2500, 5000), (0, 1), (1234, 4321), (4999, 5000), (3000, 3000), (0, 0)]:
+        expected = torch.zeros(5000, dtype=torch.bool)
+        expected[order[start:stop]] = True
+        assert torch.equal(rank_mask(magnitudes.view(50, 100), start, stop).view(-1), expected), (start, stop)

@@ -134,8 +134,7 @@ def _index(info) -> tuple[Outcome, str]:
 
 
 def _finite(info) -> tuple[Outcome, str]:
-    import torch
-
+    from tui_merge.engine.executor import all_finite
     from tui_merge.engine.reader import TensorReader
 
     bad = []
@@ -146,7 +145,7 @@ def _finite(info) -> tuple[Outcome, str]:
             if not tensor.is_floating_point():
                 continue
             checked += 1
-            if not bool(torch.isfinite(tensor).all()):
+            if not all_finite(tensor):
                 bad.append(name)
     if bad:
         return "failed", f"{len(bad)} tensor(s) hold NaN or Inf: {', '.join(bad[:_EXAMPLES])}"

@@ -6,6 +6,11 @@ never leaves half a model at the output path. Each shard's header is written
 first, from the shapes the plan fixed, and tensor bytes follow in plan order:
 a shard is never collected in memory. Each shard is hashed as it is written,
 for the resume journal.
+
+Writing and hashing run on one background thread fed through a short
+queue, so the next tensor is merged while the last one goes to disk; the
+queue holds at most two tensors, and bytes reach the file in plan order
+whatever the timing.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
+import threading
 from pathlib import Path
-from typing import IO
 
 import torch
 import yaml
@@ -57,8 +63,7 @@ class OutputWriter:
         self.output = output
         self.partial = partial_path(output)
         self.replace = replace
-        self._file: IO[bytes] | None = None
-        self._hash = hashlib.sha256()
+        self._stream: _ShardStream | None = None
 
     def start(self) -> None:
         """Create the partial folder."""
@@ -76,34 +81,25 @@ class OutputWriter:
 
     def open_shard(self, shard: Shard) -> None:
         """Create a shard file and write its header."""
-        self._file = (self.partial / shard.file_name).open("xb")
-        self._hash = hashlib.sha256()
-        self._write(shard_header(self.plan, shard))
+        self._stream = _ShardStream(self.partial / shard.file_name)
+        self._stream.put(shard_header(self.plan, shard))
 
     def write_tensor(self, task: TensorTask, tensor: torch.Tensor) -> None:
-        """Append one tensor's bytes to the open shard."""
+        """Queue one tensor's bytes for the open shard (written in order on the writer thread)."""
         data = tensor.detach().to("cpu").contiguous().reshape(-1)
         if data.numel():
-            self._write(memoryview(data.view(torch.uint8).numpy()))
+            self._stream.put(data)
 
     def close_shard(self) -> tuple[int, str]:
-        """Flush and sync the open shard; return its size and sha256."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        size = self._file.tell()
-        self._file.close()
-        self._file = None
-        return size, self._hash.hexdigest()
+        """Wait for the queued bytes, flush and sync the shard; return its size and sha256."""
+        stream, self._stream = self._stream, None
+        return stream.close()
 
     def close_open_shard(self) -> None:
         """Close an unfinished shard without recording it (it is rewritten on resume)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def _write(self, data: bytes | memoryview) -> None:
-        self._file.write(data)
-        self._hash.update(data)
+        if self._stream is not None:
+            self._stream.abort()
+            self._stream = None
 
     def finish(self, journal: Journal | None = None) -> None:
         """Write index, config, tokenizer, recipe and card; drop the journal; sync; move into place."""
@@ -149,6 +145,59 @@ class OutputWriter:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+
+
+class _ShardStream:
+    """One shard file written and hashed on its own thread, in the order the pieces were put."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("xb")
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | torch.Tensor | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name=f"write {path.name}", daemon=True)
+        self._thread.start()
+
+    def put(self, piece: bytes | torch.Tensor) -> None:
+        """Queue bytes or a flat CPU tensor; waits while two pieces are already queued."""
+        self._raise_if_failed()
+        self._queue.put(piece)
+
+    def close(self) -> tuple[int, str]:
+        """Write what is queued, sync, close; the size and sha256 of the file."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        size = self._file.tell()
+        self._file.close()
+        return size, self._hash.hexdigest()
+
+    def abort(self) -> None:
+        """Stop writing and close the file as it is."""
+        self._error = self._error or InterruptedError("aborted")
+        self._queue.put(None)  # the thread skips what is queued once an error is set, so this slot frees fast
+        self._thread.join()
+        self._file.close()
+
+    def _drain(self) -> None:
+        while True:
+            piece = self._queue.get()
+            if piece is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                data = memoryview(piece.view(torch.uint8).numpy()) if isinstance(piece, torch.Tensor) else piece
+                self._file.write(data)
+                self._hash.update(data)
+            except BaseException as error:  # handed to the merging thread at its next put or close
+                self._error = error
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
 
 
 def output_model_config(plan: Plan) -> dict:

@@ -3,24 +3,24 @@
 ``rescale`` divides every kept value by its probability of being kept, so the
 expected task vector is unchanged: DARE's ``1/density``, DELLA's per-value
 ``1/p``, and ``1/density`` for the deterministic methods. Selection by
-magnitude uses ``topk``, which is linear in the tensor size, rather than a
-full sort.
+magnitude rank is a linear-time radix select (``ranking.rank_mask``), not a
+sort; equal magnitudes rank in index order.
 """
 
 from __future__ import annotations
 
 import torch
 
+from tui_merge.methods.ranking import rank_mask
+
 
 def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
     """TIES trim: keep the ``density`` fraction of values largest in magnitude."""
     if density >= 1:
         return delta
-    keep = int(density * delta.numel())
-    mask = torch.zeros(delta.numel(), dtype=torch.bool, device=delta.device)
-    if keep > 0:
-        mask[torch.topk(delta.abs().flatten(), keep, sorted=False).indices] = True
-    kept = delta * mask.view(delta.shape)
+    count = delta.numel()
+    keep = int(density * count)
+    kept = delta * rank_mask(delta.abs(), count - keep, count)
     return kept / density if rescale and keep > 0 else kept
 
 
@@ -49,10 +49,7 @@ def keep_middle(delta: torch.Tensor, density: float, gamma: float, rescale: bool
     if drop_bottom < 0:
         drop_top += drop_bottom
         drop_bottom = 0
-    order = torch.argsort(delta.abs().flatten(), stable=True)
-    mask = torch.zeros(count, dtype=torch.bool, device=delta.device)
-    mask[order[drop_bottom : count - drop_top]] = True
-    kept = delta * mask.view(delta.shape)
+    kept = delta * rank_mask(delta.abs(), drop_bottom, count - drop_top)
     return kept / density if rescale and density > 0 else kept
 
 
@@ -69,7 +66,11 @@ def magnitude_prune(
     if density <= 0:
         return torch.zeros_like(delta)
     rows = delta.reshape(1, -1) if delta.dim() < 2 else delta.reshape(delta.shape[0], -1)
-    ranks = rows.abs().argsort(dim=1, stable=True).argsort(dim=1).to(rows.dtype)
+    order = rows.abs().argsort(dim=1, stable=True)
+    ranks = torch.empty_like(rows)
+    # Inverting the permutation by scatter costs O(n); a second argsort would cost O(n log n).
+    ranks.scatter_(1, order, torch.arange(rows.shape[1], dtype=rows.dtype, device=rows.device).expand_as(rows))
+    del order
     span = rows.shape[1] - 1
     position = ranks / span if span > 0 else torch.full_like(ranks, 0.5)
     keep_probability = (density - epsilon) + position * 2 * epsilon

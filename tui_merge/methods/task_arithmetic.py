@@ -21,31 +21,42 @@ Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs], torch.Tensor]
 
 
 def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool) -> torch.Tensor:
-    """The shared pipeline: task vectors, sparsify, weight, (elect signs), combine, add to base."""
+    """The shared pipeline: task vectors, sparsify, weight, (elect signs), combine, add to base.
+
+    Written with in-place updates so that a merge of k models holds about
+    k + 3 tensors of the output's size at its peak, not several stacks of k.
+    """
     base = inputs.base
-    deltas = torch.stack(
-        [
-            sparsifier(tensor - base, params, inputs) if sparsifier else tensor - base
-            for tensor, params in zip(inputs.tensors, inputs.params)
-        ]
-    )
-    weights = torch.tensor(inputs.per_model("weight"), dtype=deltas.dtype, device=deltas.device).view(
-        -1, *([1] * base.dim())
-    )
-    weighted = deltas * weights
+    weights = inputs.per_model("weight")
+    weighted = []
+    for tensor, params, weight in zip(inputs.tensors, inputs.params, weights):
+        delta = tensor - base
+        if sparsifier:
+            delta = sparsifier(delta, params, inputs)
+        weighted.append(delta.mul_(weight))
+    mixed = torch.zeros_like(base)
     if elect_sign:
-        elected = torch.where(weighted.sum(dim=0) >= 0, 1.0, -1.0)
-        agrees = weighted.sign() == elected
-        mixed = (weighted * agrees).sum(dim=0)
-        divisor = (weights * agrees).sum(dim=0)
-        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
+        for delta in weighted:
+            mixed.add_(delta)
+        positive = mixed >= 0  # the elected sign: that of the weighted sum, positive on a zero sum
+        mixed.zero_()
+        divisor = torch.zeros_like(base)
+        for delta, weight in zip(weighted, weights):
+            # Positive where the sum is, negative elsewhere; zeros agree with neither sign.
+            agrees = torch.logical_xor(delta < 0, positive).logical_and_(delta != 0)
+            mixed.add_(delta.mul_(agrees))
+            divisor.add_(agrees, alpha=weight)
+            del agrees
+        divisor.masked_fill_(divisor == 0, 1.0)
     else:
-        mixed = weighted.sum(dim=0)
-        total = float(weights.sum())
+        for delta in weighted:
+            mixed.add_(delta)
+        total = float(sum(weights))
         divisor = total if abs(total) >= 1e-8 else 1.0
+    del weighted
     if inputs.options["normalize"]:
-        mixed = mixed / divisor
-    return base + inputs.options["lambda"] * mixed
+        mixed.div_(divisor)
+    return mixed.mul_(inputs.options["lambda"]).add_(base)
 
 
 def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:

@@ -1,0 +1,194 @@
+"""Merge speed and memory against the machine's own floor, on synthetic Llama-shaped bf16 checkpoints.
+
+Run from the repository root (not part of the test suite; it writes gigabytes):
+
+    .venv/bin/python benchmarks/merge_speed.py --preset 1b
+    .venv/bin/python benchmarks/merge_speed.py --preset 0.5b --methods linear,ties2 --json out.json
+
+It builds a base and two fine-tunes (base plus small deltas) under
+``--work`` once, measures the floor in the same run (importing torch, reading
+the inputs once, writing an output of the same size with fsync, one float32
+pass over the data), then runs ``tui-merge run`` once per method as a
+separate process and prints wall time, its ratio to the floor, throughput
+(output bytes per second) and peak RSS (from ``wait4`` for that process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PRESETS = {
+    # name: (hidden, layers, intermediate, vocab, heads)
+    "0.5b": (1536, 12, 4096, 32000, 12),
+    "1b": (2048, 16, 5632, 32000, 16),
+    "2b": (2560, 22, 6912, 32000, 20),
+    "7b": (4096, 32, 11008, 32000, 32),
+}
+
+METHODS = {
+    "linear": "merge_method: linear\nmodels:\n  - model: {base}\n  - model: {ft1}\nparameters: {{weight: 0.5}}\n",
+    "slerp": "merge_method: slerp\nbase_model: {base}\nmodels:\n  - model: {base}\n  - model: {ft1}\n"
+    "parameters: {{t: 0.5}}\n",
+    "ties1": "merge_method: ties\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 1.0, density: 0.5}}\n",
+    "ties2": "merge_method: ties\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 0.5, density: 0.5}}\n  - model: {ft2}\n    parameters: {{weight: 0.5, density: 0.5}}\n",
+    "dare_ties2": "merge_method: dare_ties\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 0.5, density: 0.5}}\n  - model: {ft2}\n    parameters: {{weight: 0.5, density: 0.5}}\n",
+    "della2": "merge_method: della\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 0.5, density: 0.5, epsilon: 0.1}}\n  - model: {ft2}\n"
+    "    parameters: {{weight: 0.5, density: 0.5, epsilon: 0.1}}\n",
+}
+
+
+@dataclass
+class Row:
+    """One measured run."""
+
+    name: str
+    seconds: float
+    ratio_to_floor: float
+    throughput_mb_s: float
+    peak_rss_mib: float
+
+
+def tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, hidden)}
+    for layer in range(layers):
+        prefix = f"model.layers.{layer}."
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            shapes[f"{prefix}self_attn.{name}.weight"] = (hidden, hidden)
+        shapes[f"{prefix}mlp.gate_proj.weight"] = (intermediate, hidden)
+        shapes[f"{prefix}mlp.up_proj.weight"] = (intermediate, hidden)
+        shapes[f"{prefix}mlp.down_proj.weight"] = (hidden, intermediate)
+        shapes[f"{prefix}input_layernorm.weight"] = (hidden,)
+        shapes[f"{prefix}post_attention_layernorm.weight"] = (hidden,)
+    shapes["model.norm.weight"] = (hidden,)
+    shapes["lm_head.weight"] = (vocab, hidden)
+    return shapes
+
+
+def build_models(work: Path, preset: str) -> dict[str, Path]:
+    """Base and two fine-tunes of the preset, built once and reused."""
+    import torch
+    from safetensors.torch import save_file
+
+    hidden, layers, intermediate, vocab, heads = PRESETS[preset]
+    folders = {name: work / f"{preset}-{name}" for name in ("base", "ft1", "ft2")}
+    if all((folder / "model.safetensors").is_file() for folder in folders.values()):
+        return folders
+    config = {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
+        "intermediate_size": intermediate, "num_hidden_layers": layers, "num_attention_heads": heads,
+        "num_key_value_heads": heads, "vocab_size": vocab, "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    }  # fmt: skip
+    shapes = tensor_shapes(hidden, layers, intermediate, vocab)
+    generator = torch.Generator().manual_seed(0)
+    base = {name: (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16) for name, shape in shapes.items()}
+    for name, folder in folders.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        if name == "base":
+            state = base
+        else:
+            state = {
+                key: (value.float() + torch.randn(value.shape, generator=generator) * 0.002).to(torch.bfloat16)
+                for key, value in base.items()
+            }
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        del state
+    return folders
+
+
+def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS in MiB of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+FLOOR_SCRIPT = """
+import os, sys, time
+import torch
+started = time.perf_counter()
+inputs, output = sys.argv[1:-1], sys.argv[-1]
+size = os.path.getsize(inputs[0])
+buffer = bytearray(64 << 20)
+view = memoryview(buffer)
+for path in inputs:
+    with open(path, "rb", buffering=0) as handle:
+        while handle.readinto(view):
+            pass
+read = time.perf_counter()
+chunk = torch.frombuffer(buffer, dtype=torch.bfloat16)
+done = 0
+while done < size * len(inputs):
+    (chunk.float() * 0.5).to(torch.bfloat16)
+    done += len(buffer)
+computed = time.perf_counter()
+with open(output, "wb") as handle:
+    written = 0
+    while written < size:
+        written += handle.write(view[: min(len(buffer), size - written)])
+    handle.flush()
+    os.fsync(handle.fileno())
+os.unlink(output)
+print(read - started, computed - read, time.perf_counter() - computed)
+"""
+
+
+def floor(inputs: list[Path], work: Path) -> tuple[float, float]:
+    """Seconds for: start Python and import torch, read the inputs, one float32 pass, write one output."""
+    seconds, rss = measure([sys.executable, "-c", FLOOR_SCRIPT, *map(str, inputs), str(work / "floor.bin")])
+    return seconds, rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="1b")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/tui-merge-bench"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"building the {args.preset} models in {args.work} (once)…", flush=True)
+    models = build_models(args.work, args.preset)
+    size = (models["base"] / "model.safetensors").stat().st_size
+    rows = []
+    for name in args.methods.split(","):
+        text = METHODS[name].format(**{key: str(folder) for key, folder in models.items()})
+        uses_two = "ft2" in text
+        inputs = [models["base"], models["ft1"], *([models["ft2"]] if uses_two else [])]
+        floor_seconds, _ = floor([folder / "model.safetensors" for folder in inputs], args.work)
+        config = args.work / f"{name}.yaml"
+        config.write_text(text + f"tui_merge: {{device: {args.device}}}\n")
+        output = args.work / f"out-{name}"
+        subprocess.run(["rm", "-rf", str(output), str(output) + ".partial"], check=True)
+        command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
+        seconds, rss = measure(command)
+        subprocess.run(["rm", "-rf", str(output)], check=True)
+        rows.append(Row(name, round(seconds, 2), round(seconds / floor_seconds, 2), round(size / seconds / 1e6),
+                        round(rss)))  # fmt: skip
+        print(f"  {name:<11} {seconds:6.2f} s  floor {floor_seconds:5.2f} s  x{seconds / floor_seconds:4.2f}  "
+              f"{size / seconds / 1e6:6.0f} MB/s  peak RSS {rss:6.0f} MiB", flush=True)  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({"preset": args.preset, "bytes_per_model": size,
+                                         "rows": [asdict(row) for row in rows]}, indent=2))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
