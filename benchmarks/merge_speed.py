@@ -162,10 +162,17 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/tui-merge-bench"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.build_only:
+        build_models(args.work, args.preset)
+        return 0
     print(f"building the {args.preset} models in {args.work} (once)…", flush=True)
-    models = build_models(args.work, args.preset)
+    # In a child process: a forked child's peak RSS starts from its parent's, so the parent must stay small.
+    subprocess.run([sys.executable, __file__, "--build-only", "--preset", args.preset, "--work", str(args.work)],
+                   check=True)  # fmt: skip
+    models = {name: args.work / f"{args.preset}-{name}" for name in ("base", "ft1", "ft2")}
     size = (models["base"] / "model.safetensors").stat().st_size
     rows = []
     for name in args.methods.split(","):

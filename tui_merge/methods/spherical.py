@@ -23,17 +23,36 @@ def slerp(inputs: MergeInputs) -> torch.Tensor:
 
 def slerp_pair(t: float, start: torch.Tensor, end: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Slerp of two tensors seen as flat vectors; lerp when they are (anti)colinear."""
-    start_norm = float(start.double().norm())
-    end_norm = float(end.double().norm())
-    if start_norm <= eps or end_norm <= eps:
-        dot = 0.0
-    else:
-        dot = float((start.double().flatten() @ end.double().flatten()) / (start_norm * end_norm))
+    start_square, end_square, cross = _float64_products(start, end)
+    start_norm, end_norm = math.sqrt(start_square), math.sqrt(end_square)
+    dot = 0.0 if start_norm <= eps or end_norm <= eps else cross / (start_norm * end_norm)
     if abs(dot) > COLINEAR_DOT:
-        return (1 - t) * start + t * end
-    theta = math.acos(max(-1.0, min(1.0, dot)))
-    sin_theta = math.sin(theta)
-    return (math.sin((1 - t) * theta) / sin_theta) * start + (math.sin(t * theta) / sin_theta) * end
+        first, second = 1 - t, t
+    else:
+        theta = math.acos(max(-1.0, min(1.0, dot)))
+        sin_theta = math.sin(theta)
+        first, second = math.sin((1 - t) * theta) / sin_theta, math.sin(t * theta) / sin_theta
+    return (start * first).add_(end, alpha=second)
+
+
+_PRODUCT_CHUNK = 1 << 20
+
+
+def _float64_products(first: torch.Tensor, second: torch.Tensor) -> tuple[float, float, float]:
+    """``first·first``, ``second·second`` and ``first·second`` accumulated in float64, a chunk at a time.
+
+    Chunks keep the float64 copies small (8 MiB) instead of doubling a whole
+    embedding matrix several times over.
+    """
+    flat_first, flat_second = first.reshape(-1), second.reshape(-1)
+    totals = [0.0, 0.0, 0.0]
+    for begin in range(0, flat_first.numel(), _PRODUCT_CHUNK):
+        a = flat_first[begin : begin + _PRODUCT_CHUNK].double()
+        b = flat_second[begin : begin + _PRODUCT_CHUNK].double()
+        totals[0] += float(a @ a)
+        totals[1] += float(b @ b)
+        totals[2] += float(a @ b)
+    return totals[0], totals[1], totals[2]
 
 
 def nuslerp(inputs: MergeInputs) -> torch.Tensor:
