@@ -81,6 +81,7 @@ def test_stop_signals_end_between_tensors_and_say_how_to_resume(tmp_path, merge_
     assert stopped.returncode == 130
     assert f"{name}: stopping after the current tensor" in stopped.stderr
     assert f"continue with tui-merge run {config} -o {out} --resume" in stopped.stderr
+    assert f"of {shard_count(reference)} shards are finished and kept in {out}.partial" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert not out.exists()
     assert 0 < shard_count(tmp_path / "out.partial") < shard_count(reference)

@@ -110,7 +110,7 @@ def execute(
                 writer.open_shard(shard)
                 for index in shard.tasks:
                     if cancel is not None and cancel.is_set():
-                        raise _stopped(plan, output, keep_partial, "Stopped")
+                        raise _stopped(plan, output, keep_partial, "Stopped", len(journal.finished))
                     task = plan.tasks[index]
                     writer.write_tensor(task, merge_task(plan, task, kernel, reader, device, allow_nonfinite))
                     written += task.nbytes
@@ -126,7 +126,7 @@ def execute(
         if resumable:
             writer.close_open_shard()
             if not isinstance(error, MergeInterrupted):
-                error = _stopped(plan, output, True, _reason(error))
+                error = _stopped(plan, output, True, _reason(error), len(journal.finished))
         elif owns_partial:
             writer.abandon()
         emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
@@ -147,12 +147,17 @@ def resume_command(plan: Plan, output: Path) -> str:
     return f"tui-merge run {plan.loaded.source} -o {output} --resume"
 
 
-def _stopped(plan: Plan, output: Path, keep_partial: bool, reason: str) -> TuiMergeError:
+def _stopped(plan: Plan, output: Path, keep_partial: bool, reason: str, finished: int) -> TuiMergeError:
     if not keep_partial:
         return MergeCancelled(f"Merge cancelled; nothing was written at {output}.")
+    kept = (
+        f"{finished} of {len(plan.shards)} shards are finished and kept in {partial_path(output)}"
+        if finished
+        else f"no shard was finished yet (a resume starts over; smaller tui_merge.shard_size keeps more work), "
+        f"the partial folder is {partial_path(output)}"
+    )
     error = MergeInterrupted(
-        f"{reason}; nothing is at {output} yet, and the finished shards are kept in {partial_path(output)}: "
-        f"continue with {resume_command(plan, output)}"
+        f"{reason}; nothing is at {output} yet, {kept}: continue with {resume_command(plan, output)}"
     )
     if reason.startswith("I/O"):
         error.exit_code = 1
