@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -112,7 +113,8 @@ def execute(
                     if cancel is not None and cancel.is_set():
                         raise _stopped(plan, output, keep_partial, "Stopped", len(journal.finished))
                     task = plan.tasks[index]
-                    writer.write_tensor(task, merge_task(plan, task, kernel, reader, device, allow_nonfinite))
+                    for piece in merge_pieces(plan, task, kernel, reader, device, allow_nonfinite):
+                        writer.write_tensor(task, piece)
                     written += task.nbytes
                     emit(TensorMerged(index + 1, len(plan.tasks), task.name, task.nbytes, written))
                     _fault_point(written)
@@ -174,6 +176,53 @@ def _reason(error: BaseException) -> str:
     return "Interrupted"
 
 
+def merge_pieces(
+    plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False
+) -> Iterator[torch.Tensor]:
+    """The output tensor in the output dtype: whole, or a block of rows at a time when that is the same.
+
+    A large tensor of an elementwise method (linear, task_arithmetic,
+    nearswap, passthrough) is merged ``BLOCK_BYTES`` of float32 rows at a
+    time, read straight from its byte range, so memory does not grow with
+    the tensor; the bytes written are the same either way.
+    """
+    blocks = _row_blocks(plan, task)
+    if blocks is None:
+        yield merge_task(plan, task, kernel, reader, device, allow_nonfinite)
+        return
+    for start, stop in blocks:
+
+        def rows(ref: InputTensor, start: int = start, stop: int = stop) -> torch.Tensor:
+            return _checked(reader.read_rows(ref.entry, start, stop).to(device=device, dtype=torch.float32), ref,
+                            allow_nonfinite)  # fmt: skip
+
+        tensors = [rows(ref) for ref in task.inputs]
+        base = rows(task.base) if task.base else None
+        yield _run_kernel(plan, task, kernel, tensors, base)
+
+
+BLOCK_BYTES = 64 << 20
+"""Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
+
+
+def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:
+    refs = [*task.inputs, *([task.base] if task.base else [])]
+    whole = (
+        not plan.method.elementwise
+        or not task.merge
+        or task.vocab is not None
+        or len(task.shape) < 2
+        or any(ref.rows is not None or ref.entry.shape != task.shape for ref in refs)
+    )
+    row_elements = 1
+    for size in task.shape[1:]:
+        row_elements *= size
+    if whole or task.shape[0] * row_elements * 4 <= BLOCK_BYTES:
+        return None
+    step = max(1, BLOCK_BYTES // (4 * row_elements))
+    return [(start, min(start + step, task.shape[0])) for start in range(0, task.shape[0], step)]
+
+
 def merge_task(
     plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False
 ) -> torch.Tensor:
@@ -190,6 +239,12 @@ def merge_task(
         ]
         aligned = align_rows(matrices, task.vocab)
         tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
+    return _run_kernel(plan, task, kernel, tensors, base)
+
+
+def _run_kernel(
+    plan: Plan, task: TensorTask, kernel, tensors: list[torch.Tensor], base: torch.Tensor | None
+) -> torch.Tensor:
     inputs = MergeInputs(
         tensors=tensors,
         params=[dict(params) for params in task.model_params],
@@ -222,13 +277,17 @@ def all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
 
 
-def _prepare(reader: TensorReader, ref: InputTensor, device: str, allow_nonfinite: bool) -> torch.Tensor:
-    tensor = reader.read(ref.entry).to(device=device, dtype=torch.float32)
+def _checked(tensor: torch.Tensor, ref: InputTensor, allow_nonfinite: bool) -> torch.Tensor:
     if not allow_nonfinite and not all_finite(tensor):
         raise BadInputError(
             f"Input tensor {ref.entry.name} of {ref.model} ({ref.entry.file}) holds NaN or Inf, so the model is "
             "damaged; replace it, or pass --allow-nonfinite if the method drops those values."
         )
+    return tensor
+
+
+def _prepare(reader: TensorReader, ref: InputTensor, device: str, allow_nonfinite: bool) -> torch.Tensor:
+    tensor = _checked(reader.read(ref.entry).to(device=device, dtype=torch.float32), ref, allow_nonfinite)
     if ref.rows is None or ref.rows == tensor.shape[0]:
         return tensor
     if ref.rows < tensor.shape[0]:

@@ -56,6 +56,16 @@ class TensorReader:
             return torch.empty(entry.shape, dtype=dtype)
         return torch.frombuffer(buffer, dtype=dtype).reshape(entry.shape)
 
+    def read_rows(self, entry: TensorEntry, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of a tensor, reading only their bytes (row-major storage makes them one range)."""
+        if entry.begin is None:
+            return self.read(entry)[start:stop]
+        row_bytes = entry.nbytes // entry.shape[0] if entry.shape[0] else 0
+        begin = entry.begin + start * row_bytes
+        part = TensorEntry(entry.name, entry.dtype, (stop - start, *entry.shape[1:]), entry.file, begin,
+                           begin + (stop - start) * row_bytes)  # fmt: skip
+        return self.read(part)
+
     def _descriptor(self, path: Path) -> int:
         if path not in self._descriptors:
             try:

@@ -75,6 +75,9 @@ class MethodSpec:
     random: bool = False
     """Draws random numbers (seeded per tensor from ``tui_merge.seed``)."""
     reference: str = ""
+    elementwise: bool = False
+    """Each output value depends only on the inputs at its position: large tensors may merge a block of rows
+    at a time, which keeps memory flat however large the tensor."""
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if the method has one."""
@@ -139,7 +142,7 @@ def _task_arithmetic_family(
         params += (_rescale(rescale),)
     return MethodSpec(
         name, summary, f"tui_merge.methods.task_arithmetic:{name}", (*params, _INT8_MASK), "required", 1,
-        random=random, reference=ref,
+        random=random, reference=ref, elementwise=not extra and rescale is None,
     )  # fmt: skip
 
 
@@ -152,7 +155,7 @@ _EPSILON = ParamSpec(
 METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "linear", "weighted average of the models", "tui_merge.methods.linear:linear",
-        (_weight(), _normalize(True)), "none", 1, reference="https://arxiv.org/abs/2203.05482",
+        (_weight(), _normalize(True)), "none", 1, reference="https://arxiv.org/abs/2203.05482", elementwise=True,
     ),
     MethodSpec(
         "slerp", "spherical interpolation between the base (t=0) and one other model (t=1)",
@@ -237,7 +240,7 @@ METHODS: tuple[MethodSpec, ...] = (
         "nearswap", "take the other model's values where they are close to the base's",
         "tui_merge.methods.nearswap:nearswap",
         (ParamSpec("t", "float", None, "closeness scale: weight = t / |base - other|, clamped to 1", "global", 0.0),),
-        "required", 1, 1,
+        "required", 1, 1, elementwise=True,
     ),
     MethodSpec(
         "ram", "average task-vector values where models overlap, keep unique ones whole", "tui_merge.methods.ram:ram",
@@ -261,7 +264,7 @@ METHODS: tuple[MethodSpec, ...] = (
         "passthrough", "copy one model's tensors, optionally scaled (layer stacking with slices)",
         "tui_merge.methods.passthrough:passthrough",
         (ParamSpec("scale", "float", 1.0, "multiply the tensor by this", "model"),),
-        "none", 1, 1,
+        "none", 1, 1, elementwise=True,
     ),
     MethodSpec(
         "circuit", "priority-ordered DELLA: earlier models win sign conflicts, temperature-weighted averages",
