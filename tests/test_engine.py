@@ -381,3 +381,24 @@ def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
 
     blocks = merge(tmp_path, text, "blocks", a=llama_base, b=llama_finetune)
     assert folder_digest(blocks) == folder_digest(whole)
+
+
+@pytest.mark.parametrize("other", ["llama_finetune", "llama_unrelated"])  # nearly colinear, and far apart
+def test_slerp_of_a_large_tensor_by_blocks_matches_the_whole_tensor_formula(
+    tmp_path, monkeypatch, request, llama_base, other
+) -> None:
+    other_model = request.getfixturevalue(other)
+    from reference_math import numpy_slerp
+
+    from tui_merge.engine import executor
+
+    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    text = "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}]\nparameters: {{t: 0.3}}\n"
+    plan = plan_for(text, a=llama_base, b=other_model)
+    embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
+    assert len(executor._row_blocks(plan, embedding)) == 8
+
+    out = weights(merge(tmp_path, text, a=llama_base, b=other_model))
+    base, far = weights(llama_base), weights(other_model)
+    for name in ("model.embed_tokens.weight", "lm_head.weight"):
+        assert np.allclose(out[name], numpy_slerp(0.3, base[name], far[name]), atol=1e-6), name

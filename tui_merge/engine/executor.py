@@ -179,26 +179,41 @@ def _reason(error: BaseException) -> str:
 def merge_pieces(
     plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False
 ) -> Iterator[torch.Tensor]:
-    """The output tensor in the output dtype: whole, or a block of rows at a time when that is the same.
+    """The output tensor in the output dtype: whole, or a block of rows at a time.
 
     A large tensor of an elementwise method (linear, task_arithmetic,
     nearswap, passthrough) is merged ``BLOCK_BYTES`` of float32 rows at a
     time, read straight from its byte range, so memory does not grow with
-    the tensor; the bytes written are the same either way.
+    the tensor; the bytes written are the same either way. A method with a
+    block merger (slerp) first reads the blocks to gather what it needs of
+    the whole tensor, then merges them; its result equals the whole-tensor
+    merge up to the order of float64 sums. Which path a tensor takes depends
+    only on the plan, so a replay is byte-identical.
     """
     blocks = _row_blocks(plan, task)
     if blocks is None:
         yield merge_task(plan, task, kernel, reader, device, allow_nonfinite)
         return
+
+    def block_inputs(start: int, stop: int, check: bool) -> MergeInputs:
+        def rows(ref: InputTensor) -> torch.Tensor:
+            tensor = reader.read_rows(ref.entry, start, stop).to(device=device, dtype=torch.float32)
+            return _checked(tensor, ref, allow_nonfinite) if check else tensor
+
+        return _inputs(plan, task, [rows(ref) for ref in task.inputs], rows(task.base) if task.base else None)
+
+    merger_class = plan.method.load_blocks()
+    if merger_class is None:
+        for start, stop in blocks:
+            yield _run_kernel(plan, task, kernel, block_inputs(start, stop, check=True))
+        return
+    merger = merger_class(dict(task.options), [dict(params) for params in task.model_params])
+    for round_index in range(merger.passes):
+        for start, stop in blocks:
+            with torch.no_grad():
+                merger.observe(block_inputs(start, stop, check=round_index == 0), round_index)
     for start, stop in blocks:
-
-        def rows(ref: InputTensor, start: int = start, stop: int = stop) -> torch.Tensor:
-            return _checked(reader.read_rows(ref.entry, start, stop).to(device=device, dtype=torch.float32), ref,
-                            allow_nonfinite)  # fmt: skip
-
-        tensors = [rows(ref) for ref in task.inputs]
-        base = rows(task.base) if task.base else None
-        yield _run_kernel(plan, task, kernel, tensors, base)
+        yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=False))
 
 
 BLOCK_BYTES = 64 << 20
@@ -208,7 +223,7 @@ BLOCK_BYTES = 64 << 20
 def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:
     refs = [*task.inputs, *([task.base] if task.base else [])]
     whole = (
-        not plan.method.elementwise
+        not (plan.method.elementwise or plan.method.blocks)
         or not task.merge
         or task.vocab is not None
         or len(task.shape) < 2
@@ -239,19 +254,20 @@ def merge_task(
         ]
         aligned = align_rows(matrices, task.vocab)
         tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
-    return _run_kernel(plan, task, kernel, tensors, base)
+    return _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
 
 
-def _run_kernel(
-    plan: Plan, task: TensorTask, kernel, tensors: list[torch.Tensor], base: torch.Tensor | None
-) -> torch.Tensor:
-    inputs = MergeInputs(
+def _inputs(plan: Plan, task: TensorTask, tensors: list[torch.Tensor], base: torch.Tensor | None) -> MergeInputs:
+    return MergeInputs(
         tensors=tensors,
         params=[dict(params) for params in task.model_params],
         base=base,
         options=dict(task.options),
         generator=torch.Generator().manual_seed(task.seed) if plan.method.random else None,
     )
+
+
+def _run_kernel(plan: Plan, task: TensorTask, kernel, inputs: MergeInputs) -> torch.Tensor:
     with torch.no_grad():
         result = kernel(inputs)
     if not all_finite(result):

@@ -78,6 +78,9 @@ class MethodSpec:
     elementwise: bool = False
     """Each output value depends only on the inputs at its position: large tensors may merge a block of rows
     at a time, which keeps memory flat however large the tensor."""
+    blocks: str = ""
+    """``module:Class`` that merges a large tensor by blocks after passes that gather its statistics
+    (see ``methods.blocks``); empty when the method needs whole tensors or is elementwise."""
 
     def param(self, name: str) -> ParamSpec | None:
         """The parameter called ``name``, if the method has one."""
@@ -104,6 +107,13 @@ class MethodSpec:
         """Import and return the kernel function."""
         module, _, function = self.kernel.partition(":")
         return getattr(importlib.import_module(module), function)
+
+    def load_blocks(self) -> type | None:
+        """Import and return the block merger class, if the method has one."""
+        if not self.blocks:
+            return None
+        module, _, name = self.blocks.partition(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def _weight(default: float = 1.0) -> ParamSpec:
@@ -161,7 +171,7 @@ METHODS: tuple[MethodSpec, ...] = (
         "slerp", "spherical interpolation between the base (t=0) and one other model (t=1)",
         "tui_merge.methods.spherical:slerp",
         (ParamSpec("t", "float", None, "0 gives the base, 1 the other model", "global", 0.0, 1.0),),
-        "required", 1, 1,
+        "required", 1, 1, blocks="tui_merge.methods.spherical:SlerpBlocks",
     ),
     MethodSpec(
         "nuslerp", "spherical interpolation of two models by weight, of task vectors when a base is given",

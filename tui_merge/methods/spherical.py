@@ -23,16 +23,37 @@ def slerp(inputs: MergeInputs) -> torch.Tensor:
 
 def slerp_pair(t: float, start: torch.Tensor, end: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Slerp of two tensors seen as flat vectors; lerp when they are (anti)colinear."""
-    start_square, end_square, cross = _float64_products(start, end)
+    first, second = _slerp_coefficients(t, *_float64_products(start, end), eps)
+    return (start * first).add_(end, alpha=second)
+
+
+def _slerp_coefficients(t: float, start_square: float, end_square: float, cross: float, eps: float = 1e-8):
+    """The factors of start and end: from the angle between them, or (1-t, t) when they are (anti)colinear."""
     start_norm, end_norm = math.sqrt(start_square), math.sqrt(end_square)
     dot = 0.0 if start_norm <= eps or end_norm <= eps else cross / (start_norm * end_norm)
     if abs(dot) > COLINEAR_DOT:
-        first, second = 1 - t, t
-    else:
-        theta = math.acos(max(-1.0, min(1.0, dot)))
-        sin_theta = math.sin(theta)
-        first, second = math.sin((1 - t) * theta) / sin_theta, math.sin(t * theta) / sin_theta
-    return (start * first).add_(end, alpha=second)
+        return 1 - t, t
+    theta = math.acos(max(-1.0, min(1.0, dot)))
+    sin_theta = math.sin(theta)
+    return math.sin((1 - t) * theta) / sin_theta, math.sin(t * theta) / sin_theta
+
+
+class SlerpBlocks:
+    """Slerp by blocks: one round sums the float64 products over all blocks, then each block is interpolated."""
+
+    passes = 1
+
+    def __init__(self, options: dict, params: list[dict]) -> None:
+        self.t = options["t"]
+        self.products = [0.0, 0.0, 0.0]
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        for index, value in enumerate(_float64_products(inputs.base, inputs.tensors[0])):
+            self.products[index] += value
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        first, second = _slerp_coefficients(self.t, *self.products)
+        return (inputs.base * first).add_(inputs.tensors[0], alpha=second)
 
 
 _PRODUCT_CHUNK = 1 << 20

@@ -1,0 +1,32 @@
+"""Merging a large tensor a block of rows at a time, for methods that need statistics of the whole tensor.
+
+A block merger sees the tensor twice or more: first ``passes`` rounds of
+``observe`` over every block (gathering what the method needs of the whole
+tensor: norms and dot products for slerp), then ``merge`` on every block,
+which must give exactly the rows that merging the whole tensor would. The
+executor reads each block from its byte range, so memory holds one block
+per input, not the tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from tui_merge.methods.inputs import MergeInputs
+
+
+class BlockMerger(Protocol):
+    """What the executor calls; one instance per output tensor."""
+
+    passes: int
+    """Rounds of ``observe`` over all blocks before the first ``merge``."""
+
+    def __init__(self, options: dict, params: list[dict]) -> None: ...
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        """Take note of one block's inputs in observation round ``round_index``."""
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        """The merged rows of one block."""
