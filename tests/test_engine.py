@@ -366,20 +366,24 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
         "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: 0.3}}}}, {{model: {b}}}]\n",
         "merge_method: task_arithmetic\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 0.7}}}}]\n",
         "merge_method: nearswap\nbase_model: {a}\nmodels: [{{model: {b}}}]\nparameters: {{t: 0.01}}\n",
+        "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.3}}}},"
+        " {{model: {c}, parameters: {{density: 0.6, weight: 0.5}}}}]\n",
+        "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 1.0}}}}]\n",
     ],
 )
 def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
-    tmp_path, monkeypatch, llama_base, llama_finetune, text
+    tmp_path, monkeypatch, llama_base, llama_finetune, llama_reordered, text
 ) -> None:
     from tui_merge.engine import executor
 
-    whole = merge(tmp_path, text, "whole", a=llama_base, b=llama_finetune)
+    models = {"a": llama_base, "b": llama_finetune, "c": llama_reordered}
+    whole = merge(tmp_path, text, "whole", **models)
     monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)  # the 256 x 32 embedding becomes 8 blocks of 32 rows
-    plan = plan_for(text, a=llama_base, b=llama_finetune)
+    plan = plan_for(text, **models)
     embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
     assert len(executor._row_blocks(plan, embedding)) == 8
 
-    blocks = merge(tmp_path, text, "blocks", a=llama_base, b=llama_finetune)
+    blocks = merge(tmp_path, text, "blocks", **models)
     assert folder_digest(blocks) == folder_digest(whole)
 
 

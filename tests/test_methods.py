@@ -423,3 +423,20 @@ def test_rank_mask_matches_a_stable_sort(values) -> None:
         expected = torch.zeros(5000, dtype=torch.bool)
         expected[order[start:stop]] = True
         assert torch.equal(rank_mask(magnitudes.view(50, 100), start, stop).view(-1), expected), (start, stop)
+
+
+@pytest.mark.parametrize("rank", [0, 1, 2500, 4321, 4999, 5000])
+def test_blockwise_rank_mask_equals_the_whole_tensor_mask(rank) -> None:
+    from tui_merge.methods.ranking import BlockwiseRankMask, rank_mask
+
+    generator = torch.Generator().manual_seed(9)
+    magnitudes = (torch.randn(5000, generator=generator) * 0.002).to(torch.bfloat16).float().abs()  # many ties
+    blocks = [magnitudes[start:stop] for start, stop in ((0, 700), (700, 701), (701, 3000), (3000, 5000))]
+    selector = BlockwiseRankMask(rank, 5000)
+    for block in blocks:
+        selector.count_high(block)
+    for block in blocks:
+        selector.count_low(block)
+    masks = torch.cat([selector.mask(block) for block in blocks])
+
+    assert torch.equal(masks, rank_mask(magnitudes, rank, 5000))

@@ -207,7 +207,10 @@ def merge_pieces(
         for start, stop in blocks:
             yield _run_kernel(plan, task, kernel, block_inputs(start, stop, check=True))
         return
-    merger = merger_class(dict(task.options), [dict(params) for params in task.model_params])
+    count = 1
+    for size in task.shape:
+        count *= size
+    merger = merger_class(dict(task.options), [dict(params) for params in task.model_params], count)
     for round_index in range(merger.passes):
         for start, stop in blocks:
             with torch.no_grad():

@@ -2,7 +2,8 @@
 
 A block merger sees the tensor twice or more: first ``passes`` rounds of
 ``observe`` over every block (gathering what the method needs of the whole
-tensor: norms and dot products for slerp), then ``merge`` on every block,
+tensor: norms and dot products for slerp, magnitude thresholds for TIES),
+then ``merge`` on every block,
 which must give exactly the rows that merging the whole tensor would. The
 executor reads each block from its byte range, so memory holds one block
 per input, not the tensor.
@@ -23,7 +24,8 @@ class BlockMerger(Protocol):
     passes: int
     """Rounds of ``observe`` over all blocks before the first ``merge``."""
 
-    def __init__(self, options: dict, params: list[dict]) -> None: ...
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        """For one tensor of ``count`` values, with its global and per-model parameters."""
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
         """Take note of one block's inputs in observation round ``round_index``."""

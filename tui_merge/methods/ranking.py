@@ -58,3 +58,64 @@ def _value_at_rank(bits: torch.Tensor, rank: int) -> tuple[int, int]:
     offset = int(torch.searchsorted(low_cumulative, rank - before, right=True))
     smaller = before + (int(low_cumulative[offset - 1]) if offset > 0 else 0)
     return (bucket << 16) | offset, smaller
+
+
+class BlockwiseRankMask:
+    """``rank_mask(values, rank, n)`` (the values at stable ascending rank ``rank`` or more) over blocks.
+
+    The same radix select, its counts summed over the blocks of a tensor
+    seen in order: ``count_high`` on every block, then ``count_low`` on
+    every block, then ``mask`` on every block gives exactly the rows of the
+    whole-tensor mask (equal values are taken in index order across blocks).
+    """
+
+    def __init__(self, rank: int, count: int) -> None:
+        self.rank, self.count = rank, count
+        self.high = torch.zeros(_HALF // 2, dtype=torch.int64)
+        self.low = torch.zeros(_HALF, dtype=torch.int64)
+        self.bucket: int | None = None
+        self.before = 0
+        self.value: int | None = None
+        self.below = 0
+        self.equal_seen = 0
+
+    @property
+    def trivial(self) -> bool:
+        """True when every value, or none, is kept: no counting needed."""
+        return self.rank <= 0 or self.rank >= self.count
+
+    def count_high(self, magnitudes: torch.Tensor) -> None:
+        """First round: the high 16 bits of one block."""
+        self.high += torch.bincount(_bits(magnitudes) >> 16, minlength=_HALF // 2).cpu()
+
+    def count_low(self, magnitudes: torch.Tensor) -> None:
+        """Second round: the low 16 bits of one block's values in the bucket that holds ``rank``."""
+        if self.bucket is None:
+            cumulative = self.high.cumsum(0)
+            self.bucket = int(torch.searchsorted(cumulative, self.rank, right=True))
+            self.before = int(cumulative[self.bucket - 1]) if self.bucket > 0 else 0
+        bits = _bits(magnitudes)
+        self.low += torch.bincount(bits[(bits >> 16) == self.bucket] & (_HALF - 1), minlength=_HALF).cpu()
+
+    def mask(self, magnitudes: torch.Tensor) -> torch.Tensor:
+        """Third round: the mask of one block (blocks in order)."""
+        if self.rank <= 0:
+            return torch.ones(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
+        if self.rank >= self.count:
+            return torch.zeros(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
+        if self.value is None:
+            low_cumulative = self.low.cumsum(0)
+            offset = int(torch.searchsorted(low_cumulative, self.rank - self.before, right=True))
+            self.value = (self.bucket << 16) | offset
+            self.below = self.before + (int(low_cumulative[offset - 1]) if offset > 0 else 0)
+        bits = _bits(magnitudes)
+        mask = bits > self.value
+        equal = (bits == self.value).nonzero().view(-1)
+        first_kept = max(0, self.rank - self.below - self.equal_seen)
+        mask[equal[first_kept:]] = True
+        self.equal_seen += equal.numel()
+        return mask.view(magnitudes.shape)
+
+
+def _bits(magnitudes: torch.Tensor) -> torch.Tensor:
+    return magnitudes.reshape(-1).to(torch.float32).view(torch.int32)

@@ -146,13 +146,14 @@ def _task_arithmetic_family(
     rescale: bool | None,
     random: bool,
     ref: str,
+    blocks: str = "",
 ) -> MethodSpec:
     params = (_weight(), *extra, _LAMBDA, _normalize(normalize))
     if rescale is not None:
         params += (_rescale(rescale),)
     return MethodSpec(
         name, summary, f"tui_merge.methods.task_arithmetic:{name}", (*params, _INT8_MASK), "required", 1,
-        random=random, reference=ref, elementwise=not extra and rescale is None,
+        random=random, reference=ref, elementwise=not extra and rescale is None, blocks=blocks,
     )  # fmt: skip
 
 
@@ -208,6 +209,7 @@ METHODS: tuple[MethodSpec, ...] = (
     _task_arithmetic_family(
         "ties", "keep the largest task-vector values, elect signs, average what agrees", extra=(_DENSITY,),
         normalize=True, rescale=None, random=False, ref="https://arxiv.org/abs/2306.01708",
+        blocks="tui_merge.methods.task_arithmetic:TiesBlocks",
     ),
     _task_arithmetic_family(
         "dare_ties", "drop task-vector values at random, rescale, elect signs", extra=(_DENSITY,), normalize=False,

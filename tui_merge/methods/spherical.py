@@ -43,7 +43,7 @@ class SlerpBlocks:
 
     passes = 1
 
-    def __init__(self, options: dict, params: list[dict]) -> None:
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
         self.t = options["t"]
         self.products = [0.0, 0.0, 0.0]
 

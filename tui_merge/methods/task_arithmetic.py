@@ -16,6 +16,7 @@ import torch
 
 from tui_merge.methods import sparsify
 from tui_merge.methods.inputs import MergeInputs
+from tui_merge.methods.ranking import BlockwiseRankMask
 
 Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs], torch.Tensor]
 
@@ -115,3 +116,44 @@ def della(inputs: MergeInputs) -> torch.Tensor:
 def della_linear(inputs: MergeInputs) -> torch.Tensor:
     """MAGPRUNE and rescale, then a weighted sum."""
     return combine(inputs, _magprune, elect_sign=False)
+
+
+class TiesBlocks:
+    """TIES by blocks: two counting rounds find each model's magnitude threshold, then blocks merge as a whole would.
+
+    The masks are exactly those of ``sparsify.keep_largest`` on the whole
+    tensor (see ``ranking.BlockwiseRankMask``), and the rest of TIES is
+    elementwise, so the bytes equal the whole-tensor merge.
+    """
+
+    passes = 2
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.options = options
+        self.selectors = [
+            BlockwiseRankMask(count - int(model["density"] * count), count) if model["density"] < 1 else None
+            for model in params
+        ]
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        for tensor, selector in zip(inputs.tensors, self.selectors):
+            if selector is None or selector.trivial:
+                continue
+            magnitudes = (tensor - inputs.base).abs_()
+            if round_index == 0:
+                selector.count_high(magnitudes)
+            else:
+                selector.count_low(magnitudes)
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        selectors = iter(self.selectors)
+
+        def trim(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+            selector = next(selectors)
+            if selector is None:
+                return delta
+            kept = delta.mul_(selector.mask(delta.abs()))
+            rescale = inputs.options.get("rescale", False) and selector.rank < selector.count
+            return kept.div_(params["density"]) if rescale else kept
+
+        return combine(inputs, trim, elect_sign=True)
