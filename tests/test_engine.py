@@ -369,6 +369,10 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
         "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.3}}}},"
         " {{model: {c}, parameters: {{density: 0.6, weight: 0.5}}}}]\n",
         "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 1.0}}}}]\n",
+        "merge_method: dare_ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.4}}}},"
+        " {{model: {c}, parameters: {{density: 0.7}}}}]\ntui_merge: {{seed: 11}}\n",
+        "merge_method: della_linear\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.4}}}},"
+        " {{model: {c}, parameters: {{density: 0.7, epsilon: 0.1}}}}]\n",
     ],
 )
 def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(

@@ -195,12 +195,15 @@ def merge_pieces(
         yield merge_task(plan, task, kernel, reader, device, allow_nonfinite)
         return
 
+    generators = _model_generators(plan, task)  # shared by the blocks: each model draws in row order
+
     def block_inputs(start: int, stop: int, check: bool) -> MergeInputs:
         def rows(ref: InputTensor) -> torch.Tensor:
             tensor = reader.read_rows(ref.entry, start, stop).to(device=device, dtype=torch.float32)
             return _checked(tensor, ref, allow_nonfinite) if check else tensor
 
-        return _inputs(plan, task, [rows(ref) for ref in task.inputs], rows(task.base) if task.base else None)
+        tensors = [rows(ref) for ref in task.inputs]
+        return _inputs(plan, task, tensors, rows(task.base) if task.base else None, generators)
 
     merger_class = plan.method.load_blocks()
     if merger_class is None:
@@ -260,14 +263,31 @@ def merge_task(
     return _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
 
 
-def _inputs(plan: Plan, task: TensorTask, tensors: list[torch.Tensor], base: torch.Tensor | None) -> MergeInputs:
+def _inputs(
+    plan: Plan,
+    task: TensorTask,
+    tensors: list[torch.Tensor],
+    base: torch.Tensor | None,
+    generators: list[torch.Generator] | None = None,
+) -> MergeInputs:
     return MergeInputs(
         tensors=tensors,
         params=[dict(params) for params in task.model_params],
         base=base,
         options=dict(task.options),
         generator=torch.Generator().manual_seed(task.seed) if plan.method.random else None,
+        generators=_model_generators(plan, task) if generators is None else generators,
     )
+
+
+def _model_generators(plan: Plan, task: TensorTask) -> list[torch.Generator]:
+    """One generator per model for random methods, seeded from the tensor's seed and the model's place."""
+    if not plan.method.random:
+        return []
+    return [
+        torch.Generator().manual_seed((task.seed + 7919 * (index + 1)) & 0x7FFF_FFFF_FFFF_FFFF)
+        for index in range(len(task.inputs))
+    ]
 
 
 def _run_kernel(plan: Plan, task: TensorTask, kernel, inputs: MergeInputs) -> torch.Tensor:

@@ -22,6 +22,14 @@ class MergeInputs:
     """Global parameters."""
     generator: torch.Generator | None = None
     """Seeded for this tensor: the only source of randomness a kernel may use."""
+    generators: list[torch.Generator] = field(default_factory=list)
+    """One generator per model, when the caller gives them: a model's draws then do not depend on how many
+    values the other models drew, so a tensor merged a block of rows at a time draws exactly what it would
+    whole."""
+
+    def generator_for(self, index: int) -> torch.Generator | None:
+        """The generator model ``index`` draws from: its own when given, else the shared one."""
+        return self.generators[index] if self.generators else self.generator
 
     def per_model(self, name: str) -> list[Any]:
         """One per-model parameter for every model, in order."""

@@ -76,7 +76,8 @@ class MethodSpec:
     """Draws random numbers (seeded per tensor from ``tui_merge.seed``)."""
     reference: str = ""
     elementwise: bool = False
-    """Each output value depends only on the inputs at its position: large tensors may merge a block of rows
+    """Each output value depends only on the inputs at its position or in its row (DELLA ranks within rows),
+    and random draws come from one generator per model in row order: large tensors may merge a block of rows
     at a time, which keeps memory flat however large the tensor."""
     blocks: str = ""
     """``module:Class`` that merges a large tensor by blocks after passes that gather its statistics
@@ -147,13 +148,14 @@ def _task_arithmetic_family(
     random: bool,
     ref: str,
     blocks: str = "",
+    elementwise: bool = False,
 ) -> MethodSpec:
     params = (_weight(), *extra, _LAMBDA, _normalize(normalize))
     if rescale is not None:
         params += (_rescale(rescale),)
     return MethodSpec(
         name, summary, f"tui_merge.methods.task_arithmetic:{name}", (*params, _INT8_MASK), "required", 1,
-        random=random, reference=ref, elementwise=not extra and rescale is None, blocks=blocks,
+        random=random, reference=ref, elementwise=elementwise, blocks=blocks,
     )  # fmt: skip
 
 
@@ -204,7 +206,7 @@ METHODS: tuple[MethodSpec, ...] = (
     ),
     _task_arithmetic_family(
         "task_arithmetic", "base plus the weighted sum of task vectors", extra=(), normalize=False, rescale=None,
-        random=False, ref="https://arxiv.org/abs/2212.04089",
+        random=False, ref="https://arxiv.org/abs/2212.04089", elementwise=True,
     ),
     _task_arithmetic_family(
         "ties", "keep the largest task-vector values, elect signs, average what agrees", extra=(_DENSITY,),
@@ -213,11 +215,11 @@ METHODS: tuple[MethodSpec, ...] = (
     ),
     _task_arithmetic_family(
         "dare_ties", "drop task-vector values at random, rescale, elect signs", extra=(_DENSITY,), normalize=False,
-        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099",
+        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
     ),
     _task_arithmetic_family(
         "dare_linear", "drop task-vector values at random, rescale, sum", extra=(_DENSITY,), normalize=False,
-        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099",
+        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
     ),
     _task_arithmetic_family(
         "breadcrumbs", "drop the largest and the smallest task-vector values, sum", extra=(_DENSITY, _GAMMA),
@@ -230,10 +232,11 @@ METHODS: tuple[MethodSpec, ...] = (
     _task_arithmetic_family(
         "della", "drop by magnitude-ranked probabilities (MAGPRUNE), rescale, elect signs",
         extra=(_DENSITY, _EPSILON), normalize=True, rescale=True, random=True, ref="https://arxiv.org/abs/2406.11617",
+        elementwise=True,
     ),
     _task_arithmetic_family(
         "della_linear", "MAGPRUNE, rescale, sum", extra=(_DENSITY, _EPSILON), normalize=False, rescale=True,
-        random=True, ref="https://arxiv.org/abs/2406.11617",
+        random=True, ref="https://arxiv.org/abs/2406.11617", elementwise=True,
     ),
     MethodSpec(
         "sce", "keep high-variance positions, weight task vectors by their energy, elect signs",

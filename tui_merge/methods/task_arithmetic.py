@@ -18,7 +18,8 @@ from tui_merge.methods import sparsify
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import BlockwiseRankMask
 
-Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs], torch.Tensor]
+Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs, int], torch.Tensor]
+"""``(task vector, the model's parameters, the inputs, the model's index) -> sparsified task vector``."""
 
 
 def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool) -> torch.Tensor:
@@ -30,10 +31,10 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
     base = inputs.base
     weights = inputs.per_model("weight")
     weighted = []
-    for tensor, params, weight in zip(inputs.tensors, inputs.params, weights):
+    for index, (tensor, params, weight) in enumerate(zip(inputs.tensors, inputs.params, weights)):
         delta = tensor - base
         if sparsifier:
-            delta = sparsifier(delta, params, inputs)
+            delta = sparsifier(delta, params, inputs, index)
         weighted.append(delta.mul_(weight))
     mixed = torch.zeros_like(base)
     if elect_sign:
@@ -60,21 +61,21 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
     return mixed.mul_(inputs.options["lambda"]).add_(base)
 
 
-def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
     return sparsify.keep_largest(delta, params["density"], inputs.options.get("rescale", False))
 
 
-def _random(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
-    return sparsify.drop_random(delta, params["density"], inputs.generator, inputs.options["rescale"])
+def _random(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
+    return sparsify.drop_random(delta, params["density"], inputs.generator_for(index), inputs.options["rescale"])
 
 
-def _middle(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+def _middle(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
     return sparsify.keep_middle(delta, params["density"], params["gamma"], inputs.options["rescale"])
 
 
-def _magprune(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+def _magprune(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
     return sparsify.magnitude_prune(
-        delta, params["density"], params["epsilon"], inputs.generator, inputs.options["rescale"]
+        delta, params["density"], params["epsilon"], inputs.generator_for(index), inputs.options["rescale"]
     )
 
 
@@ -148,7 +149,7 @@ class TiesBlocks:
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
         selectors = iter(self.selectors)
 
-        def trim(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs) -> torch.Tensor:
+        def trim(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
             selector = next(selectors)
             if selector is None:
                 return delta
