@@ -182,10 +182,10 @@ def merge_pieces(
     """The output tensor in the output dtype: whole, or a block of rows at a time.
 
     A large tensor of an elementwise method (linear, task_arithmetic,
-    nearswap, passthrough) is merged ``BLOCK_BYTES`` of float32 rows at a
-    time, read straight from its byte range, so memory does not grow with
-    the tensor; the bytes written are the same either way. A method with a
-    block merger (slerp) first reads the blocks to gather what it needs of
+    nearswap, passthrough, dare, della) is merged ``BLOCK_BYTES`` of
+    float32 rows at a time, read straight from its byte range, so memory
+    does not grow with the tensor; the bytes written are the same either
+    way. A method with a block merger (slerp, ties) first reads the blocks to gather what it needs of
     the whole tensor, then merges them; its result equals the whole-tensor
     merge up to the order of float64 sums. Which path a tensor takes depends
     only on the plan, so a replay is byte-identical.
@@ -222,7 +222,7 @@ def merge_pieces(
         yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=False))
 
 
-BLOCK_BYTES = 64 << 20
+BLOCK_BYTES = 32 << 20
 """Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
 
 
