@@ -425,12 +425,15 @@ def test_rank_mask_matches_a_stable_sort(values) -> None:
         assert torch.equal(rank_mask(magnitudes.view(50, 100), start, stop).view(-1), expected), (start, stop)
 
 
+@pytest.mark.parametrize("values", ["bf16 ties", "float32"])
 @pytest.mark.parametrize("rank", [0, 1, 2500, 4321, 4999, 5000])
-def test_blockwise_rank_mask_equals_the_whole_tensor_mask(rank) -> None:
+def test_blockwise_rank_mask_equals_the_whole_tensor_mask(rank, values) -> None:
     from tui_merge.methods.ranking import BlockwiseRankMask, rank_mask
 
     generator = torch.Generator().manual_seed(9)
-    magnitudes = (torch.randn(5000, generator=generator) * 0.002).to(torch.bfloat16).float().abs()  # many ties
+    magnitudes = (torch.randn(5000, generator=generator) * 0.002).abs()
+    if values == "bf16 ties":
+        magnitudes = magnitudes.to(torch.bfloat16).float()
     blocks = [magnitudes[start:stop] for start, stop in ((0, 700), (700, 701), (701, 3000), (3000, 5000))]
     selector = BlockwiseRankMask(rank, 5000)
     for block in blocks:
@@ -440,3 +443,34 @@ def test_blockwise_rank_mask_equals_the_whole_tensor_mask(rank) -> None:
     masks = torch.cat([selector.mask(block) for block in blocks])
 
     assert torch.equal(masks, rank_mask(magnitudes, rank, 5000))
+
+
+def _stable_ranks(keys: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1, kind="stable").astype(np.float32)
+
+
+@pytest.mark.parametrize("values", ["bf16 deltas", "float32", "ties and zeros"])
+def test_row_ranks_are_stable_ranks_of_the_bf16_truncated_magnitudes(values) -> None:
+    from tui_merge.methods.ranking import row_ranks
+
+    generator = torch.Generator().manual_seed(3)
+    if values == "bf16 deltas":  # a fine-tune's task vector: differences of nearby bf16 numbers
+        base = torch.randn(40, 300, generator=generator).to(torch.bfloat16).float()
+        tuned = (base + 0.01 * torch.randn(40, 300, generator=generator)).to(torch.bfloat16).float()
+        magnitudes = (tuned - base).abs()
+    elif values == "float32":
+        magnitudes = torch.rand(40, 300, generator=generator) * 1e-3
+    else:
+        magnitudes = torch.where(torch.rand(40, 300, generator=generator) < 0.5, 0.0, 0.125)
+    truncated = magnitudes.numpy().view(np.uint32) >> 16
+
+    ranks = row_ranks(magnitudes).numpy()
+
+    np.testing.assert_array_equal(ranks, _stable_ranks(truncated))
+    exact = _stable_ranks(magnitudes.numpy())
+    if values == "ties and zeros":  # bf16 values: the ranks of the magnitudes themselves
+        np.testing.assert_array_equal(ranks, exact)
+    elif values == "bf16 deltas":  # few values leave bf16; they move only within their group of equal truncations
+        assert 0 < np.mean(ranks != exact) < 0.01
+        group_sizes = (truncated[:, :, None] == truncated[:, None, :]).sum(axis=2)
+        assert np.all(np.abs(ranks - exact) < group_sizes)

@@ -28,6 +28,7 @@ from tui_merge.engine.events import (
     TensorMerged,
 )
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
+from tui_merge.engine.memory import keep_freed_memory
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
 from tui_merge.engine.writer import OutputWriter, partial_path
@@ -77,6 +78,7 @@ def execute(
     always removes it: resuming could only fail again.
     """
     emit = on_event or (lambda event: None)
+    keep_freed_memory()
     device = resolve_device(plan.config.tui_merge.device)
     writer = OutputWriter(plan, output, replace=replace)
     kernel = plan.method.load_kernel()
@@ -113,6 +115,9 @@ def execute(
                     if cancel is not None and cancel.is_set():
                         raise _stopped(plan, output, keep_partial, "Stopped", len(journal.finished))
                     task = plan.tasks[index]
+                    if index + 1 < len(plan.tasks):
+                        for ref in plan.tasks[index + 1].reads:
+                            reader.prefetch(ref.entry)
                     for piece in merge_pieces(plan, task, kernel, reader, device, allow_nonfinite):
                         writer.write_tensor(task, piece)
                     written += task.nbytes
@@ -222,7 +227,7 @@ def merge_pieces(
         yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=False))
 
 
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 16 << 20
 """Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
 
 

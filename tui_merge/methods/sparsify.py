@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from tui_merge.methods.ranking import rank_mask
+from tui_merge.methods.ranking import rank_mask, row_ranks
 
 
 def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
@@ -58,6 +58,8 @@ def magnitude_prune(
 ) -> torch.Tensor:
     """DELLA MAGPRUNE: per row, keep probability rises linearly with magnitude rank.
 
+    Ranks are taken at bfloat16 precision in linear time (``ranking.row_ranks``).
+
     The smallest value of a row is kept with probability ``density - epsilon``,
     the largest with ``density + epsilon``; a one-value row with ``density``.
     """
@@ -66,16 +68,14 @@ def magnitude_prune(
     if density <= 0:
         return torch.zeros_like(delta)
     rows = delta.reshape(1, -1) if delta.dim() < 2 else delta.reshape(delta.shape[0], -1)
-    order = rows.abs().argsort(dim=1, stable=True)
-    ranks = torch.empty_like(rows)
-    # Inverting the permutation by scatter costs O(n); a second argsort would cost O(n log n).
-    ranks.scatter_(1, order, torch.arange(rows.shape[1], dtype=rows.dtype, device=rows.device).expand_as(rows))
-    del order
     span = rows.shape[1] - 1
-    position = ranks / span if span > 0 else torch.full_like(ranks, 0.5)
-    keep_probability = (density - epsilon) + position * 2 * epsilon
-    mask = torch.rand(rows.shape, generator=generator).to(rows.device) < keep_probability
-    kept = rows * mask
-    if rescale:
-        kept = kept / keep_probability
+    # Written in place, one row-sized tensor after another: this runs on every value of every fine-tune.
+    keep_probability = row_ranks(rows.abs())
+    if span > 0:
+        keep_probability.mul_(2 * epsilon / span).add_(density - epsilon)
+    else:
+        keep_probability.fill_(density)
+    kept_values = torch.rand(rows.shape, generator=generator).to(rows.device).lt_(keep_probability)  # 1.0 or 0.0
+    kept = rows / keep_probability if rescale else rows.clone()
+    kept.mul_(kept_values)
     return kept.reshape(delta.shape)
