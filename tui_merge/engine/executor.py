@@ -227,7 +227,7 @@ def merge_pieces(
         yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=False))
 
 
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 8 << 20
 """Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
 
 

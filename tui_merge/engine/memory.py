@@ -1,10 +1,11 @@
 """Serve large tensors from memory the process already holds, not from fresh pages.
 
 A merge allocates and frees tensors of tens of MiB thousands of times. glibc
-serves every block of 32 MiB or more with new pages from ``mmap`` and hands
-them back on ``free``, so each such tensor pays a page fault (and the kernel
-zeroing the page) per 4 KiB the first time it is written: on the 1b
-benchmark that was a third of a TIES merge's time. Telling malloc to serve
+serves every block above its mmap threshold (which it raises to 32 MiB at
+most) with new pages from ``mmap`` and hands them back on ``free``, so each
+such tensor pays a page fault (and the kernel zeroing the page) per 4 KiB
+the first time it is written: on the 1b benchmark that was a third of a
+TIES merge's time. Telling malloc to serve
 large blocks from its heap and to keep what is freed lets the next tensor of
 the same size reuse warm pages. Peak memory stays what the merge needs at
 once; the heap is not shrunk while the process runs. Where the C library has
