@@ -27,38 +27,20 @@ def rank_mask(magnitudes: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     start, stop = max(0, start), min(count, stop)
     if start >= stop:
         return torch.zeros(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
-    bits = flat.view(torch.int32)
     mask = torch.ones(count, dtype=torch.bool, device=flat.device)
     if start > 0:
-        mask &= _at_or_after(bits, start)
+        mask &= _at_or_after(flat, start)
     if stop < count:
-        mask &= ~_at_or_after(bits, stop)
+        mask &= ~_at_or_after(flat, stop)
     return mask.view(magnitudes.shape)
 
 
-def _at_or_after(bits: torch.Tensor, rank: int) -> torch.Tensor:
-    """Mask of the values whose stable ascending rank is ``rank`` or more."""
-    value, below = _value_at_rank(bits, rank)
-    if rank == below:
-        return bits >= value
-    mask = bits > value
-    equal = (bits == value).nonzero().view(-1)
-    # Equal values rank in index order: the first (rank - below) of them come before ``rank``.
-    mask[equal[rank - below :]] = True
-    return mask
-
-
-def _value_at_rank(bits: torch.Tensor, rank: int) -> tuple[int, int]:
-    """The bit pattern of the value at ascending ``rank`` (0-based), and how many values are smaller."""
-    high = bits >> 16
-    cumulative = torch.bincount(high, minlength=_HALF // 2).cumsum(0)
-    bucket = int(torch.searchsorted(cumulative, rank, right=True))
-    before = int(cumulative[bucket - 1]) if bucket > 0 else 0
-    low = bits[high == bucket] & (_HALF - 1)
-    low_cumulative = torch.bincount(low, minlength=_HALF).cumsum(0)
-    offset = int(torch.searchsorted(low_cumulative, rank - before, right=True))
-    smaller = before + (int(low_cumulative[offset - 1]) if offset > 0 else 0)
-    return (bucket << 16) | offset, smaller
+def _at_or_after(flat: torch.Tensor, rank: int) -> torch.Tensor:
+    """Mask of the values whose stable ascending rank is ``rank`` or more: the blockwise select on one block."""
+    selector = BlockwiseRankMask(rank, flat.numel())
+    selector.count_high(flat)
+    selector.count_low(flat)
+    return selector.mask(flat)
 
 
 class BlockwiseRankMask:
