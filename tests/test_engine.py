@@ -373,6 +373,21 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
         " {{model: {c}, parameters: {{density: 0.7}}}}]\ntui_merge: {{seed: 11}}\n",
         "merge_method: della_linear\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.4}}}},"
         " {{model: {c}, parameters: {{density: 0.7, epsilon: 0.1}}}}]\n",
+        "merge_method: breadcrumbs\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.5}}}},"
+        " {{model: {c}, parameters: {{density: 0.8, gamma: 0.05}}}}]\n",
+        "merge_method: breadcrumbs_ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.5}}}},"
+        " {{model: {c}, parameters: {{density: 0.3, gamma: 0.2}}}}]\n",
+        "merge_method: ram\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\nparameters: {{epsilon: 0.01}}\n",
+        "merge_method: ramplus_tl\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
+        "parameters: {{epsilon: 0.01, alpha: 5}}\n",
+        "merge_method: arcee_fusion\nbase_model: {a}\nmodels: [{{model: {b}}}]\n",
+        "merge_method: circuit\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\ntui_merge: {{seed: 5}}\n",
+        "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
+        "parameters: {{filter_wise: true}}\n",
+        "merge_method: nuslerp\nmodels: [{{model: {b}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n"
+        "parameters: {{nuslerp_flatten: false}}\n",
+        "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
+        "parameters: {{select_topk: 1}}\n",
     ],
 )
 def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
@@ -389,6 +404,39 @@ def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
 
     blocks = merge(tmp_path, text, "blocks", **models)
     assert folder_digest(blocks) == folder_digest(whole)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
+        "parameters: {{select_topk: 0.3}}\n",
+        "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n",
+        "merge_method: nuslerp\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n",
+        "merge_method: nuslerp\nmodels: [{{model: {b}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n"
+        "parameters: {{nuslerp_flatten: false, nuslerp_row_wise: true}}\n",
+        "merge_method: multislerp\nbase_model: {a}\n"
+        "models: [{{model: {b}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n",
+        "merge_method: karcher\nmodels: [{{model: {a}}}, {{model: {b}}}, {{model: {c}}}]\n",
+    ],
+)
+def test_methods_that_sum_over_the_whole_tensor_merge_by_blocks_as_they_do_whole(
+    tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, text
+) -> None:
+    """Blocks add up float64 products or counts in another order than one pass does: equal up to that rounding."""
+    from tui_merge.engine import executor
+
+    models = {"a": llama_base, "b": llama_finetune, "c": llama_unrelated}
+    whole = weights(merge(tmp_path, text, "whole", **models))
+    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    plan = plan_for(text, **models)
+    embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
+    assert len(executor._row_blocks(plan, embedding)) == 8
+
+    blocks = weights(merge(tmp_path, text, "blocks", **models))
+    assert whole.keys() == blocks.keys()
+    for name in whole:
+        assert np.allclose(blocks[name], whole[name], rtol=1e-5, atol=1e-6), name
 
 
 @pytest.mark.parametrize("other", ["llama_finetune", "llama_unrelated"])  # nearly colinear, and far apart

@@ -264,6 +264,56 @@ def test_sce_weights_task_vectors_by_energy_and_elects_signs() -> None:
     close(run("sce", [BASE + d for d in deltas], base=BASE), expected)
 
 
+def test_sce_keeps_the_highest_variance_positions_later_ones_first_among_equals() -> None:
+    rng = np.random.default_rng(8)
+    base = np.zeros((5, 6), dtype=np.float32)
+    models = [base + rng.integers(-2, 3, size=base.shape).astype(np.float32) * 0.25 for _ in range(3)]
+    deltas = np.stack(models).astype(np.float64)
+    variance = deltas.var(axis=0).ravel()
+    keep = int(0.4 * np.count_nonzero(variance))
+    kept_positions = np.argsort(variance, kind="stable")[variance.size - keep :]  # stable: ties in index order
+    assert len(np.unique(variance[kept_positions])) < keep  # the boundary really falls among equal variances
+    mask = np.zeros(variance.size)
+    mask[kept_positions] = 1
+    masked = deltas * mask.reshape(base.shape)
+    energy = (masked**2).mean(axis=(1, 2))
+    weights = energy / energy.sum()
+    sign = np.where(masked.sum(axis=0) >= 0, 1.0, -1.0)
+    agree = np.sign(masked) == sign
+    divisor = (weights[:, None, None] * agree).sum(axis=0)
+    expected = ((masked * weights[:, None, None] * agree).sum(axis=0) / np.where(divisor == 0, 1, divisor)).astype(
+        np.float32
+    )
+
+    close(run("sce", models, base=base, select_topk=0.4), expected)
+
+
+def test_model_stock_filter_wise_uses_each_rows_own_cosine() -> None:
+    rows = []
+    for r in range(BASE.shape[0]):
+        offsets = [(m[r] - BASE[r]).astype(np.float64) for m in MODELS]
+        pairs = [
+            offsets[i] @ offsets[j] / (np.linalg.norm(offsets[i]) * np.linalg.norm(offsets[j]))
+            for i in range(3)
+            for j in range(i + 1, 3)
+        ]
+        t = 3 * np.mean(pairs) / (1 + 2 * np.mean(pairs))
+        rows.append(t * np.mean([m[r] for m in MODELS], axis=0) + (1 - t) * BASE[r])
+
+    close(run("model_stock", MODELS, base=BASE, filter_wise=True), np.stack(rows), tol=1e-4)
+
+
+def test_nuslerp_row_wise_interpolates_columns() -> None:
+    a, b = MODELS[0], MODELS[1]
+    columns = np.stack([numpy_slerp(0.25, a[:, j], b[:, j]) for j in range(a.shape[1])], axis=1)
+
+    result = run(
+        "nuslerp", [a, b], per_model=[{"weight": 3.0}, {"weight": 1.0}], nuslerp_flatten=False, nuslerp_row_wise=True
+    )
+
+    close(result, columns, tol=1e-4)
+
+
 def test_nearswap_weight_is_t_over_distance() -> None:
     other = MODELS[0]
     weight = np.clip(0.1 / np.abs(BASE - other), 0, 1)
@@ -309,6 +359,21 @@ def test_arcee_fusion_keeps_outlier_changes_only() -> None:
     mask = np.ones(BASE.shape, dtype=bool)
     mask[2, 3] = False
     close(result[mask], BASE[mask], tol=1e-3)
+
+
+def test_arcee_fusion_threshold_is_tukeys_fence_over_the_sorted_importance() -> None:
+    other = MODELS[0]
+    p = np.exp(other - other.max(axis=1, keepdims=True))
+    p = p / p.sum(axis=1, keepdims=True) + 1e-8
+    q = np.exp(BASE - BASE.max(axis=1, keepdims=True))
+    q = q / q.sum(axis=1, keepdims=True) + 1e-8
+    importance = np.abs(other - BASE) * (p * np.log(p / q)).sum(axis=1, keepdims=True)
+    ordered = np.sort(importance.ravel())
+    q1, median, q3 = (ordered[int(f * (ordered.size - 1))] for f in (0.25, 0.5, 0.75))
+    keep = importance >= median + 1.5 * (q3 - q1)
+    assert 0 < keep.sum() < keep.size
+
+    close(run("arcee_fusion", [other], base=BASE), np.where(keep, other, BASE))
 
 
 def test_passthrough_scales_its_single_input() -> None:
@@ -474,3 +539,62 @@ def test_row_ranks_are_stable_ranks_of_the_bf16_truncated_magnitudes(values) -> 
         assert 0 < np.mean(ranks != exact) < 0.01
         group_sizes = (truncated[:, :, None] == truncated[:, None, :]).sum(axis=2)
         assert np.all(np.abs(ranks - exact) < group_sizes)
+
+
+BLOCK_CASES = {
+    "slerp": ({"t": 0.3}, [{}]),
+    "ties": ({}, [{"density": 0.4}, {"density": 0.7, "weight": 0.5}]),
+    "breadcrumbs": ({}, [{"density": 0.5}, {"density": 0.6, "gamma": 0.2}]),
+    "breadcrumbs_ties": ({}, [{"density": 0.5}, {"density": 0.3, "gamma": 0.1}]),
+    "sce": ({"select_topk": 0.4}, [{}, {}, {}]),
+    "model_stock": ({}, [{}, {}, {}]),
+    "nuslerp": ({"nuslerp_flatten": False, "nuslerp_row_wise": True}, [{}, {"weight": 3.0}]),
+    "multislerp": ({}, [{}, {"weight": 2.0}, {}]),
+    "karcher": ({}, [{}, {}, {}]),
+    "ramplus_tl": ({"alpha": 5.0, "epsilon": 0.1}, [{}, {}, {}]),
+    "arcee_fusion": ({}, [{}]),
+    "circuit": ({"temperature": 0.3}, [{}, {}, {}]),
+}
+
+
+def test_every_method_with_a_block_merger_has_a_case_below() -> None:
+    assert {method.name for method in METHODS if method.blocks} == set(BLOCK_CASES)
+
+
+@pytest.mark.parametrize("method", sorted(BLOCK_CASES))
+def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: str) -> None:
+    """Blocks of unequal sizes, on values with many ties (the cases where blockwise selection is hardest).
+
+    The values are small multiples of 1/4, so every float64 sum is exact and
+    the blocks must give the very bytes of the whole tensor.
+    """
+    spec = get_method(method)
+    options, per_model = BLOCK_CASES[method]
+    rng = np.random.default_rng(21)
+    base = torch.from_numpy((rng.integers(-3, 4, size=(13, 8)) * 0.5).astype(np.float32))
+    models = [base + torch.from_numpy(rng.integers(-2, 3, size=(13, 8)).astype(np.float32) * 0.25) for _ in per_model]
+    params = [defaults(method, "model") | params for params in per_model]
+    options = defaults(method, "global") | options
+
+    def inputs(rows: slice, generators: list[torch.Generator]) -> MergeInputs:
+        return MergeInputs(
+            tensors=[model[rows] for model in models],
+            params=params,
+            base=None if spec.base == "none" else base[rows],
+            options=options,
+            generators=generators,
+        )
+
+    def generators() -> list[torch.Generator]:
+        return [torch.Generator().manual_seed(100 + index) for index in range(len(models))] if spec.random else []
+
+    whole = spec.load_kernel()(inputs(slice(None), generators()))
+    blocks = [slice(0, 4), slice(4, 5), slice(5, 11), slice(11, 13)]
+    shared = generators()
+    merger = spec.load_blocks()(options, params, base.numel())
+    for round_index in range(merger.passes):
+        for rows in blocks:
+            merger.observe(inputs(rows, shared), round_index)
+    merged = torch.cat([merger.merge(inputs(rows, shared)) for rows in blocks])
+
+    assert torch.equal(merged, whole)

@@ -224,7 +224,7 @@ def merge_pieces(
             with torch.no_grad():
                 merger.observe(block_inputs(start, stop, check=round_index == 0), round_index)
     for start, stop in blocks:
-        yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=False))
+        yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=merger.passes == 0))
 
 
 BLOCK_BYTES = 8 << 20

@@ -3,29 +3,58 @@
 Importance of a value is ``|other - base|`` times the KL divergence of the
 softmaxed rows; the threshold is Tukey's fence ``median + 1.5 IQR``. Quantiles
 are exact (mergekit samples a million values at random for large tensors),
-so the result does not depend on chance.
+so the result does not depend on chance; they are found by a radix select
+(``ranking.BlockwiseRankMask``), so a large tensor is merged by blocks of
+rows after two counting rounds.
 """
 
 from __future__ import annotations
 
 import torch
 
+from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
+from tui_merge.methods.ranking import BlockwiseRankMask
 
-
-def _quantile(sorted_values: torch.Tensor, fraction: float) -> torch.Tensor:
-    return sorted_values[int(fraction * (sorted_values.numel() - 1))]
+QUARTILES = (0.25, 0.5, 0.75)
 
 
 def arcee_fusion(inputs: MergeInputs) -> torch.Tensor:
     """``base + (other - base) * [importance >= median + 1.5 IQR]``."""
-    base, other = inputs.base, inputs.tensors[0]
-    eps = 1e-8
+    return merge_whole(ArceeFusionBlocks, inputs)
+
+
+def importance(base: torch.Tensor, other: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``|other - base|`` times the KL divergence of the rows' softmaxes (row by row: blocks need nothing else)."""
     p = torch.softmax(other, dim=-1) + eps
     q = torch.softmax(base, dim=-1) + eps
     divergence = (p * torch.log(p / q)).sum(dim=-1)
-    importance = (other - base).abs() * divergence.unsqueeze(-1)
-    ordered = importance.flatten().sort().values
-    q1, median, q3 = (_quantile(ordered, fraction) for fraction in (0.25, 0.5, 0.75))
-    mask = importance >= median + 1.5 * (q3 - q1)
-    return base + (other - base) * mask
+    # KL is never negative; rounding can give -1e-9 or -0.0, which the radix select could not order.
+    divergence = torch.where(divergence > 0, divergence, 0.0)
+    return (other - base).abs_() * divergence.unsqueeze(-1)
+
+
+class ArceeFusionBlocks:
+    """Two rounds find the exact quartiles of the importance (sorted index ``int(q (n - 1))``), then blocks merge."""
+
+    passes = 2
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.selectors = [BlockwiseRankMask(int(quartile * (count - 1)), count) for quartile in QUARTILES]
+        self.threshold: torch.Tensor | None = None
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        values = importance(inputs.base, inputs.tensors[0])
+        for selector in self.selectors:
+            if round_index == 0:
+                selector.count_high(values)
+            else:
+                selector.count_low(values)
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        base, other = inputs.base, inputs.tensors[0]
+        if self.threshold is None:
+            q1, median, q3 = (torch.tensor(selector.value_at_rank()) for selector in self.selectors)
+            self.threshold = median + 1.5 * (q3 - q1)  # in float32, as the sorted-tensor formula would be
+        mask = importance(base, other) >= self.threshold.to(base.device)
+        return base + (other - base) * mask

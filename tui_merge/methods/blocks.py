@@ -6,7 +6,12 @@ tensor: norms and dot products for slerp, magnitude thresholds for TIES),
 then ``merge`` on every block,
 which must give exactly the rows that merging the whole tensor would. The
 executor reads each block from its byte range, so memory holds one block
-per input, not the tensor.
+per input, not the tensor. A method whose merger depends on an option
+(row-local settings need no pass) sets ``passes`` per instance.
+
+Most of these methods' whole-tensor kernels are the merger run on one block
+(``merge_whole``), so the two paths cannot drift apart; they differ only in
+the order of float64 sums.
 """
 
 from __future__ import annotations
@@ -32,3 +37,12 @@ class BlockMerger(Protocol):
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
         """The merged rows of one block."""
+
+
+def merge_whole(merger_class: type, inputs: MergeInputs) -> torch.Tensor:
+    """Merge a whole tensor with a block merger: every round on the tensor as one block."""
+    reference = inputs.base if inputs.base is not None else inputs.tensors[0]
+    merger = merger_class(inputs.options, inputs.params, reference.numel())
+    for round_index in range(merger.passes):
+        merger.observe(inputs, round_index)
+    return merger.merge(inputs)

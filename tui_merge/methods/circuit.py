@@ -8,12 +8,19 @@ then folded in from lowest to highest priority: a value's first change is
 taken as it is; a later change of the opposite sign replaces it (higher
 priority wins); a later change of the same sign is averaged with it, halving
 the earlier ones at temperature 0 and as a plain running mean at temperature 1.
+
+Each model draws its drops from its own generator (seeded from the
+tensor's seed and the model's place), so a large tensor merged a block of
+rows at a time draws exactly what it would whole.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
 
 
@@ -27,10 +34,21 @@ def calculate_p(i: int, count: int, temperature: float, base_droprate: float) ->
     return 1.0 - keep
 
 
-def prune(delta: torch.Tensor, p: float, epsilon: float, generator: torch.Generator, rescale: bool) -> torch.Tensor:
-    """Drop values with probability ``p - epsilon/2`` (largest) to ``p + epsilon/2`` (smallest)."""
+def prune(
+    delta: torch.Tensor,
+    p: float,
+    epsilon: float,
+    generator: torch.Generator,
+    rescale: bool,
+    magnitude_range: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Drop values with probability ``p - epsilon/2`` (largest) to ``p + epsilon/2`` (smallest).
+
+    ``magnitude_range`` is the smallest and largest magnitude of the whole
+    task vector, when ``delta`` is one block of it.
+    """
     magnitude = delta.abs()
-    low, high = float(magnitude.min()), float(magnitude.max())
+    low, high = magnitude_range or (float(magnitude.min()), float(magnitude.max()))
     smallness = 1 - (magnitude - low) / (high - low) if high > low else torch.full_like(magnitude, 0.5)
     drop = p - epsilon / 2 + epsilon * smallness
     dropped = torch.rand(delta.shape, generator=generator).to(delta.device) < drop
@@ -42,27 +60,58 @@ def prune(delta: torch.Tensor, p: float, epsilon: float, generator: torch.Genera
 
 def circuit(inputs: MergeInputs) -> torch.Tensor:
     """Fold the pruned task vectors from lowest to highest priority into the base."""
-    options = inputs.options
-    temperature = options["temperature"]
-    count = len(inputs.tensors)
-    accumulated = torch.zeros_like(inputs.base)
-    contributions = torch.zeros_like(inputs.base)
-    for i, tensor in enumerate(reversed(inputs.tensors), 1):
-        delta = tensor - inputs.base
-        delta = torch.where(delta.abs() < options["meaningful_change_threshold"], torch.zeros_like(delta), delta)
-        p = calculate_p(i, count, temperature, options["base_droprate"])
-        if p != 0.0:
-            delta = prune(delta, p, options["epsilon"], inputs.generator, not options["skip_rescaling"])
-        present = delta != 0
-        first = present & (contributions == 0)
-        later = present & (contributions > 0)
-        agree = later & (accumulated.sign() == delta.sign())
-        disagree = later & ~agree
-        counts_after = contributions + 1
-        halved = (accumulated + delta) / 2
-        running = (accumulated * contributions + delta) / counts_after
-        blended = (1 - temperature) * halved + temperature * running
-        accumulated = torch.where(first | disagree, delta, torch.where(agree, blended, accumulated))
-        contributions = torch.where(first | disagree, torch.ones_like(contributions),
-                                    torch.where(agree, counts_after, contributions))  # fmt: skip
-    return inputs.base + accumulated
+    return merge_whole(CircuitBlocks, inputs)
+
+
+class CircuitBlocks:
+    """Circuit by blocks: one round finds each task vector's magnitude range, then blocks fold as a whole would.
+
+    Each model draws from its own generator in row order, so the drops of
+    a block are those of the whole tensor.
+    """
+
+    passes = 1
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.options = options
+        self.ranges = [(math.inf, -math.inf)] * len(params)
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        for index in range(len(inputs.tensors)):
+            magnitude = self._task_vector(inputs, index).abs_()
+            low, high = self.ranges[index]
+            self.ranges[index] = (min(low, float(magnitude.min())), max(high, float(magnitude.max())))
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        options = self.options
+        temperature = options["temperature"]
+        count = len(inputs.tensors)
+        accumulated = torch.zeros_like(inputs.base)
+        contributions = torch.zeros_like(inputs.base)
+        for i in range(1, count + 1):  # from the lowest priority, the last model, to the highest
+            index = count - i
+            delta = self._task_vector(inputs, index)
+            p = calculate_p(i, count, temperature, options["base_droprate"])
+            if p != 0.0:
+                delta = prune(
+                    delta, p, options["epsilon"], inputs.generator_for(index), not options["skip_rescaling"],
+                    self.ranges[index],
+                )  # fmt: skip
+            present = delta != 0
+            first = present & (contributions == 0)
+            later = present & (contributions > 0)
+            agree = later & (accumulated.sign() == delta.sign())
+            disagree = later & ~agree
+            counts_after = contributions + 1
+            halved = (accumulated + delta) / 2
+            running = (accumulated * contributions + delta) / counts_after
+            blended = (1 - temperature) * halved + temperature * running
+            accumulated = torch.where(first | disagree, delta, torch.where(agree, blended, accumulated))
+            contributions = torch.where(first | disagree, torch.ones_like(contributions),
+                                        torch.where(agree, counts_after, contributions))  # fmt: skip
+        return inputs.base + accumulated
+
+    def _task_vector(self, inputs: MergeInputs, index: int) -> torch.Tensor:
+        delta = inputs.tensors[index] - inputs.base
+        threshold = self.options["meaningful_change_threshold"]
+        return torch.where(delta.abs() < threshold, torch.zeros_like(delta), delta)

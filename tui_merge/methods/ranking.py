@@ -22,25 +22,45 @@ _HALF = 1 << 16
 
 def rank_mask(magnitudes: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """Boolean mask (same shape) of the values whose stable ascending rank r has ``start <= r < stop``."""
-    flat = magnitudes.reshape(-1).to(torch.float32)
-    count = flat.numel()
-    start, stop = max(0, start), min(count, stop)
-    if start >= stop:
-        return torch.zeros(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
-    mask = torch.ones(count, dtype=torch.bool, device=flat.device)
-    if start > 0:
-        mask &= _at_or_after(flat, start)
-    if stop < count:
-        mask &= ~_at_or_after(flat, stop)
-    return mask.view(magnitudes.shape)
+    window = RankWindow(start, stop, magnitudes.numel())
+    window.count_high(magnitudes)
+    window.count_low(magnitudes)
+    return window.mask(magnitudes)
 
 
-def _at_or_after(flat: torch.Tensor, rank: int) -> torch.Tensor:
-    """Mask of the values whose stable ascending rank is ``rank`` or more: the blockwise select on one block."""
-    selector = BlockwiseRankMask(rank, flat.numel())
-    selector.count_high(flat)
-    selector.count_low(flat)
-    return selector.mask(flat)
+class RankWindow:
+    """``rank_mask(values, start, stop)`` over the blocks of a tensor: two selectors, one per boundary."""
+
+    def __init__(self, start: int, stop: int, count: int) -> None:
+        self.start, self.stop = max(0, start), min(count, stop)
+        self.lower = BlockwiseRankMask(self.start, count)
+        self.upper = BlockwiseRankMask(self.stop, count)
+
+    @property
+    def empty(self) -> bool:
+        """True when no value is kept."""
+        return self.start >= self.stop
+
+    def count_high(self, magnitudes: torch.Tensor) -> None:
+        """First round over the blocks (see ``BlockwiseRankMask``)."""
+        for selector in (self.lower, self.upper):
+            if not selector.trivial and not self.empty:
+                selector.count_high(magnitudes)
+
+    def count_low(self, magnitudes: torch.Tensor) -> None:
+        """Second round over the blocks."""
+        for selector in (self.lower, self.upper):
+            if not selector.trivial and not self.empty:
+                selector.count_low(magnitudes)
+
+    def mask(self, magnitudes: torch.Tensor) -> torch.Tensor:
+        """Third round: the mask of one block (blocks in order)."""
+        if self.empty:
+            return torch.zeros(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
+        mask = self.lower.mask(magnitudes)
+        if not self.upper.trivial:
+            mask &= ~self.upper.mask(magnitudes)
+        return mask
 
 
 class BlockwiseRankMask:
@@ -50,6 +70,8 @@ class BlockwiseRankMask:
     seen in order: ``count_high`` on every block, then ``count_low`` on
     every block, then ``mask`` on every block gives exactly the rows of the
     whole-tensor mask (equal values are taken in index order across blocks).
+    Values must be non-negative (+0.0, not -0.0): only then do their bits
+    order as integers.
     """
 
     def __init__(self, rank: int, count: int) -> None:
@@ -81,17 +103,29 @@ class BlockwiseRankMask:
         keys = _bits(magnitudes).sub(self.bucket << 16).clamp_(-1, _HALF).add_(1)
         self.low += torch.bincount(keys, minlength=_HALF + 2)[1 : _HALF + 1].cpu()
 
+    def value_at_rank(self) -> float:
+        """After both counting rounds: the value whose stable ascending rank is ``rank`` (0 <= rank < count)."""
+        self._resolve()
+        return float(torch.tensor(self.value, dtype=torch.int32).view(torch.float32))
+
+    def rewind(self) -> None:
+        """Start the ``mask`` round again from the first block."""
+        self.equal_seen = 0
+
+    def _resolve(self) -> None:
+        if self.value is None:
+            low_cumulative = self.low.cumsum(0)
+            offset = int(torch.searchsorted(low_cumulative, self.rank - self.before, right=True))
+            self.value = (self.bucket << 16) | offset
+            self.below = self.before + (int(low_cumulative[offset - 1]) if offset > 0 else 0)
+
     def mask(self, magnitudes: torch.Tensor) -> torch.Tensor:
         """Third round: the mask of one block (blocks in order)."""
         if self.rank <= 0:
             return torch.ones(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
         if self.rank >= self.count:
             return torch.zeros(magnitudes.shape, dtype=torch.bool, device=magnitudes.device)
-        if self.value is None:
-            low_cumulative = self.low.cumsum(0)
-            offset = int(torch.searchsorted(low_cumulative, self.rank - self.before, right=True))
-            self.value = (self.bucket << 16) | offset
-            self.below = self.before + (int(low_cumulative[offset - 1]) if offset > 0 else 0)
+        self._resolve()
         bits = _bits(magnitudes)
         equal = bits == self.value
         equal_count = int(torch.count_nonzero(equal))

@@ -184,7 +184,7 @@ METHODS: tuple[MethodSpec, ...] = (
             ParamSpec("nuslerp_flatten", "bool", True, "treat each tensor as one vector"),
             ParamSpec("nuslerp_row_wise", "bool", False, "without flatten: interpolate rows instead of columns"),
         ),
-        "optional", 2, 2,
+        "optional", 2, 2, blocks="tui_merge.methods.spherical:NuslerpBlocks",
     ),
     MethodSpec(
         "multislerp", "spherical barycentre of several models (of task vectors when a base is given)",
@@ -194,7 +194,7 @@ METHODS: tuple[MethodSpec, ...] = (
             ParamSpec("normalize_weights", "bool", True, "scale the weights to sum to 1"),
             ParamSpec("eps", "float", 1e-8, "numerical floor", "global", 0.0),
         ),
-        "optional", 1,
+        "optional", 1, blocks="tui_merge.methods.spherical:MultislerpBlocks",
     ),
     MethodSpec(
         "karcher", "Riemannian (Karcher) mean of the models on the hypersphere", "tui_merge.methods.spherical:karcher",
@@ -202,7 +202,7 @@ METHODS: tuple[MethodSpec, ...] = (
             ParamSpec("max_iter", "int", 10, "iterations at most", "global", 1),
             ParamSpec("tol", "float", 1e-5, "convergence tolerance", "global", 0.0),
         ),
-        "none", 1,
+        "none", 1, blocks="tui_merge.methods.spherical:KarcherBlocks",
     ),
     _task_arithmetic_family(
         "task_arithmetic", "base plus the weighted sum of task vectors", extra=(), normalize=False, rescale=None,
@@ -224,10 +224,12 @@ METHODS: tuple[MethodSpec, ...] = (
     _task_arithmetic_family(
         "breadcrumbs", "drop the largest and the smallest task-vector values, sum", extra=(_DENSITY, _GAMMA),
         normalize=False, rescale=False, random=False, ref="https://arxiv.org/abs/2312.06795",
+        blocks="tui_merge.methods.task_arithmetic:BreadcrumbsBlocks",
     ),
     _task_arithmetic_family(
         "breadcrumbs_ties", "breadcrumbs pruning with TIES sign election", extra=(_DENSITY, _GAMMA),
         normalize=False, rescale=False, random=False, ref="https://arxiv.org/abs/2312.06795",
+        blocks="tui_merge.methods.task_arithmetic:BreadcrumbsTiesBlocks",
     ),
     _task_arithmetic_family(
         "della", "drop by magnitude-ranked probabilities (MAGPRUNE), rescale, elect signs",
@@ -243,13 +245,14 @@ METHODS: tuple[MethodSpec, ...] = (
         "tui_merge.methods.sce:sce",
         (ParamSpec("select_topk", "float", 1.0, "fraction of positions kept by variance", "global", 0.0, 1.0),
          _INT8_MASK),
-        "required", 1, reference="https://arxiv.org/abs/2408.07990",
+        "required", 1, reference="https://arxiv.org/abs/2408.07990", blocks="tui_merge.methods.sce:SceBlocks",
     ),
     MethodSpec(
         "model_stock", "interpolate the base and the models' average by the angle between task vectors",
         "tui_merge.methods.model_stock:model_stock",
         (ParamSpec("filter_wise", "bool", False, "one ratio per row instead of per tensor"),),
         "required", 2, reference="https://arxiv.org/abs/2403.19522",
+        blocks="tui_merge.methods.model_stock:ModelStockBlocks",
     ),
     MethodSpec(
         "nearswap", "take the other model's values where they are close to the base's",
@@ -260,7 +263,7 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "ram", "average task-vector values where models overlap, keep unique ones whole", "tui_merge.methods.ram:ram",
         (ParamSpec("epsilon", "float", 1e-5, "smallest change that counts", "global", 0.0),),
-        "required", 1, reference="https://arxiv.org/abs/2601.13572",
+        "required", 1, reference="https://arxiv.org/abs/2601.13572", elementwise=True,
     ),
     MethodSpec(
         "ramplus_tl", "ram with unique values boosted by the overlap ratio", "tui_merge.methods.ram:ramplus_tl",
@@ -269,11 +272,12 @@ METHODS: tuple[MethodSpec, ...] = (
             ParamSpec("alpha", "float", 0.2, "cap on the overlap ratio", "global", 0.0),
             ParamSpec("epsilon", "float", 1e-5, "smallest change that counts", "global", 0.0),
         ),
-        "required", 1, reference="https://arxiv.org/abs/2601.13572",
+        "required", 1, reference="https://arxiv.org/abs/2601.13572", blocks="tui_merge.methods.ram:RamPlusBlocks",
     ),
     MethodSpec(
         "arcee_fusion", "take the other model's changes whose importance is an outlier",
         "tui_merge.methods.arcee_fusion:arcee_fusion", (), "required", 1, 1,
+        blocks="tui_merge.methods.arcee_fusion:ArceeFusionBlocks",
     ),
     MethodSpec(
         "passthrough", "copy one model's tensors, optionally scaled (layer stacking with slices)",
@@ -292,7 +296,7 @@ METHODS: tuple[MethodSpec, ...] = (
             ParamSpec("epsilon", "float", 0.1, "spread of drop rates by magnitude", "global", 0.0, 1.0),
             ParamSpec("skip_rescaling", "bool", False, "keep pruned deltas unscaled"),
         ),
-        "required", 1, random=True,
+        "required", 1, random=True, blocks="tui_merge.methods.circuit:CircuitBlocks",
     ),
 )  # fmt: skip
 

@@ -14,14 +14,38 @@ import torch
 from tui_merge.methods.ranking import rank_mask, row_ranks
 
 
+def largest_window(count: int, density: float) -> tuple[int, int]:
+    """The ascending ranks ``[start, stop)`` TIES keeps: the ``density`` fraction largest in magnitude."""
+    return count - int(density * count), count
+
+
+def middle_window(count: int, density: float, gamma: float) -> tuple[int, int]:
+    """The ascending ranks breadcrumbs keeps: ``gamma`` of the largest dropped, then the smallest, leaving ``density``.
+
+    When ``gamma`` exceeds ``1 - density`` fewer of the largest are dropped so that
+    ``density`` still holds. (mergekit's slicing keeps nothing when the count of
+    largest values to drop rounds to zero; here it keeps what the formula says.)
+    """
+    keep = int(density * count)
+    drop_top = int(gamma * count)
+    drop_bottom = count - keep - drop_top
+    if drop_bottom < 0:
+        drop_top += drop_bottom
+        drop_bottom = 0
+    return drop_bottom, count - drop_top
+
+
+def keep_window(delta: torch.Tensor, window: tuple[int, int], density: float, rescale: bool) -> torch.Tensor:
+    """Keep the values whose magnitude rank is in ``window``; with ``rescale`` divide them by ``density``."""
+    kept = delta * rank_mask(delta.abs(), *window)
+    return kept / density if rescale and window[1] > window[0] else kept
+
+
 def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
     """TIES trim: keep the ``density`` fraction of values largest in magnitude."""
     if density >= 1:
         return delta
-    count = delta.numel()
-    keep = int(density * count)
-    kept = delta * rank_mask(delta.abs(), count - keep, count)
-    return kept / density if rescale and keep > 0 else kept
+    return keep_window(delta, largest_window(delta.numel(), density), density, rescale)
 
 
 def drop_random(delta: torch.Tensor, density: float, generator: torch.Generator, rescale: bool = True) -> torch.Tensor:
@@ -34,23 +58,10 @@ def drop_random(delta: torch.Tensor, density: float, generator: torch.Generator,
 
 
 def keep_middle(delta: torch.Tensor, density: float, gamma: float, rescale: bool = False) -> torch.Tensor:
-    """Breadcrumbs: drop the ``gamma`` fraction largest, then the smallest, leaving ``density``.
-
-    When ``gamma`` exceeds ``1 - density`` fewer of the largest are dropped so that
-    ``density`` still holds. (mergekit's slicing keeps nothing when the count of
-    largest values to drop rounds to zero; here it keeps what the formula says.)
-    """
+    """Breadcrumbs: drop the ``gamma`` fraction largest, then the smallest, leaving ``density`` (``middle_window``)."""
     if density >= 1:
         return delta
-    count = delta.numel()
-    keep = int(density * count)
-    drop_top = int(gamma * count)
-    drop_bottom = count - keep - drop_top
-    if drop_bottom < 0:
-        drop_top += drop_bottom
-        drop_bottom = 0
-    kept = delta * rank_mask(delta.abs(), drop_bottom, count - drop_top)
-    return kept / density if rescale and density > 0 else kept
+    return keep_window(delta, middle_window(delta.numel(), density, gamma), density, rescale)
 
 
 def magnitude_prune(

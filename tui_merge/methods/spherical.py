@@ -1,7 +1,12 @@
 """Spherical methods: interpolation along the hypersphere instead of the straight line.
 
-Angles are computed in float64: for 100M-element tensors a float32 dot product
-loses the digits that decide whether two vectors are nearly colinear.
+Angles come from float64 inner products (``methods.products``): for
+100M-element tensors a float32 dot product loses the digits that decide
+whether two vectors are nearly colinear. Every method here is a linear
+combination of its inputs whose coefficients depend only on their Gram
+matrix (multislerp's tangent step and Karcher's iterations are carried out
+on the coefficients), so a large tensor is merged by blocks of rows: one
+round adds up the blocks' Gram matrices, then each block is combined.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ import math
 
 import torch
 
+from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
+from tui_merge.methods.products import combination, gram
 
 COLINEAR_DOT = 0.9995
 """Above this |cos| two vectors are treated as colinear and interpolated linearly (as mergekit does)."""
@@ -23,14 +30,14 @@ def slerp(inputs: MergeInputs) -> torch.Tensor:
 
 def slerp_pair(t: float, start: torch.Tensor, end: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Slerp of two tensors seen as flat vectors; lerp when they are (anti)colinear."""
-    first, second = _slerp_coefficients(t, *_float64_products(start, end), eps)
+    first, second = _slerp_coefficients(t, gram([start, end]), eps)
     return (start * first).add_(end, alpha=second)
 
 
-def _slerp_coefficients(t: float, start_square: float, end_square: float, cross: float, eps: float = 1e-8):
+def _slerp_coefficients(t: float, products: torch.Tensor, eps: float = 1e-8) -> tuple[float, float]:
     """The factors of start and end: from the angle between them, or (1-t, t) when they are (anti)colinear."""
-    start_norm, end_norm = math.sqrt(start_square), math.sqrt(end_square)
-    dot = 0.0 if start_norm <= eps or end_norm <= eps else cross / (start_norm * end_norm)
+    start_norm, end_norm = math.sqrt(float(products[0, 0])), math.sqrt(float(products[1, 1]))
+    dot = 0.0 if start_norm <= eps or end_norm <= eps else float(products[0, 1]) / (start_norm * end_norm)
     if abs(dot) > COLINEAR_DOT:
         return 1 - t, t
     theta = math.acos(max(-1.0, min(1.0, dot)))
@@ -45,132 +52,204 @@ class SlerpBlocks:
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
         self.t = options["t"]
-        self.products = [0.0, 0.0, 0.0]
+        self.products = torch.zeros(2, 2, dtype=torch.float64)
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        for index, value in enumerate(_float64_products(inputs.base, inputs.tensors[0])):
-            self.products[index] += value
+        self.products += gram([inputs.base, inputs.tensors[0]])
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
-        first, second = _slerp_coefficients(self.t, *self.products)
+        first, second = _slerp_coefficients(self.t, self.products)
         return (inputs.base * first).add_(inputs.tensors[0], alpha=second)
-
-
-_PRODUCT_CHUNK = 1 << 20
-
-
-def _float64_products(first: torch.Tensor, second: torch.Tensor) -> tuple[float, float, float]:
-    """``first·first``, ``second·second`` and ``first·second`` accumulated in float64, a chunk at a time.
-
-    Chunks keep the float64 copies small (8 MiB) instead of doubling a whole
-    embedding matrix several times over.
-    """
-    flat_first, flat_second = first.reshape(-1), second.reshape(-1)
-    totals = [0.0, 0.0, 0.0]
-    for begin in range(0, flat_first.numel(), _PRODUCT_CHUNK):
-        a = flat_first[begin : begin + _PRODUCT_CHUNK].double()
-        b = flat_second[begin : begin + _PRODUCT_CHUNK].double()
-        totals[0] += float(a @ a)
-        totals[1] += float(b @ b)
-        totals[2] += float(a @ b)
-    return totals[0], totals[1], totals[2]
 
 
 def nuslerp(inputs: MergeInputs) -> torch.Tensor:
     """Slerp of two models by weight ratio, row- or column-wise, or of their task vectors with a base."""
-    weights = inputs.per_model("weight")
-    total = sum(weights)
-    t = 0.5 if abs(total) < 1e-6 else weights[1] / total
-    first, second = inputs.tensors
-    if inputs.base is not None:
-        first, second = first - inputs.base, second - inputs.base
-    merged = _slerp_along(
-        t, first, second, flatten=inputs.options["nuslerp_flatten"], row_wise=inputs.options["nuslerp_row_wise"]
-    )
-    return merged if inputs.base is None else inputs.base + merged
+    return merge_whole(NuslerpBlocks, inputs)
 
 
-def _slerp_along(
-    t: float, first: torch.Tensor, second: torch.Tensor, *, flatten: bool, row_wise: bool, eps: float = 1e-8
-) -> torch.Tensor:
-    shape = first.shape
-    if flatten or first.dim() < 2:
-        first, second = first.reshape(1, -1), second.reshape(1, -1)
-    elif row_wise:
-        first, second = first.transpose(0, -1), second.transpose(0, -1)
-    else:
-        first, second = first, second
-    unit_first = first / first.norm(dim=-1, keepdim=True).clamp(min=1e-7)
-    unit_second = second / second.norm(dim=-1, keepdim=True).clamp(min=1e-7)
-    theta = torch.acos((unit_first * unit_second).sum(dim=-1, keepdim=True).clamp(-1, 1))
+class NuslerpBlocks:
+    """Nuslerp by blocks.
+
+    The interpolated vectors are the whole tensor (``nuslerp_flatten``), the
+    last-dimension vectors within each row (the default without flatten:
+    each block holds whole vectors, so it needs no pass), or the columns
+    (``nuslerp_row_wise``: their float64 products are summed over the blocks).
+    """
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        weights = [model["weight"] for model in params]
+        total = sum(weights)
+        self.t = 0.5 if abs(total) < 1e-6 else weights[1] / total
+        self.flatten, self.row_wise = options["nuslerp_flatten"], options["nuslerp_row_wise"]
+        self.passes = 1 if self.flatten or self.row_wise else 0
+        self.products: list[torch.Tensor] | None = None
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        products = self._products(*_task_vectors(inputs))
+        self.products = products if self.products is None else [a + b for a, b in zip(self.products, products)]
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        first, second = _task_vectors(inputs)
+        products = self.products if self.passes else self._products(first, second)
+        first_factor, second_factor = _nuslerp_coefficients(self.t, *products)
+        merged = first.mul(first_factor.to(first.device)).add_(second.mul(second_factor.to(second.device)))
+        return merged if inputs.base is None else merged.add_(inputs.base)
+
+    def _products(self, first: torch.Tensor, second: torch.Tensor) -> list[torch.Tensor]:
+        """``|a|^2``, ``|b|^2`` and ``a.b`` in float64: of the whole tensor, or per vector with a kept dimension."""
+        if self.flatten or first.dim() < 2:
+            products = gram([first, second])
+            return [products[0, 0], products[1, 1], products[0, 1]]
+        dim = 0 if self.row_wise else -1
+        first, second = first.double(), second.double()
+        return [
+            (first * first).sum(dim, keepdim=True),
+            (second * second).sum(dim, keepdim=True),
+            (first * second).sum(dim, keepdim=True),
+        ]
+
+
+def _task_vectors(inputs: MergeInputs) -> list[torch.Tensor]:
+    if inputs.base is None:
+        return list(inputs.tensors)
+    return [tensor - inputs.base for tensor in inputs.tensors]
+
+
+def _nuslerp_coefficients(
+    t: float, first_square: torch.Tensor, second_square: torch.Tensor, cross: torch.Tensor, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 factors of the two vectors: slerp by the angle between them, lerp where they are colinear."""
+    norms = first_square.sqrt().clamp(min=1e-7) * second_square.sqrt().clamp(min=1e-7)
+    theta = torch.acos((cross / norms).clamp(-1, 1))
     sin_theta = torch.sin(theta)
     colinear = sin_theta.abs() < eps
-    spherical = (torch.sin((1 - t) * theta) * first + torch.sin(t * theta) * second) / torch.where(
-        colinear, torch.ones_like(sin_theta), sin_theta
-    )
-    merged = torch.where(colinear, (1 - t) * first + t * second, spherical)
-    if not flatten and first.dim() >= 2 and row_wise and len(shape) >= 2:
-        merged = merged.transpose(0, -1)
-    return merged.reshape(shape)
+    divisor = torch.where(colinear, torch.ones_like(sin_theta), sin_theta)
+    first = torch.where(colinear, 1 - t, torch.sin((1 - t) * theta) / divisor)
+    second = torch.where(colinear, t, torch.sin(t * theta) / divisor)
+    return first.float(), second.float()
 
 
 def multislerp(inputs: MergeInputs) -> torch.Tensor:
     """Weighted barycentre on the hypersphere via the tangent space at the weighted mean direction."""
-    if len(inputs.tensors) == 1:
-        return inputs.tensors[0]
-    eps = inputs.options["eps"]
-    stacked = torch.stack(inputs.tensors)
-    if inputs.base is not None:
-        stacked = stacked - inputs.base
-    flat = stacked.flatten(1)
-    weights = torch.tensor(inputs.per_model("weight"), dtype=flat.dtype, device=flat.device)
-    if inputs.options["normalize_weights"]:
-        weights = weights / weights.sum()
-    norms = flat.norm(dim=-1, keepdim=True)
-    units = flat / (norms + eps)
-    mean = (units * weights.view(-1, 1)).sum(0)
-    mean_norm = mean.norm()
+    return merge_whole(MultislerpBlocks, inputs)
+
+
+class MultislerpBlocks:
+    """Multislerp by blocks: one round sums the Gram matrix of the (task) vectors, then each block is combined."""
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.weights = [model["weight"] for model in params]
+        self.normalize, self.eps = options["normalize_weights"], options["eps"]
+        self.passes = 1 if len(params) > 1 else 0
+        self.products = torch.zeros(len(params), len(params), dtype=torch.float64)
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        self.products += gram(_task_vectors(inputs))
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        if len(inputs.tensors) == 1:
+            return inputs.tensors[0]
+        coefficients = multislerp_coefficients(self.products, self.weights, self.normalize, self.eps)
+        merged = combination(_task_vectors(inputs), coefficients)
+        return merged if inputs.base is None else merged.add_(inputs.base)
+
+
+def multislerp_coefficients(products: torch.Tensor, weights: list[float], normalize: bool, eps: float) -> list[float]:
+    """The factor of each vector in the multislerp result, from their Gram matrix.
+
+    The unit vectors ``u_i = v_i / (|v_i| + eps)`` are averaged with the
+    weights into the mean direction ``m``; the weighted tangent vectors
+    ``u_i - (u_i.m) m`` give one exponential-map step from ``m``, and the
+    direction found is scaled by the weighted sum of the norms. Every vector
+    involved is a combination of the ``v_i``, so the steps run on their
+    coefficients, with the Gram matrix for every inner product.
+    """
+    w = torch.tensor(weights, dtype=torch.float64)
+    if normalize:
+        w = w / w.sum()
+    norms = products.diagonal().clamp(min=0).sqrt()
+    unit_scale = 1 / (norms + eps)
+    units = products * torch.outer(unit_scale, unit_scale)
+
+    def norm(coefficients: torch.Tensor) -> float:
+        return math.sqrt(max(0.0, float(coefficients @ units @ coefficients)))
+
+    mean_norm = norm(w)
     if mean_norm < eps:
         # Antipodal inputs with balanced weights: no mean direction exists.
-        merged = (flat * weights.view(-1, 1)).sum(0)
-    else:
-        mean = mean / mean_norm
-        tangents = units - (units * mean).sum(-1, keepdim=True) * mean
-        tangent = (tangents * weights.view(-1, 1)).sum(0)
-        tangent_norm = tangent.norm() + eps
-        direction = mean * torch.cos(tangent_norm) + tangent * (torch.sin(tangent_norm) / tangent_norm)
-        merged = direction * (norms.squeeze(-1) * weights).sum()
-    merged = merged.reshape(stacked.shape[1:])
-    return merged if inputs.base is None else merged + inputs.base
+        return w.tolist()
+    mean = w / mean_norm
+    dots = units @ mean
+    tangent = w - float(w @ dots) * mean
+    tangent_norm = norm(tangent) + eps
+    direction = mean * math.cos(tangent_norm) + tangent * (math.sin(tangent_norm) / tangent_norm)
+    return (direction * unit_scale * float(norms @ w)).tolist()
 
 
 def karcher(inputs: MergeInputs) -> torch.Tensor:
     """Equal-weight Karcher mean of the directions, scaled by the mean norm."""
-    tensors = inputs.tensors
-    if len(tensors) == 1:
-        return tensors[0]
-    tol, max_iter = inputs.options["tol"], inputs.options["max_iter"]
-    alpha = 1.0 / len(tensors)
-    norms = [float(tensor.norm()) for tensor in tensors]
-    units = [tensor.flatten() / norm for tensor, norm in zip(tensors, norms) if norm > tol]
-    if not units:
-        return torch.zeros_like(tensors[0])
-    weights = [1.0 / len(units)] * len(units)
-    mean = sum(weight * unit for weight, unit in zip(weights, units))
-    mean_norm = float(mean.norm())
-    mean = units[0].clone() if mean_norm < tol else mean / mean_norm
+    return merge_whole(KarcherBlocks, inputs)
+
+
+class KarcherBlocks:
+    """Karcher mean by blocks: one round sums the Gram matrix of the models, then each block is combined."""
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.tol, self.max_iter = options["tol"], options["max_iter"]
+        self.passes = 1 if len(params) > 1 else 0
+        self.products = torch.zeros(len(params), len(params), dtype=torch.float64)
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        self.products += gram(inputs.tensors)
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        if len(inputs.tensors) == 1:
+            return inputs.tensors[0]
+        coefficients = karcher_coefficients(self.products, self.tol, self.max_iter)
+        if coefficients is None:
+            return torch.zeros_like(inputs.tensors[0])
+        return combination(inputs.tensors, coefficients)
+
+
+def karcher_coefficients(products: torch.Tensor, tol: float, max_iter: int) -> list[float] | None:
+    """The factor of each model in the Karcher mean, from their Gram matrix; None when every model is ~0.
+
+    The mean direction stays a combination of the unit vectors of the
+    models whose norm exceeds ``tol`` (equal weights); each iteration moves
+    it along the weighted log map ``theta / sin(theta) (u - cos(theta) m)``
+    and back onto the sphere. The result is that direction times the mean
+    norm of all the models.
+    """
+    norms = products.diagonal().clamp(min=0).sqrt()
+    kept = [index for index in range(len(norms)) if float(norms[index]) > tol]
+    if not kept:
+        return None
+    kept_norms = norms[kept]
+    units = products[kept][:, kept] / torch.outer(kept_norms, kept_norms)
+    weight = 1.0 / len(kept)
+
+    def norm(coefficients: torch.Tensor) -> float:
+        return math.sqrt(max(0.0, float(coefficients @ units @ coefficients)))
+
+    mean = torch.full((len(kept),), weight, dtype=torch.float64)
+    mean_norm = norm(mean)
+    mean = torch.eye(len(kept), dtype=torch.float64)[0] if mean_norm < tol else mean / mean_norm
     for _ in range(max_iter):
+        dots = (units @ mean).clamp(-1.0, 1.0)
         tangent = torch.zeros_like(mean)
-        for weight, unit in zip(weights, units):
-            dot = torch.clamp(mean @ unit, -1.0, 1.0)
-            theta = torch.arccos(dot)
-            if float(theta) < tol:
+        for index, dot in enumerate(dots.tolist()):
+            theta = math.acos(dot)
+            if theta < tol:
                 continue
-            tangent += weight * (theta / torch.sin(theta)) * (unit - dot * mean)
-        tangent_norm = tangent.norm()
-        if float(tangent_norm) < tol:
+            tangent -= weight * (theta / math.sin(theta)) * dot * mean
+            tangent[index] += weight * (theta / math.sin(theta))
+        tangent_norm = norm(tangent)
+        if tangent_norm < tol:
             break
-        mean = torch.cos(tangent_norm) * mean + torch.sin(tangent_norm) * (tangent / tangent_norm)
-        mean = mean / mean.norm().clamp(min=tol)
-    scale = sum(alpha * norm for norm in norms)
-    return (scale * mean).reshape(tensors[0].shape)
+        mean = math.cos(tangent_norm) * mean + math.sin(tangent_norm) * (tangent / tangent_norm)
+        mean = mean / max(norm(mean), tol)
+    scale = float(norms.mean())
+    coefficients = [0.0] * len(norms)
+    for position, index in enumerate(kept):
+        coefficients[index] = scale * float(mean[position]) / float(norms[index])
+    return coefficients

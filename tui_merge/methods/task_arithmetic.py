@@ -19,7 +19,7 @@ import torch
 
 from tui_merge.methods import sparsify
 from tui_merge.methods.inputs import MergeInputs
-from tui_merge.methods.ranking import BlockwiseRankMask
+from tui_merge.methods.ranking import RankWindow
 
 Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs, int], torch.Tensor]
 """``(task vector, the model's parameters, the inputs, the model's index) -> sparsified task vector``."""
@@ -138,39 +138,61 @@ def della_linear(inputs: MergeInputs) -> torch.Tensor:
 
 
 class TiesBlocks:
-    """TIES by blocks: two counting rounds find each model's magnitude threshold, then blocks merge as a whole would.
+    """TIES by blocks: two counting rounds find each model's magnitude thresholds, then blocks merge as a whole would.
 
-    The masks are exactly those of ``sparsify.keep_largest`` on the whole
-    tensor (see ``ranking.BlockwiseRankMask``), and the rest of TIES is
-    elementwise, so the bytes equal the whole-tensor merge.
+    The masks are exactly those of the whole-tensor trim (see
+    ``ranking.RankWindow``), and the rest of the method is elementwise, so
+    the bytes equal the whole-tensor merge. Breadcrumbs differs only in the
+    window of ranks it keeps and whether signs are elected.
     """
 
     passes = 2
+    elect_sign = True
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
         self.options = options
-        self.selectors = [
-            BlockwiseRankMask(count - int(model["density"] * count), count) if model["density"] < 1 else None
-            for model in params
+        self.windows = [
+            RankWindow(*self.window(count, model), count) if model["density"] < 1 else None for model in params
         ]
 
+    @staticmethod
+    def window(count: int, params: dict[str, Any]) -> tuple[int, int]:
+        """The ascending magnitude ranks ``[start, stop)`` one model keeps."""
+        return sparsify.largest_window(count, params["density"])
+
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        for tensor, selector in zip(inputs.tensors, self.selectors):
-            if selector is None or selector.trivial:
+        for tensor, window in zip(inputs.tensors, self.windows):
+            if window is None or window.empty:
                 continue
             magnitudes = (tensor - inputs.base).abs_()
             if round_index == 0:
-                selector.count_high(magnitudes)
+                window.count_high(magnitudes)
             else:
-                selector.count_low(magnitudes)
+                window.count_low(magnitudes)
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
         def trim(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
-            selector = self.selectors[index]
-            if selector is None:
+            window = self.windows[index]
+            if window is None:
                 return delta
-            kept = delta.mul_(selector.mask(delta.abs()))
-            rescale = inputs.options.get("rescale", False) and selector.rank < selector.count
+            kept = delta.mul_(window.mask(delta.abs()))
+            rescale = inputs.options.get("rescale", False) and not window.empty
             return kept.div_(params["density"]) if rescale else kept
 
-        return combine(inputs, trim, elect_sign=True)
+        return combine(inputs, trim, elect_sign=self.elect_sign)
+
+
+class BreadcrumbsBlocks(TiesBlocks):
+    """Breadcrumbs by blocks: the middle window of magnitudes, no sign election."""
+
+    elect_sign = False
+
+    @staticmethod
+    def window(count: int, params: dict[str, Any]) -> tuple[int, int]:
+        return sparsify.middle_window(count, params["density"], params["gamma"])
+
+
+class BreadcrumbsTiesBlocks(BreadcrumbsBlocks):
+    """Breadcrumbs pruning with TIES sign election, by blocks."""
+
+    elect_sign = True
