@@ -46,6 +46,25 @@ METHODS = {
     "    parameters: {{weight: 0.5, density: 0.5, epsilon: 0.1}}\n  - model: {ft2}\n"
     "    parameters: {{weight: 0.5, density: 0.5, epsilon: 0.1}}\n",
 }
+"""The issue's reference methods: what runs by default."""
+
+OTHER_METHODS = {
+    "breadcrumbs2": "merge_method: breadcrumbs_ties\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 0.5, density: 0.5, gamma: 0.01}}\n  - model: {ft2}\n"
+    "    parameters: {{weight: 0.5, density: 0.5, gamma: 0.01}}\n",
+    "sce2": "merge_method: sce\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n"
+    "parameters: {{select_topk: 0.5}}\n",
+    "model_stock2": "merge_method: model_stock\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+    "nuslerp2": "merge_method: nuslerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+    "multislerp2": "merge_method: multislerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+    "karcher3": "merge_method: karcher\nmodels:\n  - model: {base}\n  - model: {ft1}\n  - model: {ft2}\n",
+    "ramplus2": "merge_method: ramplus_tl\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+    "arcee_fusion": "merge_method: arcee_fusion\nbase_model: {base}\nmodels:\n  - model: {ft1}\n",
+    "circuit2": "merge_method: circuit\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+}
+"""The other methods with a block path; ``--methods all`` adds them."""
+
+ALL_METHODS = METHODS | OTHER_METHODS
 
 
 @dataclass
@@ -158,7 +177,11 @@ def floor(inputs: list[Path], work: Path) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="1b")
-    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, or 'all'; from {', '.join(ALL_METHODS)} (default: {', '.join(METHODS)})",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/tui-merge-bench"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
@@ -175,8 +198,12 @@ def main() -> int:
     models = {name: args.work / f"{args.preset}-{name}" for name in ("base", "ft1", "ft2")}
     size = (models["base"] / "model.safetensors").stat().st_size
     rows = []
-    for name in args.methods.split(","):
-        text = METHODS[name].format(**{key: str(folder) for key, folder in models.items()})
+    names = list(ALL_METHODS) if args.methods == "all" else args.methods.split(",")
+    unknown = [name for name in names if name not in ALL_METHODS]
+    if unknown:
+        parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(ALL_METHODS)} or 'all'")
+    for name in names:
+        text = ALL_METHODS[name].format(**{key: str(folder) for key, folder in models.items()})
         uses_two = "ft2" in text
         inputs = [models["base"], models["ft1"], *([models["ft2"]] if uses_two else [])]
         floor_seconds, _ = floor([folder / "model.safetensors" for folder in inputs], args.work)
