@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``tui-merge`` command line and return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command is None:
         if not sys.stdin.isatty() or not sys.stdout.isatty():
             parser.print_help()

@@ -22,6 +22,9 @@ examples:
   tui-merge run merge.yaml ./merged       merge headlessly from a config
   tui-merge verify ./merged               is the merged folder sound?
   tui-merge methods ties                  what ties does and its parameters
+  tui-merge blockmerge --model_path1 ./a --model_path2 ./b --output_model_path ./out --gradient_values '[1, 0]'
+  tui-merge circuit ./base ./best ./second ./out     Circuit-Merge, variants by priority
+  tui-merge import-recipe README.md -o merge.yaml    a model card's mergekit recipe
 """
 
 _RUN_EXAMPLES = """\
@@ -66,6 +69,55 @@ examples:
 
 exit status: 0 every check passed, 1 a check failed, 2 bad input.
 """
+_BLOCKMERGE_EXAMPLES = """\
+examples:
+  tui-merge blockmerge --model_path1 ./base --model_path2 ./chat --output_model_path ./merged \\
+      --gradient_values '[1.0, 0.5, 0.0]' --max_shard_size 2000MiB
+  tui-merge blockmerge --model_path1 ./a --model_path2 ./b --gradient_values '[0.3]' --print-yaml > merge.yaml
+
+A gradient value is model 2's share: 1.0 is all of model 2, 0.0 all of model 1.
+The values are spread evenly over the layers, first to last, and each layer
+takes the linear interpolation at its depth (the original script interpolated
+over the position in its tensor list; here every tensor of a layer, attention
+and MLP alike, gets the layer's ratio). Embeddings take the first value, the
+final norm and head the last. The output keeps model 1's vocabulary (model 2's
+rows cut or padded with its mean row, with a warning) and tokenizer. The config
+it runs is saved in the output as tui_merge_config.yaml; --print-yaml prints it.
+exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
+"""
+
+_CIRCUIT_EXAMPLES = """\
+examples:
+  tui-merge circuit ./base ./best-variant ./second-variant ./merged
+  tui-merge circuit ./base ./a ./b ./merged --temperature 0.5 --base_droprate 0.3 --seed 7
+  tui-merge circuit --config circuit.yaml               base_model, variant_models, output_dir, parameters
+  tui-merge circuit --config circuit.yaml --print-yaml > merge.yaml
+  tui-merge circuit --test                               self-check of the method on synthetic tensors
+
+Variants are listed in priority order, highest first: a higher-priority
+variant wins sign conflicts and is pruned least. A --config file may hold:
+  base_model: ./base
+  variant_models: [./best-variant, ./second-variant]
+  output_dir: ./merged
+  parameters: {temperature: 0.0, base_droprate: 0.5, meaningful_change_threshold: 2.0e-6, epsilon: 0.1,
+               skip_rescaling: false, seed: 0}
+Flags and positional models given on the command line override the file.
+exit status: 0 merged (or --test passed), 1 the merge or a self-check failed, 2 bad input.
+"""
+
+_IMPORT_EXAMPLES = """\
+examples:
+  tui-merge import-recipe ./some-merge/README.md -o merge.yaml
+  tui-merge import-recipe card.md -o merge.yaml && tui-merge run merge.yaml ./merged
+
+The recipe is the first fenced yaml block of the card that has merge_method.
+Its model ids stay as they are (hub ids resolve against the local Hugging Face
+cache when the merge runs); each is looked up now and the missing ones are
+listed with the command that downloads them.
+exit status: 0 written and every model is here, 1 written but models are
+missing, 2 bad input (no recipe in the card, an invalid recipe, FILE exists).
+"""
+
 _DEMO_EXAMPLES = """\
 examples:
   tui-merge demo                    build the sample models (once) and open the wizard
@@ -223,4 +275,69 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rebuild", action="store_true", help="build the sample models again")
     demo.add_argument("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard")
     demo.set_defaults(handler="tui_merge.cli.demo_cmd:run")
+
+    blockmerge = commands.add_parser(
+        "blockmerge",
+        help="the BlockMerge Gradient script's flags: blend two models along a gradient over the layers",
+        description="Blend two models with a per-layer ratio given as a gradient, with the flags of BlockMerge "
+        "Gradient; runs as a linear merge config.",
+        epilog=_BLOCKMERGE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    blockmerge.add_argument("--model_path1", required=True, metavar="MODEL", help="model 1 (share 0.0)")
+    blockmerge.add_argument("--model_path2", required=True, metavar="MODEL", help="model 2 (share 1.0)")
+    blockmerge.add_argument("--output_model_path", metavar="OUT", help="output folder")
+    blockmerge.add_argument(
+        "--gradient_values",
+        required=True,
+        metavar="LIST",
+        help="model 2's shares along the depth, e.g. '[1.0, 0.5, 0.0]'",
+    )
+    blockmerge.add_argument(
+        "--max_shard_size", default="5GB", metavar="SIZE", help="largest output shard (default 5GB)"
+    )
+    only = blockmerge.add_mutually_exclusive_group()
+    only.add_argument("--layer_only", action="store_true", help="blend only the layers; the rest from model 1")
+    only.add_argument("--no_layers", action="store_true", help="blend only outside the layers; layers from model 1")
+    _generated_options(blockmerge)
+    blockmerge.set_defaults(handler="tui_merge.cli.blockmerge_cmd:run")
+
+    circuit = commands.add_parser(
+        "circuit",
+        help="Circuit-Merge's command line: priority-ordered DELLA of variants onto a base",
+        description="Merge variants of a base model with the circuit method, with Circuit-Merge's arguments and "
+        "config file; variants in priority order, highest first.",
+        epilog=_CIRCUIT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    circuit.add_argument("models", nargs="*", metavar="MODEL", help="BASE VARIANT [VARIANT...] OUT")
+    circuit.add_argument("--config", metavar="FILE", help="a Circuit-Merge YAML config")
+    circuit.add_argument("--temperature", type=float, metavar="T", help="0: agreeing models halve; 1: plain average")
+    circuit.add_argument("--base_droprate", type=float, metavar="P", help="drop rate of the highest priority")
+    circuit.add_argument("--meaningful_change_threshold", type=float, metavar="E", help="smaller changes count as none")
+    circuit.add_argument("--epsilon", type=float, metavar="E", help="spread of drop rates by magnitude")
+    circuit.add_argument("--seed", type=int, metavar="S", help="seed of the random drops")
+    circuit.add_argument("--skip_rescaling", action="store_true", default=None, help="keep pruned deltas unscaled")
+    circuit.add_argument("--test", action="store_true", help="run a self-check of the method on synthetic tensors")
+    _generated_options(circuit)
+    circuit.set_defaults(handler="tui_merge.cli.circuit_cmd:run")
+
+    importer = commands.add_parser(
+        "import-recipe",
+        help="extract the mergekit recipe from a model card into a config",
+        description="Extract the mergekit YAML recipe of a model card (its fenced yaml block) into a config file "
+        "and say which of its models are in the local cache.",
+        epilog=_IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    importer.add_argument("card", metavar="MODEL_CARD.md", help="the model card (README.md of a merged model)")
+    importer.add_argument("-o", "--output", metavar="FILE", help="where to write the config (default: print it)")
+    importer.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    importer.set_defaults(handler="tui_merge.cli.import_cmd:run")
     return parser
+
+
+def _generated_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--print-yaml", action="store_true", help="print the equivalent config and stop")
+    command.add_argument("--force", action="store_true", help="replace an existing output once the merge succeeded")
+    command.add_argument("--resume", action="store_true", help="continue an interrupted merge of the same command")

@@ -45,29 +45,38 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not output:
         raise BadInputError("No output folder given; add it after the config or with -o OUT.")
-    output_path = Path(output)
-    check_output(plan, output_path, force=args.force, resume=args.resume)
+    return merge_plan(
+        plan, Path(output), force=args.force, resume=args.resume, allow_nonfinite=args.allow_nonfinite,
+        verify=args.verify,
+    )  # fmt: skip
+
+
+def merge_plan(
+    plan: Plan, output: Path, *, force: bool, resume: bool, allow_nonfinite: bool = False, verify: bool = False
+) -> int:
+    """Merge a planned config into ``output`` with progress on stderr: what ``run`` and the one-off commands share."""
+    check_output(plan, output, force=force, resume=resume)
     reporter = _TerminalProgress(plan) if sys.stderr.isatty() else _PlainProgress()
     stop = threading.Event()
     with reporter, _stop_on_signals(stop):
         summary = execute(
             plan,
-            output_path,
+            output,
             on_event=reporter.handle,
             cancel=stop,
-            replace=args.force,
-            resume=args.resume,
+            replace=force,
+            resume=resume,
             keep_partial=True,
-            allow_nonfinite=args.allow_nonfinite,
+            allow_nonfinite=allow_nonfinite,
         )
     print(
-        f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {output_path} "
+        f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {output} "
         f"in {summary.seconds:.1f} s; the recipe is saved there as tui_merge_config.yaml."
     )
-    if args.verify:
+    if verify:
         from tui_merge.cli.verify_cmd import print_verification
 
-        return print_verification(output_path)
+        return print_verification(output)
     return 0
 
 

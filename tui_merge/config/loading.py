@@ -42,6 +42,9 @@ class LoadedConfig:
     """File name used in messages."""
     lines: dict[KeyPath, int] = field(default_factory=dict)
     """1-based line of every key and list item."""
+    rerun: str = ""
+    """The command that runs this config again, for configs built from a command line (``blockmerge``,
+    ``circuit``); empty when it is ``tui-merge run SOURCE``."""
 
     def where(self, path: KeyPath) -> str:
         """``merge.yaml:7: models[1].parameters.density`` for a key path."""

@@ -28,6 +28,8 @@ class OutsideRow:
     filter: str
     label: str
     """What it is, e.g. ``embeddings``; written as a comment."""
+    component: str = ""
+    """The role of its tensors: ``embed``, ``norm``, ``head`` or ``other``."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class Recipe:
     base: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     dtype: str | None = None
+    tokenizer_source: str | None = None
     tui_merge: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     """Lines written as ``#`` comments at the top."""
@@ -99,6 +102,8 @@ def render_recipe(recipe: Recipe) -> str:
             lines += rendered
     if recipe.dtype:
         lines.append(f"dtype: {recipe.dtype}")
+    if recipe.tokenizer_source:
+        lines.append(f"tokenizer_source: {quote(recipe.tokenizer_source)}")
     if recipe.tui_merge:
         lines.append("tui_merge:")
         lines += [f"  {key}: {_scalar(value)}" for key, value in recipe.tui_merge.items()]
@@ -166,7 +171,7 @@ def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
             continue
         module = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
         candidate = next((text for text in (module, name) if not clashes(text)), None)
-        row = OutsideRow(candidate or "", _COMPONENT_LABELS.get(role.component, role.component))
+        row = OutsideRow(candidate or "", _COMPONENT_LABELS.get(role.component, role.component), role.component)
         if candidate is not None and row not in rows:
             rows.append(row)
     return rows

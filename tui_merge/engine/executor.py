@@ -151,6 +151,8 @@ class MergeInterrupted(TuiMergeError):
 
 def resume_command(plan: Plan, output: Path) -> str:
     """The command that continues this merge."""
+    if plan.loaded.rerun:
+        return f"{plan.loaded.rerun} --resume"
     return f"tui-merge run {plan.loaded.source} -o {output} --resume"
 
 

@@ -310,7 +310,8 @@ def get_method(name: str) -> MethodSpec:
     normalized = name.strip().lower().replace("-", "_").replace(" ", "_")
     if normalized in REGISTRY:
         raise BadInputError(f"Unknown merge method {name!r}; did you mean {normalized!r}?")
-    raise BadInputError(f"Unknown merge method {name!r}{suggestion(name, REGISTRY)}.")
+    hint = suggestion(name, REGISTRY)
+    raise BadInputError(f"Unknown merge method {name!r}{hint}{'' if hint.endswith('?') else '.'}")
 
 
 def suggestion(name: str, candidates: Any) -> str:
