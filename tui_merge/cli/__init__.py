@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         args.handler = "tui_merge.cli.wizard_cmd:run"
+        from tui_merge.plain.prompts import dumb_terminal
+
+        if dumb_terminal():
+            _say("tui-merge: this terminal (TERM=dumb or unknown) cannot draw the full-screen wizard; "
+                 "asking one question at a time instead (tui-merge plain).")  # fmt: skip
+            args.handler = "tui_merge.cli.plain_cmd:run"
     module_name, _, function_name = args.handler.partition(":")
     command = getattr(importlib.import_module(module_name), function_name)
     try:

@@ -25,6 +25,7 @@ import ast
 import sys
 
 from tui_merge.cli.generated import run_generated
+from tui_merge.config.parameters import interpolate, layer_position
 from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe
 from tui_merge.config.schema import parse_size
 from tui_merge.errors import BadInputError
@@ -71,16 +72,8 @@ def parse_gradient(text: str) -> list[float]:
 
 
 def layer_shares(gradient: list[float], depth: int) -> list[float]:
-    """Model 2's share in each of ``depth`` layers: the anchors spread evenly over the depth, interpolated."""
-    if len(gradient) == 1 or depth <= 1:
-        return [gradient[0]] * depth
-    shares = []
-    for layer in range(depth):
-        position = layer / (depth - 1) * (len(gradient) - 1)
-        left = min(int(position), len(gradient) - 2)
-        fraction = position - left
-        shares.append(gradient[left] * (1 - fraction) + gradient[left + 1] * fraction)
-    return shares
+    """Model 2's share in each of ``depth`` layers: mergekit's gradient rule, anchors spread evenly over the depth."""
+    return [interpolate(gradient, layer_position(layer, depth)) for layer in range(depth)]
 
 
 def blockmerge_config(

@@ -15,7 +15,8 @@ Hugging Face cache; nothing is ever downloaded."""
 
 _EXAMPLES = """\
 examples:
-  tui-merge                               open the wizard
+  tui-merge                               open the wizard (the plain one when TERM is dumb)
+  tui-merge plain ./base ./chat           the wizard as prompts, one question at a time
   tui-merge demo                          the wizard on tiny sample models, no download
   tui-merge inspect ./base ./chat         can these two be merged?
   tui-merge template ./base ./chat --method slerp -o merge.yaml
@@ -275,6 +276,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rebuild", action="store_true", help="build the sample models again")
     demo.add_argument("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard")
     demo.set_defaults(handler="tui_merge.cli.demo_cmd:run")
+
+    plain = commands.add_parser(
+        "plain",
+        help="the wizard as a sequence of prompts, for dumb terminals and screen readers",
+        description=textwrap.dedent(
+            """\
+            The wizard's steps asked one question at a time: models, findings, method,
+            parameters (a per-layer value as a number or a list spread over the layers),
+            output options, review, then the merge with progress lines. On a capable
+            terminal the questions are questionary prompts; on TERM=dumb, through a
+            screen reader or with answers piped on stdin they are numbered lines. The
+            config is saved before the merge and replays with tui-merge run. tui-merge
+            with no command opens this instead of the full-screen wizard when TERM is
+            dumb or unknown."""
+        ),
+        epilog="examples:\n  tui-merge plain\n  tui-merge plain ./base ./chat\n  TERM=dumb tui-merge plain ./a ./b\n"
+        "  printf './a\\n./b\\n\\n...' | tui-merge plain      answers on stdin, one per line\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plain.add_argument("models", nargs="*", metavar="MODEL", help="models to start with")
+    plain.add_argument("--config", metavar="FILE", help="start from a saved config")
+    plain.set_defaults(handler="tui_merge.cli.plain_cmd:run")
 
     blockmerge = commands.add_parser(
         "blockmerge",

@@ -52,11 +52,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def merge_plan(
-    plan: Plan, output: Path, *, force: bool, resume: bool, allow_nonfinite: bool = False, verify: bool = False
+    plan: Plan,
+    output: Path,
+    *,
+    force: bool,
+    resume: bool,
+    allow_nonfinite: bool = False,
+    verify: bool = False,
+    plain_progress: bool = False,
 ) -> int:
-    """Merge a planned config into ``output`` with progress on stderr: what ``run`` and the one-off commands share."""
+    """Merge a planned config into ``output`` with progress on stderr: what ``run`` and the other front ends share.
+
+    A progress bar on a terminal, timestamped lines otherwise or with ``plain_progress`` (screen readers,
+    dumb terminals).
+    """
     check_output(plan, output, force=force, resume=resume)
-    reporter = _TerminalProgress(plan) if sys.stderr.isatty() else _PlainProgress()
+    bar = sys.stderr.isatty() and not plain_progress
+    reporter = _TerminalProgress(plan) if bar else _PlainProgress()
     stop = threading.Event()
     with reporter, _stop_on_signals(stop):
         summary = execute(

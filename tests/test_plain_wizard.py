@@ -1,0 +1,181 @@
+"""The plain wizard driven as its users drive it: answers typed line by line, and questionary's prompts."""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import folder_digest
+from safetensors.torch import load_file
+
+from tui_merge.cli import main
+from tui_merge.plain import prompts
+from tui_merge.plain.prompts import LinePrompter, QuestionaryPrompter
+
+
+def answer(monkeypatch, *lines: str) -> None:
+    """Type these answers, one per line, on stdin (not a terminal: the wizard asks in numbered lines)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(f"{line}\n" for line in lines)))
+
+
+def method_number(capsys_text: str, name: str) -> str:
+    return next(line.split(")")[0].strip() for line in capsys_text.splitlines() if f") {name}:" in line)
+
+
+def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_replay(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "", "1", "[1, 0]", "[0, 1]", "y", "out", "3", "", "merge.yaml", "y")
+
+    assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
+
+    config = yaml.safe_load((tmp_path / "merge.yaml").read_text())
+    assert config["merge_method"] == "linear" and config["dtype"] == "float32"
+    first, second = ({row.get("filter", "layers"): row["value"] for row in entry["parameters"]["weight"]}
+                     for entry in config["models"])  # fmt: skip
+    assert first["layers"] == [1.0, 0.0] and second["layers"] == [0.0, 1.0]  # two layers: the anchors themselves
+    assert first["model.embed_tokens"] == 1.0 and first["lm_head"] == 0.0  # embeddings first, the rest last
+    assert (tmp_path / "out" / "tui_merge_config.yaml").read_text() == (tmp_path / "merge.yaml").read_text()
+    assert main(["run", "merge.yaml", "replay"]) == 0
+    assert folder_digest(tmp_path / "replay") == folder_digest(tmp_path / "out")
+    merged = load_file(tmp_path / "out" / "model.safetensors")
+    layer0 = "model.layers.0.self_attn.q_proj.weight"
+    np.testing.assert_array_equal(merged[layer0].numpy(), load_file(llama_base / "model.safetensors")[layer0].numpy())
+
+
+@pytest.fixture(scope="module")
+def second_finetune(factory) -> Path:
+    return factory.llama("llama-finetune-2", finetune_seed=6)
+
+
+def test_ties_asks_for_the_base_and_every_models_parameters(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune, second_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "")  # input ends at the method question: read its number there, as a user would
+    assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 2
+    ties = method_number(capsys.readouterr().out, "ties")
+    answer(monkeypatch, "", ties, "1", "0.5", "0.25", "abc", "0.3", "1.5", "0.9", "", "n", "out", "1", "2GB", "t.yaml",
+           "n")  # fmt: skip
+
+    assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 0
+
+    out = capsys.readouterr().out
+    assert "density must be a number between 0 and 1." in out and "density must be between 0 and 1." in out
+    config = yaml.safe_load((tmp_path / "t.yaml").read_text())
+    assert config["merge_method"] == "ties" and config["base_model"] == str(llama_base)
+    models = {entry["model"]: entry["parameters"] for entry in config["models"] if entry["model"] != str(llama_base)}
+    assert models[str(llama_finetune)]["density"] == 0.3 and models[str(second_finetune)]["density"] == 0.9
+    weights = {name: params["weight"][-1]["value"] for name, params in models.items()}
+    assert weights == {str(llama_finetune): [0.5, 0.5], str(second_finetune): [0.25, 0.25]}
+    assert config["parameters"] == {"lambda": 1.0, "normalize": False}
+    assert config["tui_merge"]["shard_size"] == "2GB"
+    assert not (tmp_path / "out").exists()  # declined at the review: the config is saved, nothing merged
+
+
+def test_different_vocabularies_offer_the_fixes_and_the_choice_lands_in_the_config(
+    monkeypatch, capsys, tmp_path, llama_base, llama_vocab_plus
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "")
+    assert main(["plain", str(llama_base), str(llama_vocab_plus)]) == 2
+    out = capsys.readouterr().out
+    assert "How should the vocabularies be reconciled?" in out
+    pad = next(line.split(")")[0].strip() for line in out.splitlines() if ") pad:" in line)
+    answer(monkeypatch, "", pad, "1", "0.5", "0.5", "y", "out", "3", "", "v.yaml", "y")
+
+    assert main(["plain", str(llama_base), str(llama_vocab_plus)]) == 0
+
+    assert yaml.safe_load((tmp_path / "v.yaml").read_text())["tui_merge"]["vocab"] == "pad"
+    assert load_file(tmp_path / "out" / "model.safetensors")["model.embed_tokens.weight"].shape[0] == 260
+
+
+def test_models_that_cannot_be_merged_stop_at_the_findings_with_exit_2(
+    monkeypatch, capsys, tmp_path, llama_base, llama_deeper
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "")
+
+    assert main(["plain", str(llama_base), str(llama_deeper)]) == 2
+    assert "These models cannot be merged:" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_model_is_asked_again_and_input_that_ends_early_exits_2(
+    monkeypatch, capsys, tmp_path, llama_base
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, str(tmp_path / "nowhere"), str(llama_base))
+
+    assert main(["plain"]) == 2
+
+    captured = capsys.readouterr()
+    assert f"Model folder {tmp_path / 'nowhere'} does not exist." in captured.out
+    assert "Input ended before the plain wizard finished; nothing was written." in captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_line_prompts_colour_only_when_asked_and_number_their_choices(monkeypatch, capsys) -> None:
+    answer(monkeypatch, "7", "2", "maybe", "n")
+    prompter = LinePrompter(colour=True)
+    prompter.say("bad", "error")
+    assert prompter.select("Pick", [("a", "A"), ("b", "B")], "A") == "B"
+    assert prompter.confirm("Sure?") is False
+    out = capsys.readouterr().out
+    assert "\x1b[31mbad\x1b[0m" in out and "  2) b" in out
+    assert "Type a number from 1 to 2." in out and "Answer y or n." in out
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not prompts.use_colour()
+    monkeypatch.setenv("TERM", "dumb")
+    assert prompts.dumb_terminal()
+
+
+def test_questionary_prompts_answer_from_keys() -> None:
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    with create_pipe_input() as keys:
+        prompter = QuestionaryPrompter(colour=False, input=keys, output=DummyOutput())
+        keys.send_text("\x1b[B\r")  # down, enter
+        assert prompter.select("Method", [("linear", "linear"), ("slerp", "slerp")], "linear") == "slerp"
+        keys.send_text("\x15oops\r\x15[0, 1]\r")  # an invalid answer is refused, the next one taken
+        assert prompter.text("t", "0.5", lambda text: None if text.startswith("[") else "a list") == "[0, 1]"
+        keys.send_text("n")
+        assert prompter.confirm("Merge now?") is False
+
+
+def test_tui_merge_on_a_dumb_terminal_opens_the_plain_wizard_with_a_note(monkeypatch, capsys) -> None:
+    import tui_merge.cli.plain_cmd as plain_cmd
+
+    opened = []
+    monkeypatch.setattr(plain_cmd, "run", lambda args: opened.append(args) or 0)
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    monkeypatch.setenv("TERM", "dumb")
+
+    assert main([]) == 0
+
+    assert len(opened) == 1
+    assert "cannot draw the full-screen wizard; asking one question at a time instead" in capsys.readouterr().err
+
+
+def test_plain_help_shows_examples(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["plain", "--help"])
+    text = capsys.readouterr().out
+    assert "examples:" in text and "TERM=dumb tui-merge plain" in text
+
+
+def test_the_plain_wizard_leaves_textual_unimported(tmp_path: Path) -> None:
+    import subprocess
+
+    code = "import sys, tui_merge.cli.plain_cmd, tui_merge.plain.flow; print('textual' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

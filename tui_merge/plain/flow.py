@@ -1,0 +1,246 @@
+"""The wizard as a sequence of questions: the same steps and state as the full-screen one, one line at a time.
+
+Models, findings (with the vocabulary fix when sizes differ), method and
+base, parameters (the per-layer one as a number or a list of anchors spread
+over the layers), output options, review of the config, then the merge with
+progress lines. Every answer lands in ``WizardState``, which renders the
+config exactly as the full-screen wizard does, so ``tui-merge run`` replays
+it byte for byte.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tui_merge.config.parameters import interpolate, layer_position
+from tui_merge.config.schema import DTYPE_ALIASES, parse_size
+from tui_merge.errors import TuiMergeError
+from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
+from tui_merge.plain.prompts import Prompter
+from tui_merge.wizard.state import WizardState
+
+_VOCAB_CHOICES = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("position", "union")}
+
+
+def run_plain(state: WizardState, prompter: Prompter) -> int:
+    """Ask every step, save the config, merge; the exit status of the merge."""
+    prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], Ctrl-C stops.", "heading")
+    ask_models(state, prompter)
+    show_findings(state, prompter)
+    ask_method(state, prompter)
+    ask_parameters(state, prompter)
+    ask_output(state, prompter)
+    if not review(state, prompter):
+        prompter.say(f"Nothing was merged; the config is saved as {state.config_path}.")
+        return 0
+    return merge(state, prompter)
+
+
+def ask_models(state: WizardState, prompter: Prompter) -> None:
+    """Models from the command line, or asked one per line until an empty answer."""
+    from tui_merge.models.info import load_model_info
+
+    prompter.say("Models", "heading")
+    for name in state.models:
+        prompter.say(f"  {name}")
+    while True:
+        hint = "another model folder or hub id (empty: done)" if state.models else "a model folder or hub id"
+        answer = prompter.text(f"Add {hint}")
+        if not answer:
+            if state.models:
+                return
+            prompter.say("Give at least one model.", "error")
+            continue
+        if answer in state.models:
+            prompter.say(f"{answer} is already listed.", "error")
+            continue
+        try:
+            state.infos[answer] = load_model_info(answer)
+        except TuiMergeError as error:
+            prompter.say(error.message, "error")
+            continue
+        state.models.append(answer)
+
+
+def show_findings(state: WizardState, prompter: Prompter) -> None:
+    """The compatibility findings; a vocabulary fix to choose when they call for one; errors stop here."""
+    report = state.report()
+    prompter.say("Findings", "heading")
+    if not report.findings:
+        prompter.say("  none: the models can be merged as they are.")
+    for finding in report.findings:
+        prompter.say(f"  {finding.severity.upper()}: {finding.message}", finding.severity)
+        for fix in finding.fixes:
+            prompter.say(f"    {fix.key}: {fix.summary}")
+    vocab = next((finding for finding in report.findings if finding.code in _VOCAB_CHOICES), None)
+    if vocab is not None:
+        possible = [
+            key
+            for key in _VOCAB_CHOICES[vocab.code]
+            if not any(fix.key == key and fix.summary.startswith("not possible") for fix in vocab.fixes)
+        ]
+        summaries = {fix.key: fix.summary for fix in vocab.fixes}
+        default = "union" if "union" in possible else possible[0]
+        choices = [(f"{key}: {summaries.get(key, 'rows as they are')}", key) for key in possible]
+        state.vocab = prompter.select("How should the vocabularies be reconciled?", choices, default)
+    errors = [finding for finding in report.findings if finding.severity == "error" and finding is not vocab]
+    if errors:
+        from tui_merge.errors import BadInputError
+
+        raise BadInputError(f"These models cannot be merged: {errors[0].message}")
+
+
+def ask_method(state: WizardState, prompter: Prompter) -> None:
+    """The method (those that take this many models), then the base when it uses one."""
+    usable = [method for method in METHODS if _takes(method, len(state.models))]
+    choices = [(f"{method.name}: {method.summary}", method.name) for method in usable]
+    default = state.method_name if any(m.name == state.method_name for m in usable) else usable[0].name
+    state.method_name = prompter.select("Merge method", choices, default)
+    method = state.method
+    if method.base != "none" and len(state.models) > 1:
+        options = [(state.infos[name].label, name) for name in state.models]
+        if method.base == "optional":
+            options.insert(0, ("no base", None))
+        state.base = prompter.select("Base model", options, state.base if state.base in state.models else None)
+    state.rebuild_grid()
+
+
+def _takes(method: MethodSpec, count: int) -> bool:
+    others = count - (1 if method.base == "required" else 0)
+    return others >= method.min_models and (method.max_models is None or others <= method.max_models)
+
+
+def ask_parameters(state: WizardState, prompter: Prompter) -> None:
+    """The per-layer value of each column as a number or anchors, then every other parameter."""
+    method = state.method
+    grid = state.grid
+    depth = state.reference().depth
+    if grid is not None:
+        prompter.say(f"Per-layer {method.per_layer_param} over {depth} layers", "heading")
+        for column, spec_column in enumerate(grid.columns):
+            label = (
+                "t" if spec_column.key == "t" else f"{method.per_layer_param} of {state.infos[spec_column.key].label}"
+            )
+            anchors = prompter.text(
+                f"{label}: a number, or a list spread over the layers like [0, 0.5, 1]",
+                _number(grid.value(len(grid.rows) - 1, column)),
+                lambda text, c=spec_column: _anchors_problem(text, c.minimum, c.maximum),
+            )
+            values = _parse_anchors(anchors)
+            for row_index, row in enumerate(grid.rows):
+                if row.layer is not None:
+                    grid.set(row_index, column, interpolate(values, layer_position(row.layer, depth)))
+                else:  # embeddings sit before the first layer, the rest after the last
+                    component = row.outside.component if row.outside else ""
+                    grid.set(row_index, column, values[0] if component == "embed" else values[-1])
+    varying = method.per_layer_param
+    for spec in method.params:
+        if spec.name == varying or spec.name == "int8_mask":
+            continue
+        if spec.scope == "global":
+            state.set_value(spec.name, _ask_value(prompter, spec, spec.name, state.value(spec.name)))
+        else:
+            for model in state.merged_models:
+                label = f"{spec.name} of {state.infos[model].label}"
+                state.set_value(spec.name, _ask_value(prompter, spec, label, state.value(spec.name, model)), model)
+
+
+def _ask_value(prompter: Prompter, spec: ParamSpec, label: str, current: object) -> object:
+    if spec.kind == "bool":
+        return prompter.confirm(f"{label}: {spec.help}?", bool(current))
+    default = "" if current is None else _number(current)
+    answer = prompter.text(
+        f"{label} ({spec.help}; {spec.range_text()})", default, lambda text: _scalar_problem(text, spec)
+    )
+    return int(answer) if spec.kind == "int" else float(answer)
+
+
+def _scalar_problem(text: str, spec: ParamSpec) -> str | None:
+    try:
+        value = int(text) if spec.kind == "int" else float(text)
+    except ValueError:
+        return f"{spec.name} must be {'a whole number' if spec.kind == 'int' else 'a number'} {spec.range_text()}."
+    if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
+        return f"{spec.name} must be {spec.range_text()}."
+    return None
+
+
+def _parse_anchors(text: str) -> list[float]:
+    value = ast.literal_eval(text)
+    return [float(item) for item in value] if isinstance(value, (list, tuple)) else [float(value)]
+
+
+def _anchors_problem(text: str, minimum: float | None, maximum: float | None) -> str | None:
+    problem = "Write one number, or a list of numbers like [0, 0.5, 1]."
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return problem
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or not all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in items):
+        return problem
+    if (minimum is not None and min(items) < minimum) or (maximum is not None and max(items) > maximum):
+        low = "" if minimum is None else f"{minimum:g}"
+        high = "" if maximum is None else f"{maximum:g}"
+        return f"Values must lie between {low or 'any'} and {high or 'any'}."
+    return None
+
+
+def _number(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def ask_output(state: WizardState, prompter: Prompter) -> None:
+    """Output folder, dtype, shard size and where the config is saved."""
+    prompter.say("Output", "heading")
+
+    def folder_problem(text: str) -> str | None:
+        if not text:
+            return "Name the output folder."
+        target = Path(text).expanduser()
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            return f"{text} already exists and is not an empty folder; choose another."
+        return None
+
+    state.output = prompter.text("Output folder", state.output or "./merged", folder_problem)
+    reference = state.reference().weight_dtype or "bfloat16"
+    dtypes = sorted(set(DTYPE_ALIASES.values()))
+    state.out_dtype = prompter.select("Output dtype", [(name, name) for name in dtypes], state.out_dtype or reference)
+
+    def size_problem(text: str) -> str | None:
+        try:
+            return None if parse_size(text) > 0 else "The shard size must be larger than 0."
+        except ValueError as error:
+            return f"{error}."
+
+    state.shard_size = prompter.text("Largest shard file", state.shard_size, size_problem)
+
+    def config_problem(text: str) -> str | None:
+        if not text:
+            return "Name the config file."
+        return f"{text} already exists; choose another name." if Path(text).exists() else None
+
+    state.config_path = prompter.text("Save the config as", state.config_path, config_problem)
+
+
+def review(state: WizardState, prompter: Prompter) -> bool:
+    """Show the config, save it, and ask whether to merge now."""
+    loaded = state.loaded_config()
+    prompter.say("Review: the config this merge runs", "heading")
+    for line in loaded.text.splitlines():
+        prompter.say(f"  {line}")
+    Path(state.config_path).write_text(loaded.text, encoding="utf-8")
+    prompter.say(f"Saved as {state.config_path}; replay with: tui-merge run {state.config_path} {state.output}")
+    return prompter.confirm(f"Merge into {state.output} now?", True)
+
+
+def merge(state: WizardState, prompter: Prompter) -> int:
+    """Plan and merge with progress lines, exactly as tui-merge run does."""
+    from tui_merge.cli.run_cmd import merge_plan
+    from tui_merge.config.loading import load_config
+    from tui_merge.engine.plan import build_plan
+
+    loaded = load_config(Path(state.config_path))
+    plan = build_plan(loaded, state.infos)
+    return merge_plan(plan, Path(state.output), force=False, resume=False, plain_progress=True)
