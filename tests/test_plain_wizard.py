@@ -179,3 +179,19 @@ def test_the_plain_wizard_leaves_textual_unimported(tmp_path: Path) -> None:
     code = "import sys, tui_merge.cli.plain_cmd, tui_merge.plain.flow; print('textual' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_print_yaml_asks_on_stderr_prints_only_the_config_and_writes_nothing(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "", "1", "0.25", "0.75", "y", "3", "1GB")
+
+    assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
+
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    assert config["merge_method"] == "linear" and config["tui_merge"]["shard_size"] == "1GB"
+    assert [entry["parameters"]["weight"][-1]["value"] for entry in config["models"]] == [[0.25, 0.25], [0.75, 0.75]]
+    assert "Merge method" in captured.err and "Output folder" not in captured.err
+    assert list(tmp_path.iterdir()) == []

@@ -292,11 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
             dumb or unknown."""
         ),
         epilog="examples:\n  tui-merge plain\n  tui-merge plain ./base ./chat\n  TERM=dumb tui-merge plain ./a ./b\n"
-        "  printf './a\\n./b\\n\\n...' | tui-merge plain      answers on stdin, one per line\n",
+        "  printf './a\\n./b\\n\\n...' | tui-merge plain      answers on stdin, one per line\n"
+        "  tui-merge plain ./a ./b --print-yaml > merge.yaml      questions on stderr, the config on stdout\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plain.add_argument("models", nargs="*", metavar="MODEL", help="models to start with")
     plain.add_argument("--config", metavar="FILE", help="start from a saved config")
+    plain.add_argument(
+        "--print-yaml", action="store_true", help="print the config on stdout instead of saving and merging"
+    )
     plain.set_defaults(handler="tui_merge.cli.plain_cmd:run")
 
     blockmerge = commands.add_parser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tui_merge.cli.wizard_cmd import wizard_state
 
@@ -12,5 +13,7 @@ def run(args: argparse.Namespace) -> int:
     from tui_merge.plain.flow import run_plain
     from tui_merge.plain.prompts import default_prompter
 
+    print_yaml = getattr(args, "print_yaml", False)
     state = wizard_state(getattr(args, "models", []) or [], getattr(args, "config", None))
-    return run_plain(state, default_prompter())
+    # With --print-yaml stdout carries the config alone, so the questions go to stderr.
+    return run_plain(state, default_prompter(sys.stderr if print_yaml else None), print_yaml=print_yaml)

@@ -11,6 +11,7 @@ it byte for byte.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 from tui_merge.config.parameters import interpolate, layer_position
@@ -23,14 +24,22 @@ from tui_merge.wizard.state import WizardState
 _VOCAB_CHOICES = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("position", "union")}
 
 
-def run_plain(state: WizardState, prompter: Prompter) -> int:
-    """Ask every step, save the config, merge; the exit status of the merge."""
+def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) -> int:
+    """Ask every step, save the config, merge; the exit status of the merge.
+
+    With ``print_yaml`` the config is printed on stdout once the parameters
+    and output options are answered (no output folder or config file is
+    asked for), and nothing is saved or merged.
+    """
     prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], Ctrl-C stops.", "heading")
     ask_models(state, prompter)
     show_findings(state, prompter)
     ask_method(state, prompter)
     ask_parameters(state, prompter)
-    ask_output(state, prompter)
+    ask_output(state, prompter, paths=not print_yaml)
+    if print_yaml:
+        sys.stdout.write(state.loaded_config().text)
+        return 0
     if not review(state, prompter):
         prompter.say(f"Nothing was merged; the config is saved as {state.config_path}.")
         return 0
@@ -191,8 +200,8 @@ def _number(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def ask_output(state: WizardState, prompter: Prompter) -> None:
-    """Output folder, dtype, shard size and where the config is saved."""
+def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> None:
+    """Output folder, dtype, shard size and (with ``paths``) where the output and config are saved."""
     prompter.say("Output", "heading")
 
     def folder_problem(text: str) -> str | None:
@@ -203,7 +212,8 @@ def ask_output(state: WizardState, prompter: Prompter) -> None:
             return f"{text} already exists and is not an empty folder; choose another."
         return None
 
-    state.output = prompter.text("Output folder", state.output or "./merged", folder_problem)
+    if paths:
+        state.output = prompter.text("Output folder", state.output or "./merged", folder_problem)
     reference = state.reference().weight_dtype or "bfloat16"
     dtypes = sorted(set(DTYPE_ALIASES.values()))
     state.out_dtype = prompter.select("Output dtype", [(name, name) for name in dtypes], state.out_dtype or reference)
@@ -215,6 +225,8 @@ def ask_output(state: WizardState, prompter: Prompter) -> None:
             return f"{error}."
 
     state.shard_size = prompter.text("Largest shard file", state.shard_size, size_problem)
+    if not paths:
+        return
 
     def config_problem(text: str) -> str | None:
         if not text:

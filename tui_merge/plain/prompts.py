@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 from tui_merge.errors import BadInputError
 
@@ -58,10 +58,11 @@ class Prompter(Protocol):
 
 
 class _Printer:
-    """Colour through colorama when it is wanted."""
+    """Lines on ``stream`` (stdout, or stderr when stdout carries a config), coloured through colorama when wanted."""
 
-    def __init__(self, colour: bool | None = None) -> None:
-        self.colour = use_colour() if colour is None else colour
+    def __init__(self, colour: bool | None = None, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.colour = (use_colour() and self.stream.isatty()) if colour is None else colour
         if self.colour:
             import colorama
 
@@ -73,7 +74,7 @@ class _Printer:
 
             code = getattr(colorama.Style if style == "heading" else colorama.Fore, _STYLES[style])
             text = f"{code}{text}{colorama.Style.RESET_ALL}"
-        print(text, flush=True)
+        print(text, file=self.stream, flush=True)
 
 
 class LinePrompter(_Printer):
@@ -81,7 +82,11 @@ class LinePrompter(_Printer):
 
     def _read(self, prompt: str) -> str:
         try:
-            return input(prompt)
+            if self.stream is sys.stdout:
+                return input(prompt)
+            self.stream.write(prompt)
+            self.stream.flush()
+            return input()
         except EOFError:
             raise BadInputError("Input ended before the plain wizard finished; nothing was written.") from None
 
@@ -119,8 +124,12 @@ class LinePrompter(_Printer):
 class QuestionaryPrompter(_Printer):
     """questionary's prompts; ``prompt_options`` (input, output) let tests drive them."""
 
-    def __init__(self, colour: bool | None = None, **prompt_options: Any) -> None:
-        super().__init__(colour)
+    def __init__(self, colour: bool | None = None, stream: TextIO | None = None, **prompt_options: Any) -> None:
+        super().__init__(colour, stream)
+        if self.stream is not sys.stdout and "output" not in prompt_options:
+            from prompt_toolkit.output import create_output
+
+            prompt_options["output"] = create_output(stdout=self.stream)
         self.options = prompt_options
 
     def text(self, message: str, default: str = "", validate: Validator | None = None) -> str:
@@ -146,8 +155,9 @@ class QuestionaryPrompter(_Printer):
         return bool(questionary.confirm(message, default=default, **self.options).unsafe_ask())
 
 
-def default_prompter() -> Prompter:
-    """questionary on a capable terminal, numbered lines otherwise."""
-    if sys.stdin.isatty() and sys.stdout.isatty() and not dumb_terminal():
-        return QuestionaryPrompter()
-    return LinePrompter()
+def default_prompter(stream: TextIO | None = None) -> Prompter:
+    """questionary on a capable terminal, numbered lines otherwise; questions and notes go to ``stream``."""
+    stream = stream or sys.stdout
+    if sys.stdin.isatty() and stream.isatty() and not dumb_terminal():
+        return QuestionaryPrompter(stream=stream)
+    return LinePrompter(stream=stream)
