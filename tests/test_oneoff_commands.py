@@ -362,3 +362,16 @@ def test_fenced_blocks_know_tildes_languages_and_unclosed_blocks() -> None:
     assert [(block.language, block.first_line) for block in blocks] == [("yml", 3), ("", 6), ("yaml", 11)]
     assert blocks[1].text == "x: 1\n```\nstill inside\n"
     assert find_recipe(text).text == "merge_method: linear\n"
+
+
+def test_import_recipe_print_yaml_prints_the_config_and_writes_nothing(
+    capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    card = tmp_path / "card.md"
+    card.write_text(CARD.format(base=llama_base, other=llama_finetune))
+
+    assert main(["import-recipe", str(card), "-o", str(tmp_path / "merge.yaml"), "--print-yaml"]) == 0
+
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["merge_method"] == "slerp" and config["parameters"] == {"t": [0, 0.5, 1]}
+    assert not (tmp_path / "merge.yaml").exists()

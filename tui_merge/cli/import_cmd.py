@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     # Blank lines in front keep the card's line numbers in every validation message.
     loaded = parse_config("\n" * (block.first_line - 1) + block.text, str(card))
     text = f"# Imported from {card} (lines {block.first_line}-) by tui-merge import-recipe.\n{block.text}"
-    if args.output:
+    if args.output and not args.print_yaml:
         output = Path(args.output)
         if output.exists() and not args.force:
             raise BadInputError(f"{output} already exists; choose another name or pass --force to overwrite it.")
@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  missing  {name}: {error.message}", file=sys.stderr)
         else:
             print(f"  found    {name}: {folder}", file=sys.stderr)
-    where = f"wrote {args.output}" if args.output else "printed the recipe"
+    written = args.output and not args.print_yaml
+    where = f"wrote {args.output}" if written else "printed the recipe"
     if missing:
         print(
             f"tui-merge: {where}; {len(missing)} of its {len(names)} models "
@@ -105,6 +106,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    run_hint = f": tui-merge run {args.output} OUT" if args.output else ""
+    run_hint = f": tui-merge run {args.output} OUT" if written else ""
     print(f"tui-merge: {where}; every model is here{run_hint}", file=sys.stderr)
     return 0

@@ -110,6 +110,7 @@ _IMPORT_EXAMPLES = """\
 examples:
   tui-merge import-recipe ./some-merge/README.md -o merge.yaml
   tui-merge import-recipe card.md -o merge.yaml && tui-merge run merge.yaml ./merged
+  tui-merge import-recipe card.md --print-yaml     the config on stdout, the report on stderr
 
 The recipe is the first fenced yaml block of the card that has merge_method.
 Its model ids stay as they are (hub ids resolve against the local Hugging Face
@@ -360,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("card", metavar="MODEL_CARD.md", help="the model card (README.md of a merged model)")
     importer.add_argument("-o", "--output", metavar="FILE", help="where to write the config (default: print it)")
     importer.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    importer.add_argument("--print-yaml", action="store_true", help="print the config instead of writing FILE")
     importer.set_defaults(handler="tui_merge.cli.import_cmd:run")
     return parser
 
