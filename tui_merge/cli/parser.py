@@ -23,9 +23,10 @@ examples:
   tui-merge run merge.yaml ./merged       merge headlessly from a config
   tui-merge verify ./merged               is the merged folder sound?
   tui-merge methods ties                  what ties does and its parameters
-  tui-merge blockmerge --model_path1 ./a --model_path2 ./b --output_model_path ./out --gradient_values '[1, 0]'
-  tui-merge circuit ./base ./best ./second ./out     Circuit-Merge, variants by priority
-  tui-merge import-recipe README.md -o merge.yaml    a model card's mergekit recipe
+  tui-merge import-recipe README.md -o m.yaml  a model card's mergekit recipe
+  tui-merge circuit ./base ./best ./second ./out   Circuit-Merge's arguments
+  tui-merge blockmerge --model_path1 ./a --model_path2 ./b \\
+      --output_model_path ./out --gradient_values '[1, 0.5, 0]'
 """
 
 _RUN_EXAMPLES = """\
@@ -72,9 +73,11 @@ exit status: 0 every check passed, 1 a check failed, 2 bad input.
 """
 _BLOCKMERGE_EXAMPLES = """\
 examples:
-  tui-merge blockmerge --model_path1 ./base --model_path2 ./chat --output_model_path ./merged \\
-      --gradient_values '[1.0, 0.5, 0.0]' --max_shard_size 2000MiB
-  tui-merge blockmerge --model_path1 ./a --model_path2 ./b --gradient_values '[0.3]' --print-yaml > merge.yaml
+  tui-merge blockmerge --model_path1 ./base --model_path2 ./chat \\
+      --output_model_path ./merged --gradient_values '[1.0, 0.5, 0.0]' \\
+      --max_shard_size 2000MiB
+  tui-merge blockmerge --model_path1 ./a --model_path2 ./b \\
+      --gradient_values '[0.3]' --print-yaml > merge.yaml
 
 A gradient value is model 2's share: 1.0 is all of model 2, 0.0 all of model 1.
 The values are spread evenly over the layers, first to last, and each layer
@@ -90,27 +93,29 @@ exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 _CIRCUIT_EXAMPLES = """\
 examples:
   tui-merge circuit ./base ./best-variant ./second-variant ./merged
-  tui-merge circuit ./base ./a ./b ./merged --temperature 0.5 --base_droprate 0.3 --seed 7
-  tui-merge circuit --config circuit.yaml               base_model, variant_models, output_dir, parameters
+  tui-merge circuit ./base ./a ./b ./merged --temperature 0.5 --seed 7
+  tui-merge circuit --config circuit.yaml
   tui-merge circuit --config circuit.yaml --print-yaml > merge.yaml
-  tui-merge circuit --test                               self-check of the method on synthetic tensors
+  tui-merge circuit --test      self-check of the method on synthetic tensors
 
 Variants are listed in priority order, highest first: a higher-priority
 variant wins sign conflicts and is pruned least. A --config file may hold:
   base_model: ./base
   variant_models: [./best-variant, ./second-variant]
   output_dir: ./merged
-  parameters: {temperature: 0.0, base_droprate: 0.5, meaningful_change_threshold: 2.0e-6, epsilon: 0.1,
-               skip_rescaling: false, seed: 0}
+  parameters: {temperature: 0.0, base_droprate: 0.5, epsilon: 0.1,
+               meaningful_change_threshold: 2.0e-6, skip_rescaling: false,
+               seed: 0}
 Flags and positional models given on the command line override the file.
-exit status: 0 merged (or --test passed), 1 the merge or a self-check failed, 2 bad input.
+exit status: 0 merged (or --test passed), 1 the merge or a self-check
+failed, 2 bad input, 130 interrupted.
 """
 
 _IMPORT_EXAMPLES = """\
 examples:
   tui-merge import-recipe ./some-merge/README.md -o merge.yaml
-  tui-merge import-recipe card.md -o merge.yaml && tui-merge run merge.yaml ./merged
-  tui-merge import-recipe card.md --print-yaml     the config on stdout, the report on stderr
+  tui-merge import-recipe card.md -o m.yaml && tui-merge run m.yaml ./merged
+  tui-merge import-recipe card.md --print-yaml   (report on stderr)
 
 The recipe is the first fenced yaml block of the card that has merge_method.
 Its model ids stay as they are (hub ids resolve against the local Hugging Face
@@ -294,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="examples:\n  tui-merge plain\n  tui-merge plain ./base ./chat\n  TERM=dumb tui-merge plain ./a ./b\n"
         "  printf './a\\n./b\\n\\n...' | tui-merge plain      answers on stdin, one per line\n"
-        "  tui-merge plain ./a ./b --print-yaml > merge.yaml      questions on stderr, the config on stdout\n",
+        "  tui-merge plain ./a ./b --print-yaml > m.yaml   (questions on stderr)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     plain.add_argument("models", nargs="*", metavar="MODEL", help="models to start with")
@@ -307,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     blockmerge = commands.add_parser(
         "blockmerge",
         help="the BlockMerge Gradient script's flags: blend two models along a gradient over the layers",
-        description="Blend two models with a per-layer ratio given as a gradient, with the flags of BlockMerge "
-        "Gradient; runs as a linear merge config.",
+        description="Blend two models with a per-layer ratio given as a gradient, with the\n"
+        "flags of BlockMerge Gradient; runs as a linear merge config.",
         epilog=_BLOCKMERGE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -333,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     circuit = commands.add_parser(
         "circuit",
         help="Circuit-Merge's command line: priority-ordered DELLA of variants onto a base",
-        description="Merge variants of a base model with the circuit method, with Circuit-Merge's arguments and "
-        "config file; variants in priority order, highest first.",
+        description="Merge variants of a base model with the circuit method, with Circuit-Merge's\n"
+        "arguments and config file; variants in priority order, highest first.",
         epilog=_CIRCUIT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -353,8 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser(
         "import-recipe",
         help="extract the mergekit recipe from a model card into a config",
-        description="Extract the mergekit YAML recipe of a model card (its fenced yaml block) into a config file "
-        "and say which of its models are in the local cache.",
+        description="Extract the mergekit YAML recipe of a model card (its fenced yaml block)\n"
+        "into a config file and say which of its models are in the local cache.",
         epilog=_IMPORT_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
