@@ -189,13 +189,14 @@ def merge_pieces(
     """The output tensor in the output dtype: whole, or a block of rows at a time.
 
     A large tensor of an elementwise method (linear, task_arithmetic,
-    nearswap, passthrough, dare, della) is merged ``BLOCK_BYTES`` of
+    nearswap, passthrough, dare, della, ram) is merged ``BLOCK_BYTES`` of
     float32 rows at a time, read straight from its byte range, so memory
     does not grow with the tensor; the bytes written are the same either
-    way. A method with a block merger (slerp, ties) first reads the blocks to gather what it needs of
-    the whole tensor, then merges them; its result equals the whole-tensor
-    merge up to the order of float64 sums. Which path a tensor takes depends
-    only on the plan, so a replay is byte-identical.
+    way. Every other method has a block merger (``methods.blocks``): it
+    first reads the blocks to gather what it needs of the whole tensor
+    (thresholds, counts, Gram matrices), then merges them; its result equals
+    the whole-tensor merge up to the order of float64 sums. Which path a
+    tensor takes depends only on the plan, so a replay is byte-identical.
     """
     blocks = _row_blocks(plan, task)
     if blocks is None:
