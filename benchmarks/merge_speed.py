@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -185,6 +186,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/tui-merge-bench"))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="N",
+        help="run each merge N times and report the medians (peak RSS varies by some 20 MiB from run to run)",
+    )  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -212,8 +217,12 @@ def main() -> int:
         output = args.work / f"out-{name}"
         subprocess.run(["rm", "-rf", str(output), str(output) + ".partial"], check=True)
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
-        seconds, rss = measure(command)
-        subprocess.run(["rm", "-rf", str(output)], check=True)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            runs.append(measure(command))
+            subprocess.run(["rm", "-rf", str(output)], check=True)
+        seconds = statistics.median(run[0] for run in runs)
+        rss = statistics.median(run[1] for run in runs)
         rows.append(Row(name, round(seconds, 2), round(seconds / floor_seconds, 2), round(size / seconds / 1e6),
                         round(rss)))  # fmt: skip
         print(f"  {name:<11} {seconds:6.2f} s  floor {floor_seconds:5.2f} s  x{seconds / floor_seconds:4.2f}  "
