@@ -47,15 +47,17 @@ def prune(
     ``magnitude_range`` is the smallest and largest magnitude of the whole
     task vector, when ``delta`` is one block of it.
     """
+    # Written in place, one temporary at a time: this runs on every value of every variant.
     magnitude = delta.abs()
     low, high = magnitude_range or (float(magnitude.min()), float(magnitude.max()))
-    smallness = 1 - (magnitude - low) / (high - low) if high > low else torch.full_like(magnitude, 0.5)
-    drop = p - epsilon / 2 + epsilon * smallness
+    # Smallness first: 1 for the smallest change, 0 for the largest.
+    drop = magnitude.sub_(low).div_(high - low).neg_().add_(1) if high > low else magnitude.fill_(0.5)
+    drop.mul_(epsilon).add_(p - epsilon / 2)
     dropped = torch.rand(delta.shape, generator=generator).to(delta.device) < drop
-    pruned = torch.where(dropped, torch.zeros_like(delta), delta)
+    pruned = delta.clone()
     if rescale:
-        pruned = torch.where(dropped, pruned, pruned / (1 - drop))
-    return pruned
+        pruned.div_(drop.neg_().add_(1))  # 1 - drop; dropped values (drop may be 1) are overwritten below
+    return pruned.masked_fill_(dropped, 0.0)
 
 
 def circuit(inputs: MergeInputs) -> torch.Tensor:
@@ -97,21 +99,19 @@ class CircuitBlocks:
                     delta, p, options["epsilon"], inputs.generator_for(index), not options["skip_rescaling"],
                     self.ranges[index],
                 )  # fmt: skip
+            # A value taken so far is never 0, so where nothing was taken yet the signs differ: a first
+            # change and a change of the other sign are both taken as they are; a change of the same sign blends.
+            same_sign = torch.eq(accumulated.sign(), delta.sign())
             present = delta != 0
-            first = present & (contributions == 0)
-            later = present & (contributions > 0)
-            agree = later & (accumulated.sign() == delta.sign())
-            disagree = later & ~agree
-            counts_after = contributions + 1
-            halved = (accumulated + delta) / 2
-            running = (accumulated * contributions + delta) / counts_after
-            blended = (1 - temperature) * halved + temperature * running
-            accumulated = torch.where(first | disagree, delta, torch.where(agree, blended, accumulated))
-            contributions = torch.where(first | disagree, torch.ones_like(contributions),
-                                        torch.where(agree, counts_after, contributions))  # fmt: skip
+            agree = present & same_sign
+            take = present.logical_and_(same_sign.logical_not_())
+            halved = (accumulated + delta).div_(2)
+            running = (accumulated * contributions).add_(delta).div_(contributions + 1)
+            blended = halved.mul_(1 - temperature).add_(running.mul_(temperature))
+            accumulated = torch.where(take, delta, torch.where(agree, blended, accumulated))
+            contributions.add_(agree).masked_fill_(take, 1.0)
         return inputs.base + accumulated
 
     def _task_vector(self, inputs: MergeInputs, index: int) -> torch.Tensor:
         delta = inputs.tensors[index] - inputs.base
-        threshold = self.options["meaningful_change_threshold"]
-        return torch.where(delta.abs() < threshold, torch.zeros_like(delta), delta)
+        return delta.masked_fill_(delta.abs() < self.options["meaningful_change_threshold"], 0.0)
