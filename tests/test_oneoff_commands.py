@@ -172,6 +172,8 @@ def test_an_interrupted_blockmerge_says_how_to_resume_and_resumes_byte_for_byte(
     assert stopped.returncode == 130 and not out.exists()
     hint = re.search(r"continue with (tui-merge blockmerge .*--resume)", stopped.stderr)
     assert hint and f"--output_model_path {out}" in hint[1]
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and f"continue it with {hint[1]}" in again.stderr
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert folder_digest(out) == folder_digest(reference)

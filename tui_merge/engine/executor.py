@@ -30,6 +30,7 @@ from tui_merge.engine.events import (
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
 from tui_merge.engine.memory import keep_freed_memory
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
+from tui_merge.engine.preflight import resume_command
 from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
 from tui_merge.engine.writer import OutputWriter, partial_path
 from tui_merge.errors import BadInputError, TuiMergeError
@@ -147,13 +148,6 @@ class MergeInterrupted(TuiMergeError):
     """Stopped by a signal or an I/O error; ``OUT.partial`` and its journal are kept for ``--resume``."""
 
     exit_code = 130
-
-
-def resume_command(plan: Plan, output: Path) -> str:
-    """The command that continues this merge."""
-    if plan.loaded.rerun:
-        return f"{plan.loaded.rerun} --resume"
-    return f"tui-merge run {plan.loaded.source} -o {output} --resume"
 
 
 def _stopped(plan: Plan, output: Path, keep_partial: bool, reason: str, finished: int) -> TuiMergeError:

@@ -32,8 +32,8 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
         raise BadInputError(f"There is no interrupted merge to resume at {leftover}; run without --resume.")
     if leftover.exists() and not resume:
         raise BadInputError(
-            f"{leftover} is left from an interrupted merge; continue it with tui-merge run {plan.loaded.source} "
-            f"-o {output} --resume, or remove it (rm -r {leftover}) and run again."
+            f"{leftover} is left from an interrupted merge; continue it with {resume_command(plan, output)}, "
+            f"or remove it (rm -r {leftover}) and run again."
         )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
         raise BadInputError(
@@ -50,3 +50,10 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
             f"Not enough disk space for {output}: the merge writes {needed / 1e9:.2f} GB and {parent} has "
             f"{free / 1e9:.2f} GB free."
         )
+
+
+def resume_command(plan: Plan, output: Path) -> str:
+    """The command that continues this merge: ``tui-merge run CONFIG -o OUT --resume``, or the one-off command's own."""
+    if plan.loaded.rerun:
+        return f"{plan.loaded.rerun} --resume"
+    return f"tui-merge run {plan.loaded.source} -o {output} --resume"

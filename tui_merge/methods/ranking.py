@@ -41,16 +41,21 @@ class RankWindow:
         """True when no value is kept."""
         return self.start >= self.stop
 
+    @property
+    def counts(self) -> bool:
+        """True when the window needs the counting rounds: it keeps some values but not all."""
+        return not self.empty and not (self.lower.trivial and self.upper.trivial)
+
     def count_high(self, magnitudes: torch.Tensor) -> None:
         """First round over the blocks (see ``BlockwiseRankMask``)."""
         for selector in (self.lower, self.upper):
-            if not selector.trivial and not self.empty:
+            if self.counts and not selector.trivial:
                 selector.count_high(magnitudes)
 
     def count_low(self, magnitudes: torch.Tensor) -> None:
         """Second round over the blocks."""
         for selector in (self.lower, self.upper):
-            if not selector.trivial and not self.empty:
+            if self.counts and not selector.trivial:
                 selector.count_low(magnitudes)
 
     def mask(self, magnitudes: torch.Tensor) -> torch.Tensor:

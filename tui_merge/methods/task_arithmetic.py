@@ -162,7 +162,7 @@ class TiesBlocks:
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
         for tensor, window in zip(inputs.tensors, self.windows):
-            if window is None or window.empty:
+            if window is None or not window.counts:
                 continue
             magnitudes = (tensor - inputs.base).abs_()
             if round_index == 0:
