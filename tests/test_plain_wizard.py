@@ -195,3 +195,17 @@ def test_print_yaml_asks_on_stderr_prints_only_the_config_and_writes_nothing(
     assert [entry["parameters"]["weight"][-1]["value"] for entry in config["models"]] == [[0.25, 0.25], [0.75, 0.75]]
     assert "Merge method" in captured.err and "Output folder" not in captured.err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reopened_config_keeps_its_values_when_every_answer_is_the_default(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "", "1", "[1, 0]", "0.5", "n", "out", "3", "2GB", "first.yaml", "n")
+    assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
+    capsys.readouterr()
+    answer(monkeypatch, "", "", "", "", "", "", "")
+
+    assert main(["plain", "--config", "first.yaml", "--print-yaml"]) == 0
+
+    assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load((tmp_path / "first.yaml").read_text())

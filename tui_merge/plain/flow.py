@@ -102,6 +102,7 @@ def show_findings(state: WizardState, prompter: Prompter) -> None:
 
 def ask_method(state: WizardState, prompter: Prompter) -> None:
     """The method (those that take this many models), then the base when it uses one."""
+    before = (state.method_name, state.effective_base)
     usable = [method for method in METHODS if _takes(method, len(state.models))]
     choices = [(f"{method.name}: {method.summary}", method.name) for method in usable]
     default = state.method_name if any(m.name == state.method_name for m in usable) else usable[0].name
@@ -111,8 +112,12 @@ def ask_method(state: WizardState, prompter: Prompter) -> None:
         options = [(state.infos[name].label, name) for name in state.models]
         if method.base == "optional":
             options.insert(0, ("no base", None))
-        state.base = prompter.select("Base model", options, state.base if state.base in state.models else None)
-    state.rebuild_grid()
+        default = state.base if state.base in state.models else (None if method.base == "optional" else state.models[0])
+        state.base = prompter.select("Base model", options, default)
+    expected = ["t"] if method.per_layer_param == "t" else state.merged_models
+    stale = state.grid is None or state.grid.keys != expected or (state.method_name, state.effective_base) != before
+    if stale:
+        state.rebuild_grid()  # a reopened config keeps its layer values while models, method and base stay
 
 
 def _takes(method: MethodSpec, count: int) -> bool:
@@ -131,11 +136,15 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
             label = (
                 "t" if spec_column.key == "t" else f"{method.per_layer_param} of {state.infos[spec_column.key].label}"
             )
+            layers = [grid.value(row, column) for row, grid_row in enumerate(grid.rows) if grid_row.layer is not None]
+            current = _number(layers[0]) if len(set(layers)) == 1 else "[" + ", ".join(map(_number, layers)) + "]"
             anchors = prompter.text(
                 f"{label}: a number, or a list spread over the layers like [0, 0.5, 1]",
-                _number(grid.value(len(grid.rows) - 1, column)),
+                current,
                 lambda text, c=spec_column: _anchors_problem(text, c.minimum, c.maximum),
             )
+            if anchors == current:
+                continue  # kept as it is, rows outside the layers included (a reopened config keeps its values)
             values = _parse_anchors(anchors)
             for row_index, row in enumerate(grid.rows):
                 if row.layer is not None:
