@@ -250,6 +250,7 @@ def test_circuit_self_check_passes_and_reads_as_a_report(capsys) -> None:
         (["--config", "{file}"], "base_model: x\nvariant_models: y\n", "variant_models must be a list"),
         (["--config", "{file}"], "[not, a, mapping]\n", "is a mapping"),
         (["--config", "{missing}"], None, "does not exist"),
+        (["--config", "{file}"], "base_model: [x\n", "circuit.yaml:2: this is not valid YAML"),
     ],
 )
 def test_circuit_bad_input_exits_2_with_one_sentence(

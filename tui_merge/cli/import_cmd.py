@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tui_merge.config.loading import parse_config
+from tui_merge.config.loading import parse_config, read_text
 from tui_merge.errors import BadInputError
 from tui_merge.models.resolve import resolve_model
 
@@ -66,12 +66,7 @@ def find_recipe(markdown: str) -> FencedBlock | None:
 def run(args: argparse.Namespace) -> int:
     """Extract, validate, write (or print) and report which models are at hand."""
     card = Path(args.card)
-    try:
-        markdown = card.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(f"Model card {card} does not exist.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"Cannot read model card {card}: {error}.") from None
+    markdown = read_text(card, "Model card")
     block = find_recipe(markdown)
     if block is None:
         raise BadInputError(

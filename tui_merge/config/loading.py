@@ -73,13 +73,17 @@ def format_path(path: KeyPath) -> str:
 
 def load_config(path: Path) -> LoadedConfig:
     """Read, parse and validate ``path`` (method parameters included)."""
+    return parse_config(read_text(path, "Config file"), str(path))
+
+
+def read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file the user named; BadInputError saying ``what`` it is when it is missing or unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BadInputError(f"Config file {path} does not exist.") from None
+        raise BadInputError(f"{what} {path} does not exist.") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise BadInputError(f"Cannot read config file {path}: {error}.") from error
-    return parse_config(text, str(path))
+        raise BadInputError(f"Cannot read {what.lower()} {path}: {error}.") from None
 
 
 def parse_config(text: str, source: str) -> LoadedConfig:
