@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tui_merge.config.parameters import interpolate, layer_position
 from tui_merge.config.schema import DTYPE_ALIASES, parse_size
-from tui_merge.errors import TuiMergeError
+from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
 from tui_merge.plain.prompts import Prompter
 from tui_merge.wizard.state import WizardState
@@ -43,7 +43,7 @@ def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) 
     if not review(state, prompter):
         prompter.say(f"Nothing was merged; the config is saved as {state.config_path}.")
         return 0
-    return merge(state, prompter)
+    return merge(state)
 
 
 def ask_models(state: WizardState, prompter: Prompter) -> None:
@@ -95,8 +95,6 @@ def show_findings(state: WizardState, prompter: Prompter) -> None:
         state.vocab = prompter.select("How should the vocabularies be reconciled?", choices, default)
     errors = [finding for finding in report.findings if finding.severity == "error" and finding is not vocab]
     if errors:
-        from tui_merge.errors import BadInputError
-
         raise BadInputError(f"These models cannot be merged: {errors[0].message}")
 
 
@@ -256,7 +254,7 @@ def review(state: WizardState, prompter: Prompter) -> bool:
     return prompter.confirm(f"Merge into {state.output} now?", True)
 
 
-def merge(state: WizardState, prompter: Prompter) -> int:
+def merge(state: WizardState) -> int:
     """Plan and merge with progress lines, exactly as tui-merge run does."""
     from tui_merge.cli.run_cmd import merge_plan
     from tui_merge.config.loading import load_config

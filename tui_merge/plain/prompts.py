@@ -12,7 +12,7 @@ The plain wizard asks through a ``Prompter`` and never knows which one:
 Colour goes through colorama (Windows consoles get ANSI translated) and is
 left out when stdout is not a terminal, ``TERM`` is dumb or ``NO_COLOR`` is set.
 Ctrl-C anywhere stops the wizard (exit 130); input that ends early is bad
-input (exit 2); nothing is written before the last question is answered.
+input (exit 2); nothing is written before the review step.
 """
 
 from __future__ import annotations
