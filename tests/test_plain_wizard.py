@@ -30,7 +30,7 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "[1, 0]", "[0, 1]", "y", "out", "3", "", "merge.yaml", "y")
+    answer(monkeypatch, "", "1", "", "[1, 0]", "[0, 1]", "y", "out", "3", "", "merge.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
 
@@ -60,8 +60,8 @@ def test_ties_asks_for_the_base_and_every_models_parameters(
     answer(monkeypatch, "")  # input ends at the method question: read its number there, as a user would
     assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 2
     ties = method_number(capsys.readouterr().out, "ties")
-    answer(monkeypatch, "", ties, "1", "0.5", "0.25", "abc", "0.3", "1.5", "0.9", "", "n", "out", "1", "2GB", "t.yaml",
-           "n")  # fmt: skip
+    answer(monkeypatch, "", ties, "1", "n", "0.5", "0.25", "abc", "0.3", "1.5", "0.9", "", "n", "out", "1", "2GB",
+           "t.yaml", "n")  # fmt: skip
 
     assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 0
 
@@ -87,7 +87,7 @@ def test_different_vocabularies_offer_the_fixes_and_the_choice_lands_in_the_conf
     out = capsys.readouterr().out
     assert "How should the vocabularies be reconciled?" in out
     pad = next(line.split(")")[0].strip() for line in out.splitlines() if ") pad:" in line)
-    answer(monkeypatch, "", pad, "1", "0.5", "0.5", "y", "out", "3", "", "v.yaml", "y")
+    answer(monkeypatch, "", pad, "1", "", "0.5", "0.5", "y", "out", "3", "", "v.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_vocab_plus)]) == 0
 
@@ -185,7 +185,7 @@ def test_print_yaml_asks_on_stderr_prints_only_the_config_and_writes_nothing(
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "0.25", "0.75", "y", "3", "1GB")
+    answer(monkeypatch, "", "1", "", "0.25", "0.75", "y", "3", "1GB")
 
     assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
 
@@ -201,11 +201,28 @@ def test_a_reopened_config_keeps_its_values_when_every_answer_is_the_default(
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "[1, 0]", "0.5", "n", "out", "3", "2GB", "first.yaml", "n")
+    answer(monkeypatch, "", "1", "", "[1, 0]", "0.5", "n", "out", "3", "2GB", "first.yaml", "n")
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
     capsys.readouterr()
-    answer(monkeypatch, "", "", "", "", "", "", "")
+    answer(monkeypatch, "", "", "", "", "", "", "", "")
 
     assert main(["plain", "--config", "first.yaml", "--print-yaml"]) == 0
 
     assert yaml.safe_load(capsys.readouterr().out) == yaml.safe_load((tmp_path / "first.yaml").read_text())
+
+
+def test_slerp_with_attention_and_mlp_split_writes_the_classic_recipe(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    answer(monkeypatch, "")
+    assert main(["plain", str(llama_base), str(llama_finetune)]) == 2  # read the method's number first
+    slerp = method_number(capsys.readouterr().out, "slerp")
+    answer(monkeypatch, "", slerp, "1", "y", "[0, 1]", "[1, 0]", "0.5", "3", "")
+
+    assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
+
+    config = yaml.safe_load(capsys.readouterr().out)
+    rows = {row.get("filter", "rest"): row["value"] for row in config["parameters"]["t"]}
+    assert rows["self_attn"] == [0.0, 1.0] and rows["mlp"] == [1.0, 0.0] and rows["rest"] == [0.5, 0.5]
+    assert rows["model.embed_tokens"] == 0.5 and rows["lm_head"] == 0.5

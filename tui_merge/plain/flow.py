@@ -126,14 +126,20 @@ def _takes(method: MethodSpec, count: int) -> bool:
 def ask_parameters(state: WizardState, prompter: Prompter) -> None:
     """The per-layer value of each column as a number or anchors, then every other parameter."""
     method = state.method
-    grid = state.grid
     depth = state.reference().depth
-    if grid is not None:
+    if state.grid is not None:
         prompter.say(f"Per-layer {method.per_layer_param} over {depth} layers", "heading")
-        for column, spec_column in enumerate(grid.columns):
-            label = (
-                "t" if spec_column.key == "t" else f"{method.per_layer_param} of {state.infos[spec_column.key].label}"
+        if state.component_parts():
+            split = prompter.confirm(
+                "Separate values for attention and MLP (as the classic slerp recipe has)", state.split
             )
+            state.set_split(split)
+        grid = state.grid
+        for column, spec_column in enumerate(grid.columns):
+            key = spec_column.key
+            label = "t" if key == "t" else f"{method.per_layer_param} of {state.infos[key].label}"
+            if grid.split:
+                label += f" ({spec_column.part.label if spec_column.part else 'rest of each layer'})"
             layers = [grid.value(row, column) for row, grid_row in enumerate(grid.rows) if grid_row.layer is not None]
             current = _number(layers[0]) if len(set(layers)) == 1 else "[" + ", ".join(map(_number, layers)) + "]"
             anchors = prompter.text(
