@@ -21,11 +21,10 @@ match by position. Tokenizer files come from model 1 (``tokenizer_source``).
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 
 from tui_merge.cli.generated import run_generated
-from tui_merge.config.parameters import interpolate, layer_position
+from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
 from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe
 from tui_merge.config.schema import parse_size
 from tui_merge.errors import BadInputError
@@ -55,25 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
 def parse_gradient(text: str) -> list[float]:
     """``'[1.0, 0.5, 0.0]'`` (or one number) as floats between 0 and 1."""
-    problem = (
-        f"--gradient_values must be a list of numbers between 0 and 1 (shares of model 2), like '[1.0, 0.5, 0.0]'; "
-        f"got {text!r}."
-    )
-    try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        raise BadInputError(problem) from None
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise BadInputError(problem)
-    if not all(0.0 <= v <= 1.0 for v in values):
-        raise BadInputError(problem)
-    return [float(v) for v in values]
-
-
-def layer_shares(gradient: list[float], depth: int) -> list[float]:
-    """Model 2's share in each of ``depth`` layers: mergekit's gradient rule, anchors spread evenly over the depth."""
-    return [interpolate(gradient, layer_position(layer, depth)) for layer in range(depth)]
+    values = parse_anchors(text)
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise BadInputError(
+            "--gradient_values must be a list of numbers between 0 and 1 (shares of model 2), like "
+            f"'[1.0, 0.5, 0.0]'; got {text!r}."
+        )
+    return values
 
 
 def blockmerge_config(
@@ -89,8 +76,8 @@ def blockmerge_config(
 ) -> tuple[str, list[str]]:
     """The linear merge config these flags mean, and the warnings to print."""
     rows = outside_rows(first)
-    layers = [0.0] * first.depth if no_layers else layer_shares(gradient, first.depth)
-    outside = [(row, 0.0 if layer_only else _outside_share(row.component, gradient)) for row in rows]
+    layers = [0.0] * first.depth if no_layers else layer_values(gradient, first.depth)
+    outside = [(row, 0.0 if layer_only else outside_value(row.component, gradient)) for row in rows]
     warnings = []
     # Always a positional strategy: rows match by position as the script's did, and a tokenizer_source alone
     # would match them by token instead. Truncating to the smallest keeps model 1's rows unless model 2 has fewer.
@@ -128,10 +115,6 @@ def blockmerge_config(
         comments=comments,
     )
     return render_recipe(recipe), warnings
-
-
-def _outside_share(component: str, gradient: list[float]) -> float:
-    return gradient[0] if component == "embed" else gradient[-1]
 
 
 def _complement(outside: list, layers: list[float]) -> PerLayer:

@@ -17,6 +17,7 @@ A level whose conditions match nothing for a tensor leaves it to the next.
 
 from __future__ import annotations
 
+import ast
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,26 @@ def interpolate(anchors: Sequence[float], t: float) -> float:
     frac = s - i
     i = min(i, len(anchors) - 1)
     return (1 - frac) * anchors[i] + frac * anchors[min(i + 1, len(anchors) - 1)]
+
+
+def parse_anchors(text: str) -> list[float] | None:
+    """``'[0, 0.5, 1]'`` or ``'0.5'``, typed by a person, as gradient anchors; None when it is not that."""
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    return [float(item) for item in items] if is_gradient(items) else None
+
+
+def layer_values(anchors: Sequence[float], depth: int) -> list[float]:
+    """The gradient's value at each of ``depth`` layers, anchors spread evenly from the first layer to the last."""
+    return [interpolate(anchors, layer_position(layer, depth)) for layer in range(depth)]
+
+
+def outside_value(component: str, anchors: Sequence[float]) -> float:
+    """Where a per-layer curve puts a tensor outside the layers: embeddings before the first layer, the rest after."""
+    return float(anchors[0] if component == "embed" else anchors[-1])
 
 
 def is_conditions(value: Any) -> bool:

@@ -10,11 +10,10 @@ it byte for byte.
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
-from tui_merge.config.parameters import interpolate, layer_position
+from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
 from tui_merge.config.schema import DTYPE_ALIASES, parse_size
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
@@ -149,13 +148,12 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
             )
             if anchors == current:
                 continue  # kept as it is, rows outside the layers included (a reopened config keeps its values)
-            values = _parse_anchors(anchors)
+            values = parse_anchors(anchors)
+            by_layer = layer_values(values, depth)
             for row_index, row in enumerate(grid.rows):
-                if row.layer is not None:
-                    grid.set(row_index, column, interpolate(values, layer_position(row.layer, depth)))
-                else:  # embeddings sit before the first layer, the rest after the last
-                    component = row.outside.component if row.outside else ""
-                    grid.set(row_index, column, values[0] if component == "embed" else values[-1])
+                component = row.outside.component if row.outside else ""
+                value = by_layer[row.layer] if row.layer is not None else outside_value(component, values)
+                grid.set(row_index, column, value)
     varying = method.per_layer_param
     for spec in method.params:
         if spec.name == varying or spec.name == "int8_mask":
@@ -188,20 +186,10 @@ def _scalar_problem(text: str, spec: ParamSpec) -> str | None:
     return None
 
 
-def _parse_anchors(text: str) -> list[float]:
-    value = ast.literal_eval(text)
-    return [float(item) for item in value] if isinstance(value, (list, tuple)) else [float(value)]
-
-
 def _anchors_problem(text: str, minimum: float | None, maximum: float | None) -> str | None:
-    problem = "Write one number, or a list of numbers like [0, 0.5, 1]."
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return problem
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not items or not all(isinstance(item, (int, float)) and not isinstance(item, bool) for item in items):
-        return problem
+    items = parse_anchors(text)
+    if items is None:
+        return "Write one number, or a list of numbers like [0, 0.5, 1]."
     if (minimum is not None and min(items) < minimum) or (maximum is not None and max(items) > maximum):
         low = "" if minimum is None else f"{minimum:g}"
         high = "" if maximum is None else f"{maximum:g}"
