@@ -8,12 +8,22 @@ sits on its own line with the layer in a comment, ready to edit by hand.
 A value split by component (the classic slerp recipe's separate attention and
 MLP curves) adds a filtered gradient per component between the outside rows
 and the catch-all, which then covers the rest of each layer (its norms).
+
+The layout and its comments are written here line by line, but every scalar
+(a model path, a filter, an option) is emitted by PyYAML, so a folder named
+``yes``, ``null``, ``.5`` or ``#x`` reads back as the same text, not as a
+bool, None, a number or a comment. Strings that YAML 1.2 readers would take
+for numbers (``1e3``) are quoted as well, so other tools read them alike.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 if TYPE_CHECKING:
     from tui_merge.models.info import ModelInfo
@@ -85,10 +95,10 @@ def render_recipe(recipe: Recipe) -> str:
     lines = [f"# {comment}" for comment in recipe.comments]
     lines.append(f"merge_method: {recipe.method}")
     if recipe.base:
-        lines.append(f"base_model: {quote(recipe.base)}")
+        lines.append(f"base_model: {scalar(recipe.base)}")
     lines.append("models:")
     for model in recipe.models:
-        lines.append(f"  - model: {quote(model.name)}")
+        lines.append(f"  - model: {scalar(model.name)}")
         if model.parameters:
             lines.append("    parameters:")
             for name, value in model.parameters.items():
@@ -101,24 +111,24 @@ def render_recipe(recipe: Recipe) -> str:
                 rendered[0] += f"  # {recipe.notes[name]}"
             lines += rendered
     if recipe.dtype:
-        lines.append(f"dtype: {recipe.dtype}")
+        lines.append(f"dtype: {scalar(recipe.dtype)}")
     if recipe.tokenizer_source:
-        lines.append(f"tokenizer_source: {quote(recipe.tokenizer_source)}")
+        lines.append(f"tokenizer_source: {scalar(recipe.tokenizer_source)}")
     if recipe.tui_merge:
         lines.append("tui_merge:")
-        lines += [f"  {key}: {_scalar(value)}" for key, value in recipe.tui_merge.items()]
+        lines += [f"  {key}: {scalar(value)}" for key, value in recipe.tui_merge.items()]
     return "\n".join(lines) + "\n"
 
 
 def _parameter(name: str, value: Any, indent: int) -> list[str]:
     pad = " " * indent
     if not isinstance(value, PerLayer):
-        return [f"{pad}{name}: {_scalar(value)}"]
+        return [f"{pad}{name}: {scalar(value)}"]
     lines = [f"{pad}{name}:"]
     for row, row_value in value.outside:
-        lines += [f"{pad}  - filter: {quote(row.filter)}  # {row.label}", f"{pad}    value: {number(row_value)}"]
+        lines += [f"{pad}  - filter: {scalar(row.filter)}  # {row.label}", f"{pad}    value: {number(row_value)}"]
     for part, layers in value.parts:
-        lines.append(f"{pad}  - filter: {quote(part.filter)}  # {part.label}")
+        lines.append(f"{pad}  - filter: {scalar(part.filter)}  # {part.label}")
         lines += _gradient(pad + "    ", layers)
     lines.append(f"{pad}  - value:  # {'rest of the layers' if value.parts else 'layers'}")
     lines += [f"{pad}      - {number(layer_value)}  # layer {index}" for index, layer_value in enumerate(value.layers)]
@@ -129,14 +139,25 @@ def _gradient(pad: str, layers: list[float]) -> list[str]:
     return [f"{pad}value:"] + [f"{pad}  - {number(value)}  # layer {index}" for index, value in enumerate(layers)]
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
+_YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+")
+"""Plain text that YAML 1.2 reads as a number but PyYAML's YAML 1.1 rules leave a string (``1e3``, ``0o17``)."""
+
+
+def scalar(value: Any) -> str:
+    """One YAML scalar on one line that reads back as ``value``: numbers as ``number`` writes them, text via PyYAML."""
+    if isinstance(value, (bool, int)) or (isinstance(value, float) and math.isfinite(value)):
         return number(value)
-    if isinstance(value, str):
-        return quote(value)
-    return str(value)
+    # Double quotes escape line breaks and control characters, keeping the value on its line.
+    style = '"' if isinstance(value, str) and not value.isprintable() else None
+    text = _dump(value, style)
+    if isinstance(value, str) and _YAML12_NUMBER.fullmatch(text):
+        text = _dump(value, "'")
+    return text
+
+
+def _dump(value: Any, style: str | None) -> str:
+    text = yaml.safe_dump(value, default_style=style, allow_unicode=True, width=math.inf)
+    return text.removesuffix("\n...\n").removesuffix("\n")
 
 
 def number(value: float) -> str:
@@ -150,12 +171,6 @@ def number(value: float) -> str:
         return text if len(text.split(".")[1]) >= 2 else f"{value:.2f}"
     mantissa, _, exponent = f"{value:g}".partition("e")
     return f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else f"{value:g}"
-
-
-def quote(text: str) -> str:
-    """A YAML scalar for a name or path, quoted when YAML could misread it."""
-    plain = text.replace("/", "").replace("-", "").replace("_", "").replace(".", "").isalnum()
-    return text if plain and not text[0].isdigit() else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def outside_rows(reference: ModelInfo) -> list[OutsideRow]:

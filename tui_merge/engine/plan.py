@@ -293,7 +293,7 @@ class _Planner:
             if self._uses_base() and source.model == self.config.base_model:
                 base = (source.model, source_name(source))
                 continue
-            key = f"{source.model}#{id(source)}"
+            key = f"{source.model}{_KEY_SEPARATOR}{id(source)}"
             inputs.append((key, source_name(source)))
             levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
         self._add_task(
@@ -430,8 +430,12 @@ class _Planner:
         return reference.vocab_rows
 
 
+_KEY_SEPARATOR = "\0"
+"""Between a slice source's model and its identity in an input key: no path or hub id contains NUL (``#`` may)."""
+
+
 def _model_name(model_key: str) -> str:
-    return model_key.split("#", 1)[0]
+    return model_key.split(_KEY_SEPARATOR, 1)[0]
 
 
 def _is_head_name(name: str) -> bool:

@@ -175,16 +175,14 @@ class WizardState:
             base=base,
             parameters=parameters,
             dtype=self.out_dtype,
+            tokenizer_source=self.tokenizer_source,
             tui_merge=options,
             comments=[f"{method.name} merge written by the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
         )
 
     def config_text(self) -> str:
         """The config the merge will run, as YAML text."""
-        text = render_recipe(self.recipe())
-        if self.tokenizer_source:
-            text += f"tokenizer_source: {self.tokenizer_source}\n"
-        return text
+        return render_recipe(self.recipe())
 
     def loaded_config(self) -> LoadedConfig:
         """The config text parsed and validated, as ``tui-merge run`` would."""
