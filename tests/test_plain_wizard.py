@@ -66,7 +66,8 @@ def test_ties_asks_for_the_base_and_every_models_parameters(
     assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 0
 
     out = capsys.readouterr().out
-    assert "density must be a number between 0 and 1." in out and "density must be between 0 and 1." in out
+    assert "density must be a number between 0 and 1, got 'abc'." in out
+    assert "density must be between 0 and 1, got 1.5." in out
     config = yaml.safe_load((tmp_path / "t.yaml").read_text())
     assert config["merge_method"] == "ties" and config["base_model"] == str(llama_base)
     models = {entry["model"]: entry["parameters"] for entry in config["models"] if entry["model"] != str(llama_base)}

@@ -8,13 +8,14 @@ from tui_merge.config import parse_config
 from tui_merge.config.rendering import OutsideRow
 from tui_merge.engine.plan import build_plan
 from tui_merge.errors import BadInputError
+from tui_merge.methods.registry import get_method
 from tui_merge.models.info import load_model_info
 from tui_merge.wizard.grid import GridColumn, LayerGrid
 from tui_merge.wizard.state import WizardState
 
 
 def grid(columns=None, depth: int = 5) -> LayerGrid:
-    columns = columns or [GridColumn("t", "t", 0.0, 1.0)]
+    columns = columns or [GridColumn("t", "t", get_method("slerp").param("t"))]
     return LayerGrid.filled([OutsideRow("embed_tokens", "embeddings")], depth, columns, [0.5] * len(columns))
 
 

@@ -102,15 +102,9 @@ def circuit_config(base: str, variants: list[str], parameters: dict[str, Any]) -
     for spec in method.params:
         value = values[spec.name]
         where = f"--{spec.name} (or parameters.{spec.name} in the config file)"
-        if spec.kind == "bool":
-            if not isinstance(value, bool):
-                raise BadInputError(f"{where} is a switch, true or false; got {value!r}.")
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadInputError(f"{where} must be a number {spec.range_text()}, got {value!r}.")
-        too_low = spec.minimum is not None and value < spec.minimum
-        if too_low or (spec.maximum is not None and value > spec.maximum):
-            raise BadInputError(f"{where} must be {spec.range_text()}, got {value:g}.")
+        problem = spec.problem(value)
+        if problem is not None:
+            raise BadInputError(f"{where} {problem}.")
     seed = parameters.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise BadInputError(f"The seed must be a whole number, got {seed!r}.")

@@ -78,21 +78,12 @@ def _check_value(loaded: LoadedConfig, path: KeyPath, spec: ParamSpec, value: An
 
 
 def _check_scalar(loaded: LoadedConfig, path: KeyPath, spec: ParamSpec, value: Any) -> None:
-    where = loaded.where(path)
-    if spec.kind == "bool":
-        if not isinstance(value, bool):
-            raise BadInputError(f"{where} must be true or false, got {value!r}.")
+    problem = spec.problem(value)
+    if problem is None:
         return
-    number_types = (int,) if spec.kind == "int" else (int, float)
-    if isinstance(value, bool) or not isinstance(value, number_types):
-        shape = (
-            "a whole number" if spec.kind == "int" else "a number, a list of numbers (gradient) or filter conditions"
-        )
-        raise BadInputError(f"{where} must be {shape}, got {value!r}.")
-    too_low = spec.minimum is not None and value < spec.minimum
-    too_high = spec.maximum is not None and value > spec.maximum
-    if too_low or too_high:
-        raise BadInputError(f"{where} must be {spec.range_text()}, got {value!r}.")
+    if spec.kind == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        problem = f"must be a number, a list of numbers (gradient) or filter conditions, got {value!r}"
+    raise BadInputError(f"{loaded.where(path)} {problem}.")
 
 
 def _check_required(loaded: LoadedConfig, method: MethodSpec) -> None:
@@ -129,10 +120,12 @@ def _check_models(loaded: LoadedConfig, method: MethodSpec) -> None:
         groups.append((("models",), [entry.model for entry in config.models]))
     for index, output_slice in enumerate(config.slices or []):
         groups.append((("slices", index, "sources"), [source.model for source in output_slice.sources]))
+    base = config.base_model
     for path, names in groups:
-        others = names if method.base == "none" else [name for name in names if name != config.base_model]
-        too_many = method.max_models is not None and len(others) > method.max_models
-        if len(others) < method.min_models or too_many:
+        # mergekit adds a base that a list leaves out; a method without a base merges every listed model.
+        count = len(names) + (1 if base and base not in names and method.base != "none" else 0)
+        if not method.accepts(count, has_base=bool(base)):
+            others = names if method.base == "none" else [name for name in names if name != base]
             listed = ", ".join(others) or "none"
             raise BadInputError(
                 f"{loaded.where(path)}: {method.name} takes {method.count_text()}, got {len(others)} ({listed})."

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -48,6 +49,31 @@ class ParamSpec:
         """Numbers may be gradients or filtered per tensor; switches may not."""
         return self.kind != "bool"
 
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` cannot be this parameter, as ``must be between 0 and 1, got 1.5``; None when it can.
+
+        The one range rule: config validation, the wizard's form and the plain
+        wizard's questions all ask it. NaN and infinities are never a value.
+        """
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        number_types = (int,) if self.kind == "int" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_types):
+            wanted = "a whole number" if self.kind == "int" else "a number"
+            return f"must be {wanted} {self.range_text()}, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be a finite number {self.range_text()}, got {value!r}"
+        too_low = self.minimum is not None and value < self.minimum
+        too_high = self.maximum is not None and value > self.maximum
+        return f"must be {self.range_text()}, got {value!r}" if too_low or too_high else None
+
+    def parse(self, text: str) -> Any:
+        """A typed answer as this parameter's value (int or float), or the text itself when it is not a number."""
+        try:
+            return int(text) if self.kind == "int" else float(text)
+        except ValueError:
+            return text.strip()
+
     def range_text(self) -> str:
         """``between 0 and 1``, ``at least 0``... for messages and help."""
         if self.minimum is not None and self.maximum is not None:
@@ -57,6 +83,14 @@ class ParamSpec:
         if self.maximum is not None:
             return f"at most {self.maximum:g}"
         return "any number"
+
+    def clamp(self, value: float) -> float:
+        """``value`` moved into the range (a nudged layer value stops at the edge)."""
+        if self.minimum is not None:
+            value = max(self.minimum, value)
+        if self.maximum is not None:
+            value = min(self.maximum, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,22 @@ class MethodSpec:
         if self.param("t"):
             return "t"
         return "weight" if self.param("weight") else None
+
+    def merged_count(self, model_count: int, has_base: bool) -> int:
+        """How many models the method combines out of ``model_count`` (the base among them when ``has_base``)."""
+        return model_count - (1 if has_base and self.base != "none" else 0)
+
+    def accepts(self, model_count: int, has_base: bool) -> bool:
+        """Whether the method can merge ``model_count`` models, one of them the base when ``has_base``.
+
+        The one count rule: config validation, the wizard's method step and the
+        plain wizard's method and base questions all ask it. A method without
+        a base ignores one; a method that needs one refuses to go without.
+        """
+        if self.base == "required" and not has_base:
+            return False
+        merged = self.merged_count(model_count, has_base)
+        return merged >= self.min_models and (self.max_models is None or merged <= self.max_models)
 
     def count_text(self) -> str:
         """``exactly 1 model besides the base``, ``at least 2 models``..."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
 from tui_merge.config.schema import DTYPE_ALIASES, parse_size
 from tui_merge.errors import BadInputError, TuiMergeError
-from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
+from tui_merge.methods.registry import METHODS, ParamSpec
 from tui_merge.plain.prompts import Prompter
 from tui_merge.wizard.state import WizardState
 
@@ -100,26 +100,27 @@ def show_findings(state: WizardState, prompter: Prompter) -> None:
 def ask_method(state: WizardState, prompter: Prompter) -> None:
     """The method (those that take this many models), then the base when it uses one."""
     before = (state.method_name, state.effective_base)
-    usable = [method for method in METHODS if _takes(method, len(state.models))]
+    count = len(state.models)
+    usable = [method for method in METHODS if method.accepts(count, True) or method.accepts(count, False)]
     choices = [(f"{method.name}: {method.summary}", method.name) for method in usable]
     default = state.method_name if any(m.name == state.method_name for m in usable) else usable[0].name
     state.method_name = prompter.select("Merge method", choices, default)
     method = state.method
-    if method.base != "none" and len(state.models) > 1:
+    options: list[tuple[str, str | None]] = []
+    if method.base != "none" and method.accepts(count, True):
         options = [(state.infos[name].label, name) for name in state.models]
-        if method.base == "optional":
-            options.insert(0, ("no base", None))
-        default = state.base if state.base in state.models else (None if method.base == "optional" else state.models[0])
+    if method.base != "required" and method.accepts(count, False):
+        options.insert(0, ("no base", None))
+    if len(options) > 1:
+        values = [value for _, value in options]
+        default = state.base if state.base in values else values[0] if method.base == "optional" else state.models[0]
         state.base = prompter.select("Base model", options, default)
+    else:
+        state.base = options[0][1]
     expected = ["t"] if method.per_layer_param == "t" else state.merged_models
     stale = state.grid is None or state.grid.keys != expected or (state.method_name, state.effective_base) != before
     if stale:
         state.rebuild_grid()  # a reopened config keeps its layer values while models, method and base stay
-
-
-def _takes(method: MethodSpec, count: int) -> bool:
-    others = count - (1 if method.base == "required" else 0)
-    return others >= method.min_models and (method.max_models is None or others <= method.max_models)
 
 
 def ask_parameters(state: WizardState, prompter: Prompter) -> None:
@@ -134,6 +135,7 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
             )
             state.set_split(split)
         grid = state.grid
+        varying_spec = method.param(method.per_layer_param)
         for column, spec_column in enumerate(grid.columns):
             key = spec_column.key
             label = "t" if key == "t" else f"{method.per_layer_param} of {state.infos[key].label}"
@@ -144,7 +146,7 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
             anchors = prompter.text(
                 f"{label}: a number, or a list spread over the layers like [0, 0.5, 1]",
                 current,
-                lambda text, c=spec_column: _anchors_problem(text, c.minimum, c.maximum),
+                lambda text: _anchors_problem(text, varying_spec),
             )
             if anchors == current:
                 continue  # kept as it is, rows outside the layers included (a reopened config keeps its values)
@@ -177,24 +179,16 @@ def _ask_value(prompter: Prompter, spec: ParamSpec, label: str, current: object)
 
 
 def _scalar_problem(text: str, spec: ParamSpec) -> str | None:
-    try:
-        value = int(text) if spec.kind == "int" else float(text)
-    except ValueError:
-        return f"{spec.name} must be {'a whole number' if spec.kind == 'int' else 'a number'} {spec.range_text()}."
-    if (spec.minimum is not None and value < spec.minimum) or (spec.maximum is not None and value > spec.maximum):
-        return f"{spec.name} must be {spec.range_text()}."
-    return None
+    problem = spec.problem(spec.parse(text))
+    return f"{spec.name} {problem}." if problem else None
 
 
-def _anchors_problem(text: str, minimum: float | None, maximum: float | None) -> str | None:
+def _anchors_problem(text: str, spec: ParamSpec) -> str | None:
     items = parse_anchors(text)
     if items is None:
         return "Write one number, or a list of numbers like [0, 0.5, 1]."
-    if (minimum is not None and min(items) < minimum) or (maximum is not None and max(items) > maximum):
-        low = "" if minimum is None else f"{minimum:g}"
-        high = "" if maximum is None else f"{maximum:g}"
-        return f"Values must lie between {low or 'any'} and {high or 'any'}."
-    return None
+    problem = next(filter(None, map(spec.problem, items)), None)
+    return f"Each value {problem}." if problem else None
 
 
 def _number(value: object) -> str:

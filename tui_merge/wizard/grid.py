@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tui_merge.config.rendering import ComponentFilter, OutsideRow, PerLayer
+from tui_merge.methods.registry import ParamSpec
 
 NUDGE = 0.05
 FINE_NUDGE = 0.01
@@ -38,18 +39,14 @@ class GridColumn:
     key: str
     """``t``, or the model name whose weight the column holds."""
     label: str
-    minimum: float | None = None
-    maximum: float | None = None
+    spec: ParamSpec | None = None
+    """The parameter the column edits; its range bounds the values."""
     part: ComponentFilter | None = None
     """The component the column is split to; None for the whole layer (or its rest when split)."""
 
     def clamp(self, value: float) -> float:
         """The value limited to the column's range."""
-        if self.minimum is not None:
-            value = max(self.minimum, value)
-        if self.maximum is not None:
-            value = min(self.maximum, value)
-        return round(value, 6)
+        return round(self.spec.clamp(value) if self.spec else value, 6)
 
 
 class LayerGrid:
@@ -182,9 +179,9 @@ class LayerGrid:
             whole = self._whole(key)
             base = self.columns[whole]
             for part in parts:
-                columns.append(GridColumn(key, base.label, base.minimum, base.maximum, part))
+                columns.append(GridColumn(key, base.label, base.spec, part))
                 sources.append(whole)
-            columns.append(GridColumn(key, base.label, base.minimum, base.maximum))
+            columns.append(GridColumn(key, base.label, base.spec))
             sources.append(whole)
         kept = {(column.key, column.part): index for index, column in enumerate(self.columns)}
         for position, column in enumerate(columns):

@@ -108,12 +108,12 @@ class WizardState:
         spec = self.method.param(name)
         reference = self.reference()
         if name == "t":
-            columns = [GridColumn("t", "t", spec.minimum, spec.maximum)]
+            columns = [GridColumn("t", "t", spec)]
             defaults = [0.5]
         else:
             merged = self.merged_models
             columns = [
-                GridColumn(model, _short(self.infos[model].label), spec.minimum, spec.maximum) for model in merged
+                GridColumn(model, _short(self.infos[model].label), spec) for model in merged
             ]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
         self.grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)

@@ -22,14 +22,8 @@ class InRange(Validator):
         self.spec = spec
 
     def validate(self, value: str) -> ValidationResult:
-        try:
-            number = int(value) if self.spec.kind == "int" else float(value)
-        except ValueError:
-            return self.failure(f"{self.spec.name} must be a {'whole ' if self.spec.kind == 'int' else ''}number")
-        low, high = self.spec.minimum, self.spec.maximum
-        if (low is not None and number < low) or (high is not None and number > high):
-            return self.failure(f"{self.spec.name} must be {self.spec.range_text()}")
-        return self.success()
+        problem = self.spec.problem(self.spec.parse(value))
+        return self.failure(f"{self.spec.name} {problem}") if problem else self.success()
 
 
 class MethodScreen(StepScreen):
@@ -127,9 +121,8 @@ class MethodScreen(StepScreen):
 
     def problem(self) -> str | None:
         method = self.state.method
-        merged = len(self.state.merged_models)
-        if merged < method.min_models or (method.max_models is not None and merged > method.max_models):
-            return f"{method.name} takes {method.count_text()}; you have {merged}."
+        if not method.accepts(len(self.state.models), has_base=self.state.effective_base is not None):
+            return f"{method.name} takes {method.count_text()}; you have {len(self.state.merged_models)}."
         for field in self.query(Input):
             if field.validators and not field.validate(field.value).is_valid:
                 return f"Fix {field.param[0].name}: {field.validate(field.value).failure_descriptions[0]}."  # type: ignore[attr-defined]
