@@ -12,7 +12,7 @@ from tui_merge.cli import main
 from tui_merge.config import parse_config
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import get_method
-from tui_merge.tui.screens.method import InRange
+from tui_merge.tui.fields import InRange
 
 
 @pytest.mark.parametrize(
@@ -55,19 +55,20 @@ def test_problem_names_what_is_wrong(method, name, value, phrase) -> None:
     assert get_method(method).param(name).problem(value) == phrase
 
 
-@pytest.mark.parametrize(("method", "name", "value"), [("slerp", "t", 0), ("slerp", "t", 1.0), ("karcher", "max_iter", 3),
-                                                        ("linear", "weight", -2.0), ("linear", "normalize", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "name", "value"),
+    [("slerp", "t", 0), ("slerp", "t", 1.0), ("karcher", "max_iter", 3), ("linear", "weight", -2.0),
+     ("linear", "normalize", False)],
+)  # fmt: skip
 def test_problem_is_none_for_good_values(method, name, value) -> None:
     assert get_method(method).param(name).problem(value) is None
 
 
 def test_a_config_refuses_nan_and_infinity() -> None:
+    models = "merge_method: slerp\nbase_model: a\nmodels: [{model: a}, {model: b}]\n"
     for text in (".nan", ".inf", "-.inf", "[0, .nan]"):
         with pytest.raises(BadInputError, match="must be a finite number"):
-            parse_config(
-                f"merge_method: slerp\nbase_model: a\nmodels: [{{model: a}}, {{model: b}}]\nparameters: {{t: {text}}}\n",
-                "m.yaml",
-            )
+            parse_config(f"{models}parameters: {{t: {text}}}\n", "m.yaml")
 
 
 @pytest.mark.parametrize("typed", ["nan", "inf", "-inf", "1e999"])

@@ -5,11 +5,16 @@ Baselines live in ``tests/__snapshots__``; regenerate them with
 report. They are only compared under the Textual version that drew them
 (recorded in ``tests/snapshots_textual_version.txt``): a different renderer
 draws different pixels without anything being wrong with the wizard.
+
+A snapshot must come out the same on any machine, from any checkout path, on
+a busy machine: models and outputs have fixed relative names, the free disk
+space is a fixed figure, and text cursors do not blink.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,8 @@ from tui_merge.tui.app import WizardApp
 from tui_merge.wizard.state import WizardState
 
 VERSION_FILE = Path(__file__).parent / "snapshots_textual_version.txt"
+FIXED_DISK = namedtuple("usage", "total used free")(2 << 40, 1 << 40, 1 << 40)
+"""What every snapshot says about free disk space, whatever this machine has."""
 
 
 def _drawn_with_this_textual(request: pytest.FixtureRequest) -> bool:
@@ -43,12 +50,13 @@ def demo_folder(tmp_path_factory, monkeypatch, request) -> Path:
     for model in ("demo-base", "demo-chat", "demo-unrelated"):
         shutil.copytree(folder / model, work / model)
     monkeypatch.chdir(work)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: FIXED_DISK)
     return work
 
 
 def app_for(*names: str, start_step: int = 0, **values) -> WizardApp:
     state = WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
-    return WizardApp(state, start_step=start_step)
+    return WizardApp(state, start_step=start_step, blink_cursor=False)
 
 
 async def settle(pilot) -> None:

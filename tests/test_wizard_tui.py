@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 from conftest import folder_digest
-from textual.widgets import DataTable, Input, RadioButton, RadioSet, Static
+from textual.widgets import DataTable, Input, RadioButton, RadioSet, Sparkline, Static
 
 from tui_merge.cli import main
 from tui_merge.models.info import load_model_info
 from tui_merge.tui.app import WizardApp
+from tui_merge.tui.layer_table import LayerTable
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
 from tui_merge.wizard.state import WizardState
 
@@ -168,6 +169,23 @@ async def test_layers_step_keys(workdir) -> None:
         assert app.screen.STEP == 3
         await pilot.press("ctrl+n")
         assert app.screen.STEP == 4
+
+
+async def test_the_layer_table_refuses_typed_values_out_of_range_and_reports_each_edit(workdir) -> None:
+    seen = []
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await pilot.pause()
+        grid = app.state.grid
+        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * layer, "e", "end", *["backspace"] * 6, "1", ".", "5", "enter")
+        assert "t must be between 0 and 1, got 1.5." in status_text(app) and grid.value(layer, 0) == 0.5
+        await pilot.press("escape", "plus")
+        await pilot.pause()
+        changed = {id(message): message for message in seen if isinstance(message, LayerTable.Changed)}
+        assert len(changed) == 1 and grid.value(layer, 0) == 0.55  # a message is seen once per node it bubbles to
+        assert next(iter(changed.values())).table.grid is grid
+        assert app.screen.query_one("#spark0", Sparkline).data == grid.profile(0)
 
 
 async def test_output_step_refuses_unsafe_folders_and_confirms_replacing(workdir) -> None:

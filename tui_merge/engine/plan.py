@@ -16,7 +16,6 @@ buffers) are copied from the reference model unmerged.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.parameters import TensorPlace, layer_position, resolve
 from tui_merge.config.schema import MergeConfig
+from tui_merge.engine.disk import free_space
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.checkpoint import TensorEntry
@@ -153,16 +153,17 @@ def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
         f"  peak memory    about {human_bytes(plan.peak_bytes)}",
     ]
     if output is not None:
-        parent = output.resolve().parent
-        while not parent.exists():
-            parent = parent.parent
-        lines.append(f"  free disk      {human_bytes(shutil.disk_usage(parent).free)} at {parent}")
+        # The output as the person named it: a resolved path would differ from machine to machine.
+        lines.append(f"  free disk      {human_bytes(free_space(output)[1])} where {output} goes")
     vocabulary = plan.vocabulary
     if vocabulary.strategy:
         lines.append(f"  vocabulary     {_STRATEGY_WORDS[vocabulary.strategy]}, {vocabulary.rows} rows")
     if vocabulary.tokenizer is not None:
         added = f" plus {len(vocabulary.tokenizer.added)} tokens" if vocabulary.tokenizer.added else ""
-        lines.append(f"  tokenizer      {vocabulary.tokenizer.source}{added}")
+        source = vocabulary.tokenizer.source
+        # The model as the config names it: its resolved folder differs from machine to machine.
+        named = next((name for name, info in plan.models.items() if info.folder == source), source)
+        lines.append(f"  tokenizer      {named}{added}")
     lines += [f"  note           {note}" for note in vocabulary.notes]
     return lines
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
+from tui_merge.engine.disk import free_space
 from tui_merge.engine.plan import Plan
 from tui_merge.engine.writer import partial_path
 from tui_merge.errors import BadInputError
@@ -40,10 +40,7 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
             f"Output {output} already exists and is not empty; choose a new folder, or pass --force to replace it "
             "once the merge has succeeded."
         )
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    free = shutil.disk_usage(parent).free
+    parent, free = free_space(output)
     needed = int(plan.bytes_to_write * DISK_MARGIN)
     if free < needed:
         raise BadInputError(

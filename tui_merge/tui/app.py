@@ -67,8 +67,11 @@ class WizardApp(App):
         start_step: int = 0,
         hint: str | None = None,
         cache_dir: Path | None = None,
+        blink_cursor: bool = True,
     ) -> None:
         super().__init__()
+        self.blink_cursor = blink_cursor
+        """Text fields' cursors blink; off for screenshots that must come out the same every time."""
         self.state = state or WizardState()
         self.start_step = start_step
         self.hint = hint
@@ -82,6 +85,11 @@ class WizardApp(App):
         if self.hint:
             self.notify(self.hint, timeout=15)
 
+    @property
+    def open_steps(self) -> list[StepScreen]:
+        """The step screens on the stack, the first step first (dialogs and Textual's own screen left out)."""
+        return [screen for screen in self.screen_stack if isinstance(screen, StepScreen)]
+
     def next_step(self, current: int) -> None:
         """Open the step after ``current``."""
         screens = step_screens()
@@ -90,7 +98,7 @@ class WizardApp(App):
 
     def previous_step(self, current: int) -> None:
         """Close the current step; on the first one, ask before quitting."""
-        if current > 0 and len(self.screen_stack) > 2:
+        if current > 0 and len(self.open_steps) > 1:
             self.pop_screen()
             return
 
@@ -103,7 +111,7 @@ class WizardApp(App):
     def jump_to(self, step: int) -> None:
         """Go straight to a step, keeping the steps before it underneath (for escape)."""
         screens = step_screens()
-        while len(self.screen_stack) > 2:
+        while len(self.open_steps) > 1:
             self.pop_screen()
         for index in range(1, step + 1):
             self.push_screen(screens[index]())

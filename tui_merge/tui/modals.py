@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,8 +13,36 @@ from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tui_merge.tui.fields import TextField
 
-class HelpScreen(ModalScreen[None]):
+_Answer = TypeVar("_Answer")
+
+
+class Dialog(ModalScreen[_Answer]):
+    """A box in the middle of the screen; its body is a ``Vertical`` with class ``dialog``."""
+
+    DEFAULT_CSS = """
+    Dialog {
+        align: center middle;
+    }
+    Dialog .dialog {
+        width: 70;
+        height: auto;
+        max-height: 20;
+        border: thick $accent;
+        background: $surface;
+        padding: 1 2;
+    }
+    Dialog .dialog.tall {
+        height: 20;
+    }
+    Dialog .dialog.error {
+        border: thick $error;
+    }
+    """
+
+
+class HelpScreen(Dialog[None]):
     """A step's help text; escape or F1 closes it."""
 
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
@@ -29,7 +58,7 @@ class HelpScreen(ModalScreen[None]):
             yield Label(Text("escape closes", style="dim"))
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Dialog[bool]):
     """A yes/no question; y or enter answers yes, n or escape no."""
 
     BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
@@ -47,7 +76,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class ErrorScreen(ModalScreen[None]):
+class ErrorScreen(Dialog[None]):
     """A failure, in words, instead of a crash."""
 
     BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
@@ -63,7 +92,7 @@ class ErrorScreen(ModalScreen[None]):
             yield Label(Text("enter or escape closes", style="dim"))
 
 
-class PathPrompt(ModalScreen[str | None]):
+class PathPrompt(Dialog[str | None]):
     """Ask for a file path, completing names as they are typed; escape cancels."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -77,7 +106,7 @@ class PathPrompt(ModalScreen[str | None]):
 
         with Vertical(classes="dialog"):
             yield Label(Text(self.question, style="bold"))
-            yield Input(
+            yield TextField(
                 placeholder="path (right arrow accepts the completion)",
                 suggester=PathSuggester(self.suffixes),
                 id="path",
@@ -89,7 +118,7 @@ class PathPrompt(ModalScreen[str | None]):
             self.dismiss(event.value.strip())
 
 
-class FolderPicker(ModalScreen[str | None]):
+class FolderPicker(Dialog[str | None]):
     """Browse folders with the arrow keys; enter on a folder picks it."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("p", "pick_highlighted", "Pick")]
@@ -113,7 +142,7 @@ class FolderPicker(ModalScreen[str | None]):
             self.dismiss(str(path if path.is_dir() else path.parent))
 
 
-class CachePicker(ModalScreen[str | None]):
+class CachePicker(Dialog[str | None]):
     """Models in the local Hugging Face cache with size and last use; enter picks one."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]

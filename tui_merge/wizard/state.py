@@ -112,9 +112,7 @@ class WizardState:
             defaults = [0.5]
         else:
             merged = self.merged_models
-            columns = [
-                GridColumn(model, _short(self.infos[model].label), spec) for model in merged
-            ]
+            columns = [GridColumn(model, _short(self.infos[model].label), spec) for model in merged]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
         self.grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
         if self.split:

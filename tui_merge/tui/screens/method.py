@@ -6,24 +6,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.validation import ValidationResult, Validator
-from textual.widgets import Input, OptionList, Static, Switch
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
+from tui_merge.tui.fields import ParamInput, ParamSwitch
 from tui_merge.tui.step import StepScreen
-
-
-class InRange(Validator):
-    """Accepts numbers (whole numbers for int parameters) within a parameter's range."""
-
-    def __init__(self, spec: ParamSpec) -> None:
-        super().__init__()
-        self.spec = spec
-
-    def validate(self, value: str) -> ValidationResult:
-        problem = self.spec.problem(self.spec.parse(value))
-        return self.failure(f"{self.spec.name} {problem}") if problem else self.success()
 
 
 class MethodScreen(StepScreen):
@@ -84,46 +72,40 @@ class MethodScreen(StepScreen):
             widgets.append(Static(Text(f"{varying}: per layer, in the next step", style="dim")))
         await form.mount_all(widgets)
 
-    def _field(self, spec: ParamSpec, model: str | None) -> Input | Switch:
+    def _field(self, spec: ParamSpec, model: str | None) -> ParamInput | ParamSwitch:
         field_id = f"param-{spec.name}-{self.state.models.index(model) if model else 'global'}"
         value = self.state.value(spec.name, model)
         if spec.kind == "bool":
-            switch = Switch(value=bool(value), id=field_id)
-            switch.param = (spec, model)  # type: ignore[attr-defined]
-            return switch
-        text = "" if value is None else f"{value:g}" if isinstance(value, (int, float)) else str(value)
-        kind = "number" if spec.kind == "float" else "integer"
-        field = Input(text, id=field_id, validators=[InRange(spec)], type=kind, compact=True)
-        field.param = (spec, model)  # type: ignore[attr-defined]
-        return field
+            return ParamSwitch(spec, model, bool(value), id=field_id)
+        return ParamInput(spec, model, value, id=field_id)
 
-    @on(Input.Changed)
-    def number_changed(self, event: Input.Changed) -> None:
-        if event.validation_result is not None and not event.validation_result.is_valid:
-            self.status(event.validation_result.failure_descriptions[0], error=True)
+    @on(ParamInput.Changed)
+    def number_changed(self, event: ParamInput.Changed) -> None:
+        field = event.input
+        if not isinstance(field, ParamInput):
+            return
+        if field.problem:
+            self.status(field.problem, error=True)
             return
         self.status("")
-        self._store(event.input)
-
-    def _store(self, field: Input) -> None:
-        spec, model = field.param  # type: ignore[attr-defined]
-        self.state.set_value(spec.name, int(field.value) if spec.kind == "int" else float(field.value), model)
+        self.state.set_value(field.spec.name, field.number, field.model)
 
     def collect(self) -> None:
-        for field in self.query(Input):
-            if field.validators and field.validate(field.value).is_valid:
-                self._store(field)
+        for field in self.query(ParamInput):
+            if field.problem is None:
+                self.state.set_value(field.spec.name, field.number, field.model)
 
-    @on(Switch.Changed)
-    def switch_changed(self, event: Switch.Changed) -> None:
-        spec, model = event.switch.param  # type: ignore[attr-defined]
-        self.state.set_value(spec.name, event.value, model)
+    @on(ParamSwitch.Changed)
+    def switch_changed(self, event: ParamSwitch.Changed) -> None:
+        switch = event.switch
+        if isinstance(switch, ParamSwitch):
+            self.state.set_value(switch.spec.name, event.value, switch.model)
 
     def problem(self) -> str | None:
         method = self.state.method
         if not method.accepts(len(self.state.models), has_base=self.state.effective_base is not None):
             return f"{method.name} takes {method.count_text()}; you have {len(self.state.merged_models)}."
-        for field in self.query(Input):
-            if field.validators and not field.validate(field.value).is_valid:
-                return f"Fix {field.param[0].name}: {field.validate(field.value).failure_descriptions[0]}."  # type: ignore[attr-defined]
+        for field in self.query(ParamInput):
+            if field.problem:
+                return f"Fix {field.spec.name}: {field.problem}."
         return None

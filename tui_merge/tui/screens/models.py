@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Input, Static
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import load_model_info
 from tui_merge.report_view import human_bytes
+from tui_merge.tui.fields import TextField
 from tui_merge.tui.messages import ModelInspected, WorkFailed
 from tui_merge.tui.modals import CachePicker, FolderPicker
 from tui_merge.tui.path_suggester import PathSuggester
@@ -42,7 +43,7 @@ class ModelsScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("Add models: type a folder or a cached hub id and press enter.", classes="hint")
-        yield Input(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
+        yield TextField(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
         table = DataTable(id="models", cursor_type="row", zebra_stripes=True)
         table.add_columns("", "model", "architecture", "layers", "size")
         yield table

@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Select
 
 from tui_merge.config.schema import parse_size
+from tui_merge.tui.fields import TextField
 from tui_merge.tui.modals import ConfirmScreen
 from tui_merge.tui.step import StepScreen
 
@@ -35,11 +36,11 @@ class OutputScreen(StepScreen):
         state = self.state
         with VerticalScroll(id="output-form"):
             yield Label("output folder")
-            yield Input(state.output, placeholder="./merged", id="output", compact=True)
+            yield TextField(state.output, placeholder="./merged", id="output", compact=True)
             yield Label("output dtype")
             yield Select(DTYPES, value=state.out_dtype or "", allow_blank=False, id="dtype", compact=True)
             yield Label("largest shard (e.g. 5GB, 2000MiB)")
-            yield Input(state.shard_size, id="shard-size", compact=True)
+            yield TextField(state.shard_size, id="shard-size", compact=True)
             yield Label("device")
             yield Select([("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")], value=state.device,
                          allow_blank=False, id="device", compact=True)  # fmt: skip
@@ -50,7 +51,7 @@ class OutputScreen(StepScreen):
                 sources.append((state.tokenizer_source, state.tokenizer_source))
             yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer", compact=True)
             yield Label("save the config as")
-            yield Input(state.config_path, id="config-path", compact=True)
+            yield TextField(state.config_path, id="config-path", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#output", Input).focus()

@@ -1,0 +1,187 @@
+"""The layer table: a ``DataTable`` that shows a ``LayerGrid`` and owns the keys that edit it.
+
+The grid (``wizard/grid.py``) holds the values, undo and the edit rules;
+this widget draws it and turns keys into grid edits. It tells its screen
+what happened with typed messages: ``Changed`` after every edit (the
+screen redraws the sparklines), ``EditRequested`` when a value is to be
+typed, ``SplitRequested`` for ``s`` (splitting needs the wizard's state),
+and ``Said`` for a line of feedback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from tui_merge.wizard.grid import FINE_NUDGE, NUDGE, LayerGrid
+
+
+class LayerTable(DataTable):
+    """One row per layer (and per group of tensors outside the layers), one column per edited quantity."""
+
+    DEFAULT_CSS = """
+    LayerTable {
+        height: 1fr;
+    }
+    """
+    BINDINGS = [
+        Binding("plus,equals_sign", "nudge(1)", "+.05", id="nudge-up"),
+        Binding("minus,underscore", "nudge(-1)", "-.05", id="nudge-down"),
+        Binding("right_square_bracket", "fine(1)", "+0.01", show=False, id="fine-up"),
+        Binding("left_square_bracket", "fine(-1)", "-0.01", show=False, id="fine-down"),
+        Binding("e", "edit", "Type", id="edit"),
+        Binding("m", "mark", "Mark", id="mark", show=False),
+        Binding("g", "gradient", "Fill", id="gradient"),
+        Binding("c", "copy_row", "Copy", show=False, id="copy"),
+        Binding("v", "paste_row", "Paste", show=False, id="paste"),
+        Binding("u", "undo", "Undo", id="undo"),
+        Binding("ctrl+r", "redo", "Redo", show=False, id="redo"),
+        Binding("0", "take(0)", "From 1st", show=False, id="take-first"),
+        Binding("1", "take(1)", "From 2nd", show=False, id="take-second"),
+        Binding("s", "split", "Split", id="split"),
+    ]
+
+    @dataclass
+    class Changed(Message):
+        """The grid's values changed."""
+
+        table: LayerTable
+
+    @dataclass
+    class EditRequested(Message):
+        """The person wants to type the value of a cell."""
+
+        row: int
+        column: int
+        value: float
+
+    @dataclass
+    class SplitRequested(Message):
+        """The person pressed ``s``: split the columns by component, or join them."""
+
+    @dataclass
+    class Said(Message):
+        """A line of feedback for the status bar."""
+
+        text: str
+        error: bool = False
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="cell", zebra_stripes=True)
+        self.grid: LayerGrid | None = None
+        """The values shown; None until ``show`` is called."""
+        self.mark: int | None = None
+        """The row marked with ``m``, where a gradient fill starts."""
+        self.clipboard: list[float] | None = None
+        """The row copied with ``c``."""
+
+    def show(self, grid: LayerGrid) -> None:
+        """Draw ``grid`` (new columns after a split), keeping the cursor where it was."""
+        row, column = self.cursor_row, max(self.cursor_column, 1)
+        self.grid = grid
+        self.mark = None
+        self.clear(columns=True)
+        self.add_column("row", key="row")
+        for index in range(len(grid.columns)):
+            self.add_column(grid.heading(index), key=f"c{index}")
+        for index, grid_row in enumerate(grid.rows):
+            cells = [self._cell(index, column) for column in range(len(grid.columns))]
+            self.add_row(Text(grid_row.label), *cells, key=f"r{index}")
+        self.move_cursor(row=row, column=min(column, len(grid.columns)))
+
+    @property
+    def position(self) -> tuple[int, int] | None:
+        """The grid row and column under the cursor."""
+        if self.grid is None:
+            return None
+        return self.cursor_row, max(self.cursor_column - 1, 0)
+
+    def set_value(self, value: float) -> None:
+        """Set the cell under the cursor (a value typed in the editor)."""
+        self._edit(lambda row, column: self.grid.set(row, column, value))
+
+    def _cell(self, row: int, column: int) -> Text:
+        if not self.grid.exists(row, column):
+            return Text("·", style="dim", justify="right")
+        return Text(f"{self.grid.value(row, column):.2f}", justify="right")
+
+    def _redraw(self) -> None:
+        for index, grid_row in enumerate(self.grid.rows):
+            marked = index == self.mark
+            label = Text(("▸ " if marked else "") + grid_row.label, style="bold" if marked else "")
+            self.update_cell(f"r{index}", "row", label, update_width=True)
+            for column in range(len(self.grid.columns)):
+                self.update_cell(f"r{index}", f"c{column}", self._cell(index, column))
+
+    def _edit(self, change) -> None:
+        position = self.position
+        if position is None:
+            return
+        change(*position)
+        self._redraw()
+        self.post_message(self.Changed(self))
+
+    def action_nudge(self, direction: int) -> None:
+        self._edit(lambda row, column: self.grid.nudge(row, column, direction * NUDGE))
+
+    def action_fine(self, direction: int) -> None:
+        self._edit(lambda row, column: self.grid.nudge(row, column, direction * FINE_NUDGE))
+
+    def action_mark(self) -> None:
+        if self.position is None:
+            return
+        self.mark = self.position[0]
+        self._redraw()
+        self.post_message(self.Said(f"marked {self.grid.rows[self.mark].label}; move and press g to fill a gradient"))
+
+    def action_gradient(self) -> None:
+        if self.mark is None:
+            self.post_message(self.Said("Mark a row with m first.", error=True))
+            return
+        self._edit(lambda row, column: self.grid.fill_gradient(column, self.mark, row))
+
+    def action_copy_row(self) -> None:
+        if self.position is None:
+            return
+        self.clipboard = self.grid.copy_row(self.position[0])
+        self.post_message(self.Said(f"copied {self.grid.rows[self.position[0]].label}"))
+
+    def action_paste_row(self) -> None:
+        if self.clipboard is not None:
+            self._edit(lambda row, column: self.grid.paste_row(row, self.clipboard))
+
+    def action_take(self, model: int) -> None:
+        self._edit(lambda row, column: self.grid.take_from(row, model))
+
+    def action_undo(self) -> None:
+        if self.grid is not None and self.grid.undo():
+            self._redraw()
+            self.post_message(self.Changed(self))
+
+    def action_redo(self) -> None:
+        if self.grid is not None and self.grid.redo():
+            self._redraw()
+            self.post_message(self.Changed(self))
+
+    def action_split(self) -> None:
+        if self.grid is not None:
+            self.post_message(self.SplitRequested())
+
+    def action_edit(self) -> None:
+        position = self.position
+        if position is None:
+            return
+        if not self.grid.exists(*position):
+            self.post_message(
+                self.Said("Attention and MLP columns have no value outside the layers; the rest column sets it.", True)
+            )
+            return
+        self.post_message(self.EditRequested(*position, self.grid.value(*position)))
+
+    def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
+        event.stop()
+        self.action_edit()
