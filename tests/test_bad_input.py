@@ -160,3 +160,28 @@ def test_the_installed_command_prints_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == f"tui-merge: error: Model folder {tmp_path / 'missing'} does not exist.\n"
+
+
+def _transcript(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """What a shell shows: stdout and stderr interleaved as they were written."""
+    command = [sys.executable, "-m", "tui_merge", *args]
+    env = {**os.environ, "TERM": "dumb", "NO_COLOR": "1"}
+    return subprocess.run(command, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_an_error_after_an_unanswered_prompt_starts_its_own_line(llama_base: Path, tmp_path: Path) -> None:
+    result = _transcript("plain", str(llama_base), stdin="")  # input ends at the first question
+
+    assert result.returncode == 2
+    assert result.stdout.endswith(
+        "\ntui-merge: error: Input ended before the plain wizard finished; nothing was written.\n"
+    )
+
+
+def test_printed_configs_end_their_last_line(llama_base: Path, tmp_path: Path) -> None:
+    config = tmp_path / "merge.yaml"
+    config.write_text(f"tui_merge: {{seed: 1}}\nmerge_method: linear\nmodels:\n  - model: {llama_base}")  # no line end
+
+    result = _transcript("export", "--mergekit", str(config))
+
+    assert result.returncode == 0 and result.stdout == f"merge_method: linear\nmodels:\n  - model: {llama_base}\n"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import folder_digest
 from reference_math import numpy_slerp
 from safetensors.numpy import load_file as load_numpy
@@ -157,7 +158,10 @@ def test_ties_merge_loads_and_generates(tmp_path, llama_base, llama_finetune, ll
     config = json.loads((output / "config.json").read_text())
     assert config["vocab_size"] == 256 and config["num_hidden_layers"] == 2
     assert (output / "tui_merge_config.yaml").read_text().startswith("merge_method: ties")
-    assert "ties" in (output / "README.md").read_text()
+    card = (output / "README.md").read_text()
+    recipe = card.split("```yaml\n", 1)[1].split("```", 1)[0]  # the card carries the recipe that replays it
+    assert yaml.safe_load(recipe) == yaml.safe_load((output / "tui_merge_config.yaml").read_text())
+    assert f"- {llama_base}" in card and "`ties` method" in card
 
 
 def test_pad_gives_new_rows_the_mean_row_and_truncate_cuts(tmp_path, llama_base, llama_vocab_plus) -> None:

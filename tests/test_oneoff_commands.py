@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -159,15 +158,16 @@ def test_blockmerge_help_explains_the_share_and_the_depth_interpolation(capsys) 
     assert "interpolated over the position in its tensor list" in text and "examples:" in text
 
 
+@pytest.mark.slow
 def test_an_interrupted_blockmerge_says_how_to_resume_and_resumes_byte_for_byte(tmp_path, five_layers) -> None:
     first, second = five_layers
     argv = blockmerge_args(first, second, "--max_shard_size", "20KB", gradient="[0.2, 0.9]")
     reference, out = tmp_path / "reference", tmp_path / "out"
     assert main([*argv, "--output_model_path", str(reference)]) == 0
-    env = {**os.environ, "TUI_MERGE_FAULT": "SIGINT@30000"}
     command = [sys.executable, "-m", "tui_merge", *argv, "--output_model_path", str(out)]
+    crashing = [sys.executable, str(Path(__file__).parent / "crash_at.py"), "SIGINT@30000", *command[3:]]
 
-    stopped = subprocess.run(command, capture_output=True, text=True, env=env)
+    stopped = subprocess.run(crashing, capture_output=True, text=True)
 
     assert stopped.returncode == 130 and not out.exists()
     hint = re.search(r"continue with (tui-merge blockmerge .*--resume)", stopped.stderr)

@@ -1,12 +1,12 @@
 """Crashes, signals and --resume on real subprocesses: nothing at OUT until complete, and resume is byte-exact.
 
-The merge runs as ``python -m tui_merge run`` in a subprocess; ``TUI_MERGE_FAULT``
-makes it send itself a real signal once a number of output bytes is written.
+The merge runs as ``tui-merge run`` in a subprocess; with a fault it runs under
+``crash_at.py``, which makes it send itself a real signal once a number of
+output bytes is written.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +16,9 @@ import pytest
 from conftest import folder_digest
 
 from tui_merge.engine.prepare import prepare
+
+pytestmark = pytest.mark.slow
+"""Real subprocesses killed and resumed: run them with ``-m slow``, leave them out with ``-m "not slow"``."""
 
 CONFIG = """\
 merge_method: dare_ties
@@ -40,11 +43,12 @@ def merge_setup(tmp_path_factory, llama_base, llama_finetune):
     return config, reference, (folder_digest(llama_base), folder_digest(llama_finetune)), (llama_base, llama_finetune)
 
 
+CRASH_AT = Path(__file__).parent / "crash_at.py"
+
+
 def tui_merge(*args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "TUI_MERGE_FAULT"}
-    if fault:
-        env["TUI_MERGE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "tui_merge", *args], capture_output=True, text=True, env=env)
+    command = [sys.executable, str(CRASH_AT), fault, *args] if fault else [sys.executable, "-m", "tui_merge", *args]
+    return subprocess.run(command, capture_output=True, text=True)
 
 
 def shard_count(folder: Path) -> int:

@@ -236,15 +236,15 @@ async def test_review_step_shows_the_yaml_and_plan_and_saves(workdir) -> None:
 
 
 async def test_run_step_cancel_leaves_nothing(workdir, monkeypatch) -> None:
-    import tui_merge.tui.screens.run as run_screen
+    from tui_merge.engine import executor
 
-    real_execute = run_screen.execute
+    real_execute = executor.execute
 
     def execute_after_cancel(*args, cancel, **kwargs):
         cancel.wait(10)
         return real_execute(*args, cancel=cancel, **kwargs)
 
-    monkeypatch.setattr(run_screen, "execute", execute_after_cancel)
+    monkeypatch.setattr(executor, "execute", execute_after_cancel)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("escape")

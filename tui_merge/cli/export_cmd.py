@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from tui_merge.config.loading import load_config, parse_config
@@ -14,7 +13,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_config(Path(args.config))
     text = strip_block(loaded.text, "tui_merge")
     parse_config(text, args.config)
-    sys.stdout.write(text)
+    print(text.rstrip("\n"))  # one line end, even when the file has none
     return 0
 
 

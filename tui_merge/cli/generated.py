@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import sys
 from pathlib import Path
 
 from tui_merge.config.loading import parse_config
@@ -24,15 +23,14 @@ def run_generated(
     """Print ``text`` (``--print-yaml``) or merge it into ``output``; ``argv`` is the command line, for resuming."""
     loaded = parse_config(text, source)
     if print_yaml:
-        sys.stdout.write(text)
+        print(text.rstrip("\n"))
         return 0
     if not output:
         raise BadInputError("No output folder given; name one, or pass --print-yaml to see the config only.")
-    from tui_merge.cli.run_cmd import merge_plan
-    from tui_merge.engine.plan import build_plan
-    from tui_merge.engine.prepare import inspect_models
+    from tui_merge.engine.job import MergeJob
+    from tui_merge.headless import run_in_console
 
     rerun = shlex.join(["tui-merge", *[arg for arg in argv if arg != "--resume"]])
-    loaded = dataclasses.replace(loaded, rerun=rerun)
-    plan = build_plan(loaded, inspect_models(loaded))
-    return merge_plan(plan, Path(output), force=force, resume=resume)
+    job = MergeJob(dataclasses.replace(loaded, rerun=rerun), Path(output), replace=force, resume=resume,
+                   keep_partial=True)  # fmt: skip
+    return run_in_console(job)

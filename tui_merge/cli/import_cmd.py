@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError(f"{output} already exists; choose another name or pass --force to overwrite it.")
         output.write_text(text, encoding="utf-8")
     else:
-        sys.stdout.write(text)
+        print(text.rstrip("\n"), flush=True)
     missing, names = [], loaded.config.referenced_models()
     for name in names:
         try:

@@ -1,9 +1,17 @@
-"""The argument parser: every command, its options and the examples its --help shows."""
+"""The argument parser: every command, its options and the examples its --help shows.
+
+The commands are a table (``COMMANDS``): a name, the handler that runs it
+(``module:function``, imported only when it runs, so ``--help`` never pays
+for torch), its texts and its arguments. ``build_parser`` reads the table;
+adding a command is adding a row.
+"""
 
 from __future__ import annotations
 
 import argparse
 import textwrap
+from dataclasses import dataclass, field
+from typing import Any
 
 from tui_merge import __version__
 
@@ -132,162 +140,160 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``tui-merge`` parser with all subcommands."""
-    parser = argparse.ArgumentParser(
-        prog="tui-merge",
-        description=_DESCRIPTION,
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"tui-merge {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+@dataclass(frozen=True)
+class Arg:
+    """One ``add_argument`` call: its flags or name, and its keywords."""
 
-    inspect = commands.add_parser(
-        "inspect",
-        help="show models side by side and every finding about merging them",
-        description=textwrap.dedent(
-            """\
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    """An argument of a command, spelled as for ``add_argument``."""
+    return Arg(flags, options)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """Arguments of which at most one may be given."""
+
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand."""
+
+    name: str
+    handler: str
+    """``module:function`` that runs it."""
+    help: str
+    """The line in ``tui-merge --help``."""
+    description: str
+    epilog: str
+    args: tuple[Arg | OneOf, ...] = field(default_factory=tuple)
+
+
+def _paragraph(text: str) -> str:
+    return textwrap.dedent(text).strip("\n")
+
+
+_GENERATED = (
+    arg("--print-yaml", action="store_true", help="print the equivalent config and stop"),
+    arg("--force", action="store_true", help="replace an existing output once the merge succeeded"),
+    arg("--resume", action="store_true", help="continue an interrupted merge of the same command"),
+)
+"""What every command that builds its own config takes."""
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "inspect", "tui_merge.cli.inspect_cmd:run", "show models side by side and every finding about merging them",
+        _paragraph("""\
             Show the models side by side (architecture, depth, width, heads, vocabulary,
             dtype, size) and every finding about merging them: errors that block a merge,
             warnings with the fixes that apply, and a lineage check that reads one small
             tensor of each model to tell fine-tunes of one base from unrelated models.
-            Reads headers only; takes seconds even for 70B models."""
+            Reads headers only; takes seconds even for 70B models."""),
+        _INSPECT_EXAMPLES,
+        (
+            arg("models", nargs="+", metavar="MODEL", help="model folder or cached hub id (org/name[@rev])"),
+            arg("--base", metavar="MODEL", help="the model the others are compared with (default: the first one)"),
+            arg("--method", metavar="NAME",
+                help="the merge method you plan to use; passthrough accepts models of different depth"),
+            arg("--json", action="store_true", help="print the table and findings as JSON"),
         ),
-        epilog=_INSPECT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    inspect.add_argument("models", nargs="+", metavar="MODEL", help="model folder or cached hub id (org/name[@rev])")
-    inspect.add_argument(
-        "--base", metavar="MODEL", help="the model the others are compared with (default: the first one)"
-    )
-    inspect.add_argument(
-        "--method",
-        metavar="NAME",
-        help="the merge method you plan to use; passthrough accepts models of different depth",
-    )
-    inspect.add_argument("--json", action="store_true", help="print the table and findings as JSON")
-    inspect.set_defaults(handler="tui_merge.cli.inspect_cmd:run")
-
-    run = commands.add_parser(
-        "run",
-        help="merge models from a config file, headlessly",
-        description="Validate a merge config, plan every output tensor, and merge with progress.",
-        epilog=_RUN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument("config", metavar="CONFIG", help="the merge config (YAML)")
-    run.add_argument("output", metavar="OUT", nargs="?", help="output folder")
-    run.add_argument("-o", "--output", dest="output_option", metavar="OUT", help="output folder")
-    run.add_argument("--dry-run", action="store_true", help="validate and print the plan; write nothing")
-    run.add_argument("--force", action="store_true", help="replace an existing OUT, once the merge has succeeded")
-    run.add_argument(
-        "--resume", action="store_true", help="continue an interrupted merge from OUT.partial (same config and inputs)"
-    )
-    run.add_argument(
-        "--allow-nonfinite", action="store_true", help="merge inputs that hold NaN or Inf (the result is still checked)"
-    )
-    run.add_argument("--verify", action="store_true", help="run tui-merge verify on OUT once the merge is done")
-    run.set_defaults(handler="tui_merge.cli.run_cmd:run")
-
-    methods = commands.add_parser(
-        "methods",
-        help="list the merge methods, or describe one",
-        description="List the merge methods with what they do, or show one method's parameters and defaults.",
-        epilog="examples:\n  tui-merge methods\n  tui-merge methods ties\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    methods.add_argument("name", nargs="?", metavar="NAME", help="a method to describe")
-    methods.set_defaults(handler="tui_merge.cli.methods_cmd:run")
-
-    template = commands.add_parser(
-        "template",
-        help="write a commented config with every layer's value, to edit and run",
-        description=textwrap.dedent(
-            """\
+    ),
+    Command(
+        "run", "tui_merge.cli.run_cmd:run", "merge models from a config file, headlessly",
+        "Validate a merge config, plan every output tensor, and merge with progress.",
+        _RUN_EXAMPLES,
+        (
+            arg("config", metavar="CONFIG", help="the merge config (YAML)"),
+            arg("output", metavar="OUT", nargs="?", help="output folder"),
+            arg("-o", "--output", dest="output_option", metavar="OUT", help="output folder"),
+            arg("--dry-run", action="store_true", help="validate and print the plan; write nothing"),
+            arg("--force", action="store_true", help="replace an existing OUT, once the merge has succeeded"),
+            arg("--resume", action="store_true",
+                help="continue an interrupted merge from OUT.partial (same config and inputs)"),
+            arg("--allow-nonfinite", action="store_true",
+                help="merge inputs that hold NaN or Inf (the result is still checked)"),
+            arg("--verify", action="store_true", help="run tui-merge verify on OUT once the merge is done"),
+        ),
+    ),
+    Command(
+        "methods", "tui_merge.cli.methods_cmd:run", "list the merge methods, or describe one",
+        "List the merge methods with what they do, or show one method's parameters and defaults.",
+        "examples:\n  tui-merge methods\n  tui-merge methods ties\n",
+        (arg("name", nargs="?", metavar="NAME", help="a method to describe"),),
+    ),
+    Command(
+        "template", "tui_merge.cli.template_cmd:run",
+        "write a commented config with every layer's value, to edit and run",
+        _paragraph("""\
             Write a commented merge config for these models: every layer's value on its
             own line, explicit rows for embeddings, final norm and head. Edit it in any
-            text editor and replay it with tui-merge run."""
+            text editor and replay it with tui-merge run."""),
+        _TEMPLATE_EXAMPLES,
+        (
+            arg("models", nargs="+", metavar="MODEL", help="model folder or cached hub id"),
+            arg("--method", default="linear", help="merge method (default: linear)"),
+            arg("--base", metavar="MODEL", help="the base model (default: the first, for methods that use one)"),
+            arg("-o", "--output", required=True, metavar="FILE", help="where to write the config"),
+            arg("--force", action="store_true", help="overwrite FILE if it exists"),
         ),
-        epilog=_TEMPLATE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    template.add_argument("models", nargs="+", metavar="MODEL", help="model folder or cached hub id")
-    template.add_argument("--method", default="linear", help="merge method (default: linear)")
-    template.add_argument(
-        "--base", metavar="MODEL", help="the base model (default: the first, for methods that use one)"
-    )
-    template.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the config")
-    template.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    template.set_defaults(handler="tui_merge.cli.template_cmd:run")
-
-    export = commands.add_parser(
-        "export",
-        help="print a config as a plain mergekit recipe",
-        description="Print the config without its tui_merge: block, comments kept, for mergekit.",
-        epilog="examples:\n  tui-merge export --mergekit merge.yaml > mergekit.yaml\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    export.add_argument("config", metavar="CONFIG", help="the merge config")
-    export.add_argument("--mergekit", action="store_true", required=True, help="mergekit's dialect (the only one)")
-    export.set_defaults(handler="tui_merge.cli.export_cmd:run")
-
-    wizard = commands.add_parser(
-        "wizard",
-        help="the full-screen wizard (also: tui-merge with no command)",
-        description="Open the keyboard-only wizard, with models preloaded or a saved config reopened.",
-        epilog="examples:\n  tui-merge wizard ./base ./chat\n  tui-merge wizard --config merge.yaml\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    wizard.add_argument("models", nargs="*", metavar="MODEL", help="models to preload")
-    wizard.add_argument("--config", metavar="FILE", help="reopen a saved config to edit it")
-    wizard.set_defaults(handler="tui_merge.cli.wizard_cmd:run")
-
-    verify = commands.add_parser(
-        "verify",
-        help="check a merged model folder",
-        description=textwrap.dedent(
-            """\
+    ),
+    Command(
+        "export", "tui_merge.cli.export_cmd:run", "print a config as a plain mergekit recipe",
+        "Print the config without its tui_merge: block, comments kept, for mergekit.",
+        "examples:\n  tui-merge export --mergekit merge.yaml > mergekit.yaml\n",
+        (
+            arg("config", metavar="CONFIG", help="the merge config"),
+            arg("--mergekit", action="store_true", required=True, help="mergekit's dialect (the only one)"),
+        ),
+    ),
+    Command(
+        "wizard", "tui_merge.cli.wizard_cmd:run", "the full-screen wizard (also: tui-merge with no command)",
+        "Open the keyboard-only wizard, with models preloaded or a saved config reopened.",
+        "examples:\n  tui-merge wizard ./base ./chat\n  tui-merge wizard --config merge.yaml\n",
+        (
+            arg("models", nargs="*", metavar="MODEL", help="models to preload"),
+            arg("--config", metavar="FILE", help="reopen a saved config to edit it"),
+        ),
+    ),
+    Command(
+        "verify", "tui_merge.cli.verify_cmd:run", "check a merged model folder",
+        _paragraph("""\
             Check a merged model folder: every header and the index, every tensor
             finite, config.json against the weights (layers, vocabulary, tokenizer
             ids), tensors against the saved recipe when its inputs are at hand, and
             the architecture's expected tensors (built on the meta device: no weights
             are loaded). Streams one tensor at a time. --probe also compares the
             perplexity of the merge and its parents on a built-in text, loading each
-            model in turn."""
+            model in turn."""),
+        _VERIFY_EXAMPLES,
+        (
+            arg("folder", metavar="OUT", help="the merged model folder"),
+            arg("--probe", action="store_true", help="also compare perplexity with the parents"),
+            arg("--json", action="store_true", help="print the checks as JSON"),
         ),
-        epilog=_VERIFY_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    verify.add_argument("folder", metavar="OUT", help="the merged model folder")
-    verify.add_argument("--probe", action="store_true", help="also compare perplexity with the parents")
-    verify.add_argument("--json", action="store_true", help="print the checks as JSON")
-    verify.set_defaults(handler="tui_merge.cli.verify_cmd:run")
-
-    demo = commands.add_parser(
-        "demo",
-        help="tiny sample models (no download), opened in the wizard",
-        description=textwrap.dedent(
-            """\
+    ),
+    Command(
+        "demo", "tui_merge.cli.demo_cmd:run", "tiny sample models (no download), opened in the wizard",
+        _paragraph("""\
             Build tiny sample models (a llama-shaped base, a fine-tune of it and an
             unrelated model, with a tokenizer) in a cache folder, once, and open the
-            wizard on the first two. Without a terminal, print their inspection."""
+            wizard on the first two. Without a terminal, print their inspection."""),
+        _DEMO_EXAMPLES,
+        (
+            arg("--dir", metavar="FOLDER", help="where to keep the sample models (default: ~/.cache/tui-merge/demo)"),
+            arg("--rebuild", action="store_true", help="build the sample models again"),
+            arg("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard"),
         ),
-        epilog=_DEMO_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_argument(
-        "--dir", metavar="FOLDER", help="where to keep the sample models (default: ~/.cache/tui-merge/demo)"
-    )
-    demo.add_argument("--rebuild", action="store_true", help="build the sample models again")
-    demo.add_argument("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard")
-    demo.set_defaults(handler="tui_merge.cli.demo_cmd:run")
-
-    plain = commands.add_parser(
-        "plain",
-        help="the wizard as a sequence of prompts, for dumb terminals and screen readers",
-        description=textwrap.dedent(
-            """\
+    ),
+    Command(
+        "plain", "tui_merge.cli.plain_cmd:run",
+        "the wizard as a sequence of prompts, for dumb terminals and screen readers",
+        _paragraph("""\
             The wizard's steps asked one question at a time: models, findings, method,
             parameters (a per-layer value as a number or a list spread over the layers),
             output options, review, then the merge with progress lines. On a capable
@@ -295,83 +301,94 @@ def build_parser() -> argparse.ArgumentParser:
             screen reader or with answers piped on stdin they are numbered lines. The
             config is saved before the merge and replays with tui-merge run. tui-merge
             with no command opens this instead of the full-screen wizard when TERM is
-            dumb or unknown."""
-        ),
-        epilog="examples:\n  tui-merge plain\n  tui-merge plain ./base ./chat\n  TERM=dumb tui-merge plain ./a ./b\n"
+            dumb or unknown."""),
+        "examples:\n  tui-merge plain\n  tui-merge plain ./base ./chat\n  TERM=dumb tui-merge plain ./a ./b\n"
         "  printf './a\\n./b\\n\\n...' | tui-merge plain      answers on stdin, one per line\n"
         "  tui-merge plain ./a ./b --print-yaml > m.yaml   (questions on stderr)\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    plain.add_argument("models", nargs="*", metavar="MODEL", help="models to start with")
-    plain.add_argument("--config", metavar="FILE", help="start from a saved config")
-    plain.add_argument(
-        "--print-yaml", action="store_true", help="print the config on stdout instead of saving and merging"
-    )
-    plain.set_defaults(handler="tui_merge.cli.plain_cmd:run")
-
-    blockmerge = commands.add_parser(
-        "blockmerge",
-        help="the BlockMerge Gradient script's flags: blend two models along a gradient over the layers",
-        description="Blend two models with a per-layer ratio given as a gradient, with the\n"
+        (
+            arg("models", nargs="*", metavar="MODEL", help="models to start with"),
+            arg("--config", metavar="FILE", help="start from a saved config"),
+            arg("--print-yaml", action="store_true", help="print the config on stdout instead of saving and merging"),
+        ),
+    ),
+    Command(
+        "blockmerge", "tui_merge.cli.blockmerge_cmd:run",
+        "the BlockMerge Gradient script's flags: blend two models along a gradient over the layers",
+        "Blend two models with a per-layer ratio given as a gradient, with the\n"
         "flags of BlockMerge Gradient; runs as a linear merge config.",
-        epilog=_BLOCKMERGE_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    blockmerge.add_argument("--model_path1", required=True, metavar="MODEL", help="model 1 (share 0.0)")
-    blockmerge.add_argument("--model_path2", required=True, metavar="MODEL", help="model 2 (share 1.0)")
-    blockmerge.add_argument("--output_model_path", metavar="OUT", help="output folder")
-    blockmerge.add_argument(
-        "--gradient_values",
-        required=True,
-        metavar="LIST",
-        help="model 2's shares along the depth, e.g. '[1.0, 0.5, 0.0]'",
-    )
-    blockmerge.add_argument(
-        "--max_shard_size", default="5GB", metavar="SIZE", help="largest output shard (default 5GB)"
-    )
-    only = blockmerge.add_mutually_exclusive_group()
-    only.add_argument("--layer_only", action="store_true", help="blend only the layers; the rest from model 1")
-    only.add_argument("--no_layers", action="store_true", help="blend only outside the layers; layers from model 1")
-    _generated_options(blockmerge)
-    blockmerge.set_defaults(handler="tui_merge.cli.blockmerge_cmd:run")
-
-    circuit = commands.add_parser(
-        "circuit",
-        help="Circuit-Merge's command line: priority-ordered DELLA of variants onto a base",
-        description="Merge variants of a base model with the circuit method, with Circuit-Merge's\n"
+        _BLOCKMERGE_EXAMPLES,
+        (
+            arg("--model_path1", required=True, metavar="MODEL", help="model 1 (share 0.0)"),
+            arg("--model_path2", required=True, metavar="MODEL", help="model 2 (share 1.0)"),
+            arg("--output_model_path", metavar="OUT", help="output folder"),
+            arg("--gradient_values", required=True, metavar="LIST",
+                help="model 2's shares along the depth, e.g. '[1.0, 0.5, 0.0]'"),
+            arg("--max_shard_size", default="5GB", metavar="SIZE", help="largest output shard (default 5GB)"),
+            OneOf((
+                arg("--layer_only", action="store_true", help="blend only the layers; the rest from model 1"),
+                arg("--no_layers", action="store_true", help="blend only outside the layers; layers from model 1"),
+            )),
+            *_GENERATED,
+        ),
+    ),
+    Command(
+        "circuit", "tui_merge.cli.circuit_cmd:run",
+        "Circuit-Merge's command line: priority-ordered DELLA of variants onto a base",
+        "Merge variants of a base model with the circuit method, with Circuit-Merge's\n"
         "arguments and config file; variants in priority order, highest first.",
-        epilog=_CIRCUIT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    circuit.add_argument("models", nargs="*", metavar="MODEL", help="BASE VARIANT [VARIANT...] OUT")
-    circuit.add_argument("--config", metavar="FILE", help="a Circuit-Merge YAML config")
-    circuit.add_argument("--temperature", type=float, metavar="T", help="0: agreeing models halve; 1: plain average")
-    circuit.add_argument("--base_droprate", type=float, metavar="P", help="drop rate of the highest priority")
-    circuit.add_argument("--meaningful_change_threshold", type=float, metavar="E", help="smaller changes count as none")
-    circuit.add_argument("--epsilon", type=float, metavar="E", help="spread of drop rates by magnitude")
-    circuit.add_argument("--seed", type=int, metavar="S", help="seed of the random drops")
-    circuit.add_argument("--skip_rescaling", action="store_true", default=None, help="keep pruned deltas unscaled")
-    circuit.add_argument("--test", action="store_true", help="run a self-check of the method on synthetic tensors")
-    _generated_options(circuit)
-    circuit.set_defaults(handler="tui_merge.cli.circuit_cmd:run")
-
-    importer = commands.add_parser(
-        "import-recipe",
-        help="extract the mergekit recipe from a model card into a config",
-        description="Extract the mergekit YAML recipe of a model card (its fenced yaml block)\n"
+        _CIRCUIT_EXAMPLES,
+        (
+            arg("models", nargs="*", metavar="MODEL", help="BASE VARIANT [VARIANT...] OUT"),
+            arg("--config", metavar="FILE", help="a Circuit-Merge YAML config"),
+            arg("--temperature", type=float, metavar="T", help="0: agreeing models halve; 1: plain average"),
+            arg("--base_droprate", type=float, metavar="P", help="drop rate of the highest priority"),
+            arg("--meaningful_change_threshold", type=float, metavar="E", help="smaller changes count as none"),
+            arg("--epsilon", type=float, metavar="E", help="spread of drop rates by magnitude"),
+            arg("--seed", type=int, metavar="S", help="seed of the random drops"),
+            arg("--skip_rescaling", action="store_true", default=None, help="keep pruned deltas unscaled"),
+            arg("--test", action="store_true", help="run a self-check of the method on synthetic tensors"),
+            *_GENERATED,
+        ),
+    ),
+    Command(
+        "import-recipe", "tui_merge.cli.import_cmd:run", "extract the mergekit recipe from a model card into a config",
+        "Extract the mergekit YAML recipe of a model card (its fenced yaml block)\n"
         "into a config file and say which of its models are in the local cache.",
-        epilog=_IMPORT_EXAMPLES,
+        _IMPORT_EXAMPLES,
+        (
+            arg("card", metavar="MODEL_CARD.md", help="the model card (README.md of a merged model)"),
+            arg("-o", "--output", metavar="FILE", help="where to write the config (default: print it)"),
+            arg("--force", action="store_true", help="overwrite FILE if it exists"),
+            arg("--print-yaml", action="store_true", help="print the config instead of writing FILE"),
+        ),
+    ),
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``tui-merge`` parser with every command of ``COMMANDS``."""
+    parser = argparse.ArgumentParser(
+        prog="tui-merge",
+        description=_DESCRIPTION,
+        epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    importer.add_argument("card", metavar="MODEL_CARD.md", help="the model card (README.md of a merged model)")
-    importer.add_argument("-o", "--output", metavar="FILE", help="where to write the config (default: print it)")
-    importer.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
-    importer.add_argument("--print-yaml", action="store_true", help="print the config instead of writing FILE")
-    importer.set_defaults(handler="tui_merge.cli.import_cmd:run")
+    parser.add_argument("--version", action="version", version=f"tui-merge {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            epilog=command.epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        for item in command.args:
+            if isinstance(item, OneOf):
+                group = sub.add_mutually_exclusive_group()
+                for one in item.args:
+                    group.add_argument(*one.flags, **one.options)
+            else:
+                sub.add_argument(*item.flags, **item.options)
+        sub.set_defaults(handler=command.handler)
     return parser
-
-
-def _generated_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--print-yaml", action="store_true", help="print the equivalent config and stop")
-    command.add_argument("--force", action="store_true", help="replace an existing output once the merge succeeded")
-    command.add_argument("--resume", action="store_true", help="continue an interrupted merge of the same command")

@@ -64,7 +64,7 @@ def template_recipe(method: MethodSpec, names: list[str], models: list[ModelInfo
         method=method.name,
         models=recipe_models,
         base=base,
-        parameters={spec.name: value(spec.name, 0.5 if spec.required else spec.default) for spec in global_specs},
+        parameters={spec.name: value(spec.name, spec.starting_value) for spec in global_specs},
         dtype=reference.weight_dtype or "bfloat16",
         tui_merge={"seed": 0},
         comments=[

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from tui_merge.errors import BadInputError
-from tui_merge.verification import Check, VerifyReport, verify_output
-
-_MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "info": "info"}
+from tui_merge.headless import print_check, verdict
+from tui_merge.verification import verify_output
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,18 +26,6 @@ def run(args: argparse.Namespace) -> int:
 def print_verification(folder: Path, *, probe: bool = False) -> int:
     """Verify ``folder``, printing each check as it finishes; the exit status."""
     print(f"Verifying {folder}", flush=True)
-    report = verify_output(folder, probe=probe, on_check=_print_check)
+    report = verify_output(folder, probe=probe, on_check=print_check)
     print(verdict(report))
     return 0 if report.ok else 1
-
-
-def verdict(report: VerifyReport) -> str:
-    """One sentence on the whole report."""
-    failed = [check.name for check in report.checks if check.outcome == "failed"]
-    if not failed:
-        return f"{report.folder} passed verification."
-    return f"{report.folder} failed verification: {', '.join(failed)} (see above)."
-
-
-def _print_check(check: Check) -> None:
-    print(f"  {_MARKS[check.outcome]}  {check.name:<13} {check.detail}", file=sys.stdout, flush=True)

@@ -1,4 +1,4 @@
-"""What the executor reports while it runs: one callback receives these, in order.
+"""What a merge job reports while it runs: one callback receives these, in order.
 
 The CLI turns them into a progress bar or log lines, the wizard into Textual
 messages, the tests collect them. ``can_replace`` lets a consumer that queues
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from tui_merge.engine.plan import Plan
+    from tui_merge.verification import Check, VerifyReport
 
 
 @dataclass(frozen=True)
@@ -81,5 +82,29 @@ class MergeFailed:
     message: str
 
 
-MergeEvent = MergeStarted | TensorMerged | ShardWritten | Log | MergeFinished | MergeFailed
+@dataclass(frozen=True)
+class VerificationStarted:
+    """The merged folder is being checked (``tui-merge verify``)."""
+
+    folder: Path
+
+
+@dataclass(frozen=True)
+class CheckDone:
+    """One verification check finished."""
+
+    check: Check
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Every verification check finished."""
+
+    report: VerifyReport
+
+
+MergeEvent = (
+    MergeStarted | TensorMerged | ShardWritten | Log | MergeFinished | MergeFailed | VerificationStarted | CheckDone
+    | Verified
+)  # fmt: skip
 EventCallback = Callable[[MergeEvent], None]

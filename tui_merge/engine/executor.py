@@ -8,8 +8,6 @@ partial folder, so nothing is ever left at the output path.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from tui_merge.engine.events import (
     TensorMerged,
 )
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
-from tui_merge.engine.memory import keep_freed_memory
+from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
 from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
@@ -48,6 +46,18 @@ class MergeCancelled(TuiMergeError):
     """The user cancelled; nothing was written at the output path."""
 
     exit_code = 130
+
+
+class MergeInterrupted(TuiMergeError):
+    """Stopped by a signal or a cancel; ``OUT.partial`` and its journal are kept for ``--resume``."""
+
+    exit_code = 130
+
+
+class MergeWriteFailed(MergeInterrupted):
+    """An I/O error stopped the merge (a full disk, a lost mount); ``OUT.partial`` is kept for ``--resume``."""
+
+    exit_code = 1
 
 
 def resolve_device(name: str) -> str:
@@ -78,103 +88,124 @@ def execute(
     stop removes it. A merge that fails on its own terms (NaN, bad input)
     always removes it: resuming could only fail again.
     """
-    emit = on_event or (lambda event: None)
-    keep_freed_memory()
-    device = resolve_device(plan.config.tui_merge.device)
-    writer = OutputWriter(plan, output, replace=replace)
-    kernel = plan.method.load_kernel()
-    started = time.monotonic()
-    written = 0
-    journal = None
-    emit(MergeStarted(plan))
+    run = _Run(plan, output, on_event, cancel, keep_partial, allow_nonfinite)
+    run.writer = OutputWriter(plan, output, replace=replace)
+    run.emit(MergeStarted(plan))
     for note in plan.vocabulary.notes:
-        emit(Log("info", note))
+        run.emit(Log("info", note))
     fingerprint = plan_fingerprint(plan)
-    # False until this run created OUT.partial: a folder left by another run is never removed here.
-    owns_partial = resume
     if resume:
         # Checked before anything is touched: a refused resume leaves the partial folder as it was.
-        journal = Journal.load(writer.partial)
-        journal.check(fingerprint, writer.partial)
-    try:
-        if journal is not None:
-            writer.keep_only({*journal.finished, JOURNAL_NAME})
-            emit(Log("info", f"resuming: {len(journal.finished)} of {len(plan.shards)} shards verified and kept"))
-        else:
-            writer.start()
-            owns_partial = True
-            journal = Journal.create(writer.partial, fingerprint)
-        with TensorReader() as reader:
-            for shard in plan.shards:
-                if shard.file_name in journal.finished:
-                    for index in shard.tasks:
-                        written += plan.tasks[index].nbytes
-                        emit(TensorMerged(index + 1, len(plan.tasks), plan.tasks[index].name, 0, written))
-                    continue
-                writer.open_shard(shard)
-                for index in shard.tasks:
-                    if cancel is not None and cancel.is_set():
-                        raise _stopped(plan, output, keep_partial, "Stopped", len(journal.finished))
-                    task = plan.tasks[index]
-                    if index + 1 < len(plan.tasks):
-                        for ref in plan.tasks[index + 1].reads:
-                            reader.prefetch(ref.entry)
-                    for piece in merge_pieces(plan, task, kernel, reader, device, allow_nonfinite):
-                        writer.write_tensor(task, piece)
-                    written += task.nbytes
-                    emit(TensorMerged(index + 1, len(plan.tasks), task.name, task.nbytes, written))
-                    _fault_point(written)
-                size, digest = writer.close_shard()
-                journal.record(shard.file_name, size, digest)
-                emit(ShardWritten(output / shard.file_name, size))
-            bytes_read = reader.bytes_read
-        writer.finish(journal)
-    except BaseException as error:
-        resumable = keep_partial and journal is not None and _resumable(error)
-        if resumable:
-            writer.close_open_shard()
-            if not isinstance(error, MergeInterrupted):
-                error = _stopped(plan, output, True, _reason(error), len(journal.finished))
-        elif owns_partial:
-            writer.abandon()
-        emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
-        raise error from None
-    summary = MergeSummary(output, len(plan.tasks), written, bytes_read, time.monotonic() - started)
-    emit(MergeFinished(summary))
+        run.journal = Journal.load(run.writer.partial)
+        run.journal.check(fingerprint, run.writer.partial)
+    started = time.monotonic()
+    with allocator_for_merging():
+        try:
+            run.open(fingerprint)
+            bytes_read = run.write_shards()
+            run.writer.finish(run.journal)
+        except BaseException as error:
+            raise run.failure(error) from None
+    summary = MergeSummary(output, len(plan.tasks), run.written, bytes_read, time.monotonic() - started)
+    run.emit(MergeFinished(summary))
     return summary
 
 
-class MergeInterrupted(TuiMergeError):
-    """Stopped by a signal or an I/O error; ``OUT.partial`` and its journal are kept for ``--resume``."""
+class _Run:
+    """One execution of a plan: the writer, the journal, the bytes written so far, and what a stop does."""
 
-    exit_code = 130
+    def __init__(
+        self, plan: Plan, output: Path, on_event: EventCallback | None, cancel: threading.Event | None,
+        keep_partial: bool, allow_nonfinite: bool,
+    ) -> None:  # fmt: skip
+        self.plan, self.output, self.cancel = plan, output, cancel
+        self.emit: EventCallback = on_event or (lambda event: None)
+        self.keep_partial, self.allow_nonfinite = keep_partial, allow_nonfinite
+        self.device = resolve_device(plan.config.tui_merge.device)
+        self.kernel = plan.method.load_kernel()
+        self.writer: OutputWriter
+        self.journal: Journal | None = None
+        """The resumed journal, or the new one once ``OUT.partial`` exists."""
+        self.owns_partial = False
+        """True once this run created ``OUT.partial`` or resumes it: a folder left by another run is never removed."""
+        self.written = 0
 
+    def open(self, fingerprint: str) -> None:
+        """Start ``OUT.partial`` with a fresh journal, or keep what the resumed journal verified."""
+        if self.journal is not None:
+            self.owns_partial = True
+            self.writer.keep_only({*self.journal.finished, JOURNAL_NAME})
+            finished = len(self.journal.finished)
+            self.emit(Log("info", f"resuming: {finished} of {len(self.plan.shards)} shards verified and kept"))
+            return
+        self.writer.start()
+        self.owns_partial = True
+        self.journal = Journal.create(self.writer.partial, fingerprint)
 
-def _stopped(plan: Plan, output: Path, keep_partial: bool, reason: str, finished: int) -> TuiMergeError:
-    if not keep_partial:
-        return MergeCancelled(f"Merge cancelled; nothing was written at {output}.")
-    kept = (
-        f"{finished} of {len(plan.shards)} shards are finished and kept in {partial_path(output)}"
-        if finished
-        else f"no shard was finished yet (a resume starts over; smaller tui_merge.shard_size keeps more work), "
-        f"the partial folder is {partial_path(output)}"
-    )
-    error = MergeInterrupted(
-        f"{reason}; nothing is at {output} yet, {kept}: continue with {resume_command(plan, output)}"
-    )
-    if reason.startswith("I/O"):
-        error.exit_code = 1
-    return error
+    def write_shards(self) -> int:
+        """Write every shard the journal does not already hold; the bytes read."""
+        with TensorReader() as reader:
+            for shard in self.plan.shards:
+                if shard.file_name in self.journal.finished:
+                    self._count_kept(shard)
+                else:
+                    self._write_shard(shard, reader)
+            return reader.bytes_read
 
+    def _count_kept(self, shard) -> None:
+        for index in shard.tasks:
+            self.written += self.plan.tasks[index].nbytes
+            self.emit(TensorMerged(index + 1, len(self.plan.tasks), self.plan.tasks[index].name, 0, self.written))
 
-def _resumable(error: BaseException) -> bool:
-    return isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
+    def _write_shard(self, shard, reader: TensorReader) -> None:
+        plan = self.plan
+        self.writer.open_shard(shard)
+        for index in shard.tasks:
+            if self.cancel is not None and self.cancel.is_set():
+                raise self._stopped("Stopped")
+            task = plan.tasks[index]
+            if index + 1 < len(plan.tasks):
+                for ref in plan.tasks[index + 1].reads:
+                    reader.prefetch(ref.entry)
+            for piece in merge_pieces(plan, task, self.kernel, reader, self.device, self.allow_nonfinite):
+                self.writer.write_tensor(task, piece)
+            self.written += task.nbytes
+            self.emit(TensorMerged(index + 1, len(plan.tasks), task.name, task.nbytes, self.written))
+        size, digest = self.writer.close_shard()
+        self.journal.record(shard.file_name, size, digest)
+        self.emit(ShardWritten(self.output / shard.file_name, size))
 
+    def failure(self, error: BaseException) -> BaseException:
+        """The error to raise for ``error``, once ``OUT.partial`` is kept for a resume or removed."""
+        resumable = isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
+        if self.keep_partial and self.journal is not None and resumable:
+            self.writer.close_open_shard()
+            if isinstance(error, OSError):
+                error = self._stopped(f"I/O error ({error.strerror or error})", MergeWriteFailed)
+            elif not isinstance(error, MergeInterrupted):
+                error = self._stopped("Interrupted")
+        else:
+            if self.owns_partial:
+                self.writer.abandon()
+            if isinstance(error, OSError):
+                error = MergeError(f"I/O error ({error.strerror or error}); nothing was written at {self.output}.")
+        self.emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
+        return error
 
-def _reason(error: BaseException) -> str:
-    if isinstance(error, OSError):
-        return f"I/O error ({error.strerror or error})"
-    return "Interrupted"
+    def _stopped(self, reason: str, kind: type[MergeInterrupted] = MergeInterrupted) -> TuiMergeError:
+        """A cancel or a stop: with ``keep_partial`` the way to resume, else the word that nothing was written."""
+        if not self.keep_partial:
+            return MergeCancelled(f"Merge cancelled; nothing was written at {self.output}.")
+        finished = len(self.journal.finished) if self.journal is not None else 0
+        partial = partial_path(self.output)
+        kept = (
+            f"{finished} of {len(self.plan.shards)} shards are finished and kept in {partial}"
+            if finished
+            else "no shard was finished yet (a resume starts over; smaller tui_merge.shard_size keeps more work), "
+            f"the partial folder is {partial}"
+        )
+        return kind(f"{reason}; nothing is at {self.output} yet, {kept}: continue with "
+                    f"{resume_command(self.plan, self.output)}")  # fmt: skip
 
 
 def merge_pieces(
@@ -336,23 +367,3 @@ def _prepare(reader: TensorReader, ref: InputTensor, device: str, allow_nonfinit
     # New rows take the mean row of their own matrix: a zero row has no direction, which makes SLERP divide by 0.
     mean = tensor.mean(dim=0, keepdim=True)
     return torch.cat([tensor, mean.expand(ref.rows - tensor.shape[0], *tensor.shape[1:])])
-
-
-_fault_sent = False
-
-
-def _fault_point(bytes_written: int) -> None:
-    """Crash tests: ``TUI_MERGE_FAULT=SIGNAL@BYTES`` sends SIGNAL to this process once BYTES are written.
-
-    A real signal (``SIGKILL``, ``SIGTERM``, ``SIGHUP``, ``SIGINT``) at a chosen
-    point, so tests can prove that a crash leaves nothing at OUT and that
-    ``--resume`` finishes byte for byte; unset, it costs one lookup per tensor.
-    """
-    global _fault_sent
-    fault = os.environ.get("TUI_MERGE_FAULT")
-    if fault is None or _fault_sent:
-        return
-    name, _, limit = fault.partition("@")
-    if bytes_written >= int(limit):
-        _fault_sent = True
-        os.kill(os.getpid(), getattr(signal, name))

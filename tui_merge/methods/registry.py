@@ -38,6 +38,13 @@ class ParamSpec:
     """``model``: each model has its own value; ``global``: one value for the merge."""
     minimum: float | None = None
     maximum: float | None = None
+    suggested: Any = None
+    """What a new config starts from when the parameter has no default (``t`` of slerp: halfway)."""
+
+    @property
+    def starting_value(self) -> Any:
+        """The value a config the wizard or a template writes starts from: the default, else the suggestion."""
+        return self.default if self.default is not None else self.suggested
 
     @property
     def required(self) -> bool:
@@ -223,7 +230,7 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "slerp", "spherical interpolation between the base (t=0) and one other model (t=1)",
         "tui_merge.methods.spherical:slerp",
-        (ParamSpec("t", "float", None, "0 gives the base, 1 the other model", "global", 0.0, 1.0),),
+        (ParamSpec("t", "float", None, "0 gives the base, 1 the other model", "global", 0.0, 1.0, suggested=0.5),),
         "required", 1, 1, blocks="tui_merge.methods.spherical:SlerpBlocks",
     ),
     MethodSpec(
@@ -307,7 +314,8 @@ METHODS: tuple[MethodSpec, ...] = (
     MethodSpec(
         "nearswap", "take the other model's values where they are close to the base's",
         "tui_merge.methods.nearswap:nearswap",
-        (ParamSpec("t", "float", None, "closeness scale: weight = t / |base - other|, clamped to 1", "global", 0.0),),
+        (ParamSpec("t", "float", None, "closeness scale: weight = t / |base - other|, clamped to 1", "global", 0.0,
+                   suggested=0.5),),
         "required", 1, 1, elementwise=True,
     ),
     MethodSpec(

@@ -10,7 +10,6 @@ it byte for byte.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
@@ -37,7 +36,7 @@ def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) 
     ask_parameters(state, prompter)
     ask_output(state, prompter, paths=not print_yaml)
     if print_yaml:
-        sys.stdout.write(state.loaded_config().text)
+        print(state.loaded_config().text.rstrip("\n"))
         return 0
     if not review(state, prompter):
         prompter.say(f"Nothing was merged; the config is saved as {state.config_path}.")
@@ -243,11 +242,9 @@ def review(state: WizardState, prompter: Prompter) -> bool:
 
 
 def merge(state: WizardState) -> int:
-    """Plan and merge with progress lines, exactly as tui-merge run does."""
-    from tui_merge.cli.run_cmd import merge_plan
-    from tui_merge.config.loading import load_config
-    from tui_merge.engine.plan import build_plan
+    """Merge the saved config with progress lines, through the same job as tui-merge run."""
+    from tui_merge.engine.job import MergeJob
+    from tui_merge.headless import run_in_console
 
-    loaded = load_config(Path(state.config_path))
-    plan = build_plan(loaded, state.infos)
-    return merge_plan(plan, Path(state.output), force=False, resume=False, plain_progress=True)
+    job = MergeJob(state.loaded_config(), Path(state.output), models=state.infos, keep_partial=True)
+    return run_in_console(job, plain_progress=True)

@@ -87,7 +87,11 @@ class LinePrompter(_Printer):
             self.stream.write(prompt)
             self.stream.flush()
             return input()
-        except EOFError:
+        except (EOFError, KeyboardInterrupt) as stop:
+            # The prompt has no line end: what is printed next (the error, the shell's prompt) starts its own line.
+            print(file=self.stream, flush=True)
+            if isinstance(stop, KeyboardInterrupt):
+                raise
             raise BadInputError("Input ended before the plain wizard finished; nothing was written.") from None
 
     def text(self, message: str, default: str = "", validate: Validator | None = None) -> str:

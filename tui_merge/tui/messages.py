@@ -9,7 +9,6 @@ from textual.message import Message
 from tui_merge.engine.events import MergeEvent
 from tui_merge.models.compat import CompatibilityReport
 from tui_merge.models.info import ModelInfo
-from tui_merge.verification import Check, VerifyReport
 
 
 @dataclass
@@ -51,17 +50,3 @@ class EngineEvent(Message):
         """A newer progress event makes a queued older one redundant."""
         replace = getattr(self.event, "can_replace", None)
         return isinstance(message, EngineEvent) and bool(replace and replace(message.event))
-
-
-@dataclass
-class CheckDone(Message):
-    """One verification check of the merged folder finished."""
-
-    check: Check
-
-
-@dataclass
-class VerificationDone(Message):
-    """Every verification check of the merged folder finished."""
-
-    report: VerifyReport

@@ -109,7 +109,7 @@ class WizardState:
         reference = self.reference()
         if name == "t":
             columns = [GridColumn("t", "t", spec)]
-            defaults = [0.5]
+            defaults = [spec.starting_value]
         else:
             merged = self.merged_models
             columns = [GridColumn(model, _short(self.infos[model].label), spec) for model in merged]
@@ -136,47 +136,42 @@ class WizardState:
     def recipe(self) -> Recipe:
         """The merge as a recipe, ready to render."""
         method = self.method
-        base = self.effective_base
-        varying = method.per_layer_param
         grid = self.grid if self.grid is not None else self.rebuild_grid()
-        columns = set(grid.keys) if grid else set()
-        models = []
-        for name in self.models:
-            parameters: dict[str, Any] = {}
-            if name in self.merged_models:
-                for spec in method.params:
-                    if spec.scope != "model":
-                        continue
-                    if spec.name == varying and name in columns:
-                        parameters[spec.name] = grid.per_layer(name)
-                    elif spec.name in self.model_values.get(name, {}):
-                        parameters[spec.name] = self.model_values[name][spec.name]
-                    elif spec.required:
-                        parameters[spec.name] = 0.5
-            models.append(RecipeModel(name, parameters))
-        parameters: dict[str, Any] = {}
-        for spec in method.params:
-            if spec.scope != "global":
-                continue
-            if spec.name == varying and "t" in columns:
-                parameters[spec.name] = grid.per_layer("t")
-            elif spec.name in self.global_values:
-                parameters[spec.name] = self.global_values[spec.name]
-            elif spec.required:
-                parameters[spec.name] = 0.5
+        merged = self.merged_models
+        models = [RecipeModel(name, self._parameters(grid, name) if name in merged else {}) for name in self.models]
+        parameters = self._parameters(grid, None)
         options: dict[str, Any] = {"seed": self.seed, "shard_size": self.shard_size, "device": self.device}
         if self.vocab in ("truncate", "pad", "union"):
             options["vocab"] = self.vocab
         return Recipe(
             method=method.name,
             models=models,
-            base=base,
+            base=self.effective_base,
             parameters=parameters,
             dtype=self.out_dtype,
             tokenizer_source=self.tokenizer_source,
             tui_merge=options,
             comments=[f"{method.name} merge written by the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
         )
+
+    def _parameters(self, grid: LayerGrid | None, model: str | None) -> dict[str, Any]:
+        """One model's parameters (``model``), or the global ones (None): per layer from the grid, else as set.
+
+        A required parameter nobody set starts from the registry's suggestion, so the config is always valid.
+        """
+        scope, stored = ("model", self.model_values.get(model, {})) if model else ("global", self.global_values)
+        column = model or "t"
+        parameters: dict[str, Any] = {}
+        for spec in self.method.params:
+            if spec.scope != scope:
+                continue
+            if spec.name == self.method.per_layer_param and grid is not None and column in grid.keys:
+                parameters[spec.name] = grid.per_layer(column)
+            elif spec.name in stored:
+                parameters[spec.name] = stored[spec.name]
+            elif spec.required:
+                parameters[spec.name] = spec.starting_value
+        return parameters
 
     def config_text(self) -> str:
         """The config the merge will run, as YAML text."""

@@ -13,16 +13,24 @@ from textual.binding import Binding
 from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
-from tui_merge.engine.events import Log, MergeFailed, MergeFinished, MergeStarted, ShardWritten, TensorMerged
-from tui_merge.engine.executor import MergeCancelled, execute
-from tui_merge.engine.plan import build_plan
-from tui_merge.engine.preflight import check_output
+from tui_merge.engine.events import (
+    CheckDone,
+    Log,
+    MergeFailed,
+    MergeFinished,
+    MergeStarted,
+    ShardWritten,
+    TensorMerged,
+    VerificationStarted,
+    Verified,
+)
+from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.errors import TuiMergeError
 from tui_merge.report_view import human_bytes
-from tui_merge.tui.messages import CheckDone, EngineEvent, VerificationDone, WorkFailed
+from tui_merge.tui.messages import EngineEvent, WorkFailed
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
-from tui_merge.verification import verify_output
+from tui_merge.verification import VerifyReport
 
 
 class RunScreen(StepScreen):
@@ -56,21 +64,11 @@ class RunScreen(StepScreen):
     def merge(self) -> None:
         state = self.state
         try:
-            loaded = state.loaded_config()
-            Path(state.config_path).write_text(loaded.text, encoding="utf-8")
-            plan = build_plan(loaded, state.infos)
-            check_output(plan, Path(state.output), force=state.replace_output)
-            execute(
-                plan,
-                Path(state.output),
-                on_event=lambda event: self.post_message(EngineEvent(event)),
-                cancel=self.cancel,
-                replace=state.replace_output,
-            )
-            report = verify_output(Path(state.output), on_check=lambda check: self.post_message(CheckDone(check)))
-            self.post_message(VerificationDone(report))
-        except MergeCancelled as error:
-            self.post_message(WorkFailed(error.message))
+            job = MergeJob(
+                state.loaded_config(), Path(state.output), models=state.infos,
+                save_config=Path(state.config_path), replace=state.replace_output, verify=True,
+            )  # fmt: skip
+            run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), cancel=self.cancel)
         except (TuiMergeError, OSError) as error:
             self.post_message(WorkFailed(getattr(error, "message", None) or str(error)))
 
@@ -97,17 +95,18 @@ class RunScreen(StepScreen):
                 f"done in {summary.seconds:.1f} s: {summary.tensors} tensors, {human_bytes(summary.bytes_written)} "
                 f"in {summary.output}; config saved as {self.state.config_path}"
             )
-            log.write("verifying the output (tui-merge verify)…")
-            self.status(f"Merged into {summary.output}; verifying it. ctrl+q quits.")
         elif isinstance(event, MergeFailed):
             log.write(f"stopped: {event.message}")
+        elif isinstance(event, VerificationStarted):
+            log.write("verifying the output (tui-merge verify)…")
+            self.status(f"Merged into {event.folder}; verifying it. ctrl+q quits.")
+        elif isinstance(event, CheckDone):
+            check = event.check
+            log.write(f"  {check.outcome:<7} {check.name}: {check.detail}")
+        elif isinstance(event, Verified):
+            self._verified(event.report)
 
-    def on_check_done(self, message: CheckDone) -> None:
-        check = message.check
-        self.query_one("#log", RichLog).write(f"  {check.outcome:<7} {check.name}: {check.detail}")
-
-    def on_verification_done(self, message: VerificationDone) -> None:
-        report = message.report
+    def _verified(self, report: VerifyReport) -> None:
         replay = f"Replay: tui-merge run {self.state.config_path} OUT."
         if report.ok:
             self.status(f"Merged into {report.folder} and verified. {replay} ctrl+q quits.")

@@ -1,0 +1,45 @@
+"""Run the tui-merge command line, sending this process a real signal once enough output is written.
+
+    python tests/crash_at.py SIGKILL@60000 run merge.yaml out
+
+The signal goes out right after the tensor that brings the bytes written to
+at least the number given, so tests prove that a crash at a chosen point
+leaves nothing at OUT and that ``--resume`` finishes byte for byte. The hook
+wraps the executor's event callback from outside: the product has no fault
+switch of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from tui_merge.cli import main
+from tui_merge.engine import executor
+from tui_merge.engine.events import TensorMerged
+
+
+def crash_at(fault: str) -> None:
+    """Make every merge of this process send ``SIGNAL`` to itself once ``BYTES`` (``SIGNAL@BYTES``) are written."""
+    name, _, limit = fault.partition("@")
+    real_execute = executor.execute
+    sent = False
+
+    def execute(*args, on_event=None, **kwargs):
+        def hooked(event) -> None:
+            nonlocal sent
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, TensorMerged) and event.bytes_written and event.bytes_done >= int(limit) and not sent:
+                sent = True
+                os.kill(os.getpid(), getattr(signal, name))
+
+        return real_execute(*args, on_event=hooked, **kwargs)
+
+    executor.execute = execute
+
+
+if __name__ == "__main__":
+    crash_at(sys.argv[1])
+    sys.exit(main(sys.argv[2:]))

@@ -1,0 +1,185 @@
+"""A merge job in a console: progress on stderr, stop signals, the closing lines and the verification.
+
+``tui-merge run``, the one-off commands and the plain wizard run their merge
+through ``run_in_console``: a rich progress bar on a terminal, timestamped
+lines otherwise (a ``nohup`` log, a screen reader, a dumb terminal). The
+first Ctrl-C, SIGTERM or SIGHUP stops after the current tensor and keeps the
+finished shards for ``--resume``; a second one stops at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from tui_merge.engine.events import (
+    CheckDone,
+    Log,
+    MergeEvent,
+    MergeFinished,
+    MergeStarted,
+    ShardWritten,
+    TensorMerged,
+    VerificationStarted,
+    Verified,
+)
+from tui_merge.engine.job import MergeJob, run_job
+from tui_merge.report_view import human_bytes
+from tui_merge.verification import Check, VerifyReport
+
+PLAIN_REPORT_EVERY = 10
+"""Percent of progress between two lines in plain (non-terminal) output."""
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop a merge after the current tensor: Ctrl-C, kill, a closed SSH session."""
+
+_MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "info": "info"}
+
+
+def run_in_console(job: MergeJob, *, plain_progress: bool = False) -> int:
+    """Run ``job`` with progress on stderr; the exit status (1 when verification fails).
+
+    A progress bar on a terminal, timestamped lines otherwise or with ``plain_progress``.
+    """
+    bar = sys.stderr.isatty() and not plain_progress
+    reporter = _TerminalProgress() if bar else _PlainProgress()
+    stop = threading.Event()
+    with reporter, _stop_on_signals(stop):
+        result = run_job(job, on_event=reporter.handle, cancel=stop)
+    return 0 if result.report is None or result.report.ok else 1
+
+
+def print_check(check: Check) -> None:
+    """One verification check as a line of its own."""
+    print(f"  {_MARKS[check.outcome]}  {check.name:<13} {check.detail}", flush=True)
+
+
+def verdict(report: VerifyReport) -> str:
+    """One sentence on the whole report."""
+    failed = [check.name for check in report.checks if check.outcome == "failed"]
+    if not failed:
+        return f"{report.folder} passed verification."
+    return f"{report.folder} failed verification: {', '.join(failed)} (see above)."
+
+
+def _closing_lines(event: MergeEvent) -> None:
+    """What both reporters print on stdout: the merge's result and the verification."""
+    if isinstance(event, MergeFinished):
+        summary = event.summary
+        print(
+            f"Merged {summary.tensors} tensors ({human_bytes(summary.bytes_written)}) into {summary.output} "
+            f"in {summary.seconds:.1f} s; the recipe is saved there as tui_merge_config.yaml.",
+            flush=True,
+        )
+    elif isinstance(event, VerificationStarted):
+        print(f"Verifying {event.folder}", flush=True)
+    elif isinstance(event, CheckDone):
+        print_check(event.check)
+    elif isinstance(event, Verified):
+        print(verdict(event.report), flush=True)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """The first stop signal sets ``stop`` (the merge ends after the current tensor); a second one interrupts."""
+
+    def handle(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        with suppress(OSError):  # after SIGHUP the terminal may be gone
+            print(
+                f"\ntui-merge: {signal.Signals(signum).name}: stopping after the current tensor "
+                "(Ctrl-C again stops at once).",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class _TerminalProgress:
+    """A rich progress bar on stderr: tensors, bytes, throughput, time left."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]merging"),
+            BarColumn(bar_width=None),
+            TextColumn("{task.fields[tensors]}"),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            expand=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> _TerminalProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.progress.stop()
+
+    def handle(self, event: MergeEvent) -> None:
+        if isinstance(event, MergeStarted):
+            plan = event.plan
+            self.task = self.progress.add_task("merge", total=plan.bytes_to_write, tensors=f"0/{len(plan.tasks)}")
+        elif isinstance(event, TensorMerged) and self.task is not None:
+            self.progress.update(self.task, completed=event.bytes_done, tensors=f"{event.index}/{event.total}")
+        elif isinstance(event, Log):
+            self.progress.console.print(event.text)
+        elif isinstance(event, MergeFinished):
+            self.progress.stop()
+        _closing_lines(event)
+
+
+class _PlainProgress:
+    """Timestamped lines, a few per merge, that read well in a nohup log."""
+
+    def __init__(self) -> None:
+        self.reported = -PLAIN_REPORT_EVERY
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _PlainProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def handle(self, event: MergeEvent) -> None:
+        if isinstance(event, MergeStarted):
+            plan = event.plan
+            self._line(
+                f"merging {len(plan.tasks)} tensors ({human_bytes(plan.bytes_to_write)}) with "
+                f"{plan.config.merge_method}"
+            )
+        elif isinstance(event, TensorMerged):
+            percent = 100 * event.index // event.total
+            if percent >= self.reported + PLAIN_REPORT_EVERY or event.index == event.total:
+                self.reported = percent
+                rate = event.bytes_done / max(time.monotonic() - self.started, 1e-9)
+                self._line(f"{percent:3d}% {event.index}/{event.total} tensors, {human_bytes(int(rate))}/s")
+        elif isinstance(event, ShardWritten):
+            self._line(f"wrote {event.path.name} ({human_bytes(event.size)})")
+        elif isinstance(event, Log):
+            self._line(event.text)
+        elif isinstance(event, MergeFinished):
+            self._line("done")
+        _closing_lines(event)
+
+    def _line(self, text: str) -> None:
+        print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {text}", file=sys.stderr, flush=True)
