@@ -359,7 +359,7 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
     leftover.mkdir()
     (leftover / "model-00001-of-00002.safetensors").write_bytes(b"finished work")
 
-    with pytest.raises(FileExistsError):
+    with pytest.raises(MergeError, match=f"I/O error \\(File exists: {leftover}\\)"):
         execute(plan, tmp_path / "out")
     assert (leftover / "model-00001-of-00002.safetensors").read_bytes() == b"finished work"
 

@@ -181,14 +181,14 @@ class _Run:
         if self.keep_partial and self.journal is not None and resumable:
             self.writer.close_open_shard()
             if isinstance(error, OSError):
-                error = self._stopped(f"I/O error ({error.strerror or error})", MergeWriteFailed)
+                error = self._stopped(_io_error(error), MergeWriteFailed)
             elif not isinstance(error, MergeInterrupted):
                 error = self._stopped("Interrupted")
         else:
             if self.owns_partial:
                 self.writer.abandon()
             if isinstance(error, OSError):
-                error = MergeError(f"I/O error ({error.strerror or error}); nothing was written at {self.output}.")
+                error = MergeError(f"{_io_error(error)}; nothing was written at {self.output}.")
         self.emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
         return error
 
@@ -206,6 +206,12 @@ class _Run:
         )
         return kind(f"{reason}; nothing is at {self.output} yet, {kept}: continue with "
                     f"{resume_command(self.plan, self.output)}")  # fmt: skip
+
+
+def _io_error(error: OSError) -> str:
+    """``I/O error (No space left on device: /data/out.partial/model-00003-of-00005.safetensors)``."""
+    where = f": {error.filename}" if error.filename else ""
+    return f"I/O error ({error.strerror or error}{where})"
 
 
 def merge_pieces(
