@@ -28,6 +28,7 @@ def state_for(*names: str, **values: object) -> WizardState:
 
 async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = ()) -> None:
     """Start ``app``, press ``keys``, wait for background work, save ``screenshots/NAME.svg``."""
+    app.blink_cursor = False  # the same picture whenever it is taken
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         await app.workers.wait_for_complete()
