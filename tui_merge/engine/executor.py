@@ -88,8 +88,7 @@ def execute(
     stop removes it. A merge that fails on its own terms (NaN, bad input)
     always removes it: resuming could only fail again.
     """
-    run = _Run(plan, output, on_event, cancel, keep_partial, allow_nonfinite)
-    run.writer = OutputWriter(plan, output, replace=replace)
+    run = _Run(plan, output, on_event, cancel, replace, keep_partial, allow_nonfinite)
     run.emit(MergeStarted(plan))
     for note in plan.vocabulary.notes:
         run.emit(Log("info", note))
@@ -116,14 +115,14 @@ class _Run:
 
     def __init__(
         self, plan: Plan, output: Path, on_event: EventCallback | None, cancel: threading.Event | None,
-        keep_partial: bool, allow_nonfinite: bool,
+        replace: bool, keep_partial: bool, allow_nonfinite: bool,
     ) -> None:  # fmt: skip
         self.plan, self.output, self.cancel = plan, output, cancel
         self.emit: EventCallback = on_event or (lambda event: None)
         self.keep_partial, self.allow_nonfinite = keep_partial, allow_nonfinite
         self.device = resolve_device(plan.config.tui_merge.device)
         self.kernel = plan.method.load_kernel()
-        self.writer: OutputWriter
+        self.writer = OutputWriter(plan, output, replace=replace)
         self.journal: Journal | None = None
         """The resumed journal, or the new one once ``OUT.partial`` exists."""
         self.owns_partial = False

@@ -135,10 +135,6 @@ class MethodSpec:
             return "t"
         return "weight" if self.param("weight") else None
 
-    def merged_count(self, model_count: int, has_base: bool) -> int:
-        """How many models the method combines out of ``model_count`` (the base among them when ``has_base``)."""
-        return model_count - (1 if has_base and self.base != "none" else 0)
-
     def accepts(self, model_count: int, has_base: bool) -> bool:
         """Whether the method can merge ``model_count`` models, one of them the base when ``has_base``.
 
@@ -148,7 +144,7 @@ class MethodSpec:
         """
         if self.base == "required" and not has_base:
             return False
-        merged = self.merged_count(model_count, has_base)
+        merged = model_count - (1 if has_base and self.base != "none" else 0)
         return merged >= self.min_models and (self.max_models is None or merged <= self.max_models)
 
     def count_text(self) -> str:

@@ -105,21 +105,28 @@ def ask_method(state: WizardState, prompter: Prompter) -> None:
     default = state.method_name if any(m.name == state.method_name for m in usable) else usable[0].name
     state.method_name = prompter.select("Merge method", choices, default)
     method = state.method
-    options: list[tuple[str, str | None]] = []
-    if method.base != "none" and method.accepts(count, True):
-        options = [(state.infos[name].label, name) for name in state.models]
-    if method.base != "required" and method.accepts(count, False):
-        options.insert(0, ("no base", None))
-    if len(options) > 1:
-        values = [value for _, value in options]
-        default = state.base if state.base in values else values[0] if method.base == "optional" else state.models[0]
-        state.base = prompter.select("Base model", options, default)
-    else:
-        state.base = options[0][1]
+    if method.base != "none":
+        _ask_base(state, prompter, count)
     expected = ["t"] if method.per_layer_param == "t" else state.merged_models
     stale = state.grid is None or state.grid.keys != expected or (state.method_name, state.effective_base) != before
     if stale:
         state.rebuild_grid()  # a reopened config keeps its layer values while models, method and base stay
+
+
+def _ask_base(state: WizardState, prompter: Prompter, count: int) -> None:
+    """The base among the models, or none, offering only what the method accepts; no question when one fits."""
+    method = state.method
+    options: list[tuple[str, str | None]] = []
+    if method.accepts(count, True):
+        options = [(state.infos[name].label, name) for name in state.models]
+    if method.base == "optional" and method.accepts(count, False):
+        options.insert(0, ("no base", None))
+    if len(options) == 1:
+        state.base = options[0][1]
+        return
+    values = [value for _, value in options]
+    default = state.base if state.base in values else values[0]
+    state.base = prompter.select("Base model", options, default)
 
 
 def ask_parameters(state: WizardState, prompter: Prompter) -> None:
