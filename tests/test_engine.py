@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from model_factory import ModelFactory
 from tui_merge.config import parse_config
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import MergeFinished, MergeStarted, ShardWritten, TensorMerged
 from tui_merge.engine.executor import MergeCancelled, MergeError, execute
 from tui_merge.engine.plan import build_plan
@@ -268,15 +269,66 @@ def test_events_arrive_in_order(tmp_path, llama_base, llama_finetune) -> None:
 
 def test_cancel_leaves_nothing_at_the_output(tmp_path, llama_base, llama_finetune) -> None:
     plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
-    cancel = threading.Event()
+    control = MergeControl()
 
     def cancel_after_three(event) -> None:
         if isinstance(event, TensorMerged) and event.index == 3:
-            cancel.set()
+            control.stop()
 
     with pytest.raises(MergeCancelled):
-        execute(plan, tmp_path / "out", on_event=cancel_after_three, cancel=cancel)
+        execute(plan, tmp_path / "out", on_event=cancel_after_three, control=control)
     assert list(tmp_path.iterdir()) == []
+
+
+class _StopAtCheckpoint(MergeControl):
+    """Stops the merge at its ``stop_at``-th checkpoint, counting them."""
+
+    def __init__(self, stop_at: int) -> None:
+        super().__init__()
+        self.stop_at, self.calls = stop_at, 0
+
+    def checkpoint(self) -> bool:
+        self.calls += 1
+        if self.calls == self.stop_at:
+            self.stop()
+        return super().checkpoint()
+
+
+def test_a_stop_takes_effect_between_blocks_of_one_large_tensor(tmp_path, monkeypatch, llama_base, llama_finetune):
+    from tui_merge.engine import executor
+
+    monkeypatch.setattr(executor, "BLOCK_BYTES", 512)  # every 2-D fixture tensor becomes several blocks
+    plan = plan_for(
+        "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\ntui_merge: {{shard_size: 1KB}}\n",
+        a=llama_base, b=llama_finetune,
+    )  # fmt: skip
+    first_blocked = next(index for index, task in enumerate(plan.tasks) if executor._row_blocks(plan, task))
+    control = _StopAtCheckpoint(stop_at=first_blocked + 3)  # one per tensor so far, then the second block
+    merged = []
+    with pytest.raises(MergeCancelled):
+        execute(plan, tmp_path / "out", on_event=lambda event: merged.append(event), control=control)
+    done = [event.index for event in merged if isinstance(event, TensorMerged)]
+    assert done == list(range(1, first_blocked + 1))  # stopped inside the tensor, not after it
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_paused_merge_waits_and_resumes_to_the_same_bytes(tmp_path, llama_base, llama_finetune) -> None:
+    recipe = "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n"
+    execute(plan_for(recipe, a=llama_base, b=llama_finetune), tmp_path / "straight")
+    control = MergeControl()
+    control.pause()
+    events = []
+    worker = threading.Thread(
+        target=execute, args=(plan_for(recipe, a=llama_base, b=llama_finetune), tmp_path / "paused"),
+        kwargs={"on_event": events.append, "control": control},
+    )  # fmt: skip
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive() and not any(isinstance(event, TensorMerged) for event in events)
+    control.resume()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert folder_digest(tmp_path / "paused") == folder_digest(tmp_path / "straight")
 
 
 def test_nan_in_an_input_is_refused_and_a_nan_result_stops_the_merge(

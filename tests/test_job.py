@@ -22,6 +22,7 @@ from tui_merge.engine.events import (
     VerificationStarted,
     Verified,
 )
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.executor import MergeCancelled, MergeError, MergeWriteFailed
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.engine.journal import JOURNAL_NAME
@@ -63,16 +64,16 @@ def test_a_job_refuses_an_unsafe_output_before_it_writes_anything(tmp_path, llam
 
 def test_a_cancelled_job_leaves_nothing_at_the_output(tmp_path, llama_base, llama_finetune) -> None:
     loaded = parse_config(linear_config(llama_base, llama_finetune), "merge.yaml")
-    cancel = threading.Event()
+    control = MergeControl()
     events = []
 
     def cancel_after_the_first_tensor(event) -> None:
         events.append(event)
         if isinstance(event, TensorMerged):
-            cancel.set()
+            control.stop()
 
     with pytest.raises(MergeCancelled):
-        run_job(MergeJob(loaded, tmp_path / "out"), on_event=cancel_after_the_first_tensor, cancel=cancel)
+        run_job(MergeJob(loaded, tmp_path / "out"), on_event=cancel_after_the_first_tensor, control=control)
 
     assert isinstance(events[-1], MergeFailed)
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()

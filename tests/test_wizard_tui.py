@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -240,9 +241,10 @@ async def test_run_step_cancel_leaves_nothing(workdir, monkeypatch) -> None:
 
     real_execute = executor.execute
 
-    def execute_after_cancel(*args, cancel, **kwargs):
-        cancel.wait(10)
-        return real_execute(*args, cancel=cancel, **kwargs)
+    def execute_after_cancel(*args, control, **kwargs):
+        while not control.stopped:
+            threading.Event().wait(0.025)
+        return real_execute(*args, control=control, **kwargs)
 
     monkeypatch.setattr(executor, "execute", execute_after_cancel)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -20,6 +19,7 @@ from datetime import datetime
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
     Log,
@@ -51,9 +51,9 @@ def run_in_console(job: MergeJob, *, plain_progress: bool = False) -> int:
     """
     bar = sys.stderr.isatty() and not plain_progress
     reporter = _TerminalProgress() if bar else _PlainProgress()
-    stop = threading.Event()
-    with reporter, _stop_on_signals(stop):
-        result = run_job(job, on_event=reporter.handle, cancel=stop)
+    control = MergeControl()
+    with reporter, _stop_on_signals(control):
+        result = run_job(job, on_event=reporter.handle, control=control)
     return 0 if result.report is None or result.report.ok else 1
 
 
@@ -88,13 +88,13 @@ def _closing_lines(event: MergeEvent) -> None:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """The first stop signal sets ``stop`` (the merge ends after the current tensor); a second one interrupts."""
+def _stop_on_signals(control: MergeControl) -> Iterator[None]:
+    """The first stop signal stops the merge at its next checkpoint; a second one interrupts at once."""
 
     def handle(signum: int, frame: object) -> None:
-        if stop.is_set():
+        if control.stopped:
             raise KeyboardInterrupt
-        stop.set()
+        control.stop()
         with suppress(OSError):  # after SIGHUP the terminal may be gone
             print(
                 f"\ntui-merge: {signal.Signals(signum).name}: stopping after the current tensor "

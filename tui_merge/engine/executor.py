@@ -1,20 +1,21 @@
 """Run a plan: read each task's inputs, merge them, write the result, report every step.
 
 Tasks run one after another in plan order, so only the tensors of the task in
-hand are in memory: peak memory is a few tensors, not a model. Cancellation
-is checked between tensors. Any failure, cancel or interrupt removes the
-partial folder, so nothing is ever left at the output path.
+hand are in memory: peak memory is a few tensors, not a model. A pause or a
+stop (``engine.control``) takes effect between blocks of rows and between
+tensors. Any failure, cancel or interrupt removes the partial folder (or
+keeps it for a resume), so nothing is ever left at the output path.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     EventCallback,
     Log,
@@ -74,7 +75,7 @@ def execute(
     output: Path,
     *,
     on_event: EventCallback | None = None,
-    cancel: threading.Event | None = None,
+    control: MergeControl | None = None,
     replace: bool = False,
     resume: bool = False,
     keep_partial: bool = False,
@@ -82,13 +83,14 @@ def execute(
 ) -> MergeSummary:
     """Merge and write ``plan`` to ``output``; return what was produced.
 
-    ``cancel`` is checked between tensors. With ``keep_partial`` a cancel, an
+    ``control`` is checked between blocks of rows and between tensors (it can
+    pause the merge or stop it). With ``keep_partial`` a stop, an
     interrupt or an I/O error keeps ``OUT.partial`` and its journal for
     ``resume`` (the command line does this); without it (the wizard) every
     stop removes it. A merge that fails on its own terms (NaN, bad input)
     always removes it: resuming could only fail again.
     """
-    run = _Run(plan, output, on_event, cancel, replace, keep_partial, allow_nonfinite)
+    run = _Run(plan, output, on_event, control, replace, keep_partial, allow_nonfinite)
     run.emit(MergeStarted(plan))
     for note in plan.vocabulary.notes:
         run.emit(Log("info", note))
@@ -102,6 +104,7 @@ def execute(
         try:
             run.open(fingerprint)
             bytes_read = run.write_shards()
+            run.checkpoint()  # a stop asked for during the last tensor still leaves nothing at the output
             run.writer.finish(run.journal)
         except BaseException as error:
             raise run.failure(error) from None
@@ -114,10 +117,10 @@ class _Run:
     """One execution of a plan: the writer, the journal, the bytes written so far, and what a stop does."""
 
     def __init__(
-        self, plan: Plan, output: Path, on_event: EventCallback | None, cancel: threading.Event | None,
+        self, plan: Plan, output: Path, on_event: EventCallback | None, control: MergeControl | None,
         replace: bool, keep_partial: bool, allow_nonfinite: bool,
     ) -> None:  # fmt: skip
-        self.plan, self.output, self.cancel = plan, output, cancel
+        self.plan, self.output, self.control = plan, output, control
         self.emit: EventCallback = on_event or (lambda event: None)
         self.keep_partial, self.allow_nonfinite = keep_partial, allow_nonfinite
         self.device = resolve_device(plan.config.tui_merge.device)
@@ -160,19 +163,24 @@ class _Run:
         plan = self.plan
         self.writer.open_shard(shard)
         for index in shard.tasks:
-            if self.cancel is not None and self.cancel.is_set():
-                raise self._stopped("Stopped")
+            self.checkpoint()
             task = plan.tasks[index]
             if index + 1 < len(plan.tasks):
                 for ref in plan.tasks[index + 1].reads:
                     reader.prefetch(ref.entry)
-            for piece in merge_pieces(plan, task, self.kernel, reader, self.device, self.allow_nonfinite):
+            pieces = merge_pieces(plan, task, self.kernel, reader, self.device, self.allow_nonfinite, self.checkpoint)
+            for piece in pieces:
                 self.writer.write_tensor(task, piece)
             self.written += task.nbytes
             self.emit(TensorMerged(index + 1, len(plan.tasks), task.name, task.nbytes, self.written))
         size, digest = self.writer.close_shard()
         self.journal.record(shard.file_name, size, digest)
         self.emit(ShardWritten(self.output / shard.file_name, size))
+
+    def checkpoint(self) -> None:
+        """Wait while the control pauses the merge; raise the stop error when it stops it."""
+        if self.control is not None and self.control.checkpoint():
+            raise self._stopped("Stopped")
 
     def failure(self, error: BaseException) -> BaseException:
         """The error to raise for ``error``, once ``OUT.partial`` is kept for a resume or removed."""
@@ -214,7 +222,8 @@ def _io_error(error: OSError) -> str:
 
 
 def merge_pieces(
-    plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False
+    plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Iterator[torch.Tensor]:
     """The output tensor in the output dtype: whole, or a block of rows at a time.
 
@@ -227,6 +236,7 @@ def merge_pieces(
     (thresholds, counts, Gram matrices), then merges them; its result equals
     the whole-tensor merge up to the order of float64 sums. Which path a
     tensor takes depends only on the plan, so a replay is byte-identical.
+    ``checkpoint`` runs before every block (a pause or stop of the merge).
     """
     blocks = _row_blocks(plan, task)
     if blocks is None:
@@ -246,6 +256,7 @@ def merge_pieces(
     merger_class = plan.method.load_blocks()
     if merger_class is None:
         for start, stop in blocks:
+            checkpoint()
             yield _run_kernel(plan, task, kernel, block_inputs(start, stop, check=True))
         return
     count = 1
@@ -254,9 +265,11 @@ def merge_pieces(
     merger = merger_class(dict(task.options), [dict(params) for params in task.model_params], count)
     for round_index in range(merger.passes):
         for start, stop in blocks:
+            checkpoint()
             with torch.no_grad():
                 merger.observe(block_inputs(start, stop, check=round_index == 0), round_index)
     for start, stop in blocks:
+        checkpoint()
         yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=merger.passes == 0))
 
 

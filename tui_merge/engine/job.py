@@ -8,12 +8,12 @@ gate, a lock on the output) is added here, once.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.engine import executor
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import CheckDone, EventCallback, MergeSummary, VerificationStarted, Verified
 from tui_merge.engine.plan import Plan, build_plan
 from tui_merge.engine.preflight import check_output
@@ -60,9 +60,9 @@ def plan_job(job: MergeJob) -> Plan:
 
 
 def run_job(
-    job: MergeJob, *, on_event: EventCallback | None = None, cancel: threading.Event | None = None
+    job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None
 ) -> JobResult:
-    """Run every step of ``job``, reporting to ``on_event``; ``cancel`` stops the merge between tensors.
+    """Run every step of ``job``, reporting to ``on_event``; ``control`` pauses or stops the merge.
 
     Raises the step's ``TuiMergeError`` (each carries its exit code) when one fails; nothing is left at
     the output path then, only ``OUT.partial`` when the job keeps it for a resume.
@@ -73,7 +73,7 @@ def run_job(
     plan = plan_job(job)
     check_output(plan, job.output, force=job.replace, resume=job.resume)
     summary = executor.execute(
-        plan, job.output, on_event=emit, cancel=cancel, replace=job.replace, resume=job.resume,
+        plan, job.output, on_event=emit, control=control, replace=job.replace, resume=job.resume,
         keep_partial=job.keep_partial, allow_nonfinite=job.allow_nonfinite,
     )  # fmt: skip
     report = None

@@ -59,7 +59,8 @@ class WizardApp(App):
     CSS_PATH = "wizard.tcss"
     TITLE = "tui-merge"
     COMMANDS = App.COMMANDS | {StepCommands}
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit")]
+    BINDINGS = [Binding("ctrl+q", "quit", "quit", tooltip="quit from anywhere (a running merge is asked about once)",
+                        priority=True, id="quit")]  # fmt: skip
 
     def __init__(
         self,
@@ -89,6 +90,21 @@ class WizardApp(App):
     def open_steps(self) -> list[StepScreen]:
         """The step screens on the stack, the first step first (dialogs and Textual's own screen left out)."""
         return [screen for screen in self.screen_stack if isinstance(screen, StepScreen)]
+
+    async def action_quit(self) -> None:
+        """Quit at once, from any step or dialog; while a merge runs, ask once, then stop it cleanly and quit."""
+        from tui_merge.tui.screens.run import RunScreen
+
+        run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
+        if run is None or run.merged:
+            self.exit()
+            return
+        asking = next((screen for screen in self.screen_stack if screen.name == "cancel-merge"), None)
+        if asking is not None:  # asked already: this is the answer
+            asking.dismiss(True)
+            run.quit_when_stopped()
+            return
+        run.action_cancel(then_quit=True)
 
     def next_step(self, current: int) -> None:
         """Open the step after ``current``."""

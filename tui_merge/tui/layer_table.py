@@ -28,21 +28,30 @@ class LayerTable(DataTable):
         height: 1fr;
     }
     """
+    _NUDGE = Binding.Group("nudge", compact=True)
+    _GRADIENT = Binding.Group("fill", compact=True)
+    _ROWS = Binding.Group("copy", compact=True)
+    _HISTORY = Binding.Group("undo", compact=True)
+    _TAKE = Binding.Group("from 1st/2nd", compact=True)
     BINDINGS = [
-        Binding("plus,equals_sign", "nudge(1)", "+.05", id="nudge-up"),
-        Binding("minus,underscore", "nudge(-1)", "-.05", id="nudge-down"),
-        Binding("right_square_bracket", "fine(1)", "+0.01", show=False, id="fine-up"),
-        Binding("left_square_bracket", "fine(-1)", "-0.01", show=False, id="fine-down"),
-        Binding("e", "edit", "Type", id="edit"),
-        Binding("m", "mark", "Mark", id="mark", show=False),
-        Binding("g", "gradient", "Fill", id="gradient"),
-        Binding("c", "copy_row", "Copy", show=False, id="copy"),
-        Binding("v", "paste_row", "Paste", show=False, id="paste"),
-        Binding("u", "undo", "Undo", id="undo"),
-        Binding("ctrl+r", "redo", "Redo", show=False, id="redo"),
-        Binding("0", "take(0)", "From 1st", show=False, id="take-first"),
-        Binding("1", "take(1)", "From 2nd", show=False, id="take-second"),
-        Binding("s", "split", "Split", id="split"),
+        Binding("plus,equals_sign", "nudge(1)", "+0.05", tooltip="add 0.05 to the cell", group=_NUDGE),
+        Binding("minus,underscore", "nudge(-1)", "-0.05", tooltip="take 0.05 from the cell", group=_NUDGE),
+        Binding("right_square_bracket", "fine(1)", "+0.01", tooltip="add 0.01 to the cell", group=_NUDGE),
+        Binding("left_square_bracket", "fine(-1)", "-0.01", tooltip="take 0.01 from the cell", group=_NUDGE),
+        Binding("e", "edit", "type", tooltip="type the cell's value (enter does too)", show=False, id="edit"),
+        Binding("m", "mark", "mark", tooltip="mark the row where a gradient starts", group=_GRADIENT, id="mark"),
+        Binding("g", "gradient", "fill", tooltip="fill a straight line from the mark to the cursor in this column",
+                group=_GRADIENT, id="gradient"),  # fmt: skip
+        Binding("c", "copy_row", "copy", tooltip="copy the row's values", group=_ROWS, id="copy"),
+        Binding("v", "paste_row", "paste", tooltip="paste the copied values into the row", group=_ROWS, id="paste"),
+        Binding("u", "undo", "undo", tooltip="undo the last edit", group=_HISTORY, id="undo"),
+        Binding("ctrl+r", "redo", "redo", tooltip="redo what was undone", group=_HISTORY, id="redo"),
+        Binding("0", "take(0)", "from 1st", tooltip="take the whole layer from the first model", group=_TAKE,
+                show=False, id="take-first"),  # fmt: skip
+        Binding("1", "take(1)", "from 2nd", tooltip="take the whole layer from the second model", group=_TAKE,
+                show=False, id="take-second"),  # fmt: skip
+        Binding("s", "split", "split", tooltip="split the values into attention, MLP and the rest; s again joins",
+                id="split"),  # fmt: skip
     ]
 
     @dataclass

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DirectoryTree, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -43,19 +45,45 @@ class Dialog(ModalScreen[_Answer]):
 
 
 class HelpScreen(Dialog[None]):
-    """A step's help text; escape or F1 closes it."""
+    """A step's help: paragraphs that wrap to the dialog's width, then every key of the step; it scrolls."""
 
+    DEFAULT_CSS = """
+    HelpScreen .dialog {
+        width: 90%;
+        max-width: 100;
+        height: 1fr;
+        max-height: 40;
+        margin: 1 0;
+    }
+    HelpScreen VerticalScroll {
+        height: 1fr;
+    }
+    HelpScreen #help-keys {
+        margin-top: 1;
+    }
+    """
     BINDINGS = [Binding("escape,f1,q", "dismiss", "Close")]
 
-    def __init__(self, title: str, text: str) -> None:
+    def __init__(self, title: str, text: str, keys: list[tuple[str, str]] = ()) -> None:
         super().__init__()
-        self.title_text, self.text = title, text
+        self.title_text, self.text, self.keys = title, text, list(keys)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(f"Help: {self.title_text}", style="bold"))
-            yield Static(self.text)
-            yield Label(Text("escape closes", style="dim"))
+            with VerticalScroll(id="help-scroll"):
+                yield Static(self.text, id="help-text")
+                if self.keys:
+                    table = Table.grid(padding=(0, 2))
+                    table.add_column(style="bold", no_wrap=True)
+                    table.add_column()
+                    for keys, description in self.keys:
+                        table.add_row(keys, description)
+                    yield Static(Group(Text("Keys", style="bold underline"), table), id="help-keys")
+            yield Label(Text("↑/↓ pgup/pgdn scroll · escape closes", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one("#help-scroll").focus()
 
 
 class ConfirmScreen(Dialog[bool]):
@@ -63,8 +91,8 @@ class ConfirmScreen(Dialog[bool]):
 
     BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
 
-    def __init__(self, question: str) -> None:
-        super().__init__()
+    def __init__(self, question: str, *, name: str | None = None) -> None:
+        super().__init__(name=name)
         self.question = question
 
     def compose(self) -> ComposeResult:
@@ -77,17 +105,17 @@ class ConfirmScreen(Dialog[bool]):
 
 
 class ErrorScreen(Dialog[None]):
-    """A failure, in words, instead of a crash."""
+    """A failure, in words, instead of a crash (or, with ``title``, news that needs no answer)."""
 
     BINDINGS = [Binding("escape,enter", "dismiss", "Close")]
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, title: str | None = None) -> None:
         super().__init__()
-        self.message = message
+        self.message, self.title_text = message, title
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog error"):
-            yield Label(Text("Error", style="bold red"))
+        with Vertical(classes="dialog" if self.title_text else "dialog error"):
+            yield Label(Text(self.title_text or "Error", style="bold" if self.title_text else "bold red"))
             yield Static(self.message)
             yield Label(Text("enter or escape closes", style="dim"))
 

@@ -24,9 +24,9 @@ class StepScreen(Screen):
     STEP: ClassVar[int] = 0
     HELP: ClassVar[str] = ""
     BINDINGS = [
-        Binding("escape", "back", "Back", id="back"),
-        Binding("ctrl+n", "next", "Next", id="next"),
-        Binding("f1", "help", "Help", id="help"),
+        Binding("escape", "back", "back", id="back"),
+        Binding("ctrl+n", "next", "next", id="next"),
+        Binding("f1", "help", "help", tooltip="this help, with every key of the step", id="help"),
     ]
 
     @property
@@ -43,7 +43,7 @@ class StepScreen(Screen):
         yield Static(self._step_bar(), id="steps")
         yield from self.compose_body()
         yield Static("", id="status")
-        yield Footer(show_command_palette=False)
+        yield Footer(show_command_palette=False, compact=True)
 
     def compose_body(self) -> ComposeResult:
         """The step's own widgets."""
@@ -88,8 +88,29 @@ class StepScreen(Screen):
         self.wizard.previous_step(self.STEP)
 
     def action_help(self) -> None:
-        """Show this step's help."""
+        """Show this step's help and every key it takes."""
         from tui_merge.tui.modals import HelpScreen
 
         palette = "ctrl+p opens the command palette: go to a step, load or save a config. ctrl+q quits."
-        self.app.push_screen(HelpScreen(f"{self.STEP + 1} {STEP_NAMES[self.STEP]}", f"{self.HELP}\n\n{palette}"))
+        title = f"{self.STEP + 1} {STEP_NAMES[self.STEP]}"
+        self.app.push_screen(HelpScreen(title, f"{self.HELP}\n\n{palette}", step_keys(self)))
+
+
+def step_keys(screen: Screen) -> list[tuple[str, str]]:
+    """Every key a step takes, with what it does: its widgets' first, then the step's, then the app's.
+
+    Only keys this program binds are listed (not Textual's own cursor keys),
+    hidden ones included, since the footer has room for a few only.
+    """
+    nodes = [widget for widget in screen.walk_children() if type(widget).__module__.startswith("tui_merge.")]
+    listed: dict[tuple[int, str], tuple[list[str], str]] = {}
+    for node in [*nodes, screen, screen.app]:
+        for cls in type(node).__mro__:
+            if not cls.__module__.startswith("tui_merge.") or "BINDINGS" not in vars(cls):
+                continue
+            for binding in Binding.make_bindings(vars(cls)["BINDINGS"]):
+                keys, _ = listed.setdefault((id(node), binding.action), ([], binding.tooltip or binding.description))
+                shown = screen.app.get_key_display(binding)
+                if shown not in keys:
+                    keys.append(shown)
+    return [(" ".join(keys), description) for keys, description in listed.values()]

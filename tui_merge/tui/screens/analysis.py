@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Group
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import RadioButton, RadioSet, Static
 
 from tui_merge.errors import TuiMergeError
-from tui_merge.models.compat import Finding
+from tui_merge.models.compat import CompatibilityReport, Finding
 from tui_merge.report_view import findings_grid, models_table
 from tui_merge.tui.messages import ReportReady, WorkFailed
 from tui_merge.tui.step import StepScreen
@@ -18,24 +19,39 @@ _CHOICES_FOR = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("pos
 """Vocabulary fixes offered per finding; ``position`` keeps rows as they are (only when the sizes agree)."""
 
 
+def verdict(report: CompatibilityReport) -> Text:
+    """The report in a line, and every error in full, for the top of the screen (details scroll below)."""
+    errors = [finding for finding in report.findings if finding.severity == "error"]
+    warnings = sum(finding.severity == "warning" for finding in report.findings)
+    if not errors:
+        noted = f"; {warnings} warning{'s' * (warnings != 1)} below" if warnings else ""
+        return Text.assemble(("Mergeable", "bold green"), noted, ". ctrl+n goes on.")
+    count = "1 error blocks" if len(errors) == 1 else f"{len(errors)} errors block"
+    verdict = Text.assemble((f"{count} the merge", "bold red"), " (escape goes back to change the models):")
+    for error in errors:
+        verdict.append(f"\n• {error.message}")
+    return verdict
+
+
 class AnalysisScreen(StepScreen):
     """The compatibility report, computed in the background (it reads one tensor per model)."""
 
     STEP = 1
     HELP = (
-        "The models side by side and every finding about merging them. Values that\n"
-        "differ from the base are highlighted. Errors block the merge: go back\n"
-        "(escape) and remove or replace the model they name. When vocabularies\n"
-        "differ, choose how to reconcile them with the arrow keys and enter:\n"
-        "truncate cuts to the base's rows, pad grows to the largest with mean rows,\n"
-        "union merges the tokenizers and matches rows by token (the default when\n"
-        "every model has a tokenizer). When only the token order differs, union\n"
+        "The models side by side and every finding about merging them. Values that "
+        "differ from the base are highlighted. Errors block the merge: go back "
+        "(escape) and remove or replace the model they name. When vocabularies "
+        "differ, choose how to reconcile them with the arrow keys and enter: "
+        "truncate cuts to the base's rows, pad grows to the largest with mean rows, "
+        "union merges the tokenizers and matches rows by token (the default when "
+        "every model has a tokenizer). When only the token order differs, union "
         "matches rows by token and position keeps them as they are."
     )
 
     def compose_body(self) -> ComposeResult:
+        yield Static("Analysing…", id="verdict")
         with VerticalScroll(id="report-scroll"):
-            yield Static("Analysing…", id="report")
+            yield Static("", id="report")
 
     def on_mount(self) -> None:
         self.report = None
@@ -52,14 +68,13 @@ class AnalysisScreen(StepScreen):
 
     async def on_report_ready(self, message: ReportReady) -> None:
         self.report = message.report
+        self.query_one("#verdict", Static).update(verdict(self.report))
         self.query_one("#report", Static).update(Group(models_table(self.report), "", findings_grid(self.report)))
         vocab = next((finding for finding in self.report.findings if finding.code in _CHOICES_FOR), None)
         if vocab is not None:
             await self._offer_vocab_choices(vocab)
         else:
             self.state.vocab = None
-        errors = sum(finding.severity == "error" for finding in self.report.findings)
-        self.status("Errors block the merge." if errors else "Mergeable. ctrl+n goes on.", error=bool(errors))
 
     async def _offer_vocab_choices(self, finding: Finding) -> None:
         """Radio buttons for the fixes of a vocabulary finding; union is the default when it can be done."""

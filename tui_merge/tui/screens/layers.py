@@ -19,13 +19,13 @@ class LayersScreen(StepScreen):
 
     STEP = 3
     HELP = (
-        "Arrows move. + / - nudge the cell by 0.05, ] / [ by 0.01 (terminals do not\n"
-        "report shift with + and -). e or enter types a value. m marks a row, g fills a\n"
-        "linear gradient from the mark to the cursor in that column. c / v copy and\n"
-        "paste a row. 0 / 1 take the layer wholly from the first / second model.\n"
-        "u undoes, ctrl+r redoes. The sparklines show each column over depth.\n"
-        "Rows above the layers set the embeddings, final norm and head.\n"
-        "s splits each quantity into attention, MLP and the rest of the layer (norms),\n"
+        "Arrows move. + / - nudge the cell by 0.05, ] / [ by 0.01 (terminals do not "
+        "report shift with + and -). e or enter types a value. m marks a row, g fills a "
+        "linear gradient from the mark to the cursor in that column. c / v copy and "
+        "paste a row. 0 / 1 take the layer wholly from the first / second model. "
+        "u undoes, ctrl+r redoes. The sparklines show each column over depth. "
+        "Rows above the layers set the embeddings, final norm and head. "
+        "s splits each quantity into attention, MLP and the rest of the layer (norms), "
         "as in the classic slerp recipe; s again joins them, keeping the rest column."
     )
 

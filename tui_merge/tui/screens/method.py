@@ -19,9 +19,9 @@ class MethodScreen(StepScreen):
 
     STEP = 2
     HELP = (
-        "Arrows choose a method; its parameters appear on the right (tab to reach\n"
-        "them). Numbers are checked as you type. Per-model fields are listed under\n"
-        "each model. The per-layer value (t, or each model's weight) is edited in the\n"
+        "Arrows choose a method; its parameters appear on the right (tab to reach "
+        "them). Numbers are checked as you type. Per-model fields are listed under "
+        "each model. The per-layer value (t, or each model's weight) is edited in the "
         "next step, one value per layer."
     )
 

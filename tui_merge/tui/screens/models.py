@@ -25,11 +25,11 @@ class ModelsScreen(StepScreen):
 
     STEP = 0
     HELP = (
-        "Type a model folder (right arrow accepts the completion) or a hub id that is in the\n"
-        "local Hugging Face cache, then enter. ctrl+o browses folders (p picks the highlighted\n"
+        "Type a model folder (right arrow accepts the completion) or a hub id that is in the "
+        "local Hugging Face cache, then enter. ctrl+o browses folders (p picks the highlighted "
         "one), ctrl+l lists the cache.\n\n"
-        "In the table (tab to reach it): b marks the base model, shift+up / shift+down\n"
-        "reorder (the first model has the highest priority, which matters for circuit),\n"
+        "In the table (tab to reach it): b marks the base model, shift+up / shift+down "
+        "reorder (the first model has the highest priority, which matters for circuit), "
         "delete removes. ctrl+n goes on once two models are added."
     )
     BINDINGS = [

@@ -22,13 +22,13 @@ class OutputScreen(StepScreen):
 
     STEP = 4
     HELP = (
-        "Tab moves between fields; arrows and enter open a choice list. The output\n"
-        "folder must not be inside an input model; an existing non-empty folder is\n"
-        "replaced only after you confirm, and only once the merge has succeeded.\n"
+        "Tab moves between fields; arrows and enter open a choice list. The output "
+        "folder must not be inside an input model; an existing non-empty folder is "
+        "replaced only after you confirm, and only once the merge has succeeded. "
         "The config is saved at the path below whenever the merge runs.\n\n"
-        "Tokenizer: automatic takes the model that ships special_tokens_map.json,\n"
-        "else the base, else the first model. Naming one (or the union) matches the\n"
-        "vocabulary rows to it by token unless the analysis step chose truncate or\n"
+        "Tokenizer: automatic takes the model that ships special_tokens_map.json, "
+        "else the base, else the first model. Naming one (or the union) matches the "
+        "vocabulary rows to it by token unless the analysis step chose truncate or "
         "pad; a tokenizer with more ids than the output has rows is refused."
     )
 

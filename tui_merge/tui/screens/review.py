@@ -23,8 +23,8 @@ class ReviewScreen(StepScreen):
 
     STEP = 5
     HELP = (
-        "This is the config the merge will run, exactly. ctrl+s saves it; the run\n"
-        "saves it too. The command below replays it without the wizard and gives the\n"
+        "This is the config the merge will run, exactly. ctrl+s saves it; the run "
+        "saves it too. The command below replays it without the wizard and gives the "
         "same bytes. The plan says what will be read and written. ctrl+n merges."
     )
     BINDINGS = [Binding("ctrl+s", "save", "Save", id="save")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from textual.binding import Binding
 from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
     Log,
@@ -38,13 +38,17 @@ class RunScreen(StepScreen):
 
     STEP = 6
     HELP = (
-        "The merge runs in the background. escape asks whether to cancel: a cancel\n"
-        "stops between tensors and leaves nothing at the output folder. When it is\n"
-        "done, the output is verified (tui-merge verify: every tensor finite, config\n"
-        "and tokenizer consistent with the weights, the architecture takes every\n"
+        "The merge runs in the background. escape pauses it at once and asks whether to cancel: yes "
+        "stops it and leaves nothing at the output folder, no lets it go on. ctrl+q asks the same and then "
+        "quits. When it is "
+        "done, the output is verified (tui-merge verify: every tensor finite, config "
+        "and tokenizer consistent with the weights, the architecture takes every "
         "tensor) and the summary says where the model and the config are."
     )
-    BINDINGS = [Binding("escape", "back", "Cancel / back", id="back")]
+    BINDINGS = [
+        Binding("escape", "cancel", "cancel", tooltip="pause the merge and ask whether to cancel it", id="cancel"),
+        Binding("escape", "back", "back", tooltip="back to the review, to change and merge again", id="back"),
+    ]
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="run-title")
@@ -53,8 +57,11 @@ class RunScreen(StepScreen):
         yield RichLog(id="log", wrap=True, markup=False)
 
     def on_mount(self) -> None:
-        self.cancel = threading.Event()
+        self.control = MergeControl()
+        self.merged = False
+        """True once the output is complete (verification may still run)."""
         self.finished = False
+        """True once the merge and its verification have ended, well or not."""
         self.started = time.monotonic()
         state = self.state
         self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
@@ -68,7 +75,7 @@ class RunScreen(StepScreen):
                 state.loaded_config(), Path(state.output), models=state.infos,
                 save_config=Path(state.config_path), replace=state.replace_output, verify=True,
             )  # fmt: skip
-            run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), cancel=self.cancel)
+            run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), control=self.control)
         except (TuiMergeError, OSError) as error:
             self.post_message(WorkFailed(getattr(error, "message", None) or str(error)))
 
@@ -89,7 +96,7 @@ class RunScreen(StepScreen):
         elif isinstance(event, Log):
             log.write(event.text)
         elif isinstance(event, MergeFinished):
-            self.finished = True
+            self._merged()
             summary = event.summary
             log.write(
                 f"done in {summary.seconds:.1f} s: {summary.tensors} tensors, {human_bytes(summary.bytes_written)} "
@@ -107,35 +114,81 @@ class RunScreen(StepScreen):
             self._verified(event.report)
 
     def _verified(self, report: VerifyReport) -> None:
-        replay = f"Replay: tui-merge run {self.state.config_path} OUT."
+        self._finish()
+        replay = f"tui-merge run {self.state.config_path} {report.folder}"
+        self.query_one("#log", RichLog).write(Text.assemble("replay: ", (replay, "bold")))
         if report.ok:
-            self.status(f"Merged into {report.folder} and verified. {replay} ctrl+q quits.")
+            self.status(f"Merged into {report.folder} and verified. Replay it without the wizard: {replay}")
         else:
             failed = ", ".join(check.name for check in report.checks if check.outcome == "failed")
             self.status(f"Merged into {report.folder}, but verification failed ({failed}); see the log.", error=True)
 
+    def _merged(self) -> None:
+        """The output is complete: nothing is left to cancel, and an open cancel question says so."""
+        self.merged = True
+        self.refresh_bindings()
+        for screen in self.app.screen_stack:
+            if isinstance(screen, ConfirmScreen) and screen.name == "cancel-merge":
+                screen.dismiss(False)
+                self.app.push_screen(
+                    ErrorScreen(f"The merge finished before it could be cancelled; it is in {self.state.output}.",
+                                title="Merge finished"))  # fmt: skip
+
+    def _finish(self) -> None:
+        """The merge and its verification have ended, well or not: escape goes back now."""
+        self.merged = self.finished = True
+        self.refresh_bindings()
+
     def on_work_failed(self, message: WorkFailed) -> None:
-        self.finished = True
+        self._finish()
         self.status(message.message, error=True)
-        if not self.cancel.is_set():
+        if not self.control.stopped:
             self.app.push_screen(ErrorScreen(message.message))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
-            self.finished = True
+            self._finish()
             self.app.push_screen(ErrorScreen(f"The merge failed unexpectedly: {event.worker.error}"))
 
-    def action_back(self) -> None:
-        if self.finished:
-            super().action_back()
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel":
+            return not self.merged
+        if action == "back":
+            return self.finished
+        return True
+
+    def action_cancel(self, then_quit: bool = False) -> None:
+        """Pause the merge at once and ask whether to cancel it (then quit, with ``then_quit``); no lets it go on."""
+        if self.merged:
             return
+        self.control.pause()
+        self.status("paused")
 
         def answered(yes: bool | None) -> None:
+            if self.merged:
+                return
             if yes:
-                self.cancel.set()
-                self.status("cancelling after the current tensor…")
+                self.control.stop()
+                self.status("cancelling…")
+                if then_quit:
+                    self.quit_when_stopped()
+            else:
+                self.control.resume()
+                self.status("")
 
-        self.app.push_screen(ConfirmScreen("Cancel the merge? Nothing will be left at the output folder."), answered)
+        question = "Cancel the merge and quit?" if then_quit else "Cancel the merge?"
+        self.app.push_screen(
+            ConfirmScreen(f"{question} It is paused while you decide; nothing will be left at the output folder.",
+                          name="cancel-merge"),
+            answered,
+        )  # fmt: skip
+
+    @work(exclusive=True, group="quit", description="quit once the merge has stopped")
+    async def quit_when_stopped(self) -> None:
+        for worker in self.workers:
+            if worker.group == "merge":
+                await worker.wait()
+        self.app.exit()
 
     def problem(self) -> str | None:
         return "This is the last step." if self.finished else "The merge is running."

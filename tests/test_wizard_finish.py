@@ -1,0 +1,145 @@
+"""The wizard at 80x24 without rough edges: help, status lines, footers, quitting, pausing a merge."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from test_wizard_tui import SIZE, state_with, status_text, wait_until, workdir  # noqa: F401 (workdir is a fixture)
+from textual.containers import VerticalScroll
+from textual.widgets import RichLog, Static
+from textual.widgets._footer import FooterKey
+
+from tui_merge.engine.control import MergeControl
+from tui_merge.tui.app import WizardApp, step_screens
+from tui_merge.tui.modals import ConfirmScreen, ErrorScreen, HelpScreen
+from tui_merge.tui.step import StepScreen
+
+
+@pytest.mark.parametrize("step", range(7))
+async def test_help_flows_as_paragraphs_scrolls_to_its_end_and_lists_every_key(workdir, step) -> None:
+    screen_class = step_screens()[step]
+    assert all("\n" not in paragraph for paragraph in screen_class.HELP.split("\n\n")), "hard-wrapped help"
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=step)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        while not isinstance(app.screen, StepScreen):  # the run step may show a dialog when it ends
+            await pilot.press("escape")
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        scroll = app.screen.query_one("#help-scroll", VerticalScroll)
+        assert app.screen.query_one(".dialog").region.bottom <= SIZE[1]
+        for _ in range(20):
+            await pilot.press("pagedown")
+        assert scroll.scroll_y == scroll.max_scroll_y
+        keys = dict(app.screen.keys)
+        assert keys["f1"].startswith("this help") and keys["^q"].startswith("quit")
+        if step == 3:
+            assert "m" in keys and "^r" in keys and "]" in keys and "c" in keys and "v" in keys
+
+
+async def test_a_long_status_wraps_instead_of_being_cut(workdir) -> None:
+    app = WizardApp(state_with("base", "chat"), start_step=0)
+    async with app.run_test(size=SIZE) as pilot:
+        message = "word " * 40 + "THE-END"
+        app.screen.status(message)
+        await pilot.pause()
+        status = app.screen.query_one("#status", Static)
+        assert status.region.height >= 3 and status.region.bottom <= SIZE[1] - 1  # above the footer
+
+
+async def test_the_layers_footer_fits_80_columns_and_shows_the_editing_keys(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        shown = {key.key_display: key for key in app.screen.query(FooterKey)}
+        for key in ("+", "-", "]", "[", "m", "g", "c", "v", "u", "^r", "s", "esc", "^n", "f1", "^q"):
+            assert key in shown, f"{key} is not in the footer"
+            assert shown[key].region.right <= SIZE[0], f"{key} is cut off"
+
+
+async def test_after_the_merge_the_run_step_shows_the_replay_whole_and_offers_no_cancel(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "tui-merge run merge.yaml merged" in status_text(app)
+        status = app.screen.query_one("#status", Static)
+        assert status.region.height * (status.region.width - 2) >= len(status_text(app))
+        log = "\n".join(str(line.text) for line in app.screen.query_one("#log", RichLog).lines)
+        assert "replay: tui-merge run merge.yaml merged" in log
+        actions = {key.action for key in app.screen.query(FooterKey)}
+        assert "cancel" not in actions and "back" in actions
+
+
+async def test_ctrl_q_quits_from_a_confirmation_dialog(workdir) -> None:
+    app = WizardApp(state_with("base", "chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+
+
+def hold_the_merge(monkeypatch, until) -> None:
+    """The Run step's merge starts only once ``until(control)`` holds, then runs for real."""
+    from tui_merge.engine import executor
+
+    real_execute = executor.execute
+
+    def held(*args, control: MergeControl, **kwargs):
+        for _ in range(400):
+            if until(control):
+                break
+            threading.Event().wait(0.025)
+        return real_execute(*args, control=control, **kwargs)
+
+    monkeypatch.setattr(executor, "execute", held)
+
+
+async def test_escape_pauses_the_merge_and_no_lets_it_finish(workdir, monkeypatch) -> None:
+    hold_the_merge(monkeypatch, until=lambda control: control.paused)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        control = app.open_steps[-1].control
+        assert control.paused
+        await pilot.press("n")
+        assert not control.paused
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "verified" in status_text(app)
+    assert (workdir / "merged" / "config.json").exists()
+
+
+async def test_ctrl_q_while_merging_asks_once_then_stops_cleanly_and_quits(workdir, monkeypatch) -> None:
+    hold_the_merge(monkeypatch, until=lambda control: control.paused)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        assert isinstance(app.screen, ConfirmScreen) and "quit" in app.screen.question
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running)
+    assert not (workdir / "merged").exists() and not (workdir / "merged.partial").exists()
+
+
+async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(workdir, monkeypatch) -> None:
+    from tui_merge.engine import executor
+
+    real_execute = executor.execute
+
+    def finishes_regardless(*args, control: MergeControl, **kwargs):
+        while not control.paused:
+            threading.Event().wait(0.025)
+        return real_execute(*args, **kwargs)  # the pause came too late: past the last checkpoint
+
+    monkeypatch.setattr(executor, "execute", finishes_regardless)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, ErrorScreen))
+        assert "finished before it could be cancelled" in app.screen.message
+    assert (workdir / "merged" / "config.json").exists()
