@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,17 @@ def _model_digests(root: Path) -> dict[str, str]:
         for path in sorted(root.rglob("*"))
         if path.is_file() and path.relative_to(root).parts[0] != "damaged"
     }
+
+
+@pytest.fixture()
+def workdir(
+    tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, llama_vocab_plus, llama_chat_tokens,
+    llama_reordered,
+) -> Path:  # fmt: skip
+    """A folder holding the fixture models under short relative names, as a user's would."""
+    for name, source in (("base", llama_base), ("chat", llama_finetune), ("other", llama_unrelated),
+                         ("wide-vocab", llama_vocab_plus), ("chat-tokens", llama_chat_tokens),
+                         ("reordered", llama_reordered)):  # fmt: skip
+        shutil.copytree(source, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

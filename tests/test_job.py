@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import errno
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from conftest import folder_digest
 
 import tui_merge
 from tui_merge.config import parse_config
+from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
     MergeFailed,
@@ -22,7 +22,6 @@ from tui_merge.engine.events import (
     VerificationStarted,
     Verified,
 )
-from tui_merge.engine.control import MergeControl
 from tui_merge.engine.executor import MergeCancelled, MergeError, MergeWriteFailed
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.engine.journal import JOURNAL_NAME

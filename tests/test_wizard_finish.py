@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from test_wizard_tui import SIZE, state_with, status_text, wait_until, workdir  # noqa: F401 (workdir is a fixture)
+from test_wizard_tui import SIZE, state_with, status_text, wait_until
 from textual.containers import VerticalScroll
 from textual.widgets import RichLog, Static
 from textual.widgets._footer import FooterKey

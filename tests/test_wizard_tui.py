@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
-from pathlib import Path
 
 import pytest
 from conftest import folder_digest
@@ -18,20 +16,6 @@ from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
 from tui_merge.wizard.state import WizardState
 
 SIZE = (80, 24)
-
-
-@pytest.fixture()
-def workdir(
-    tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, llama_vocab_plus, llama_chat_tokens,
-    llama_reordered,
-) -> Path:  # fmt: skip
-    """A folder holding the fixture models under short relative names, as a user's would."""
-    for name, source in (("base", llama_base), ("chat", llama_finetune), ("other", llama_unrelated),
-                         ("wide-vocab", llama_vocab_plus), ("chat-tokens", llama_chat_tokens),
-                         ("reordered", llama_reordered)):  # fmt: skip
-        shutil.copytree(source, tmp_path / name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 async def wait_until(pilot, condition, seconds: float = 10.0) -> None:

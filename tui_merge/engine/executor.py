@@ -222,7 +222,12 @@ def _io_error(error: OSError) -> str:
 
 
 def merge_pieces(
-    plan: Plan, task: TensorTask, kernel, reader: TensorReader, device: str, allow_nonfinite: bool = False,
+    plan: Plan,
+    task: TensorTask,
+    kernel,
+    reader: TensorReader,
+    device: str,
+    allow_nonfinite: bool = False,
     checkpoint: Callable[[], None] = lambda: None,
 ) -> Iterator[torch.Tensor]:
     """The output tensor in the output dtype: whole, or a block of rows at a time.

@@ -59,9 +59,7 @@ def plan_job(job: MergeJob) -> Plan:
     return build_plan(job.loaded, models)
 
 
-def run_job(
-    job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None
-) -> JobResult:
+def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None) -> JobResult:
     """Run every step of ``job``, reporting to ``on_event``; ``control`` pauses or stops the merge.
 
     Raises the step's ``TuiMergeError`` (each carries its exit code) when one fails; nothing is left at

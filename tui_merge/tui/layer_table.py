@@ -40,18 +40,43 @@ class LayerTable(DataTable):
         Binding("left_square_bracket", "fine(-1)", "-0.01", tooltip="take 0.01 from the cell", group=_NUDGE),
         Binding("e", "edit", "type", tooltip="type the cell's value (enter does too)", show=False, id="edit"),
         Binding("m", "mark", "mark", tooltip="mark the row where a gradient starts", group=_GRADIENT, id="mark"),
-        Binding("g", "gradient", "fill", tooltip="fill a straight line from the mark to the cursor in this column",
-                group=_GRADIENT, id="gradient"),  # fmt: skip
+        Binding(
+            "g",
+            "gradient",
+            "fill",
+            tooltip="fill a straight line from the mark to the cursor in this column",
+            group=_GRADIENT,
+            id="gradient",
+        ),  # fmt: skip
         Binding("c", "copy_row", "copy", tooltip="copy the row's values", group=_ROWS, id="copy"),
         Binding("v", "paste_row", "paste", tooltip="paste the copied values into the row", group=_ROWS, id="paste"),
         Binding("u", "undo", "undo", tooltip="undo the last edit", group=_HISTORY, id="undo"),
         Binding("ctrl+r", "redo", "redo", tooltip="redo what was undone", group=_HISTORY, id="redo"),
-        Binding("0", "take(0)", "from 1st", tooltip="take the whole layer from the first model", group=_TAKE,
-                show=False, id="take-first"),  # fmt: skip
-        Binding("1", "take(1)", "from 2nd", tooltip="take the whole layer from the second model", group=_TAKE,
-                show=False, id="take-second"),  # fmt: skip
-        Binding("s", "split", "split", tooltip="split the values into attention, MLP and the rest; s again joins",
-                id="split"),  # fmt: skip
+        Binding(
+            "0",
+            "take(0)",
+            "from 1st",
+            tooltip="take the whole layer from the first model",
+            group=_TAKE,
+            show=False,
+            id="take-first",
+        ),  # fmt: skip
+        Binding(
+            "1",
+            "take(1)",
+            "from 2nd",
+            tooltip="take the whole layer from the second model",
+            group=_TAKE,
+            show=False,
+            id="take-second",
+        ),  # fmt: skip
+        Binding(
+            "s",
+            "split",
+            "split",
+            tooltip="split the values into attention, MLP and the rest; s again joins",
+            id="split",
+        ),  # fmt: skip
     ]
 
     @dataclass
