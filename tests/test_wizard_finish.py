@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from test_wizard_tui import SIZE, state_with, status_text, wait_until
@@ -143,3 +144,86 @@ async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(w
         await wait_until(pilot, lambda: isinstance(app.screen, ErrorScreen))
         assert "finished before it could be cancelled" in app.screen.message
     assert (workdir / "merged" / "config.json").exists()
+
+
+async def test_the_folder_browser_moves_up_home_and_to_a_typed_path(workdir) -> None:
+    from tui_merge.tui.modals import FolderPicker
+
+    (workdir / "models").mkdir()
+    (workdir / "chat").rename(workdir / "models" / "chat")
+    app = WizardApp(state_with("base", "models/chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+o")
+        picker = app.screen
+        assert isinstance(picker, FolderPicker)
+        assert picker.folder == workdir / "models"  # where the last model came from
+        await pilot.press("backspace")
+        assert picker.folder == workdir
+        await pilot.press("tilde")
+        assert picker.folder == Path.home()
+        await pilot.press("slash", *str(workdir / "models").lstrip("/"), "enter")
+        assert picker.folder == workdir / "models"
+        await pilot.press("left")  # at the top of the tree: the parent folder
+        assert picker.folder == workdir
+        tree = picker.query_one("DirectoryTree")
+        await wait_until(pilot, lambda: "base" in [node.data.path.name for node in tree.root.children])
+        names = [node.data.path.name for node in tree.root.children]
+        await pilot.press(*["down"] * (names.index("base") + 1), "p")
+        await wait_until(pilot, lambda: len(app.state.models) == 3)
+        assert app.state.models[-1] == str(workdir / "base")
+
+
+REVIEW_IN_A_FRESH_PROCESS = """
+import asyncio
+from tui_merge.models.info import load_model_info
+from tui_merge.tui.app import WizardApp
+from tui_merge.wizard.state import WizardState
+
+async def main():
+    state = WizardState(models=["base", "chat"], infos={name: load_model_info(name) for name in ("base", "chat")},
+                        method_name="slerp", output="merged")
+    app = WizardApp(state, start_step=5)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        print(app.screen.query_one("#plan").content)
+
+asyncio.run(main())
+"""
+
+
+def test_steps_opened_together_load_tokenizers_in_turn(workdir) -> None:
+    """Opening on Review starts the analysis and the plan at once, each loading tokenizers with transformers."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", REVIEW_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Plan: slerp of 2 models"), done.stdout
+
+
+async def test_the_focused_output_field_is_marked_and_review_shows_what_the_run_will_use(workdir) -> None:
+    from textual.widgets import Label
+
+    (workdir / "taken").mkdir()
+    (workdir / "taken" / "file").write_text("x")
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=4)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        marked = [str(label.content) for label in app.screen.query(Label) if label.has_class("focused")]
+        assert marked == ["▸ output folder"]
+        await pilot.press("tab")
+        marked = [str(label.content) for label in app.screen.query(Label) if label.has_class("focused")]
+        assert marked == ["▸ output dtype"]
+        await pilot.press("shift+tab", *"first", "ctrl+n")
+        await app.workers.wait_for_complete()
+        await pilot.press("escape")
+        await pilot.press("ctrl+u", *"taken", "ctrl+n")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = str(app.screen.query_one("#destination", Static).content)
+        assert shown == "output taken (exists; replaced once the merge has succeeded)   config merge.yaml"
+        assert app.state.output == "taken"

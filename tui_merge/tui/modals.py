@@ -147,9 +147,25 @@ class PathPrompt(Dialog[str | None]):
 
 
 class FolderPicker(Dialog[str | None]):
-    """Browse folders with the arrow keys; enter on a folder picks it."""
+    """Browse folders with the keyboard and pick one.
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("p", "pick_highlighted", "Pick")]
+    Arrows move, enter opens a folder, ``p`` picks the highlighted one.
+    backspace (or left on the top line) goes to the parent folder, ``~`` home; a
+    path typed in the field at the top (``/`` or ``.`` starts one, tab reaches
+    it) jumps there on enter.
+    """
+
+    DEFAULT_CSS = """
+    FolderPicker DirectoryTree {
+        height: 1fr;
+    }
+    """
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "cancel"),
+        Binding("p", "pick_highlighted", "pick", tooltip="pick the highlighted folder"),
+        Binding("backspace", "up", "parent", tooltip="go to the parent folder"),
+        Binding("tilde", "go_home", "home", tooltip="go to your home folder"),
+    ]
 
     def __init__(self, start: Path) -> None:
         super().__init__()
@@ -157,8 +173,57 @@ class FolderPicker(Dialog[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog tall"):
-            yield Label(Text("Choose a model folder: arrows move, enter opens, p picks", style="bold"))
+            yield Label(Text("Choose a model folder", style="bold"))
+            yield TextField(str(self.start), id="folder", compact=True, select_on_focus=False)
             yield DirectoryTree(self.start)
+            yield Static(Text("enter opens · p picks · backspace: parent · ~ home · / or . types a path", style="dim"))
+
+    def on_mount(self) -> None:
+        self.query_one(DirectoryTree).focus()
+
+    @property
+    def folder(self) -> Path:
+        """The folder the tree shows."""
+        return Path(self.query_one(DirectoryTree).path)
+
+    def go(self, folder: Path) -> None:
+        """Show ``folder`` in the tree and in the field."""
+        tree = self.query_one(DirectoryTree)
+        tree.path = folder
+        tree.focus()
+        self.query_one("#folder", TextField).value = str(folder)
+
+    def action_up(self) -> None:
+        if self.query_one(DirectoryTree).has_focus:
+            self.go(self.folder.parent)
+
+    def action_go_home(self) -> None:
+        self.go(Path.home())
+
+    def on_key(self, event) -> None:
+        tree = self.query_one(DirectoryTree)
+        if not tree.has_focus:
+            return
+        if event.key == "left" and tree.cursor_node in (None, tree.root):
+            event.stop()
+            self.go(self.folder.parent)
+        elif event.character in ("/", "."):
+            event.stop()
+            field = self.query_one("#folder", TextField)
+            field.value = event.character
+            field.focus()
+            field.cursor_position = len(field.value)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        folder = Path(event.value.strip()).expanduser()
+        if not folder.is_absolute():
+            folder = self.folder / folder
+        folder = folder.resolve()
+        if folder.is_dir():
+            self.go(folder)
+        else:
+            self.notify(f"{event.value.strip()} is not a folder.", severity="error")
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         self.dismiss(str(event.path.parent))

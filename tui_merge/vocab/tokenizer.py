@@ -7,6 +7,7 @@ sentencepiece, vocab/merges files) is read the same way.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -61,13 +62,20 @@ def has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"))
 
 
+_TRANSFORMERS_IMPORT = threading.Lock()
+"""transformers resolves its names lazily, and two threads doing it at once can see a half-made module
+(``module 'transformers' has no attribute 'AutoTokenizer'``): the wizard's workers take turns."""
+
+
 def load_tokenizer(folder: Path):
     """The transformers tokenizer in ``folder``, read from local files only."""
-    import transformers
+    with _TRANSFORMERS_IMPORT:
+        import transformers
 
-    transformers.logging.set_verbosity_error()
+        transformers.logging.set_verbosity_error()
+        auto_tokenizer = transformers.AutoTokenizer
     try:
-        return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+        return auto_tokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except Exception as error:  # transformers raises many kinds; all mean the files cannot be read
         raise BadInputError(
             f"The tokenizer in {folder} cannot be read ({type(error).__name__}: {str(error).splitlines()[0]}); "

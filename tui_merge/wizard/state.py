@@ -151,7 +151,7 @@ class WizardState:
             dtype=self.out_dtype,
             tokenizer_source=self.tokenizer_source,
             tui_merge=options,
-            comments=[f"{method.name} merge written by the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
+            comments=[f"{method.name} merge from the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
         )
 
     def _parameters(self, grid: LayerGrid | None, model: str | None) -> dict[str, Any]:

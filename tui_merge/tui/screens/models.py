@@ -26,19 +26,20 @@ class ModelsScreen(StepScreen):
     STEP = 0
     HELP = (
         "Type a model folder (right arrow accepts the completion) or a hub id that is in the "
-        "local Hugging Face cache, then enter. ctrl+o browses folders (p picks the highlighted "
-        "one), ctrl+l lists the cache.\n\n"
+        "local Hugging Face cache, then enter. ctrl+o browses folders, starting beside the model added last: "
+        "enter opens a folder, p picks the highlighted one, backspace goes to the parent, ~ home, and / or . "
+        "types a path to jump to. ctrl+l lists the cache.\n\n"
         "In the table (tab to reach it): b marks the base model, shift+up / shift+down "
         "reorder (the first model has the highest priority, which matters for circuit), "
         "delete removes. ctrl+n goes on once two models are added."
     )
     BINDINGS = [
-        Binding("ctrl+o", "browse", "Browse", id="browse"),
-        Binding("ctrl+l", "cache", "HF cache", id="cache"),
-        Binding("b", "mark_base", "Base", id="base", show=False),
-        Binding("shift+up", "move(-1)", "Up", show=False),
-        Binding("shift+down", "move(1)", "Down", show=False),
-        Binding("delete,x", "remove", "Remove", show=False),
+        Binding("ctrl+o", "browse", "browse", tooltip="browse folders for a model", id="browse"),
+        Binding("ctrl+l", "cache", "HF cache", tooltip="list the models in the local Hugging Face cache", id="cache"),
+        Binding("b", "mark_base", "base", tooltip="mark the highlighted model as the base", id="base", show=False),
+        Binding("shift+up", "move(-1)", "up", tooltip="move the model up (higher priority)", show=False),
+        Binding("shift+down", "move(1)", "down", tooltip="move the model down", show=False),
+        Binding("delete,x", "remove", "remove", tooltip="remove the highlighted model", show=False),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -153,7 +154,12 @@ class ModelsScreen(StepScreen):
             if folder:
                 self.add_model(folder)
 
-        self.app.push_screen(FolderPicker(Path.cwd()), picked)
+        self.app.push_screen(FolderPicker(self.browse_start()), picked)
+
+    def browse_start(self) -> Path:
+        """Where the folder browser opens: beside the model added last, else the working folder."""
+        local = [self.state.infos[name] for name in self.state.models if not self.state.infos[name].source.from_cache]
+        return local[-1].folder.resolve().parent if local else Path.cwd()
 
     def action_cache(self) -> None:
         self.status("scanning the Hugging Face cache…")

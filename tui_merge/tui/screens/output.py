@@ -57,6 +57,14 @@ class OutputScreen(StepScreen):
         self.query_one("#output", Input).focus()
         self.list_gpus()
 
+    def on_descendant_focus(self, event) -> None:
+        """Mark the label above the focused field, so the field being typed in is plain to see."""
+        labels = list(self.query("#output-form Label"))
+        fields = [widget for widget in self.query_one("#output-form").children if not isinstance(widget, Label)]
+        for label, field in zip(labels, fields):
+            label.set_class(field is event.widget or event.widget in field.ancestors, "focused")
+            label.update(("▸ " if label.has_class("focused") else "") + str(label.content).removeprefix("▸ "))
+
     @work(thread=True, exit_on_error=False, group="devices", description="list CUDA devices")
     def list_gpus(self) -> None:
         import torch

@@ -18,6 +18,18 @@ from tui_merge.tui.messages import PlanReady, WorkFailed
 from tui_merge.tui.step import StepScreen
 
 
+def destination(output: str, config_path: str, replace: bool) -> Text:
+    """Where the merge goes and where its config is saved, as the run will use them."""
+    target = Path(output).expanduser()
+    if target.exists():
+        what = "exists; replaced once the merge has succeeded" if replace else "exists"
+    else:
+        what = "new folder"
+    return Text.assemble(
+        ("output ", "dim"), (output, "bold"), (f" ({what})", "dim"), ("   config ", "dim"), (config_path, "bold")
+    )
+
+
 class ReviewScreen(StepScreen):
     """Review, save, then run."""
 
@@ -27,10 +39,11 @@ class ReviewScreen(StepScreen):
         "saves it too. The command below replays it without the wizard and gives the "
         "same bytes. The plan says what will be read and written. ctrl+n merges."
     )
-    BINDINGS = [Binding("ctrl+s", "save", "Save", id="save")]
+    BINDINGS = [Binding("ctrl+s", "save", "save", tooltip="save the config now", id="save")]
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="review-scroll"):
+            yield Static(id="destination")
             yield Static(id="yaml")
             yield Static(id="command")
             yield Static("planning…", id="plan")
@@ -38,6 +51,7 @@ class ReviewScreen(StepScreen):
     def on_mount(self) -> None:
         state = self.state
         self.planned = False
+        self.query_one("#destination", Static).update(destination(state.output, state.config_path, state.replace_output))
         self.query_one("#yaml", Static).update(Syntax(state.config_text(), "yaml", theme="ansi_dark", word_wrap=True))
         command = f"tui-merge run {state.config_path} {state.output}"
         self.query_one("#command", Static).update(Text.assemble(("replay: ", "dim"), (command, "bold")))
