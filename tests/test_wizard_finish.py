@@ -198,7 +198,8 @@ def test_steps_opened_together_load_tokenizers_in_turn(workdir) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", REVIEW_IN_A_FRESH_PROCESS], capture_output=True, text=True, timeout=120)
+    script = [sys.executable, "-c", REVIEW_IN_A_FRESH_PROCESS]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Plan: slerp of 2 models"), done.stdout
 

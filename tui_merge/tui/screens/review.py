@@ -51,7 +51,8 @@ class ReviewScreen(StepScreen):
     def on_mount(self) -> None:
         state = self.state
         self.planned = False
-        self.query_one("#destination", Static).update(destination(state.output, state.config_path, state.replace_output))
+        where = destination(state.output, state.config_path, state.replace_output)
+        self.query_one("#destination", Static).update(where)
         self.query_one("#yaml", Static).update(Syntax(state.config_text(), "yaml", theme="ansi_dark", word_wrap=True))
         command = f"tui-merge run {state.config_path} {state.output}"
         self.query_one("#command", Static).update(Text.assemble(("replay: ", "dim"), (command, "bold")))
