@@ -228,3 +228,57 @@ async def test_the_focused_output_field_is_marked_and_review_shows_what_the_run_
         shown = str(app.screen.query_one("#destination", Static).content)
         assert shown == "output taken (exists; replaced once the merge has succeeded)   config merge.yaml"
         assert app.state.output == "taken"
+
+
+async def test_layer_values_survive_adding_and_removing_a_model_and_a_method_round_trip(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down", "down", "plus", "plus")  # layer 0, base's weight: 0.60
+        assert app.state.grid.per_layer("base").layers[0] == 0.6
+        await pilot.press("escape", "escape", "escape")  # back to Models
+        app.screen.query_one("#path").focus()
+        await pilot.press(*"other", "enter")
+        await wait_until(pilot, lambda: len(app.state.models) == 3)
+        await pilot.press("ctrl+n")
+        await app.workers.wait_for_complete()
+        app.jump_to(3)
+        await pilot.pause()
+        assert app.state.grid.per_layer("base").layers[0] == 0.6
+        assert "other starts at 0.33" in status_text(app)
+        app.jump_to(0)
+        await pilot.pause()
+        app.screen.query_one("#models").focus()
+        await pilot.press("down", "down", "delete")
+        assert app.state.models == ["base", "chat"]
+        app.jump_to(2)
+        await pilot.pause()
+        await pilot.press("down")  # slerp: a t column instead of weights
+        await pilot.press("up")  # linear again
+        app.jump_to(3)
+        await pilot.pause()
+        grid = app.state.grid
+        depth = app.state.infos["base"].depth
+        assert grid.per_layer("base").layers == [0.6] + [0.5] * (depth - 1)
+        assert grid.per_layer("chat").layers == [0.5] * depth
+        assert "Kept" not in status_text(app)
+
+
+async def test_a_second_merge_asks_before_replacing_the_saved_config(workdir) -> None:
+    from tui_merge.tui.modals import ChoiceScreen
+
+    (workdir / "merge.yaml").write_text("# an earlier merge\n")
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("escape")  # nothing happens
+        assert app.screen.STEP == 5 and (workdir / "merge.yaml").read_text() == "# an earlier merge\n"
+        await pilot.press("ctrl+n", "n")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.STEP == 6 and "verified" in status_text(app)
+    assert (workdir / "merge.yaml").read_text() == "# an earlier merge\n"
+    assert (workdir / "merge-2.yaml").read_text() == app.state.config_text()
+    assert app.state.config_path == "merge-2.yaml"

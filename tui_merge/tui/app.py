@@ -10,7 +10,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui_merge.tui.modals import ConfirmScreen, PathPrompt
+from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, PathPrompt
 from tui_merge.tui.step import STEP_NAMES, StepScreen
 from tui_merge.wizard.state import WizardState
 
@@ -26,6 +26,14 @@ def step_screens() -> list[type[StepScreen]]:
     from tui_merge.tui.screens.run import RunScreen
 
     return [ModelsScreen, AnalysisScreen, MethodScreen, LayersScreen, OutputScreen, ReviewScreen, RunScreen]
+
+
+def free_name(path: Path) -> Path:
+    """``merge-2.yaml``, ``merge-3.yaml``, … beside ``path``: the first that does not exist."""
+    number = 2
+    while (candidate := path.with_name(f"{path.stem}-{number}{path.suffix}")).exists():
+        number += 1
+    return candidate
 
 
 class StepCommands(Provider):
@@ -155,13 +163,40 @@ class WizardApp(App):
         self.notify(f"Loaded {path}; escape goes back through the steps to edit it.")
 
     def save_config(self) -> None:
-        """Write the current config to its path and say where."""
+        """Write the current config to its path and say where (asking first if that would replace another)."""
         from tui_merge.errors import TuiMergeError
 
+        def write() -> None:
+            try:
+                self.state.loaded_config()
+                Path(self.state.config_path).write_text(self.state.config_text(), encoding="utf-8")
+            except (TuiMergeError, OSError) as error:
+                self.notify(getattr(error, "message", str(error)), severity="error")
+                return
+            self.notify(f"Saved {self.state.config_path}")
+
+        self.claim_config_path(write)
+
+    def claim_config_path(self, then: Callable[[], None]) -> None:
+        """Run ``then`` once the config path may be written: it is free, holds this config already, or the
+        person chose to replace it or to save under a new name (an earlier merge's recipe is never lost
+        without asking)."""
+        path = Path(self.state.config_path)
         try:
-            self.state.loaded_config()
-            Path(self.state.config_path).write_text(self.state.config_text(), encoding="utf-8")
-        except (TuiMergeError, OSError) as error:
-            self.notify(getattr(error, "message", str(error)), severity="error")
+            taken = path.is_file() and path.read_text(encoding="utf-8") != self.state.config_text()
+        except (OSError, UnicodeDecodeError):
+            taken = path.exists()
+        if not taken:
+            then()
             return
-        self.notify(f"Saved {self.state.config_path}")
+        free = free_name(path)
+
+        def answered(key: str | None) -> None:
+            if key == "n":
+                self.state.config_path = str(free)
+                self.notify(f"The config will be saved as {free}.")
+            if key in ("o", "n"):
+                then()
+
+        question = f"{path} already holds another config (an earlier merge's?). Replace it, or save as {free}?"
+        self.push_screen(ChoiceScreen(question, [("o", "overwrite"), ("n", f"save as {free.name}")]), answered)

@@ -104,6 +104,28 @@ class ConfirmScreen(Dialog[bool]):
         self.dismiss(yes)
 
 
+class ChoiceScreen(Dialog[str | None]):
+    """A question with a few answers, each on its own key; escape answers None (do nothing)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
+
+    def __init__(self, question: str, answers: list[tuple[str, str]]) -> None:
+        """``answers`` are (key, what it does) pairs; the key pressed is the answer."""
+        super().__init__()
+        self.question, self.answers = question, answers
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question)
+            keys = "   ".join(f"{key}: {label}" for key, label in self.answers)
+            yield Static(Text(f"{keys}   escape: cancel", style="dim"))
+
+    def on_key(self, event) -> None:
+        if event.key in dict(self.answers):
+            event.stop()
+            self.dismiss(event.key)
+
+
 class ErrorScreen(Dialog[None]):
     """A failure, in words, instead of a crash (or, with ``title``, news that needs no answer)."""
 

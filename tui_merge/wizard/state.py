@@ -46,6 +46,14 @@ class WizardState:
     model_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per-model parameters other than the per-layer one, by model."""
     grid: LayerGrid | None = None
+    layer_memory: dict[tuple[str, str | None], dict[str, float]] = field(default_factory=dict)
+    """Every layer value the table has shown, by (column key, component filter) and row label.
+
+    Changing the models or the method rebuilds the table; what was set for a
+    column that comes back (a model removed and added again, slerp chosen
+    again) is restored from here instead of being reset."""
+    grid_note: str | None = None
+    """What the last rebuild of the table could not keep, to be said when the table is shown."""
     split: bool = False
     """The layer values are split into attention, MLP and the rest of each layer."""
     output: str = ""
@@ -99,8 +107,29 @@ class WizardState:
         else:
             self.global_values[name] = value
 
+    def layers_changed(self) -> None:
+        """The models, their order, the base or the method changed: rebuild the table when next shown."""
+        self._remember_grid()
+        self.grid = None
+
+    def _remember_grid(self) -> None:
+        grid = self.grid
+        if grid is None:
+            return
+        for index, column in enumerate(grid.columns):
+            remembered = self.layer_memory.setdefault((column.key, column.part.filter if column.part else None), {})
+            for row_index, row in enumerate(grid.rows):
+                if grid.exists(row_index, index):
+                    remembered[row.label] = grid.value(row_index, index)
+
     def rebuild_grid(self) -> LayerGrid | None:
-        """A fresh layer grid for the current models and method (None when the method has no per-layer value)."""
+        """The layer grid for the current models and method (None when the method has no per-layer value).
+
+        Values set earlier for the same column and row come back from
+        ``layer_memory``; ``grid_note`` says which columns start from defaults instead.
+        """
+        self._remember_grid()
+        self.grid_note = None
         name = self.method.per_layer_param
         if name is None or not self.models:
             self.grid = None
@@ -114,10 +143,28 @@ class WizardState:
             merged = self.merged_models
             columns = [GridColumn(model, _short(self.infos[model].label), spec) for model in merged]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
-        self.grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
+        grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
         if self.split:
-            self.grid = self.grid.with_parts(self.component_parts())
-        return self.grid
+            grid = grid.with_parts(self.component_parts())
+        self.grid = grid
+        if self.layer_memory:
+            self._restore(grid)
+        return grid
+
+    def _restore(self, grid: LayerGrid) -> None:
+        """Fill ``grid`` from ``layer_memory``; note the columns and rows that start from their defaults."""
+        fresh_columns: list[str] = []
+        fresh_rows: set[str] = set()
+        for index, column in enumerate(grid.columns):
+            remembered = self.layer_memory.get((column.key, column.part.filter if column.part else None))
+            if remembered is None:
+                fresh_columns.append(f"{grid.heading(index)} starts at {grid.value(0, index):g}")
+                continue
+            fresh_rows.update(row.label for row in grid.rows if row.label not in remembered)
+            grid.load_column(index, lambda row, remembered=remembered: remembered.get(row.label))
+        said = fresh_columns + [f"{label} starts at the default" for label in sorted(fresh_rows)][:3]
+        if said:
+            self.grid_note = "Kept every value that still fits; " + "; ".join(said) + "."
 
     def component_parts(self) -> list[ComponentFilter]:
         """The attention and MLP filters of the reference model ([] when its names allow no split)."""

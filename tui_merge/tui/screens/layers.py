@@ -48,6 +48,9 @@ class LayersScreen(StepScreen):
         title.update(f"{self.state.method_name}: {quantity}, per layer")
         self._show(grid)
         table.focus()
+        if self.state.grid_note:
+            self.status(self.state.grid_note)
+            self.state.grid_note = None
 
     def _show(self, grid: LayerGrid) -> None:
         """Draw the table and one sparkline per column."""

@@ -48,7 +48,7 @@ class MethodScreen(StepScreen):
             return
         if name != self.state.method_name:
             self.state.method_name = name
-            self.state.grid = None
+            self.state.layers_changed()
             await self.build_form(self.state.method)
 
     async def build_form(self, method: MethodSpec) -> None:

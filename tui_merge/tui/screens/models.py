@@ -102,7 +102,7 @@ class ModelsScreen(StepScreen):
     def on_model_inspected(self, message: ModelInspected) -> None:
         self.state.models.append(message.argument)
         self.state.infos[message.argument] = message.info
-        self.state.grid = None
+        self.state.layers_changed()
         self.query_one("#path", Input).value = ""
         self.refresh_table()
         info = message.info
@@ -123,7 +123,7 @@ class ModelsScreen(StepScreen):
         selected = self._selected()
         if selected:
             self.state.base = selected
-            self.state.grid = None
+            self.state.layers_changed()
             self.refresh_table()
 
     def action_move(self, step: int) -> None:
@@ -135,7 +135,7 @@ class ModelsScreen(StepScreen):
         target = index + step
         if 0 <= target < len(models):
             models[index], models[target] = models[target], models[index]
-            self.state.grid = None
+            self.state.layers_changed()
             self.refresh_table()
             self.query_one("#models", DataTable).move_cursor(row=target)
 
@@ -146,7 +146,7 @@ class ModelsScreen(StepScreen):
             self.state.infos.pop(selected, None)
             if self.state.base == selected:
                 self.state.base = None
-            self.state.grid = None
+            self.state.layers_changed()
             self.refresh_table()
 
     def action_browse(self) -> None:

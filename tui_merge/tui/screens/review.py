@@ -81,5 +81,13 @@ class ReviewScreen(StepScreen):
     def action_save(self) -> None:
         self.wizard.save_config()
 
+    def action_next(self) -> None:
+        """Merge, once the config path is free or the person chose how to save it."""
+        problem = self.problem()
+        if problem:
+            self.status(problem, error=True)
+            return
+        self.wizard.claim_config_path(lambda: self.wizard.next_step(self.STEP))
+
     def problem(self) -> str | None:
         return None if self.planned else "Wait for the plan (or fix what it reports)."
