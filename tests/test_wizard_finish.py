@@ -13,6 +13,8 @@ from textual.widgets._footer import FooterKey
 
 from tui_merge.engine.control import MergeControl
 from tui_merge.tui.app import WizardApp, step_screens
+from tui_merge.tui.bars import bar
+from tui_merge.tui.layer_table import LayerTable
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen, HelpScreen
 from tui_merge.tui.step import StepScreen
 
@@ -282,3 +284,33 @@ async def test_a_second_merge_asks_before_replacing_the_saved_config(workdir) ->
     assert (workdir / "merge.yaml").read_text() == "# an earlier merge\n"
     assert (workdir / "merge-2.yaml").read_text() == app.state.config_text()
     assert app.state.config_path == "merge-2.yaml"
+
+
+def test_bars_are_scaled_to_the_range_not_to_the_data() -> None:
+    from tui_merge.tui.bars import bar
+
+    assert bar(0.5, 0, 1, 8) == "████    "
+    assert bar(0.0, 0, 1, 4) == "    " and bar(1.0, 0, 1, 4) == "████" and bar(1.7, 0, 1, 4) == "████"
+    assert bar(0.25, 0, 1, 3) == "▊  "  # 0.25 of 24 eighths: 6
+    assert bar(3.0, 0, 10, 10) == "███       "
+
+
+async def test_each_layer_value_draws_a_bar_on_the_parameter_range_and_the_mark_survives_a_split(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one(LayerTable)
+        grid = app.state.grid
+        first_layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * first_layer, "m", "minus", "right", "plus", "plus")
+
+        def cells(row: int) -> list[str]:
+            return [str(cell) for cell in table.get_row_at(row)[1:]]
+
+        width = table.bar_width
+        assert cells(first_layer) == [f" 0.45 {bar(0.45, 0, 1, width)}", f" 0.60 {bar(0.6, 0, 1, width)}"]
+        assert cells(first_layer + 1) == [f" 0.50 {bar(0.5, 0, 1, width)}"] * 2  # equal values, equal bars
+        await pilot.press("s")
+        assert str(table.get_row_at(first_layer)[0]) == "▸ layer 0"
+        await pilot.press("s")
+        assert str(table.get_row_at(first_layer)[0]) == "▸ layer 0"

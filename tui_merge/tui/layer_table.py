@@ -17,6 +17,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
+from tui_merge.tui.bars import bar
 from tui_merge.wizard.grid import FINE_NUDGE, NUDGE, LayerGrid
 
 
@@ -112,20 +113,37 @@ class LayerTable(DataTable):
         """The row marked with ``m``, where a gradient fill starts."""
         self.clipboard: list[float] | None = None
         """The row copied with ``c``."""
+        self.bar_width = 6
+        """Cells of each value's bar, set from the terminal's width when the grid is shown."""
 
     def show(self, grid: LayerGrid) -> None:
-        """Draw ``grid`` (new columns after a split), keeping the cursor where it was."""
+        """Draw ``grid`` (new columns after a split), keeping the cursor and the mark where they were."""
         row, column = self.cursor_row, max(self.cursor_column, 1)
+        if self.grid is None or len(self.grid.rows) != len(grid.rows):
+            self.mark = None
         self.grid = grid
-        self.mark = None
+        self.bar_width = self._bar_width(len(grid.columns))
+        self._bar_style = self.app.current_theme.accent or "yellow"  # not the cursor's colour
         self.clear(columns=True)
         self.add_column("row", key="row")
-        for index in range(len(grid.columns)):
-            self.add_column(grid.heading(index), key=f"c{index}")
-        for index, grid_row in enumerate(grid.rows):
+        self.header_height = 2 if grid.split else 1
+        for index, quantity in enumerate(grid.columns):
+            heading = (
+                grid.heading(index)
+                if not grid.split
+                else f"{quantity.label}\n{quantity.part.part if quantity.part else 'rest'}"
+            )
+            self.add_column(heading, key=f"c{index}")
+        for index in range(len(grid.rows)):
             cells = [self._cell(index, column) for column in range(len(grid.columns))]
-            self.add_row(Text(grid_row.label), *cells, key=f"r{index}")
+            self.add_row(self._label(index), *cells, key=f"r{index}")
         self.move_cursor(row=row, column=min(column, len(grid.columns)))
+
+    def _bar_width(self, columns: int) -> int:
+        """Cells per value bar: what the terminal's width leaves each column, between 3 and 12."""
+        label, number, padding = 14, 5, 3
+        spare = (self.app.size.width - label - 2) // max(columns, 1) - number - padding
+        return max(3, min(12, spare))
 
     @property
     def position(self) -> tuple[int, int] | None:
@@ -139,15 +157,22 @@ class LayerTable(DataTable):
         self._edit(lambda row, column: self.grid.set(row, column, value))
 
     def _cell(self, row: int, column: int) -> Text:
+        """The value and a bar on the parameter's range (0..1 unless the parameter says otherwise)."""
         if not self.grid.exists(row, column):
-            return Text("·", style="dim", justify="right")
-        return Text(f"{self.grid.value(row, column):.2f}", justify="right")
+            return Text("·".center(5 + 1 + self.bar_width), style="dim")
+        value = self.grid.value(row, column)
+        spec = self.grid.columns[column].spec
+        low = spec.minimum if spec and spec.minimum is not None else 0.0
+        high = spec.maximum if spec and spec.maximum is not None else 1.0
+        return Text.assemble(f"{value:5.2f} ", (bar(value, low, high, self.bar_width), self._bar_style))
+
+    def _label(self, row: int) -> Text:
+        marked = row == self.mark
+        return Text(("▸ " if marked else "") + self.grid.rows[row].label, style="bold" if marked else "")
 
     def _redraw(self) -> None:
-        for index, grid_row in enumerate(self.grid.rows):
-            marked = index == self.mark
-            label = Text(("▸ " if marked else "") + grid_row.label, style="bold" if marked else "")
-            self.update_cell(f"r{index}", "row", label, update_width=True)
+        for index in range(len(self.grid.rows)):
+            self.update_cell(f"r{index}", "row", self._label(index), update_width=True)
             for column in range(len(self.grid.columns)):
                 self.update_cell(f"r{index}", f"c{column}", self._cell(index, column))
 

@@ -1,12 +1,10 @@
-"""Step 4: per-layer values in a table edited with the keyboard, with a sparkline per column."""
+"""Step 4: per-layer values in a table edited with the keyboard, each value drawn as a bar on its range."""
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Static
 
 from tui_merge.tui.fields import TextField
 from tui_merge.tui.layer_table import LayerTable
@@ -23,7 +21,8 @@ class LayersScreen(StepScreen):
         "report shift with + and -). e or enter types a value. m marks a row, g fills a "
         "linear gradient from the mark to the cursor in that column. c / v copy and "
         "paste a row. 0 / 1 take the layer wholly from the first / second model. "
-        "u undoes, ctrl+r redoes. The sparklines show each column over depth. "
+        "u undoes, ctrl+r redoes. Each value has a bar on the parameter's range (0 to 1 for weights and t), "
+        "so the column of bars draws the curve over depth. "
         "Rows above the layers set the embeddings, final norm and head. "
         "s splits each quantity into attention, MLP and the rest of the layer (norms), "
         "as in the classic slerp recipe; s again joins them, keeping the rest column."
@@ -32,7 +31,6 @@ class LayersScreen(StepScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("", id="layers-title", classes="hint")
         yield LayerTable(id="grid")
-        yield Vertical(id="sparklines")
         yield TextField(id="cell-editor", placeholder="value, then enter (escape cancels)", type="number")
 
     def on_mount(self) -> None:
@@ -53,25 +51,8 @@ class LayersScreen(StepScreen):
             self.state.grid_note = None
 
     def _show(self, grid: LayerGrid) -> None:
-        """Draw the table and one sparkline per column."""
+        """Draw the table."""
         self.query_one(LayerTable).show(grid)
-        sparklines = self.query_one("#sparklines", Vertical)
-        sparklines.remove_children()
-        sparklines.set_class(grid.split, "split")
-        sparklines.mount_all(
-            Horizontal(
-                Label(Text(f"{grid.heading(index)[:12]:>12} "), classes="spark-label"),
-                Sparkline(grid.profile(index), id=f"spark{index}"),
-                classes="spark-row",
-            )
-            for index in range(len(grid.columns))
-        )
-
-    @on(LayerTable.Changed)
-    def grid_changed(self, event: LayerTable.Changed) -> None:
-        grid = event.table.grid
-        for index in range(len(grid.columns)):
-            self.query_one(f"#spark{index}", Sparkline).data = grid.profile(index)
 
     @on(LayerTable.Said)
     def table_said(self, event: LayerTable.Said) -> None:
