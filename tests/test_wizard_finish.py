@@ -314,3 +314,23 @@ async def test_each_layer_value_draws_a_bar_on_the_parameter_range_and_the_mark_
         assert str(table.get_row_at(first_layer)[0]) == "▸ layer 0"
         await pilot.press("s")
         assert str(table.get_row_at(first_layer)[0]) == "▸ layer 0"
+
+
+async def test_ctrl_n_pressed_while_a_step_is_still_working_is_kept(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")  # before the analysis has reported
+        await wait_until(pilot, lambda: isinstance(app.screen, StepScreen) and app.screen.STEP == 2)
+        app.jump_to(5)
+        await pilot.press("ctrl+n")  # before the plan is ready
+        await wait_until(pilot, lambda: isinstance(app.screen, StepScreen) and app.screen.STEP == 6)
+        await app.workers.wait_for_complete()
+
+
+async def test_ctrl_n_kept_during_the_analysis_still_stops_at_an_error(workdir) -> None:
+    app = WizardApp(state_with("base", "other"), start_step=1)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+n")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.screen.STEP == 1 and "Cannot merge" in status_text(app)

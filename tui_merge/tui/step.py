@@ -23,6 +23,8 @@ class StepScreen(Screen):
 
     STEP: ClassVar[int] = 0
     HELP: ClassVar[str] = ""
+    _next_requested = False
+    """ctrl+n was pressed while the step's background work ran."""
     BINDINGS = [
         Binding("escape", "back", "back", id="back"),
         Binding("ctrl+n", "next", "next", id="next"),
@@ -64,6 +66,20 @@ class StepScreen(Screen):
         """Why the user cannot go on yet, or None."""
         return None
 
+    def pending(self) -> str | None:
+        """The background work the step waits for before it can judge itself (``analysing``), or None.
+
+        A ctrl+n pressed meanwhile is kept, not lost: the step goes on by
+        itself once ``work_done`` is called, if ``problem`` allows it then.
+        """
+        return None
+
+    def work_done(self) -> None:
+        """The step's background work has finished: go on if ctrl+n was pressed meanwhile."""
+        if self._next_requested:
+            self._next_requested = False
+            self.action_next()
+
     def collect(self) -> None:
         """Copy what the step's fields hold into the state.
 
@@ -75,8 +91,13 @@ class StepScreen(Screen):
         """
 
     def action_next(self) -> None:
-        """Go to the next step if this one is complete."""
+        """Go to the next step if this one is complete (once its background work is done)."""
         self.collect()
+        waiting = self.pending()
+        if waiting:
+            self._next_requested = True
+            self.status(f"{waiting}; going on when it is done.")
+            return
         problem = self.problem()
         if problem:
             self.status(problem, error=True)

@@ -55,6 +55,7 @@ class AnalysisScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.report = None
+        self.failed = False
         self.analyse()
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="analysis", description="compatibility report")
@@ -75,6 +76,7 @@ class AnalysisScreen(StepScreen):
             await self._offer_vocab_choices(vocab)
         else:
             self.state.vocab = None
+        self.work_done()
 
     async def _offer_vocab_choices(self, finding: Finding) -> None:
         """Radio buttons for the fixes of a vocabulary finding; union is the default when it can be done."""
@@ -95,15 +97,20 @@ class AnalysisScreen(StepScreen):
         await self.query_one("#report-scroll", VerticalScroll).mount(choices)
 
     def on_work_failed(self, message: WorkFailed) -> None:
+        self.failed = True
+        self._next_requested = False
         self.status(message.message, error=True)
 
     @on(RadioSet.Changed, "#vocab")
     def vocab_chosen(self, event: RadioSet.Changed) -> None:
         self.state.vocab = str(event.pressed.id).removeprefix("vocab-")
 
+    def pending(self) -> str | None:
+        return "Analysing" if self.report is None and not self.failed else None
+
     def problem(self) -> str | None:
         if self.report is None:
-            return "Wait for the analysis to finish."
+            return "The analysis failed; go back (escape) and change the models."
         errors = [finding for finding in self.report.findings if finding.severity == "error"]
         if errors:
             return f"Cannot merge: {errors[0].message}"

@@ -51,6 +51,7 @@ class ReviewScreen(StepScreen):
     def on_mount(self) -> None:
         state = self.state
         self.planned = False
+        self.failed = False
         where = destination(state.output, state.config_path, state.replace_output)
         self.query_one("#destination", Static).update(where)
         self.query_one("#yaml", Static).update(Syntax(state.config_text(), "yaml", theme="ansi_dark", word_wrap=True))
@@ -73,16 +74,27 @@ class ReviewScreen(StepScreen):
         self.planned = True
         self.query_one("#plan", Static).update("\n".join(message.lines))
         self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
+        self.work_done()
 
     def on_work_failed(self, message: WorkFailed) -> None:
+        self.failed = True
+        self._next_requested = False
         self.query_one("#plan", Static).update(Text(message.message, style="bold red"))
         self.status("The config cannot run; go back (escape) and change it.", error=True)
 
     def action_save(self) -> None:
         self.wizard.save_config()
 
+    def pending(self) -> str | None:
+        return "Planning" if not self.planned and not self.failed else None
+
     def action_next(self) -> None:
-        """Merge, once the config path is free or the person chose how to save it."""
+        """Merge, once the plan is ready and the config path is free or the person chose how to save it."""
+        waiting = self.pending()
+        if waiting:
+            self._next_requested = True
+            self.status(f"{waiting}; going on when it is done.")
+            return
         problem = self.problem()
         if problem:
             self.status(problem, error=True)
@@ -90,4 +102,4 @@ class ReviewScreen(StepScreen):
         self.wizard.claim_config_path(lambda: self.wizard.next_step(self.STEP))
 
     def problem(self) -> str | None:
-        return None if self.planned else "Wait for the plan (or fix what it reports)."
+        return None if self.planned else "The config cannot run; go back (escape) and change it."
