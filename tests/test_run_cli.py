@@ -144,7 +144,7 @@ def test_methods_lists_and_describes(capsys) -> None:
     assert all(method.name in listing for method in METHODS)
     assert main(["methods", "ties"]) == 0
     detail = capsys.readouterr().out
-    assert re.search(r"density\s+per model\s+1\s+between 0 and 1", detail)
+    assert re.search(r"density\s+per model\s+1; new configs 0.5\s+between 0 and 1", detail)
     assert main(["methods", "tie"]) == 2
     assert "did you mean 'ties'" in capsys.readouterr().err
 

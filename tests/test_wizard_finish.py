@@ -334,3 +334,29 @@ async def test_ctrl_n_kept_during_the_analysis_still_stops_at_an_error(workdir) 
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.screen.STEP == 1 and "Cannot merge" in status_text(app)
+
+
+@pytest.mark.parametrize("method", ["ties", "dare_ties", "dare_linear", "della", "breadcrumbs", "slerp", "linear"])
+def test_a_new_config_starts_from_the_same_values_in_the_wizard_and_the_template(workdir, method) -> None:
+    from tui_merge.cli.template_cmd import template_recipe
+    from tui_merge.methods.registry import get_method
+
+    spec = get_method(method)
+    state = state_with("base", "chat", method_name=method)
+    base = state.effective_base
+    template = template_recipe(spec, state.models, [state.infos[name] for name in state.models], base)
+    wizard = state.recipe()
+    for param in spec.params:
+        if param.name in ("weight", spec.per_layer_param):
+            continue
+        values = [
+            (recipe.parameters if param.scope == "global" else recipe.models[1].parameters).get(param.name)
+            for recipe in (wizard, template)
+        ]
+        if param.suggested is not None:
+            assert values == [param.suggested] * 2, param.name
+        else:
+            assert set(values) <= {None, param.default}, param.name
+    if spec.param("density"):
+        starting = spec.param("density").suggested
+        assert 0 < starting < 1  # a pruning method's new config prunes

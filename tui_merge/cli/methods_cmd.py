@@ -55,8 +55,8 @@ def _scope(spec: ParamSpec) -> str:
 
 
 def _default(spec: ParamSpec) -> str:
-    if spec.required:
-        return "required"
+    """The value a config that leaves the parameter out gets, and where new configs start when that differs."""
     if spec.kind == "bool":
         return "true" if spec.default else "false"
-    return f"{spec.default:g}"
+    default = "required" if spec.required else f"{spec.default:g}"
+    return default if spec.suggested is None else f"{default}; new configs {spec.suggested:g}"

@@ -56,7 +56,7 @@ def template_recipe(method: MethodSpec, names: list[str], models: list[ModelInfo
         if name in others:
             for spec in method.params:
                 if spec.scope == "model":
-                    default = share if spec.name == "weight" else (0.5 if spec.name == "density" else spec.default)
+                    default = share if spec.name == "weight" else spec.starting_value
                     parameters[spec.name] = value(spec.name, default)
         recipe_models.append(RecipeModel(name, parameters))
     global_specs = [spec for spec in method.params if spec.scope == "global"]

@@ -39,12 +39,16 @@ class ParamSpec:
     minimum: float | None = None
     maximum: float | None = None
     suggested: Any = None
-    """What a new config starts from when the parameter has no default (``t`` of slerp: halfway)."""
+    """What a new config starts from, written into it, when the default would do nothing useful or
+    there is none: ``t`` of slerp starts halfway; ``density`` defaults to 1 as in mergekit (a recipe
+    that leaves it out keeps every value, as it would there) but a new TIES or DARE config starts at
+    0.5, which prunes."""
 
     @property
     def starting_value(self) -> Any:
-        """The value a config the wizard or a template writes starts from: the default, else the suggestion."""
-        return self.default if self.default is not None else self.suggested
+        """The value the wizard, the plain wizard and ``template`` start a new config from: the
+        suggestion, else the default. The one source of that number for every front end."""
+        return self.suggested if self.suggested is not None else self.default
 
     @property
     def required(self) -> bool:
@@ -176,7 +180,11 @@ def _weight(default: float = 1.0) -> ParamSpec:
     )
 
 
-_DENSITY = ParamSpec("density", "float", 1.0, "fraction of each task vector to keep", "model", 0.0, 1.0)
+_DENSITY = ParamSpec("density", "float", 1.0, "fraction of each task vector to keep", "model", 0.0, 1.0, suggested=0.5)
+_BREADCRUMBS_DENSITY = ParamSpec(
+    "density", "float", 1.0, "fraction of each task vector to keep", "model", 0.0, 1.0, suggested=0.9
+)
+"""Breadcrumbs drops the largest values (gamma) as well; its paper keeps 90% of the rest."""
 _LAMBDA = ParamSpec("lambda", "float", 1.0, "scale of the merged task vector added to the base")
 _INT8_MASK = ParamSpec("int8_mask", "bool", False, "accepted for mergekit recipes; masks are always exact here")
 
@@ -275,12 +283,13 @@ METHODS: tuple[MethodSpec, ...] = (
         rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
     ),
     _task_arithmetic_family(
-        "breadcrumbs", "drop the largest and the smallest task-vector values, sum", extra=(_DENSITY, _GAMMA),
+        "breadcrumbs", "drop the largest and the smallest task-vector values, sum",
+        extra=(_BREADCRUMBS_DENSITY, _GAMMA),
         normalize=False, rescale=False, random=False, ref="https://arxiv.org/abs/2312.06795",
         blocks="tui_merge.methods.task_arithmetic:BreadcrumbsBlocks",
     ),
     _task_arithmetic_family(
-        "breadcrumbs_ties", "breadcrumbs pruning with TIES sign election", extra=(_DENSITY, _GAMMA),
+        "breadcrumbs_ties", "breadcrumbs pruning with TIES sign election", extra=(_BREADCRUMBS_DENSITY, _GAMMA),
         normalize=False, rescale=False, random=False, ref="https://arxiv.org/abs/2312.06795",
         blocks="tui_merge.methods.task_arithmetic:BreadcrumbsTiesBlocks",
     ),

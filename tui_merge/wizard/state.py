@@ -95,10 +95,10 @@ class WizardState:
         return check_compatibility(infos, base=base, method=self.method_name)
 
     def value(self, name: str, model: str | None = None) -> Any:
-        """A scalar parameter's current value (the spec's default when unset)."""
+        """A scalar parameter's current value (where the registry starts a new config when unset)."""
         spec = self.method.param(name)
         stored = self.model_values.get(model, {}) if model else self.global_values
-        return stored.get(name, spec.default if spec else None)
+        return stored.get(name, spec.starting_value if spec else None)
 
     def set_value(self, name: str, value: Any, model: str | None = None) -> None:
         """Set a scalar parameter, for one model or globally."""
@@ -204,7 +204,9 @@ class WizardState:
     def _parameters(self, grid: LayerGrid | None, model: str | None) -> dict[str, Any]:
         """One model's parameters (``model``), or the global ones (None): per layer from the grid, else as set.
 
-        A required parameter nobody set starts from the registry's suggestion, so the config is always valid.
+        A parameter nobody set is written at the registry's starting value when
+        that differs from its default (``t``, ``density``), so the config says
+        what it does and is always valid; others are left to their defaults.
         """
         scope, stored = ("model", self.model_values.get(model, {})) if model else ("global", self.global_values)
         column = model or "t"
@@ -216,7 +218,7 @@ class WizardState:
                 parameters[spec.name] = grid.per_layer(column)
             elif spec.name in stored:
                 parameters[spec.name] = stored[spec.name]
-            elif spec.required:
+            elif spec.required or spec.suggested is not None:
                 parameters[spec.name] = spec.starting_value
         return parameters
 
