@@ -360,3 +360,46 @@ def test_a_new_config_starts_from_the_same_values_in_the_wizard_and_the_template
     if spec.param("density"):
         starting = spec.param("density").suggested
         assert 0 < starting < 1  # a pruning method's new config prunes
+
+
+def test_the_same_model_twice_is_refused_by_template_and_run_and_warned_by_inspect(workdir, capsys) -> None:
+    from tui_merge.cli import main
+
+    (workdir / "link").symlink_to(workdir / "base")
+    assert main(["template", "base", "base", "--method", "slerp", "-o", "t.yaml"]) == 2
+    assert "base is listed twice" in capsys.readouterr().err and not (workdir / "t.yaml").exists()
+    assert main(["template", "base", "link", "--method", "slerp", "-o", "t.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert f"base and link are the same model ({workdir / 'base'})" in err and "list each model once" in err
+    (workdir / "m.yaml").write_text("merge_method: linear\nmodels: [{model: base}, {model: ./link}]\n")
+    assert main(["run", "m.yaml", "out"]) == 2
+    assert "m.yaml: base and ./link are the same model" in capsys.readouterr().err
+    assert not (workdir / "out").exists() and not (workdir / "out.partial").exists()
+    assert main(["inspect", "base", "link"]) == 0
+    assert "base and link are the same model" in " ".join(capsys.readouterr().out.split())
+
+
+async def test_the_wizard_refuses_a_second_path_to_a_model_already_listed(workdir) -> None:
+    (workdir / "link").symlink_to(workdir / "base")
+    app = WizardApp(state_with("base"))
+    async with app.run_test(size=(100, 24)) as pilot:
+        await pilot.press(*"link", "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert app.state.models == ["base"]
+        assert "base and link are the same model" in status_text(app)
+
+
+async def test_models_with_the_same_folder_name_show_their_parent_and_a_delete_is_said(workdir) -> None:
+    import shutil
+
+    for run in ("run-a", "run-b"):
+        shutil.copytree(workdir / "chat", workdir / run / "chat")
+    app = WizardApp(state_with("base", "run-a/chat", "run-b/chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        table = app.screen.query_one("#models")
+        assert [str(table.get_row_at(row)[1]) for row in range(3)] == ["base", "run-a/chat", "run-b/chat"]
+        table.focus()
+        await pilot.press("down", "delete")
+        assert status_text(app) == "removed run-a/chat"

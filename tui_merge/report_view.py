@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui_merge.models.compat import CompatibilityReport
-from tui_merge.models.info import ModelInfo
+from tui_merge.models.info import ModelInfo, distinct_labels
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -58,10 +58,12 @@ def models_table(report: CompatibilityReport) -> Table:
     """One column per model, one row per fact; values that differ from the base stand out."""
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2, 0, 0))
     table.add_column("")
-    for model in report.models:
-        title = f"{model.label} (base)" if model is report.base and len(report.models) > 1 else model.label
-        table.add_column(Text(title), overflow="fold")
+    for model, label in zip(report.models, distinct_labels(report.models)):
+        title = f"{label} (base)" if model is report.base and len(report.models) > 1 else label
+        table.add_column(Text(title), overflow="ellipsis")
     for title, value in _ROWS:
+        if all(value(model) is None for model in report.models):
+            continue  # a fact no model has (rope theta of an encoder) is left out, not shown as None
         base_value = value(report.base)
         cells = [
             Text(str(value(model)), style="bold yellow" if title != "folder" and value(model) != base_value else "")

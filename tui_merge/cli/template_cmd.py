@@ -15,7 +15,7 @@ from tui_merge.config.loading import parse_config
 from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
-from tui_merge.models.info import ModelInfo, load_model_info
+from tui_merge.models.info import ModelInfo, load_model_info, repeated_model, same_model_sentence
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     names = list(args.models)
     models = [load_model_info(name) for name in names]
     base = args.base or (names[0] if method.base != "none" else None)
+    repeated = repeated_model(list(zip(names, models)))
+    if repeated is not None:
+        raise BadInputError(same_model_sentence(*repeated))
     if base is not None and base not in names:
         models.insert(0, load_model_info(base))
         names.insert(0, base)

@@ -83,6 +83,7 @@ def check_compatibility(
     findings: list[Finding] = []
     for model in models:
         findings += _single_model(model)
+    findings += _repeated(models)
     for check in _PAIR_CHECKS:
         findings += check(base, others, method)
     if not any(finding.code in _SHAPE_BREAKING for finding in findings):
@@ -90,6 +91,16 @@ def check_compatibility(
         findings += _lineage(base, others)
     findings.sort(key=lambda finding: SEVERITIES.index(finding.severity))
     return CompatibilityReport(models=models, base=base, findings=findings)
+
+
+def _repeated(models: list[ModelInfo]) -> list[Finding]:
+    """The same model given twice: said, since a merge refuses it (``engine.prepare``)."""
+    from tui_merge.models.info import repeated_model, same_model_sentence
+
+    repeated = repeated_model([(model.source.argument, model) for model in models])
+    if repeated is None:
+        return []
+    return [Finding("same_model", "warning", same_model_sentence(*repeated), (repeated[0], repeated[1]))]
 
 
 def _single_model(model: ModelInfo) -> list[Finding]:

@@ -137,3 +137,34 @@ def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
     layout = family_layout(facts.model_type)
     roles = {name: classify_tensor(name, layout) for name in checkpoint.tensors}
     return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles)
+
+
+def repeated_model(named: list[tuple[str, ModelInfo]]) -> tuple[str, str, Path] | None:
+    """The first two entries that are the same model on disk (the same name twice, a second path to the
+    same folder, a symlink to it) and that folder; None when every entry is a different model."""
+    seen: dict[Path, str] = {}
+    for name, info in named:
+        folder = info.folder.resolve()
+        if folder in seen:
+            return seen[folder], name, folder
+        seen[folder] = name
+    return None
+
+
+def same_model_sentence(first: str, second: str, folder: Path) -> str:
+    """Why a repeated model is refused, for every front end alike."""
+    said = f"{first} is listed twice" if first == second else f"{first} and {second} are the same model"
+    return f"{said} ({folder}); merging a model with itself gives it back: list each model once."
+
+
+def distinct_labels(models: list[ModelInfo]) -> list[str]:
+    """Each model's label, with its parent folder in front where two labels would read the same
+    (``run-a/checkpoint-500`` and ``run-b/checkpoint-500``)."""
+    labels = [model.label for model in models]
+    counts = Counter(labels)
+    return [
+        f"{Path(model.source.argument).expanduser().resolve().parent.name}/{label}"
+        if counts[label] > 1 and not model.source.from_cache
+        else label
+        for model, label in zip(models, labels)
+    ]

@@ -31,8 +31,10 @@ class ResolvedModel:
 
     @property
     def label(self) -> str:
-        """Short name for tables: the hub id, or the folder's name."""
-        return self.argument if self.from_cache else self.folder.name
+        """Short name for tables: the hub id, or the folder's name as given (a symlink keeps its own name)."""
+        if self.from_cache:
+            return self.argument
+        return Path(self.argument).expanduser().name or self.folder.name
 
 
 def resolve_model(argument: str, cache_dir: Path | None = None) -> ResolvedModel:

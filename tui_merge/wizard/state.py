@@ -26,7 +26,7 @@ from tui_merge.config.rendering import (
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.compat import CompatibilityReport, check_compatibility
-from tui_merge.models.info import ModelInfo
+from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.wizard.grid import GridColumn, GridRow, LayerGrid
 
 
@@ -141,7 +141,8 @@ class WizardState:
             defaults = [spec.starting_value]
         else:
             merged = self.merged_models
-            columns = [GridColumn(model, _short(self.infos[model].label), spec) for model in merged]
+            labels = distinct_labels([self.infos[model] for model in merged])
+            columns = [GridColumn(model, _short(label), spec) for model, label in zip(merged, labels)]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
         grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
         if self.split:

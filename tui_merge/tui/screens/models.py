@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
 from tui_merge.errors import TuiMergeError
-from tui_merge.models.info import load_model_info
+from tui_merge.models.info import distinct_labels, load_model_info, repeated_model, same_model_sentence
 from tui_merge.report_view import human_bytes
 from tui_merge.tui.fields import TextField
 from tui_merge.tui.messages import ModelInspected, WorkFailed
@@ -62,12 +62,13 @@ class ModelsScreen(StepScreen):
         cursor = table.cursor_row
         table.clear()
         base = self.state.effective_base if self.state.base else None
-        for argument in self.state.models:
+        labels = distinct_labels([self.state.infos[argument] for argument in self.state.models])
+        for argument, label in zip(self.state.models, labels):
             info = self.state.infos[argument]
             marker = Text("base", style="bold green") if argument == base else Text("")
             table.add_row(
                 marker,
-                Text(info.label),
+                Text(label),
                 Text(f"{info.facts.model_type or '?'}"),
                 Text(str(info.depth)),
                 Text(human_bytes(info.total_bytes)),
@@ -100,6 +101,11 @@ class ModelsScreen(StepScreen):
         self.post_message(ModelInspected(argument, info))
 
     def on_model_inspected(self, message: ModelInspected) -> None:
+        listed = [(name, self.state.infos[name]) for name in self.state.models]
+        repeated = repeated_model([*listed, (message.argument, message.info)])
+        if repeated is not None:
+            self.status(same_model_sentence(*repeated), error=True)
+            return
         self.state.models.append(message.argument)
         self.state.infos[message.argument] = message.info
         self.state.layers_changed()
@@ -125,6 +131,7 @@ class ModelsScreen(StepScreen):
             self.state.base = selected
             self.state.layers_changed()
             self.refresh_table()
+            self.status(f"{self.state.infos[selected].label} is the base")
 
     def action_move(self, step: int) -> None:
         selected = self._selected()
@@ -142,6 +149,8 @@ class ModelsScreen(StepScreen):
     def action_remove(self) -> None:
         selected = self._selected()
         if selected:
+            labels = distinct_labels([self.state.infos[name] for name in self.state.models])
+            self.status(f"removed {labels[self.state.models.index(selected)]}")
             self.state.models.remove(selected)
             self.state.infos.pop(selected, None)
             if self.state.base == selected:
