@@ -168,11 +168,11 @@ async def test_the_folder_browser_moves_up_home_and_to_a_typed_path(workdir) -> 
         await pilot.press("left")  # at the top of the tree: the parent folder
         assert picker.folder == workdir
         tree = picker.query_one("DirectoryTree")
-        await wait_until(pilot, lambda: "base" in [node.data.path.name for node in tree.root.children])
+        await wait_until(pilot, lambda: "other" in [node.data.path.name for node in tree.root.children])
         names = [node.data.path.name for node in tree.root.children]
-        await pilot.press(*["down"] * (names.index("base") + 1), "p")
+        await pilot.press(*["down"] * (names.index("other") + 1), "p")
         await wait_until(pilot, lambda: len(app.state.models) == 3)
-        assert app.state.models[-1] == str(workdir / "base")
+        assert app.state.models[-1] == str(workdir / "other")
 
 
 REVIEW_IN_A_FRESH_PROCESS = """
@@ -403,3 +403,29 @@ async def test_models_with_the_same_folder_name_show_their_parent_and_a_delete_i
         table.focus()
         await pilot.press("down", "delete")
         assert status_text(app) == "removed run-a/chat"
+
+
+def test_encoder_rows_are_labelled_from_the_layout_and_integer_buffers_get_none(factory, tmp_path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from tui_merge.config.rendering import outside_rows
+    from tui_merge.models.info import load_model_info
+
+    bert = tmp_path / "bert"
+    shutil.copytree(factory.family("bert"), bert)
+    weights = load_file(bert / "model.safetensors")
+    weights["bert.embeddings.position_ids"] = torch.arange(16, dtype=torch.int64)[None]
+    weights["bert.pooler.dense.weight"] = torch.zeros(8, 8)
+    save_file(weights, bert / "model.safetensors", metadata={"format": "pt"})
+    rows = {row.filter: row.label for row in outside_rows(load_model_info(str(bert)))}
+    assert rows["bert.embeddings.word_embeddings"] == "word embeddings"
+    assert rows["bert.embeddings.position_embeddings"] == "position embeddings"
+    assert rows["bert.embeddings.token_type_embeddings"] == "token-type embeddings"
+    assert rows["bert.embeddings.LayerNorm"] == "embedding norm"
+    assert rows["bert.pooler.dense"] == "pooler"
+    assert not any("position_ids" in name for name in rows)
+    # cls.predictions alone would also select the transform's tensors (the first matching filter wins)
+    assert "cls.predictions" not in rows and rows["cls.predictions.bias"] == "output head"

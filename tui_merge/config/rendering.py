@@ -174,22 +174,57 @@ def number(value: float) -> str:
 
 
 def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
-    """One row per module outside the layers, with a filter that matches no layer tensor."""
-    layer_names = [name for name, role in reference.roles.items() if role.layer is not None]
+    """One row per module outside the layers, with a filter that matches no other tensor's name.
 
-    def clashes(text: str) -> bool:
-        return any(text in name for name in layer_names)
+    Integer buffers (BERT's ``position_ids``) get no row: they are copied from
+    the base, never merged. A module whose name is the start of another
+    module's (``cls.predictions`` and ``cls.predictions.transform.dense``) is
+    selected by its full tensor name, since the first matching filter wins.
+    """
+    from tui_merge.models.safetensors_header import FLOAT_DTYPES
+
+    layer_names = [name for name, role in reference.roles.items() if role.layer is not None]
+    outside = [
+        name
+        for name, role in reference.roles.items()
+        if role.layer is None and reference.tensors[name].dtype in FLOAT_DTYPES
+    ]
+
+    def module_of(name: str) -> str:
+        return name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+
+    def clashes(text: str, module: str) -> bool:
+        others = [name for name in outside if module_of(name) != module]
+        return any(text in name for name in [*layer_names, *others])
 
     rows: list[OutsideRow] = []
-    for name, role in reference.roles.items():
-        if role.layer is not None:
-            continue
-        module = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
-        candidate = next((text for text in (module, name) if not clashes(text)), None)
-        row = OutsideRow(candidate or "", _COMPONENT_LABELS.get(role.component, role.component), role.component)
+    for name in outside:
+        role = reference.roles[name]
+        module = module_of(name)
+        candidate = next((text for text in (module, name) if not clashes(text, module)), None)
+        row = OutsideRow(candidate or "", outside_label(module, role.component, outside), role.component)
         if candidate is not None and row not in rows:
             rows.append(row)
     return rows
+
+
+def outside_label(module: str, component: str, outside: list[str]) -> str:
+    """What a module outside the layers is, from its name: ``position embeddings``, ``embedding norm``,
+    ``pooler``, ``head transform``... (``embeddings`` alone when a model has one embedding table)."""
+    lowered = module.lower()
+    if "position" in lowered and component in ("embed", "other"):
+        return "position embeddings"
+    if "token_type" in lowered:
+        return "token-type embeddings"
+    if "pooler" in lowered:
+        return "pooler"
+    if component == "norm" and "embed" in lowered:
+        return "embedding norm"
+    if "transform" in lowered:
+        return "head transform norm" if component == "norm" or "norm" in lowered else "head transform"
+    if component == "embed" and any("position" in name or "token_type" in name for name in outside):
+        return "word embeddings"
+    return _COMPONENT_LABELS.get(component, component)
 
 
 _PART_LABELS = {"attn": "attention", "mlp": "MLP"}
