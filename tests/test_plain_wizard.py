@@ -30,7 +30,7 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "", "[1, 0]", "[0, 1]", "y", "out", "3", "", "merge.yaml", "y")
+    answer(monkeypatch, "", "1", "", "[1, 0]", "[0, 1]", "y", "out", "3", "", "", "", "merge.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
 
@@ -61,7 +61,7 @@ def test_ties_asks_for_the_base_and_every_models_parameters(
     assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 2
     ties = method_number(capsys.readouterr().out, "ties")
     answer(monkeypatch, "", ties, "1", "n", "0.5", "0.25", "abc", "0.3", "1.5", "0.9", "", "n", "out", "1", "2GB",
-           "t.yaml", "n")  # fmt: skip
+           "", "", "t.yaml", "n")  # fmt: skip
 
     assert main(["plain", str(llama_base), str(llama_finetune), str(second_finetune)]) == 0
 
@@ -88,7 +88,7 @@ def test_different_vocabularies_offer_the_fixes_and_the_choice_lands_in_the_conf
     out = capsys.readouterr().out
     assert "How should the vocabularies be reconciled?" in out
     pad = next(line.split(")")[0].strip() for line in out.splitlines() if ") pad:" in line)
-    answer(monkeypatch, "", pad, "1", "", "0.5", "0.5", "y", "out", "3", "", "v.yaml", "y")
+    answer(monkeypatch, "", pad, "1", "", "0.5", "0.5", "y", "out", "3", "", "", "", "v.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_vocab_plus)]) == 0
 
@@ -186,15 +186,17 @@ def test_print_yaml_asks_on_stderr_prints_only_the_config_and_writes_nothing(
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "", "0.25", "0.75", "y", "3", "1GB")
+    answer(monkeypatch, "", "1", "", "0.25", "0.75", "y", "3", "1GB", "2", "3")
 
     assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
 
     captured = capsys.readouterr()
     config = yaml.safe_load(captured.out)
     assert config["merge_method"] == "linear" and config["tui_merge"]["shard_size"] == "1GB"
+    assert config["tui_merge"]["device"] == "cpu" and config["tokenizer_source"] == "union"
     assert [entry["parameters"]["weight"][-1]["value"] for entry in config["models"]] == [[0.25, 0.25], [0.75, 0.75]]
     assert "Merge method" in captured.err and "Output folder" not in captured.err
+    assert "Largest shard file [5GB]: 1GB\nDevice\n" in captured.err  # each piped answer ends its line
     assert list(tmp_path.iterdir()) == []
 
 
@@ -202,10 +204,10 @@ def test_a_reopened_config_keeps_its_values_when_every_answer_is_the_default(
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "", "[1, 0]", "0.5", "n", "out", "3", "2GB", "first.yaml", "n")
+    answer(monkeypatch, "", "1", "", "[1, 0]", "0.5", "n", "out", "3", "2GB", "", "", "first.yaml", "n")
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
     capsys.readouterr()
-    answer(monkeypatch, "", "", "", "", "", "", "", "")
+    answer(monkeypatch, "", "", "", "", "", "", "", "", "", "")
 
     assert main(["plain", "--config", "first.yaml", "--print-yaml"]) == 0
 
@@ -219,7 +221,7 @@ def test_slerp_with_attention_and_mlp_split_writes_the_classic_recipe(
     answer(monkeypatch, "")
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 2  # read the method's number first
     slerp = method_number(capsys.readouterr().out, "slerp")
-    answer(monkeypatch, "", slerp, "1", "y", "[0, 1]", "[1, 0]", "0.5", "3", "")
+    answer(monkeypatch, "", slerp, "1", "y", "[0, 1]", "[1, 0]", "0.5", "3", "", "", "")
 
     assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
 

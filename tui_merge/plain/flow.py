@@ -202,7 +202,8 @@ def _number(value: object) -> str:
 
 
 def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> None:
-    """Output folder, dtype, shard size and (with ``paths``) where the output and config are saved."""
+    """Output folder, dtype, shard size, device, tokenizer and (with ``paths``) where the output and config
+    are saved; Enter keeps each default, as the Textual wizard's Output step starts."""
     prompter.say("Output", "heading")
 
     def folder_problem(text: str) -> str | None:
@@ -226,6 +227,19 @@ def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> No
             return f"{error}."
 
     state.shard_size = prompter.text("Largest shard file", state.shard_size, size_problem)
+    devices = [("auto: CUDA when torch sees one, else the CPU", "auto"), ("cpu", "cpu")]
+    if state.device not in ("auto", "cpu"):
+        devices.append((state.device, state.device))
+    state.device = prompter.select("Device", devices, state.device)
+    sources: list[tuple[str, str | None]] = [
+        ("automatic: the model that ships special_tokens_map.json, else the base, else the first", None),
+        ("the base model's", "base"),
+        ("the union of the tokenizers", "union"),
+    ]
+    sources += [(f"{state.infos[name].label}'s", f"model:{name}") for name in state.models]
+    if state.tokenizer_source is not None and state.tokenizer_source not in [value for _, value in sources]:
+        sources.append((state.tokenizer_source, state.tokenizer_source))
+    state.tokenizer_source = prompter.select("Tokenizer", sources, state.tokenizer_source)
     if not paths:
         return
 

@@ -83,10 +83,16 @@ class LinePrompter(_Printer):
     def _read(self, prompt: str) -> str:
         try:
             if self.stream is sys.stdout:
-                return input(prompt)
-            self.stream.write(prompt)
-            self.stream.flush()
-            return input()
+                answer = input(prompt)
+            else:
+                self.stream.write(prompt)
+                self.stream.flush()
+                answer = input()
+            if not sys.stdin.isatty():
+                # Piped answers are not echoed by a terminal: write each one and end its line, so the
+                # transcript reads "Number (1-19) [1]: 2" and the next question starts a line of its own.
+                print(answer, file=self.stream, flush=True)
+            return answer
         except (EOFError, KeyboardInterrupt) as stop:
             # The prompt has no line end: what is printed next (the error, the shell's prompt) starts its own line.
             print(file=self.stream, flush=True)
