@@ -102,3 +102,11 @@ def workdir(
         shutil.copytree(source, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's own user cache folder, so no test reads or writes the real ~/.cache."""
+    folder = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("TUI_MERGE_CACHE", str(folder))
+    return folder

@@ -66,6 +66,7 @@ examples:
   tui-merge inspect ./mistral-base ./mistral-chat ./mistral-code
   tui-merge inspect org/model-a org/model-b --base org/model-b
   tui-merge inspect ./a ./b --json > report.json
+  tui-merge inspect --layers ./base ./chat ./code   what each fine-tune changed
 
 exit status: 0 mergeable, 1 an error-level finding, 2 bad input (missing
 folder, damaged weights, unreadable config).
@@ -193,7 +194,9 @@ COMMANDS: tuple[Command, ...] = (
             dtype, size) and every finding about merging them: errors that block a merge,
             warnings with the fixes that apply, and a lineage check that reads one small
             tensor of each model to tell fine-tunes of one base from unrelated models.
-            Reads headers only; takes seconds even for 70B models."""),
+            Reads headers only; takes seconds even for 70B models. --layers reads every
+            weight once (as fast as a merge, nothing written, the figures cached) to show
+            what each fine-tune changed per layer and component, and where fine-tunes agree."""),
         _INSPECT_EXAMPLES,
         (
             arg("models", nargs="+", metavar="MODEL", help="model folder or cached hub id (org/name[@rev])"),
@@ -201,6 +204,9 @@ COMMANDS: tuple[Command, ...] = (
             arg("--method", metavar="NAME",
                 help="the merge method you plan to use; passthrough accepts models of different depth"),
             arg("--json", action="store_true", help="print the table and findings as JSON"),
+            arg("--layers", action="store_true",
+                help="also measure each model's relative change from the base and the cosine between the "
+                     "models' task vectors, per layer and component (reads every weight once)"),
         ),
     ),
     Command(

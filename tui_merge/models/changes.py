@@ -1,0 +1,295 @@
+"""What each fine-tune changed, layer by layer: the figures behind the Layers step and ``inspect --layers``.
+
+For every layer and component (attention, MLP, norms, and ``other`` for
+what is left: embeddings, head, anything unclassified) and every model
+other than the reference (the base, else the first model):
+
+- its relative change ``‖W_model − W_ref‖ / ‖W_ref‖``, the Frobenius norms
+  taken over the concatenation of the component's tensors;
+- for each pair of those models, the cosine between their task vectors
+  ``W − W_ref`` over the same tensors: near 1 where two fine-tunes moved the
+  weights the same way, near 0 where they are unrelated, negative where
+  they fight. None where either task vector is zero.
+
+Tensors are read a block of rows at a time, as the merge reads them (flat
+memory, nothing written); sums are float64. Only floating-point tensors
+with the reference's shape in every model count (a resized vocabulary's
+embeddings do not). The figures are cached in the user cache folder
+(``TUI_MERGE_CACHE``, else ``$XDG_CACHE_HOME/tui-merge``, else
+``~/.cache/tui-merge``) under a key made of every model file's identity
+(path, size, modification time, tensor table), so reopening is instant and
+a changed file is measured again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from tui_merge.engine.control import MergeControl
+from tui_merge.models.info import ModelInfo
+from tui_merge.models.safetensors_header import FLOAT_DTYPES
+
+COMPONENTS = ("attention", "mlp", "norm", "other")
+"""The components figures are given for, in display order."""
+
+_GROUP = {"attn": "attention", "mlp": "mlp", "norm": "norm"}
+
+BLOCK_BYTES = 8 << 20
+"""Float32 bytes per model in one block of rows, as the merge reads large tensors."""
+
+_CACHE_VERSION = 1
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read so far, bytes to read)."""
+
+
+class MeasureStopped(Exception):
+    """The measurement was stopped through its control; nothing is cached."""
+
+
+@dataclass(frozen=True)
+class LayerChange:
+    """How far one model moved one component of one layer (``layer`` None: outside the layers)."""
+
+    model: str
+    layer: int | None
+    component: str
+    relative_change: float | None
+    """None when the reference's norm there is zero."""
+
+
+@dataclass(frozen=True)
+class PairCosine:
+    """Whether two models moved one component of one layer the same way."""
+
+    models: tuple[str, str]
+    layer: int | None
+    component: str
+    cosine: float | None
+
+
+@dataclass(frozen=True)
+class ChangeReport:
+    """Every figure, with the models named as the caller named them."""
+
+    reference: str
+    changes: list[LayerChange]
+    pairs: list[PairCosine]
+
+    def change(self, model: str, layer: int | None, component: str) -> float | None:
+        """One model's relative change, or None when it was not measured."""
+        return self._changes.get((model, layer, component))
+
+    def cosine(self, first: str, second: str, layer: int | None, component: str) -> float | None:
+        """The cosine of two models' task vectors, or None."""
+        return self._pairs.get((first, second, layer, component), self._pairs.get((second, first, layer, component)))
+
+    @property
+    def _changes(self) -> dict[tuple[str, int | None, str], float | None]:
+        return {(item.model, item.layer, item.component): item.relative_change for item in self.changes}
+
+    @property
+    def _pairs(self) -> dict[tuple[str, str, int | None, str], float | None]:
+        return {(*item.models, item.layer, item.component): item.cosine for item in self.pairs}
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"layers": [...], "pairs": [...]}`` as ``inspect --layers --json`` adds it."""
+        return {
+            "layers": [
+                {"model": item.model, "layer": item.layer, "component": item.component,
+                 "relative_change": item.relative_change}
+                for item in self.changes
+            ],
+            "pairs": [
+                {"models": list(item.models), "layer": item.layer, "component": item.component, "cosine": item.cosine}
+                for item in self.pairs
+            ],
+        }  # fmt: skip
+
+
+def measure_changes(
+    models: list[tuple[str, ModelInfo]],
+    reference: tuple[str, ModelInfo] | None = None,
+    *,
+    on_progress: Progress | None = None,
+    control: MergeControl | None = None,
+    cache: bool = True,
+) -> ChangeReport:
+    """The figures for ``models`` (name as given, info) against ``reference`` (default: the first model).
+
+    The reference itself gets no figures. Raises ``MeasureStopped`` when ``control`` stops it.
+    """
+    reference = reference or models[0]
+    others = [(name, info) for name, info in models if info is not reference[1]]
+    infos = [reference[1], *(info for _, info in others)]
+    path = _cache_path(infos) if cache else None
+    figures = _load_cached(path)
+    if figures is None:
+        figures = _measure(infos, on_progress, control)
+        _store(path, figures)
+    names = [name for name, _ in others]
+    changes = [
+        LayerChange(names[index], layer, component, value) for (index, layer, component), value in figures["changes"]
+    ]
+    pairs = [
+        PairCosine((names[first], names[second]), layer, component, value)
+        for (first, second, layer, component), value in figures["pairs"]
+    ]
+    return ChangeReport(reference[0], changes, pairs)
+
+
+def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: MergeControl | None) -> dict[str, Any]:
+    """Sums of squares and dot products per (layer, component), turned into the figures.
+
+    Figures are keyed by model index (0 is the first model after the reference), so they can be cached
+    whatever the models are called.
+    """
+    from tui_merge.engine.reader import TensorReader
+
+    reference, others = infos[0], infos[1:]
+    tensors = _shared_tensors(reference, others)
+    total = sum(reference.tensors[name].nbytes + sum(info.tensors[name].nbytes for info in others)
+                for name in tensors)  # fmt: skip
+    groups: dict[tuple[int | None, str], _Sums] = {}
+    done = 0
+    with TensorReader() as reader:
+        for name in tensors:
+            role = reference.roles[name]
+            sums = groups.setdefault((role.layer, _GROUP.get(role.component, "other")), _Sums(len(others)))
+            entries = [reference.tensors[name], *(info.tensors[name] for info in others)]
+            for start, stop in _row_blocks(entries[0].shape):
+                if control is not None and control.checkpoint():
+                    raise MeasureStopped
+                blocks = [_rows(reader, entry, start, stop) for entry in entries]
+                sums.add(blocks[0], blocks[1:])
+            done += sum(entry.nbytes for entry in entries)
+            if on_progress is not None:
+                on_progress(done, total)
+    order = sorted(groups, key=lambda key: (key[0] is not None, key[0] or 0, COMPONENTS.index(key[1])))
+    changes, pairs = [], []
+    for layer, component in order:
+        sums = groups[(layer, component)]
+        for index in range(len(others)):
+            changes.append(((index, layer, component), sums.relative_change(index)))
+        for first, second in combinations(range(len(others)), 2):
+            pairs.append(((first, second, layer, component), sums.cosine(first, second)))
+    return {"changes": changes, "pairs": pairs}
+
+
+class _Sums:
+    """Running float64 sums for one (layer, component)."""
+
+    def __init__(self, models: int) -> None:
+        self.reference_squares = 0.0
+        self.squares = [0.0] * models
+        self.dots: dict[tuple[int, int], float] = {pair: 0.0 for pair in combinations(range(models), 2)}
+
+    def add(self, reference, others) -> None:
+        import torch
+
+        reference = reference.double()
+        self.reference_squares += float(torch.sum(reference * reference))
+        deltas = [other.double() - reference for other in others]
+        for index, delta in enumerate(deltas):
+            self.squares[index] += float(torch.sum(delta * delta))
+        for first, second in self.dots:
+            self.dots[(first, second)] += float(torch.sum(deltas[first] * deltas[second]))
+
+    def relative_change(self, index: int) -> float | None:
+        if self.reference_squares == 0:
+            return None
+        return math.sqrt(self.squares[index] / self.reference_squares)
+
+    def cosine(self, first: int, second: int) -> float | None:
+        scale = math.sqrt(self.squares[first] * self.squares[second])
+        return None if scale == 0 else max(-1.0, min(1.0, self.dots[(first, second)] / scale))
+
+
+def _shared_tensors(reference: ModelInfo, others: list[ModelInfo]) -> list[str]:
+    """Floating-point tensors every model has with the reference's shape, in the reference's order."""
+    return [
+        name
+        for name, entry in reference.tensors.items()
+        if entry.dtype in FLOAT_DTYPES
+        and all(
+            name in info.tensors
+            and info.tensors[name].shape == entry.shape
+            and info.tensors[name].dtype in FLOAT_DTYPES
+            for info in others
+        )
+    ]
+
+
+def _row_blocks(shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    if not shape:
+        return [(0, 1)]
+    row_elements = math.prod(shape[1:])
+    step = max(1, BLOCK_BYTES // max(4 * row_elements, 1))
+    return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)] or [(0, 0)]
+
+
+def _rows(reader, entry, start: int, stop: int):
+    import torch
+
+    if not entry.shape:
+        return reader.read(entry).to(torch.float32)
+    return reader.read_rows(entry, start, stop).to(torch.float32)
+
+
+def cache_folder() -> Path:
+    """Where tui-merge keeps what it can compute again: ``TUI_MERGE_CACHE``, else the XDG cache folder."""
+    if os.environ.get("TUI_MERGE_CACHE"):
+        return Path(os.environ["TUI_MERGE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tui-merge"
+
+
+def _cache_path(infos: list[ModelInfo]) -> Path:
+    identity = hashlib.sha256(json.dumps([_CACHE_VERSION, *(_identity(info) for info in infos)]).encode())
+    return cache_folder() / "layer-changes" / f"{identity.hexdigest()[:32]}.json"
+
+
+def _identity(info: ModelInfo) -> list[Any]:
+    """The model's files as they are now: a change to any of them changes the key."""
+    files = []
+    for path in info.checkpoint.files:
+        status = path.stat()
+        files.append([str(path.resolve()), status.st_size, status.st_mtime_ns])
+    table = sorted((name, entry.dtype, list(entry.shape), entry.begin, entry.end)
+                   for name, entry in info.tensors.items())  # fmt: skip
+    return [files, hashlib.sha256(json.dumps(table).encode()).hexdigest()]
+
+
+def _load_cached(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            "changes": [((index, layer, component), value) for (index, layer, component), value in data["changes"]],
+            "pairs": [((first, second, layer, component), value)
+                      for (first, second, layer, component), value in data["pairs"]],
+        }  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a damaged cache entry is measured again
+
+
+def _store(path: Path | None, figures: dict[str, Any]) -> None:
+    """Write the cache entry atomically; a cache that cannot be written is skipped, never an error."""
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(figures), encoding="utf-8")
+        partial.replace(path)
+    except OSError:
+        pass
