@@ -429,3 +429,36 @@ def test_encoder_rows_are_labelled_from_the_layout_and_integer_buffers_get_none(
     assert not any("position_ids" in name for name in rows)
     # cls.predictions alone would also select the transform's tensors (the first matching filter wins)
     assert "cls.predictions" not in rows and rows["cls.predictions.bias"] == "output head"
+
+
+async def test_the_layers_step_shows_what_each_model_changed_beside_the_values(workdir) -> None:
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(workdir / "base", workdir / "tune")
+    weights = load_file(workdir / "tune" / "model.safetensors")
+    for name in weights:
+        if ".layers.1.mlp." in name:
+            weights[name] = weights[name] * 1.5
+    save_file(weights, workdir / "tune" / "model.safetensors", metadata={"format": "pt"})
+    app = WizardApp(state_with("base", "chat", "tune", method_name="linear"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.screen.query_one(LayerTable)
+        headings = [str(column.label) for column in table.columns.values()][-3:]
+        assert headings == ["Δ2", "Δ3", "2~3"]
+        rows = {row.layer: index for index, row in enumerate(app.state.grid.rows)}
+        tune_layer_1 = str(table.get_row_at(rows[1])[-2])
+        tune_layer_0 = str(table.get_row_at(rows[0])[-2])
+        assert tune_layer_1 == " █ " and tune_layer_0 == "   "  # only layer 1's MLP moved, by 50%
+        assert "3 tune" in str(app.screen.query_one("#insight-progress", Static).content)
+        await pilot.press("right", "right", "right", "right", "plus")  # onto Δ2: read-only
+        assert "shows what a model changed" in status_text(app)
+    app = WizardApp(state_with("base", "chat", "tune", method_name="linear"), start_step=3)
+    async with app.run_test(size=(120, 40)) as pilot:  # measured again? no: from the cache, and wide
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        table = app.screen.query_one(LayerTable)
+        assert [str(column.label) for column in table.columns.values()][-1] == "chat ~ tune"

@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from tui_merge.tui.bars import bar
+from tui_merge.tui.insight import Insight
 from tui_merge.wizard.grid import FINE_NUDGE, NUDGE, LayerGrid
 
 
@@ -115,14 +116,19 @@ class LayerTable(DataTable):
         """The row copied with ``c``."""
         self.bar_width = 6
         """Cells of each value's bar, set from the terminal's width when the grid is shown."""
+        self.insight: Insight | None = None
+        """Read-only columns of what each model changed, once measured."""
 
-    def show(self, grid: LayerGrid) -> None:
-        """Draw ``grid`` (new columns after a split), keeping the cursor and the mark where they were."""
+    def show(self, grid: LayerGrid, insight: Insight | None = None) -> None:
+        """Draw ``grid`` (new columns after a split) and the ``insight`` columns after it, keeping the
+        cursor and the mark where they were."""
         row, column = self.cursor_row, max(self.cursor_column, 1)
         if self.grid is None or len(self.grid.rows) != len(grid.rows):
             self.mark = None
         self.grid = grid
-        self.bar_width = self._bar_width(len(grid.columns))
+        self.insight = insight or self.insight
+        spare = sum(max(len(heading), 3) + 2 for heading in self.insight.headings()) if self.insight else 0
+        self.bar_width = self._bar_width(len(grid.columns), spare)
         self._bar_style = self.app.current_theme.accent or "yellow"  # not the cursor's colour
         self.clear(columns=True)
         self.add_column("row", key="row")
@@ -134,21 +140,25 @@ class LayerTable(DataTable):
                 else f"{quantity.label}\n{quantity.part.part if quantity.part else 'rest'}"
             )
             self.add_column(heading, key=f"c{index}")
-        for index in range(len(grid.rows)):
+        headings = self.insight.headings() if self.insight else []
+        for index, heading in enumerate(headings):
+            self.add_column(Text(heading, style="italic"), key=f"i{index}")
+        for index, grid_row in enumerate(grid.rows):
             cells = [self._cell(index, column) for column in range(len(grid.columns))]
-            self.add_row(self._label(index), *cells, key=f"r{index}")
+            figures = self.insight.cells(grid_row) if self.insight else []
+            self.add_row(self._label(index), *cells, *figures, key=f"r{index}")
         self.move_cursor(row=row, column=min(column, len(grid.columns)))
 
-    def _bar_width(self, columns: int) -> int:
-        """Cells per value bar: what the terminal's width leaves each column, between 3 and 12."""
+    def _bar_width(self, columns: int, taken: int = 0) -> int:
+        """Cells per value bar: what the terminal's width leaves each column after ``taken``, between 3 and 12."""
         label, number, padding = 14, 5, 3
-        spare = (self.app.size.width - label - 2) // max(columns, 1) - number - padding
+        spare = (self.app.size.width - label - 2 - taken) // max(columns, 1) - number - padding
         return max(3, min(12, spare))
 
     @property
     def position(self) -> tuple[int, int] | None:
-        """The grid row and column under the cursor."""
-        if self.grid is None:
+        """The grid row and column under the cursor; None on a read-only column of figures."""
+        if self.grid is None or self.cursor_column > len(self.grid.columns):
             return None
         return self.cursor_row, max(self.cursor_column - 1, 0)
 
@@ -179,6 +189,8 @@ class LayerTable(DataTable):
     def _edit(self, change) -> None:
         position = self.position
         if position is None:
+            if self.grid is not None:
+                self.post_message(self.Said("That column shows what a model changed; move left to edit a value."))
             return
         change(*position)
         self._redraw()
@@ -233,6 +245,8 @@ class LayerTable(DataTable):
     def action_edit(self) -> None:
         position = self.position
         if position is None:
+            if self.grid is not None:
+                self.post_message(self.Said("That column shows what a model changed; move left to edit a value."))
             return
         if not self.grid.exists(*position):
             self.post_message(

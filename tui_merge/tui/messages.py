@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from tui_merge.engine.events import MergeEvent
+from tui_merge.models.changes import ChangeReport
 from tui_merge.models.compat import CompatibilityReport
 from tui_merge.models.info import ModelInfo
 
@@ -50,3 +51,19 @@ class EngineEvent(Message):
         """A newer progress event makes a queued older one redundant."""
         replace = getattr(self.event, "can_replace", None)
         return isinstance(message, EngineEvent) and bool(replace and replace(message.event))
+
+
+@dataclass
+class InsightProgress(Message):
+    """Bytes read so far measuring what each model changed; ``problem`` when it could not be measured."""
+
+    done: int
+    total: int
+    problem: str | None = None
+
+
+@dataclass
+class InsightReady(Message):
+    """What each model changed, per layer and component."""
+
+    report: ChangeReport

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from textual import on
+import time
+
+from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from tui_merge.engine.control import MergeControl
+from tui_merge.errors import TuiMergeError
+from tui_merge.models.changes import MeasureStopped, measure_changes
+from tui_merge.models.info import distinct_labels
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.insight import Insight
 from tui_merge.tui.layer_table import LayerTable
+from tui_merge.tui.messages import InsightProgress, InsightReady
 from tui_merge.tui.step import StepScreen
 from tui_merge.wizard.grid import LayerGrid
 
@@ -30,10 +39,12 @@ class LayersScreen(StepScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="layers-title", classes="hint")
+        yield Static("", id="insight-progress", classes="hint")
         yield LayerTable(id="grid")
         yield TextField(id="cell-editor", placeholder="value, then enter (escape cancels)", type="number")
 
     def on_mount(self) -> None:
+        self.control = MergeControl()
         self.query_one("#cell-editor", TextField).display = False
         grid = self.state.grid or self.state.rebuild_grid()
         title = self.query_one("#layers-title", Static)
@@ -46,6 +57,7 @@ class LayersScreen(StepScreen):
         title.update(f"{self.state.method_name}: {quantity}, per layer")
         self._show(grid)
         table.focus()
+        self.measure()
         if self.state.grid_note:
             self.status(self.state.grid_note)
             self.state.grid_note = None
@@ -53,6 +65,49 @@ class LayersScreen(StepScreen):
     def _show(self, grid: LayerGrid) -> None:
         """Draw the table."""
         self.query_one(LayerTable).show(grid)
+
+    @work(thread=True, exit_on_error=False, exclusive=True, group="insight", description="measure layer changes")
+    def measure(self) -> None:
+        """What each model changed per layer, read in the background: the table can be edited meanwhile."""
+        state = self.state
+        named = [(name, state.infos[name]) for name in state.models]
+        reference_name = state.effective_base or state.models[0]
+        reference = (reference_name, state.infos[reference_name])
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.1 or done == total:
+                last[0] = now
+                self.post_message(InsightProgress(done, total))
+
+        try:
+            report = measure_changes(named, reference, on_progress=progress, control=self.control)
+        except MeasureStopped:
+            return
+        except (TuiMergeError, OSError) as error:
+            self.post_message(InsightProgress(0, 0, getattr(error, "message", None) or str(error)))
+            return
+        self.post_message(InsightReady(report))
+
+    def on_insight_progress(self, message: InsightProgress) -> None:
+        line = self.query_one("#insight-progress", Static)
+        if message.problem:
+            line.update(Text(f"What each model changed could not be measured: {message.problem}", style="red"))
+        elif message.total:
+            line.update(
+                f"measuring what each model changed… {message.done / message.total:.0%} (the table works meanwhile)"
+            )
+
+    def on_insight_ready(self, message: InsightReady) -> None:
+        table = self.query_one(LayerTable)
+        labels = dict(zip(self.state.models, distinct_labels([self.state.infos[name] for name in self.state.models])))
+        insight = Insight(message.report, labels, wide=self.app.size.width >= 120)
+        table.show(table.grid, insight)
+        self.query_one("#insight-progress", Static).update(insight.legend())
+
+    def on_unmount(self) -> None:
+        self.control.stop()  # leaving the step stops the measurement; reopening reads the cache
 
     @on(LayerTable.Said)
     def table_said(self, event: LayerTable.Said) -> None:
