@@ -462,3 +462,18 @@ async def test_the_layers_step_shows_what_each_model_changed_beside_the_values(w
         await pilot.pause()
         table = app.screen.query_one(LayerTable)
         assert [str(column.label) for column in table.columns.values()][-1] == "chat ~ tune"
+
+
+async def test_below_80x24_the_wizard_says_the_terminal_is_too_small(workdir) -> None:
+    from tui_merge.tui.modals import TooSmallScreen
+
+    app = WizardApp(state_with("base", "chat"))
+    async with app.run_test(size=(70, 20)) as pilot:
+        await pilot.pause()
+        assert isinstance(app.screen, TooSmallScreen)
+        assert "The terminal is 70x20; tui-merge needs at least 80x24" in str(
+            app.screen.query_one("#too-small", Static).content
+        )
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert isinstance(app.screen, StepScreen) and app.screen.STEP == 0

@@ -87,10 +87,31 @@ class WizardApp(App):
         self.cache_dir = cache_dir
         """Hugging Face cache to list and resolve hub ids in; None for the default (HF_HUB_CACHE)."""
 
+    MIN_SIZE = (80, 24)
+    """The smallest terminal every screen is drawn for; below it the wizard says so instead."""
+
+    def on_resize(self, event) -> None:
+        if self.open_steps:  # the first resize comes before the steps exist; on_mount covers that one
+            self._fit_to(event.size.width, event.size.height)
+
+    def _fit_to(self, width: int, height: int) -> None:
+        """Cover the wizard with a plain sentence while the terminal is too small, and uncover it after."""
+        from tui_merge.tui.modals import TooSmallScreen
+
+        covering = next((screen for screen in self.screen_stack if isinstance(screen, TooSmallScreen)), None)
+        too_small = width < self.MIN_SIZE[0] or height < self.MIN_SIZE[1]
+        if too_small and covering is None:
+            self.push_screen(TooSmallScreen())
+        elif too_small:
+            covering.say(width, height)
+        elif covering is not None and self.screen is covering:
+            self.pop_screen()
+
     def on_mount(self) -> None:
         screens = step_screens()
         for index in range(self.start_step + 1):
             self.push_screen(screens[index]())
+        self.call_after_refresh(lambda: self._fit_to(self.size.width, self.size.height))  # above the steps
         if self.hint:
             self.notify(self.hint, timeout=15)
 

@@ -276,3 +276,30 @@ class CachePicker(Dialog[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+
+class TooSmallScreen(ModalScreen[None]):
+    """Shown instead of the wizard while the terminal is smaller than the wizard's 80x24."""
+
+    DEFAULT_CSS = """
+    TooSmallScreen {
+        align: center middle;
+        background: $background;
+    }
+    TooSmallScreen Static {
+        width: 100%;
+        text-align: center;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="too-small")
+
+    def on_mount(self) -> None:
+        self.say(self.app.size.width, self.app.size.height)
+
+    def say(self, width: int, height: int) -> None:
+        """Name the size the terminal has and the size it needs."""
+        self.query_one("#too-small", Static).update(
+            f"The terminal is {width}x{height}; tui-merge needs at least 80x24. Enlarge it to go on (ctrl+q quits)."
+        )
