@@ -1,4 +1,4 @@
-"""Write an SVG screenshot of every wizard step at 80x24 into screenshots/.
+"""Write an SVG screenshot of every wizard step at 80x24 (and the main ones at 120x40) into screenshots/.
 
 Run from the repository root: ``.venv/bin/python scripts/screenshots.py``. It
 builds the demo models in a temporary folder (no download), drives the wizard
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -26,10 +27,10 @@ def state_for(*names: str, **values: object) -> WizardState:
     return WizardState(models=list(names), infos={name: load_model_info(name) for name in names}, **values)
 
 
-async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = ()) -> None:
+async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = (), size: tuple[int, int] = SIZE) -> None:
     """Start ``app``, press ``keys``, wait for background work, save ``screenshots/NAME.svg``."""
     app.blink_cursor = False  # the same picture whenever it is taken
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         await app.workers.wait_for_complete()
         await pilot.pause()
@@ -55,6 +56,22 @@ def chat_with_new_tokens(folder: Path) -> str:
     save_model(model, folder / "demo-chat-tokens")
     tokenizer.save_pretrained(str(folder / "demo-chat-tokens"))
     return "demo-chat-tokens"
+
+
+def second_finetune(folder: Path) -> str:
+    """Another fine-tune of demo-base, whose changes concentrate in the MLPs of the last two layers."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(folder / "demo-base", folder / "demo-code")
+    weights = load_file(folder / "demo-code" / "model.safetensors")
+    generator = torch.Generator().manual_seed(11)
+    for name, tensor in weights.items():
+        scale = 0.3 if (".layers.2.mlp." in name or ".layers.3.mlp." in name) else 0.01
+        noise = torch.randn(tensor.shape, generator=generator) * tensor.float().abs().mean() * scale
+        weights[name] = (tensor.float() + noise).to(tensor.dtype)
+    save_file(weights, folder / "demo-code" / "model.safetensors", metadata={"format": "pt"})
+    return "demo-code"
 
 
 async def main() -> None:
@@ -85,6 +102,16 @@ async def main() -> None:
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
         await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
+        await shoot("help-layers", WizardApp(state_for(base, chat, method_name="slerp"), start_step=3), ("f1",))
+        code = second_finetune(Path(folder))
+        await shoot("4-layers-three", WizardApp(state_for(base, chat, code, method_name="ties"), start_step=3))
+        wide = (120, 40)
+        await shoot("1-models-120x40", WizardApp(state_for(base, chat, code, base=base)), ("tab",), size=wide)
+        await shoot("2-analysis-120x40", WizardApp(state_for(base, chat, code), start_step=1), size=wide)
+        await shoot("4-layers-120x40", WizardApp(state_for(base, chat, code, method_name="ties"), start_step=3),
+                    size=wide)  # fmt: skip
+        await shoot("6-review-120x40", WizardApp(state_for(base, chat, method_name="slerp", output="merged2"),
+                                                 start_step=5), size=wide)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Snapshot tests of the wizard's steps at 80x24 (pytest-textual-snapshot).
+"""Snapshot tests of every wizard step at 80x24 and 120x40 (pytest-textual-snapshot).
 
 Baselines live in ``tests/__snapshots__``; regenerate them with
 ``pytest tests/test_wizard_snapshots.py --snapshot-update`` and look at the
@@ -65,32 +65,68 @@ async def settle(pilot) -> None:
     await pilot.pause()
 
 
-def test_models_snapshot(snap_compare, demo_folder) -> None:
-    assert snap_compare(app_for("demo-base", "demo-chat", "demo-unrelated", base="demo-base"), press=["tab"])
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 
-def test_analysis_snapshot(snap_compare, demo_folder) -> None:
-    assert snap_compare(app_for("demo-base", "demo-unrelated", start_step=1), run_before=settle)
+@pytest.mark.parametrize("size", SIZES)
+def test_models_snapshot(snap_compare, demo_folder, size) -> None:
+    app = app_for("demo-base", "demo-chat", "demo-unrelated", base="demo-base")
+    assert snap_compare(app, press=["tab"], terminal_size=size)
 
 
-def test_method_snapshot(snap_compare, demo_folder) -> None:
-    assert snap_compare(app_for("demo-base", "demo-chat", start_step=2, method_name="ties"), run_before=settle)
+@pytest.mark.parametrize("size", SIZES)
+def test_analysis_snapshot(snap_compare, demo_folder, size) -> None:
+    assert snap_compare(app_for("demo-base", "demo-unrelated", start_step=1), run_before=settle, terminal_size=size)
 
 
-def test_layers_snapshot(snap_compare, demo_folder) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_method_snapshot(snap_compare, demo_folder, size) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=2, method_name="ties")
+    assert snap_compare(app, run_before=settle, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_layers_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
-    assert snap_compare(app, press=["down", "down", "down", "1", "m", "down", "down", "down", "0", "g"])
+    keys = ["down", "down", "down", "1", "m", "down", "down", "down", "0", "g"]
+    assert snap_compare(app, run_before=settle, press=keys, terminal_size=size)
 
 
-def test_layers_split_snapshot(snap_compare, demo_folder) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_layers_split_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
-    assert snap_compare(app, press=["s", "down", "down", "down", "0", "m", "down", "down", "down", "1", "g"])
+    keys = ["s", "down", "down", "down", "0", "m", "down", "down", "down", "1", "g"]
+    assert snap_compare(app, run_before=settle, press=keys, terminal_size=size)
 
 
-def test_output_snapshot(snap_compare, demo_folder) -> None:
-    assert snap_compare(app_for("demo-base", "demo-chat", start_step=4, output="merged"), run_before=settle)
+@pytest.mark.parametrize("size", SIZES)
+def test_output_snapshot(snap_compare, demo_folder, size) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=4, output="merged")
+    assert snap_compare(app, run_before=settle, terminal_size=size)
 
 
-def test_review_snapshot(snap_compare, demo_folder) -> None:
+@pytest.mark.parametrize("size", SIZES)
+def test_review_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=5, method_name="slerp", output="merged")
-    assert snap_compare(app, run_before=settle)
+    assert snap_compare(app, run_before=settle, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_run_snapshot(snap_compare, demo_folder, monkeypatch, size) -> None:
+    """The finished Run step; the screen's clock and the engine's read 0 at the start and 1 s after it."""
+    from types import SimpleNamespace
+
+    from tui_merge.engine import executor
+    from tui_merge.tui.screens import run
+
+    for module in (run, executor):
+        readings = iter([0.0])
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=lambda readings=readings: next(readings, 1.0)))
+    app = app_for("demo-base", "demo-chat", start_step=6, method_name="slerp", output="merged")
+    assert snap_compare(app, run_before=settle, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_snapshot(snap_compare, demo_folder, size) -> None:
+    app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
+    assert snap_compare(app, run_before=settle, press=["f1"], terminal_size=size)

@@ -68,6 +68,13 @@ class Insight:
             f"{number(first, '?')}~{number(second, '?')}" for first, second in self.pairs
         ]
 
+    def widths(self, rows: list[GridRow]) -> list[int]:
+        """Cells each column takes, its title or its widest figure."""
+        cells = [self.cells(row) for row in rows]
+        return [
+            max(len(heading), *(row[index].cell_len for row in cells)) for index, heading in enumerate(self.headings())
+        ]
+
     def legend(self) -> str:
         """One line on how to read the columns."""
         reference = self.labels.get(self.report.reference, self.report.reference)

@@ -127,7 +127,7 @@ class LayerTable(DataTable):
             self.mark = None
         self.grid = grid
         self.insight = insight or self.insight
-        spare = sum(max(len(heading), 3) + 2 for heading in self.insight.headings()) if self.insight else 0
+        spare = sum(width + 2 for width in self.insight.widths(grid.rows)) if self.insight else 0
         self.bar_width = self._bar_width(len(grid.columns), spare)
         self._bar_style = self.app.current_theme.accent or "yellow"  # not the cursor's colour
         self.clear(columns=True)

@@ -34,7 +34,16 @@ class LayersScreen(StepScreen):
         "so the column of bars draws the curve over depth. "
         "Rows above the layers set the embeddings, final norm and head. "
         "s splits each quantity into attention, MLP and the rest of the layer (norms), "
-        "as in the classic slerp recipe; s again joins them, keeping the rest column."
+        "as in the classic slerp recipe; s again joins them, keeping the rest column.\n\n"
+        "The columns on the right are read, not edited: they show what each fine-tune changed, measured "
+        "in the background when the step opens (the table works meanwhile; the figures are cached, so "
+        "reopening is instant). Δ shows a model's relative change from the base, ‖W − W_base‖ / ‖W_base‖, "
+        "as three bars per layer (attention, MLP, norms), each scaled to the largest change of that "
+        "component: a layer a fine-tune barely touched can come from the base. ~ shows, for two models, "
+        "the cosine between their changes: green where they moved the weights the same way, red where "
+        "they pull apart, the taller the stronger. Where two fine-tunes fight, favour one of them in that "
+        "layer. At 80 columns the models are numbered as on the Models step; from 120 columns the names "
+        "and the numbers are shown."
     )
 
     def compose_body(self) -> ComposeResult:
