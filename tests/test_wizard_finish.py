@@ -298,6 +298,7 @@ def test_bars_are_scaled_to_the_range_not_to_the_data() -> None:
 async def test_each_layer_value_draws_a_bar_on_the_parameter_range_and_the_mark_survives_a_split(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
         await pilot.pause()
         table = app.screen.query_one(LayerTable)
         grid = app.state.grid
@@ -305,7 +306,7 @@ async def test_each_layer_value_draws_a_bar_on_the_parameter_range_and_the_mark_
         await pilot.press(*["down"] * first_layer, "m", "minus", "right", "plus", "plus")
 
         def cells(row: int) -> list[str]:
-            return [str(cell) for cell in table.get_row_at(row)[1:]]
+            return [str(cell) for cell in table.get_row_at(row)[1 : 1 + len(grid.columns)]]
 
         width = table.bar_width
         assert cells(first_layer) == [f" 0.45 {bar(0.45, 0, 1, width)}", f" 0.60 {bar(0.6, 0, 1, width)}"]

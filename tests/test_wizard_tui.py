@@ -132,6 +132,7 @@ async def test_method_step_builds_the_form_and_validates_as_you_type(workdir) ->
 async def test_layers_step_keys(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()  # the figure columns have arrived: keys land on a settled table
         await pilot.pause()
         grid = app.state.grid
         layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
@@ -160,6 +161,7 @@ async def test_the_layer_table_refuses_typed_values_out_of_range_and_reports_eac
     seen = []
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE, message_hook=seen.append) as pilot:
+        await app.workers.wait_for_complete()  # the figure columns have arrived: keys land on a settled table
         await pilot.pause()
         grid = app.state.grid
         layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
@@ -350,17 +352,19 @@ async def test_command_palette_jumps_to_a_step_and_saves(workdir) -> None:
 async def test_layers_split_into_attention_and_mlp_with_s(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()  # the figure columns are there (after the editable ones)
         await pilot.pause()
         layer = next(index for index, row in enumerate(app.state.grid.rows) if row.layer == 0)
         await pilot.press("s")
         table = app.screen.query_one("#grid", DataTable)
-        assert [str(column.label) for column in table.columns.values()] == ["row", "t\nattn", "t\nmlp", "t\nrest"]
+        labels = [str(column.label) for column in table.columns.values()]
+        assert labels == ["row", "t\nattn", "t\nmlp", "t\nrest", "Δ2"]
         assert str(table.get_cell_at((0, 1))).strip() == "·"
         await pilot.press(*["down"] * layer, "1", "right", "minus")
         assert app.state.grid.values[layer] == pytest.approx([1.0, 0.95, 1.0])
         assert "filter: self_attn" in app.state.config_text()
         await pilot.press("s")
-        assert [str(column.label) for column in table.columns.values()] == ["row", "t"]
+        assert [str(column.label) for column in table.columns.values()] == ["row", "t", "Δ2"]
         assert app.state.grid.values[layer] == [1.0]
 
 

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if base not in models:
         models.insert(0, base)
     report = check_compatibility(models, base=base, method=args.method)
-    changes = _measure(models, base) if args.layers else None
+    changes = _measure(models, base) if getattr(args, "layers", False) else None
     if args.json:
         data = report_to_json(report)
         if changes is not None:
