@@ -102,6 +102,10 @@ class StepScreen(Screen):
         if problem:
             self.status(problem, error=True)
             return
+        self.go_on()
+
+    def go_on(self) -> None:
+        """Open the next step; a step that must ask something first (replace a folder?) asks here."""
         self.wizard.next_step(self.STEP)
 
     def action_back(self) -> None:

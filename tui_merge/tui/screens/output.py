@@ -130,12 +130,8 @@ class OutputScreen(StepScreen):
         state.shard_size = self.query_one("#shard-size", Input).value.strip()
         state.config_path = self.query_one("#config-path", Input).value.strip()
 
-    def action_next(self) -> None:
-        self.collect()
-        problem = self.problem()
-        if problem:
-            self.status(problem, error=True)
-            return
+    def go_on(self) -> None:
+        """Go on; an existing non-empty output folder is replaced only after the person confirms."""
         target = Path(self.state.output).expanduser()
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not self.state.replace_output:
 

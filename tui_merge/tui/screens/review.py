@@ -88,17 +88,8 @@ class ReviewScreen(StepScreen):
     def pending(self) -> str | None:
         return "Planning" if not self.planned and not self.failed else None
 
-    def action_next(self) -> None:
-        """Merge, once the plan is ready and the config path is free or the person chose how to save it."""
-        waiting = self.pending()
-        if waiting:
-            self._next_requested = True
-            self.status(f"{waiting}; going on when it is done.")
-            return
-        problem = self.problem()
-        if problem:
-            self.status(problem, error=True)
-            return
+    def go_on(self) -> None:
+        """Merge, once the config path is free or the person chose how to save it."""
         self.wizard.claim_config_path(lambda: self.wizard.next_step(self.STEP))
 
     def problem(self) -> str | None:
