@@ -33,6 +33,12 @@ def llama_unrelated(factory: ModelFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def llama_second_finetune(factory: ModelFactory) -> Path:
+    """Another fine-tune of llama-base: a third model that merges with the two above."""
+    return factory.llama("llama-finetune-2", finetune_seed=6)
+
+
+@pytest.fixture(scope="session")
 def llama_vocab_plus(factory: ModelFactory) -> Path:
     return factory.llama("llama-vocab260", finetune_seed=2, shape=SampleShape(vocab_size=260))
 

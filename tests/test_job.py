@@ -15,6 +15,7 @@ from tui_merge.config import parse_config
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
+    Log,
     MergeFailed,
     MergeFinished,
     MergeStarted,
@@ -45,7 +46,8 @@ def test_a_job_saves_plans_merges_and_verifies_reporting_each_step_in_order(
 
     assert saved.read_text() == loaded.text
     kinds = [type(event) for event in events if not isinstance(event, (TensorMerged, CheckDone))]
-    assert kinds[0] is MergeStarted and kinds[-3:] == [MergeFinished, VerificationStarted, Verified]
+    assert kinds[:2] == [Log, MergeStarted] and kinds[-3:] == [MergeFinished, VerificationStarted, Verified]
+    assert events[0].text == "no model gives a weight: 2 models merged with equal weights"
     checks = [event.check for event in events if isinstance(event, CheckDone)]
     assert checks == result.report.checks and result.report.ok
     assert result.summary.tensors == sum(isinstance(event, TensorMerged) for event in events)

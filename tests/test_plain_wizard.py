@@ -49,8 +49,8 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
 
 
 @pytest.fixture(scope="module")
-def second_finetune(factory) -> Path:
-    return factory.llama("llama-finetune-2", finetune_seed=6)
+def second_finetune(llama_second_finetune) -> Path:
+    return llama_second_finetune
 
 
 def test_ties_asks_for_the_base_and_every_models_parameters(

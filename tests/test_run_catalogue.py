@@ -79,7 +79,7 @@ def _wrong_shape(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
     state = load_file(weights_of(folder))
     state["model.layers.1.self_attn.o_proj.weight"] = state["model.layers.1.self_attn.o_proj.weight"][:, :16].copy()
     save_file(state, weights_of(folder), metadata={"format": "pt"})
-    return run(work, LINEAR, a=m["a"], b=folder), "Tensor model.layers.1.self_attn.o_proj.weight has different shapes"
+    return run(work, LINEAR, a=m["a"], b=folder), "model.layers.1.self_attn.o_proj.weight [32, 32] vs [32, 16]"
 
 
 def _damaged(change: Callable[[Path], None], expected: str) -> Scene:

@@ -65,7 +65,7 @@ def test_run_errors_are_one_line_with_exit_two(capsys, tmp_path, llama_base) -> 
     assert not (tmp_path / "out").exists()
 
 
-def test_a_mergekit_recipe_runs_unchanged(capsys, tmp_path, llama_base, llama_finetune, llama_unrelated) -> None:
+def test_a_mergekit_recipe_runs_unchanged(capsys, tmp_path, llama_base, llama_finetune, llama_second_finetune) -> None:
     recipe = write(
         tmp_path / "mergekit_config.yml",
         f"""models:
@@ -75,7 +75,7 @@ def test_a_mergekit_recipe_runs_unchanged(capsys, tmp_path, llama_base, llama_fi
     parameters:
       density: [1, 0.7, 0.1] # density gradient
       weight: 1.0
-  - model: {llama_unrelated}
+  - model: {llama_second_finetune}
     parameters:
       density: 0.33
       weight:
@@ -96,7 +96,8 @@ dtype: bfloat16
     assert merged["model.layers.0.mlp.up_proj.weight"].dtype.is_floating_point
 
 
-def test_template_edit_run(capsys, tmp_path, llama_base, llama_unrelated) -> None:
+def test_template_edit_run(capsys, tmp_path, llama_base, llama_second_finetune) -> None:
+    llama_unrelated = llama_second_finetune  # any model that may be merged with the base
     template = tmp_path / "merge.yaml"
 
     assert main(["template", str(llama_base), str(llama_unrelated), "--method", "slerp", "-o", str(template)]) == 0
@@ -115,11 +116,11 @@ def test_template_edit_run(capsys, tmp_path, llama_base, llama_unrelated) -> Non
     assert "already exists" in capsys.readouterr().err
 
 
-def test_every_method_runs_from_its_template(tmp_path, llama_base, llama_finetune, llama_unrelated) -> None:
+def test_every_method_runs_from_its_template(tmp_path, llama_base, llama_finetune, llama_second_finetune) -> None:
     from transformers import AutoModelForCausalLM
 
     for method in METHODS:
-        models = [llama_base, llama_finetune, llama_unrelated]
+        models = [llama_base, llama_finetune, llama_second_finetune]
         count = (method.max_models or 2) + (method.base != "none")
         paths = [str(path) for path in models[:count]]
         recipe = tmp_path / f"{method.name}.yaml"

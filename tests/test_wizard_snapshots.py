@@ -65,6 +65,18 @@ async def settle(pilot) -> None:
     await pilot.pause()
 
 
+async def settle_layers(pilot) -> None:
+    """Wait until the Layers step shows its figure columns (a message after its worker has ended)."""
+    from tui_merge.tui.layer_table import LayerTable
+
+    await settle(pilot)
+    for _ in range(200):
+        if pilot.app.screen.query_one(LayerTable).insight is not None:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
 
@@ -89,14 +101,14 @@ def test_method_snapshot(snap_compare, demo_folder, size) -> None:
 def test_layers_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
     keys = ["down", "down", "down", "1", "m", "down", "down", "down", "0", "g"]
-    assert snap_compare(app, run_before=settle, press=keys, terminal_size=size)
+    assert snap_compare(app, run_before=settle_layers, press=keys, terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES)
 def test_layers_split_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
     keys = ["s", "down", "down", "down", "0", "m", "down", "down", "down", "1", "g"]
-    assert snap_compare(app, run_before=settle, press=keys, terminal_size=size)
+    assert snap_compare(app, run_before=settle_layers, press=keys, terminal_size=size)
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -129,4 +141,4 @@ def test_run_snapshot(snap_compare, demo_folder, monkeypatch, size) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_help_snapshot(snap_compare, demo_folder, size) -> None:
     app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
-    assert snap_compare(app, run_before=settle, press=["f1"], terminal_size=size)
+    assert snap_compare(app, run_before=settle_layers, press=["f1"], terminal_size=size)

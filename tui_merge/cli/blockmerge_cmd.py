@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"tui-merge: warning: {warning}", file=sys.stderr)
     return run_generated(
         text, "blockmerge flags", args.output_model_path, print_yaml=args.print_yaml, force=args.force,
-        resume=args.resume, argv=args.argv,
+        resume=args.resume, allow_crimes=args.allow_crimes, argv=args.argv,
     )  # fmt: skip
 
 

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     text = circuit_config(base, variants, parameters)
     return run_generated(
         text, args.config or "circuit arguments", output, print_yaml=args.print_yaml, force=args.force,
-        resume=args.resume, argv=args.argv,
+        resume=args.resume, allow_crimes=args.allow_crimes, argv=args.argv,
     )  # fmt: skip
 
 

@@ -18,7 +18,15 @@ from tui_merge.errors import BadInputError
 
 
 def run_generated(
-    text: str, source: str, output: str | None, *, print_yaml: bool, force: bool, resume: bool, argv: list[str]
+    text: str,
+    source: str,
+    output: str | None,
+    *,
+    print_yaml: bool,
+    force: bool,
+    resume: bool,
+    argv: list[str],
+    allow_crimes: bool = False,
 ) -> int:
     """Print ``text`` (``--print-yaml``) or merge it into ``output``; ``argv`` is the command line, for resuming."""
     loaded = parse_config(text, source)
@@ -32,5 +40,5 @@ def run_generated(
 
     rerun = shlex.join(["tui-merge", *[arg for arg in argv if arg != "--resume"]])
     job = MergeJob(dataclasses.replace(loaded, rerun=rerun), Path(output), replace=force, resume=resume,
-                   keep_partial=True)  # fmt: skip
+                   keep_partial=True, allow_crimes=allow_crimes)  # fmt: skip
     return run_in_console(job)

@@ -183,6 +183,11 @@ _GENERATED = (
     arg("--print-yaml", action="store_true", help="print the equivalent config and stop"),
     arg("--force", action="store_true", help="replace an existing output once the merge succeeded"),
     arg("--resume", action="store_true", help="continue an interrupted merge of the same command"),
+    arg(
+        "--allow-crimes",
+        action="store_true",
+        help="merge models of different architectures or lineages anyway (mergekit's flag)",
+    ),
 )
 """What every command that builds its own config takes."""
 
@@ -224,6 +229,9 @@ COMMANDS: tuple[Command, ...] = (
             arg("--allow-nonfinite", action="store_true",
                 help="merge inputs that hold NaN or Inf (the result is still checked)"),
             arg("--verify", action="store_true", help="run tui-merge verify on OUT once the merge is done"),
+            arg("--allow-crimes", action="store_true",
+                help="merge models of different architectures or lineages anyway (mergekit's flag); the "
+                     "finding is printed as a warning and kept in the model card"),
         ),
     ),
     Command(

@@ -19,17 +19,19 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"Two outputs given ({args.output} and -o {args.output_option}); give one.")
     loaded = load_config(Path(args.config))
     if args.dry_run:
-        print_plan(plan_job(MergeJob(loaded, Path(output or "."))), Path(output) if output else None)
+        plan = plan_job(MergeJob(loaded, Path(output or "."), allow_crimes=args.allow_crimes))
+        print_plan(plan, Path(output) if output else None)
         return 0
     if not output:
         raise BadInputError("No output folder given; add it after the config or with -o OUT.")
     job = MergeJob(
         loaded, Path(output), replace=args.force, resume=args.resume, keep_partial=True,
-        allow_nonfinite=args.allow_nonfinite, verify=args.verify,
+        allow_nonfinite=args.allow_nonfinite, verify=args.verify, allow_crimes=args.allow_crimes,
     )  # fmt: skip
     return run_in_console(job)
 
 
 def print_plan(plan: Plan, output: Path | None) -> None:
     """The dry-run summary: what would be read and written, and whether it fits."""
-    print("\n".join([*plan_summary(plan, output), "The config is valid; nothing was written (dry run)."]))
+    warnings = [f"warning: {warning}" for warning in plan.warnings]
+    print("\n".join([*warnings, *plan_summary(plan, output), "The config is valid; nothing was written (dry run)."]))

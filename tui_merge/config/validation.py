@@ -41,6 +41,7 @@ def validate_parameters(loaded: LoadedConfig) -> None:
             _check_value(loaded, (*path, name), spec, value)
     _check_required(loaded, method)
     _check_models(loaded, method)
+    _check_weights(loaded, method)
     _check_tokenizer_source(loaded)
 
 
@@ -130,6 +131,32 @@ def _check_models(loaded: LoadedConfig, method: MethodSpec) -> None:
             raise BadInputError(
                 f"{loaded.where(path)}: {method.name} takes {method.count_text()}, got {len(others)} ({listed})."
             )
+
+
+def unweighted_models(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
+    """(models merged with a weight of their own or a global one, models merged without) of a ``models:``
+    config whose method takes per-model weights; the base of a method that merges against it is left out."""
+    config = loaded.config
+    method = get_method(config.merge_method)
+    spec = method.param("weight")
+    if config.models is None or spec is None or spec.scope != "model":
+        return [], []
+    merged = [entry for entry in config.models if method.base == "none" or entry.model != config.base_model]
+    if "weight" in config.parameters:
+        return [entry.model for entry in merged], []
+    weighted = [entry.model for entry in merged if "weight" in entry.parameters]
+    return weighted, [entry.model for entry in merged if "weight" not in entry.parameters]
+
+
+def _check_weights(loaded: LoadedConfig, method: MethodSpec) -> None:
+    """Some models weighted and another not is a mistake (mergekit refuses it too); none weighted is equal weights."""
+    weighted, unweighted = unweighted_models(loaded)
+    if weighted and unweighted:
+        index = next(i for i, entry in enumerate(loaded.config.models) if entry.model == unweighted[0])
+        raise BadInputError(
+            f"{loaded.where(('models', index))}: {unweighted[0]} has no weight while {weighted[0]} has one; give "
+            "every merged model a weight (or none of them, for equal weights)."
+        )
 
 
 def _check_tokenizer_source(loaded: LoadedConfig) -> None:

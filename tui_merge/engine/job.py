@@ -8,16 +8,20 @@ gate, a lock on the output) is added here, once.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
+from tui_merge.config.validation import unweighted_models
 from tui_merge.engine import executor
 from tui_merge.engine.control import MergeControl
-from tui_merge.engine.events import CheckDone, EventCallback, MergeSummary, VerificationStarted, Verified
+from tui_merge.engine.events import CheckDone, EventCallback, Log, MergeSummary, VerificationStarted, Verified
 from tui_merge.engine.plan import Plan, build_plan
 from tui_merge.engine.preflight import check_output
 from tui_merge.engine.prepare import inspect_models
+from tui_merge.errors import BadInputError
+from tui_merge.models.compat import check_compatibility
 from tui_merge.models.info import ModelInfo
 from tui_merge.verification import VerifyReport, verify_output
 
@@ -42,6 +46,8 @@ class MergeJob:
     """Merge inputs that hold NaN or Inf."""
     verify: bool = False
     """Check the merged folder afterwards (``tui-merge verify``)."""
+    allow_crimes: bool = False
+    """Merge across an architecture or lineage finding on purpose (mergekit's ``--allow-crimes``)."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +59,42 @@ class JobResult:
     """The verification, when the job asked for one."""
 
 
+CRIMES = frozenset({"architecture", "lineage"})
+"""Error-level findings ``--allow-crimes`` lets a person merge across. Shapes that differ cannot merge at all,
+and models of different depth only by layer stacking (slices), so those stay errors whatever the flag."""
+
+
 def plan_job(job: MergeJob) -> Plan:
-    """The job's plan (models inspected when the job brings none); raises BadInputError before anything is written."""
+    """The job's plan (models inspected when the job brings none), once the models pass the compatibility
+    gate; raises BadInputError before anything is written. The gate's warnings go into the model card."""
     models = job.models if job.models is not None else inspect_models(job.loaded)
-    return build_plan(job.loaded, models)
+    warnings = compatibility_gate(job, models)
+    return dataclasses.replace(build_plan(job.loaded, models), warnings=tuple(warnings))
+
+
+def compatibility_gate(job: MergeJob, models: dict[str, ModelInfo]) -> list[str]:
+    """The findings ``tui-merge inspect`` would show for the config's models: the first error that blocks the
+    merge is raised (exit 2, nothing written); the warnings are returned, one sentence each.
+
+    A ``slices:`` config stacks layers, so models of different depth are fine there; a ``models:`` merge of
+    different depths never is. With ``allow_crimes`` an architecture or lineage error is a warning instead.
+    """
+    config = job.loaded.config
+    names = config.referenced_models()
+    infos = [models[name] for name in names]
+    base = models[config.base_model] if config.base_model else infos[0]
+    method = config.merge_method if config.models is not None else "passthrough"
+    report = check_compatibility(infos, base=base, method=method)
+    warnings = []
+    for finding in report.findings:
+        if finding.severity == "error" and not (job.allow_crimes and finding.code in CRIMES):
+            hint = " Pass --allow-crimes to merge them anyway." if finding.code in CRIMES else ""
+            raise BadInputError(f"{job.loaded.source}: cannot merge: {finding.message}{hint}")
+        if finding.severity == "error":
+            warnings.append(f"{finding.message} Merged anyway (--allow-crimes).")
+        elif finding.severity == "warning":
+            warnings.append(finding.message)
+    return warnings
 
 
 def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None) -> JobResult:
@@ -69,6 +107,11 @@ def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: Me
     if job.save_config is not None:
         job.save_config.write_text(job.loaded.text, encoding="utf-8")
     plan = plan_job(job)
+    for warning in plan.warnings:
+        emit(Log("warning", f"warning: {warning}"))
+    weighted, unweighted = unweighted_models(job.loaded)
+    if unweighted and not weighted:
+        emit(Log("info", f"no model gives a weight: {len(unweighted)} models merged with equal weights"))
     check_output(plan, job.output, force=job.replace, resume=job.resume)
     summary = executor.execute(
         plan, job.output, on_event=emit, control=control, replace=job.replace, resume=job.resume,

@@ -108,6 +108,8 @@ class Plan:
     """torch name of the output dtype."""
     vocabulary: VocabPlan
     """How vocabularies are reconciled, and the output tokenizer."""
+    warnings: tuple[str, ...] = ()
+    """What the compatibility check warned about (``engine.job``), for the log and the model card."""
 
     @property
     def config(self) -> MergeConfig:

@@ -228,10 +228,12 @@ def model_card(plan: Plan) -> str:
     parents = "\n".join(f"- {name}" for name in config.referenced_models())
     base = f"\nBase model: {config.base_model}\n" if config.base_model else ""
     recipe = yaml.safe_dump(yaml.safe_load(plan.loaded.text), sort_keys=False).rstrip()
+    warnings = "".join(f"- {warning}\n" for warning in plan.warnings)
+    warned = f"Warnings found before merging:\n\n{warnings}\n" if warnings else ""
     return (
         "---\ntags:\n- merge\n- tui-merge\n---\n\n"
         f"# Merged model\n\nMerged with tui-merge using the `{config.merge_method}` method.\n{base}\n"
-        f"Models merged:\n\n{parents}\n\n"
+        f"Models merged:\n\n{parents}\n\n{warned}"
         "Replay this merge with `tui-merge run tui_merge_config.yaml OUT`. The recipe:\n\n"
         f"```yaml\n{recipe}\n```\n"
     )

@@ -124,8 +124,10 @@ class RunScreen(StepScreen):
             self.status(f"Merged into {report.folder}, but verification failed ({failed}); see the log.", error=True)
 
     def _merged(self) -> None:
-        """The output is complete: nothing is left to cancel, and an open cancel question says so."""
+        """The output is complete: nothing is left to cancel (nor time to estimate), and an open cancel
+        question says so."""
         self.merged = True
+        self.query_one("#progress", ProgressBar).show_eta = False
         self.refresh_bindings()
         for screen in self.app.screen_stack:
             if isinstance(screen, ConfirmScreen) and screen.name == "cancel-merge":

@@ -1,0 +1,96 @@
+"""Headless runs refuse what the analysis refuses: the compatibility gate in the one merge job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import folder_digest
+
+from tui_merge.cli import main
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def nothing_written(out: Path) -> bool:
+    return not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
+def test_models_of_different_depth_are_refused_even_with_allow_crimes(capsys, tmp_path, llama_base, llama_deeper):
+    recipe = write(
+        tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_deeper}\n"
+    )
+    before = folder_digest(llama_deeper)
+    for extra in ([], ["--allow-crimes"]):
+        assert main(["run", str(recipe), str(tmp_path / "out"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{recipe}: cannot merge: Depths differ" in err and "only layer stacking" in err
+        assert "--allow-crimes" not in err and nothing_written(tmp_path / "out")
+    assert main(["run", str(recipe), "--dry-run"]) == 2  # a dry run refuses what the merge would
+    assert folder_digest(llama_deeper) == before
+
+
+def test_unrelated_models_need_allow_crimes_and_are_then_a_warning_in_the_log_and_the_card(
+    capsys, tmp_path, llama_base, llama_unrelated
+) -> None:
+    recipe = write(
+        tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_unrelated}\n"
+    )
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "do not share a base" in err and "Pass --allow-crimes to merge them anyway." in err
+    assert nothing_written(tmp_path / "out")
+
+    assert main(["run", str(recipe), str(tmp_path / "out"), "--allow-crimes"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: ") == 1 and "do not share a base" in err and "Merged anyway (--allow-crimes)." in err
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "Warnings found before merging:" in card and "do not share a base" in card
+
+
+def test_the_one_off_commands_pass_the_same_gate(capsys, tmp_path, llama_base, llama_unrelated) -> None:
+    argv = ["blockmerge", "--model_path1", str(llama_base), "--model_path2", str(llama_unrelated),
+            "--gradient_values", "[1, 0]", "--output_model_path", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    assert "do not share a base" in capsys.readouterr().err and nothing_written(tmp_path / "out")
+    assert main([*argv, "--allow-crimes"]) == 0
+
+
+def test_warnings_print_one_line_each_and_go_into_the_model_card(capsys, tmp_path, llama_base, llama_vocab_plus):
+    recipe = write(
+        tmp_path / "m.yaml",
+        f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_vocab_plus}\ntui_merge: {{vocab: pad}}\n",
+    )
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning: " in line]
+    assert len(warnings) == 1 and "Vocabulary sizes differ" in warnings[0]
+    assert "Vocabulary sizes differ" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_some_models_weighted_and_another_not_is_refused_and_none_weighted_is_said(
+    capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    mixed = write(
+        tmp_path / "mixed.yaml",
+        f"merge_method: linear\nmodels:\n  - model: {llama_base}\n    parameters: {{weight: 0.7}}\n"
+        f"  - model: {llama_finetune}\n",
+    )
+    assert main(["run", str(mixed), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"mixed.yaml:5: models[1]: {llama_finetune} has no weight while {llama_base} has one" in err
+    assert nothing_written(tmp_path / "out")
+
+    none = write(
+        tmp_path / "none.yaml", f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_finetune}\n"
+    )
+    assert main(["run", str(none), str(tmp_path / "out")]) == 0
+    assert "no model gives a weight: 2 models merged with equal weights" in capsys.readouterr().err
+
+    based = write(
+        tmp_path / "based.yaml",
+        f"merge_method: task_arithmetic\nbase_model: {llama_base}\nmodels:\n  - model: {llama_base}\n"
+        f"  - model: {llama_finetune}\n    parameters: {{weight: 0.5}}\n",
+    )
+    assert main(["run", str(based), str(tmp_path / "out2")]) == 0  # the base needs no weight of its own
