@@ -61,7 +61,8 @@ def test_the_one_off_commands_pass_the_same_gate(capsys, tmp_path, llama_base, l
 def test_warnings_print_one_line_each_and_go_into_the_model_card(capsys, tmp_path, llama_base, llama_vocab_plus):
     recipe = write(
         tmp_path / "m.yaml",
-        f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_vocab_plus}\ntui_merge: {{vocab: pad}}\n",
+        f"merge_method: linear\nmodels:\n  - model: {llama_base}\n  - model: {llama_vocab_plus}\n"
+        "tui_merge: {vocab: pad}\n",
     )
     assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning: " in line]

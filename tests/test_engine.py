@@ -419,7 +419,8 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
 @pytest.mark.parametrize(
     "text",
     [
-        "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: 0.3}}}}, {{model: {b}, parameters: {{weight: 1.0}}}}]\n",
+        "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: 0.3}}}},"
+        " {{model: {b}, parameters: {{weight: 1.0}}}}]\n",
         "merge_method: task_arithmetic\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 0.7}}}}]\n",
         "merge_method: nearswap\nbase_model: {a}\nmodels: [{{model: {b}}}]\nparameters: {{t: 0.01}}\n",
         "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: 0.3, weight: 1.0}}}},"
@@ -440,7 +441,8 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
         "merge_method: circuit\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\ntui_merge: {{seed: 5}}\n",
         "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
         "parameters: {{filter_wise: true}}\n",
-        "merge_method: nuslerp\nmodels: [{{model: {b}, parameters: {{weight: 1}}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n"
+        "merge_method: nuslerp\nmodels: [{{model: {b}, parameters: {{weight: 1}}}},"
+        " {{model: {c}, parameters: {{weight: 2}}}}]\n"
         "parameters: {{nuslerp_flatten: false}}\n",
         "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
         "parameters: {{select_topk: 1}}\n",
@@ -468,8 +470,10 @@ def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
         "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
         "parameters: {{select_topk: 0.3}}\n",
         "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n",
-        "merge_method: nuslerp\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 1}}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n",
-        "merge_method: nuslerp\nmodels: [{{model: {b}, parameters: {{weight: 1}}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n"
+        "merge_method: nuslerp\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 1}}}},"
+        " {{model: {c}, parameters: {{weight: 2}}}}]\n",
+        "merge_method: nuslerp\nmodels: [{{model: {b}, parameters: {{weight: 1}}}},"
+        " {{model: {c}, parameters: {{weight: 2}}}}]\n"
         "parameters: {{nuslerp_flatten: false, nuslerp_row_wise: true}}\n",
         "merge_method: multislerp\nbase_model: {a}\n"
         "models: [{{model: {b}, parameters: {{weight: 1}}}}, {{model: {c}, parameters: {{weight: 2}}}}]\n",
