@@ -188,6 +188,56 @@ CASES: dict[str, Scene] = {
 }
 
 
+def _laughs(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"{chr(c)}: &{chr(c)} [{', '.join(['*' + chr(c - 1)] * 10)}]" for c in range(ord("b"), ord("k"))]
+    return run(work, "\n".join(lines) + "\n" + LINEAR, a=m["a"], b=m["b"]), "once its aliases (*name) are expanded"
+
+
+def _huge_config(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    path = work / "merge.yaml"
+    path.write_text(LINEAR.format(a=m["a"], b=m["b"]) + "#" * (2 << 20) + "\n")
+    return ["run", str(path), str(work / "out")], "refused unread"
+
+
+CASES.update(
+    {
+        "billion laughs": _laughs,
+        "nesting too deep": simple(LINEAR + "x: " + "[" * 300 + "]" * 300 + "\n", "nests deeper than 32 levels"),
+        "config larger than 1 MiB": _huge_config,
+        "too many gradient anchors": simple(
+            "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: ["
+            + ", ".join(["0.5"] * 10_001)
+            + "]}}}}, {{model: {b}, parameters: {{weight: 1}}}}]\n",
+            "10001 gradient anchors",
+        ),
+        "NaN weight": simple(
+            "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: .nan}}}}, "
+            "{{model: {b}, parameters: {{weight: 1}}}}]\n",
+            "must be a finite number, got nan",
+        ),
+        "NaN density in a gradient": simple(
+            "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{density: [0.5, .nan]}}}}]\n",
+            "density[1] must be a finite number between 0 and 1, got nan",
+        ),
+        "infinite filter value": simple(
+            "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n"
+            "parameters: {{weight: [{{filter: mlp, value: .inf}}, {{value: 1}}]}}\n",
+            "must be a finite number, got inf",
+        ),
+        "weight beyond float32": simple(
+            "merge_method: linear\nmodels: [{{model: {a}, parameters: {{weight: 1e300}}}}, "
+            "{{model: {b}, parameters: {{weight: 1}}}}]\n",
+            "must be a number float32 can hold, got 1e+300",
+        ),
+        "seed out of range": simple(
+            LINEAR + "tui_merge: {{seed: 18446744073709551616}}\n", "seed must be a whole number"
+        ),
+        "negative seed": simple(LINEAR + "tui_merge: {{seed: -1}}\n", "from 0 to 2**64-1, got -1"),
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def models(factory: ModelFactory, llama_base, llama_finetune, llama_vocab_plus) -> dict[str, Path]:
     return {

@@ -71,14 +71,30 @@ def format_path(path: KeyPath) -> str:
     return text
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A real config is a few KB (a per-layer recipe of a 120-layer model, some 20 KB); beyond 1 MiB it is refused
+unread."""
+MAX_VALUES = 100_000
+"""Scalars, lists and mappings a config may hold once YAML aliases are expanded (a billion laughs is refused
+before anything walks it)."""
+MAX_DEPTH = 32
+"""Nesting a config may have; a real one nests five or six deep."""
+
+
 def load_config(path: Path) -> LoadedConfig:
     """Read, parse and validate ``path`` (method parameters included)."""
-    return parse_config(read_text(path, "Config file"), str(path))
+    return parse_config(read_text(path, "Config file", MAX_CONFIG_BYTES), str(path))
 
 
-def read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file the user named; BadInputError saying ``what`` it is when it is missing or unreadable."""
+def read_text(path: Path, what: str, limit: int | None = None) -> str:
+    """A UTF-8 text file the user named; BadInputError saying ``what`` it is when it is missing or unreadable,
+    or larger than ``limit`` bytes (checked before reading)."""
     try:
+        if limit is not None and path.stat().st_size > limit:
+            raise BadInputError(
+                f"{what} {path} is {path.stat().st_size} bytes; a merge config is a few KB, and more than "
+                f"{limit} bytes is refused unread."
+            )
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInputError(f"{what} {path} does not exist.") from None
@@ -87,10 +103,21 @@ def read_text(path: Path, what: str) -> str:
 
 
 def parse_config(text: str, source: str) -> LoadedConfig:
-    """Parse config text; ``source`` names it in messages."""
+    """Parse config text; ``source`` names it in messages. Text beyond ``MAX_CONFIG_BYTES``, nesting beyond
+    ``MAX_DEPTH`` and more than ``MAX_VALUES`` values once aliases are expanded are refused before the values
+    are built."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise BadInputError(f"{source} holds {len(text)} characters; a merge config is a few KB, so it is refused.")
     try:
+        node = yaml.compose(text, Loader=ConfigLoader)
+        if node is not None:
+            _check_size(node, source)
         data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
-        lines = _line_map(yaml.compose(text, Loader=ConfigLoader)) if data is not None else {}
+        lines = _line_map(node) if data is not None else {}
+    except RecursionError:
+        raise BadInputError(
+            f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; a merge config does not."
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         if "simple key" in (getattr(error, "context", None) or ""):
@@ -110,6 +137,37 @@ def parse_config(text: str, source: str) -> LoadedConfig:
 
     validate_parameters(loaded)
     return loaded
+
+
+def _check_size(root: yaml.Node, source: str) -> None:
+    """Count the values the node graph stands for, an alias counting again each time it is used (memoised,
+    so a billion laughs costs a few thousand steps), and its depth; refuse what is beyond the bounds."""
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = (1, 1)  # a node that contains itself counts once
+        children = []
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        measured = [measure(child) for child in children]
+        count = 1 + sum(size for size, _ in measured)
+        depth = 1 + max((deep for _, deep in measured), default=0)
+        if depth > MAX_DEPTH:
+            raise BadInputError(f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; a merge config does not.")
+        if count > MAX_VALUES:
+            raise BadInputError(
+                f"{source}: the YAML stands for more than {MAX_VALUES} values once its aliases (*name) are expanded; "
+                "a merge config holds a few hundred."
+            )
+        sizes[id(node)] = (count, depth)
+        return sizes[id(node)]
+
+    measure(root)
 
 
 def _line_map(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:

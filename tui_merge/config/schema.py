@@ -109,6 +109,13 @@ class TuiMergeOptions(_Strict):
             raise ValueError("shard_size must be larger than 0")
         return value
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        if not 0 <= value < 2**64:
+            raise ValueError(f"seed must be a whole number from 0 to 2**64-1, got {value}")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

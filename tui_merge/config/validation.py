@@ -17,6 +17,10 @@ from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, ParamSpec, get_method, suggestion
 
 
+MAX_ANCHORS = 10_000
+"""Gradient anchors a parameter may list: more than any model has layers."""
+
+
 def validate_parameters(loaded: LoadedConfig) -> None:
     """Raise BadInputError, naming file, line and key, for the first problem found."""
     config = loaded.config
@@ -72,6 +76,11 @@ def _check_value(loaded: LoadedConfig, path: KeyPath, spec: ParamSpec, value: An
             _check_value(loaded, (*path, index, "value"), spec, condition["value"])
         return
     if spec.varies_by_tensor and is_gradient(value):
+        if len(value) > MAX_ANCHORS:
+            raise BadInputError(
+                f"{loaded.where(path)} has {len(value)} gradient anchors; more than {MAX_ANCHORS} is refused "
+                "(one per layer is the most that means anything)."
+            )
         for index, anchor in enumerate(value):
             _check_scalar(loaded, (*path, index), spec, anchor)
         return

@@ -25,6 +25,10 @@ Scope = Literal["global", "model"]
 BaseUse = Literal["required", "optional", "none"]
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+"""Parameters are applied in float32: a larger value would turn every weight it touches into infinity."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter of a method."""
@@ -72,8 +76,11 @@ class ParamSpec:
         if isinstance(value, bool) or not isinstance(value, number_types):
             wanted = "a whole number" if self.kind == "int" else "a number"
             return f"must be {wanted} {self.range_text()}, got {value!r}"
+        bounded = "" if self.minimum is None and self.maximum is None else f" {self.range_text()}"
         if not math.isfinite(value):
-            return f"must be a finite number {self.range_text()}, got {value!r}"
+            return f"must be a finite number{bounded}, got {value!r}"
+        if abs(value) > FLOAT32_MAX:
+            return f"must be a number float32 can hold{bounded}, got {value!r}"
         too_low = self.minimum is not None and value < self.minimum
         too_high = self.maximum is not None and value > self.maximum
         return f"must be {self.range_text()}, got {value!r}" if too_low or too_high else None
