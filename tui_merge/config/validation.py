@@ -16,7 +16,6 @@ from tui_merge.config.parameters import is_conditions, is_gradient
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, ParamSpec, get_method, suggestion
 
-
 MAX_ANCHORS = 10_000
 """Gradient anchors a parameter may list: more than any model has layers."""
 
