@@ -95,3 +95,70 @@ def test_some_models_weighted_and_another_not_is_refused_and_none_weighted_is_sa
         f"  - model: {llama_finetune}\n    parameters: {{weight: 0.5}}\n",
     )
     assert main(["run", str(based), str(tmp_path / "out2")]) == 0  # the base needs no weight of its own
+
+
+# --- output paths -------------------------------------------------------------------------------
+
+
+def linear(tmp_path: Path, a: Path, b: Path) -> Path:
+    return write(tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+
+
+def test_an_output_that_is_a_file_is_refused_even_with_force(capsys, tmp_path, llama_base, llama_finetune):
+    (tmp_path / "out").write_text("my notes")
+    for extra in ([], ["--force"]):
+        assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(tmp_path / "out"), *extra]) == 2
+        assert "is a file, not a folder; --force replaces a model folder, never a file" in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "my notes"
+
+
+def test_an_empty_output_name_is_refused(capsys, tmp_path, llama_base, llama_finetune) -> None:
+    assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), "-o", ""]) == 2
+    assert "No output folder given" in capsys.readouterr().err
+
+
+def test_an_output_parent_that_cannot_be_written_is_found_before_merging(
+    capsys, tmp_path, monkeypatch, llama_base, llama_finetune
+) -> None:
+    from tui_merge.engine import preflight
+
+    locked = tmp_path / "readonly"
+    locked.mkdir()
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: Path(path) != locked)  # root may write anywhere
+    assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(locked / "out")]) == 2
+    assert f"Cannot write in {locked}; choose an output folder" in capsys.readouterr().err
+
+
+def test_a_second_merge_into_the_same_output_is_refused_naming_the_first(
+    capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    import os
+
+    from tui_merge.engine.lock import OutputLock
+
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    running = OutputLock(partial, tmp_path / "out")
+    running.acquire()  # as a merge in progress holds it
+    try:
+        for extra in ([], ["--resume"]):
+            assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(tmp_path / "out"), *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"Another tui-merge (process {os.getpid()}) is merging into {tmp_path / 'out'} now" in err
+        assert sorted(path.name for path in partial.iterdir()) == [".tui_merge.lock"]
+    finally:
+        running.release()
+    assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(tmp_path / "out")]) == 2
+    assert "is left from an interrupted merge" in capsys.readouterr().err  # no lock held: a real leftover
+
+
+def test_the_finished_output_carries_no_lock_and_a_leftover_replaced_folder_never_fails_a_merge(
+    tmp_path, llama_base, llama_finetune
+) -> None:
+    recipe = linear(tmp_path, llama_base, llama_finetune)
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
+    assert not (tmp_path / "out" / ".tui_merge.lock").exists()
+    (tmp_path / "out.replaced").mkdir()
+    (tmp_path / "out.replaced" / "old.txt").write_text("from a crash while replacing")
+    assert main(["run", str(recipe), str(tmp_path / "out"), "--force"]) == 0
+    assert (tmp_path / "out.replaced" / "old.txt").exists() and not (tmp_path / "out.replaced-2").exists()

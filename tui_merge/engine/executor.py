@@ -27,6 +27,7 @@ from tui_merge.engine.events import (
     TensorMerged,
 )
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
+from tui_merge.engine.lock import LOCK_NAME
 from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
@@ -135,8 +136,9 @@ class _Run:
     def open(self, fingerprint: str) -> None:
         """Start ``OUT.partial`` with a fresh journal, or keep what the resumed journal verified."""
         if self.journal is not None:
+            self.writer.lock.acquire()  # before anything in the partial folder is touched
             self.owns_partial = True
-            self.writer.keep_only({*self.journal.finished, JOURNAL_NAME})
+            self.writer.keep_only({*self.journal.finished, JOURNAL_NAME, LOCK_NAME})
             finished = len(self.journal.finished)
             self.emit(Log("info", f"resuming: {finished} of {len(self.plan.shards)} shards verified and kept"))
             return
@@ -187,6 +189,7 @@ class _Run:
         resumable = isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
         if self.keep_partial and self.journal is not None and resumable:
             self.writer.close_open_shard()
+            self.writer.lock.release()
             if isinstance(error, OSError):
                 error = self._stopped(_io_error(error), MergeWriteFailed)
             elif not isinstance(error, MergeInterrupted):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tui_merge.engine.disk import free_space
+from tui_merge.engine.lock import busy_message, lock_holder
 from tui_merge.engine.plan import Plan
 from tui_merge.engine.writer import partial_path
 from tui_merge.errors import BadInputError
@@ -27,7 +29,15 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
                 f"Input model {info.label} ({folder}) is inside output {output}; replacing it would destroy the "
                 "input. Choose another output folder."
             )
+    if target.exists() and not target.is_dir():
+        raise BadInputError(
+            f"Output {output} is a file, not a folder; --force replaces a model folder, never a file: choose "
+            "another output path."
+        )
     leftover = partial_path(output)
+    holder = lock_holder(leftover)
+    if holder is not None:
+        raise BadInputError(busy_message(output, holder))
     if resume and not leftover.is_dir():
         raise BadInputError(f"There is no interrupted merge to resume at {leftover}; run without --resume.")
     if leftover.exists() and not resume:
@@ -40,6 +50,9 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
             f"Output {output} already exists and is not empty; choose a new folder, or pass --force to replace it "
             "once the merge has succeeded."
         )
+    writable = next(folder for folder in (target, *target.parents) if folder.exists())
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise BadInputError(f"Cannot write in {writable}; choose an output folder where you may create files.")
     parent, free = free_space(output)
     needed = int(plan.bytes_to_write * DISK_MARGIN)
     if free < needed:

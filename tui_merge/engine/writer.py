@@ -27,6 +27,7 @@ import torch
 import yaml
 
 from tui_merge.engine.journal import Journal
+from tui_merge.engine.lock import OutputLock
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
@@ -36,6 +37,17 @@ _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 def partial_path(output: Path) -> Path:
     """Where an unfinished output lives: ``OUT.partial`` next to ``OUT``."""
     return output.with_name(output.name + ".partial")
+
+
+def replaced_path(output: Path) -> Path:
+    """Where ``--force`` moves the old OUT for the moment of the swap: ``OUT.replaced``, or ``OUT.replaced-2``…
+    when a crash in an earlier swap left one (never in the way of a finished merge)."""
+    candidate = output.with_name(output.name + ".replaced")
+    number = 2
+    while candidate.exists():
+        candidate = output.with_name(f"{output.name}.replaced-{number}")
+        number += 1
+    return candidate
 
 
 def shard_header(plan: Plan, shard: Shard) -> bytes:
@@ -64,10 +76,12 @@ class OutputWriter:
         self.partial = partial_path(output)
         self.replace = replace
         self._stream: _ShardStream | None = None
+        self.lock = OutputLock(self.partial, output)
 
     def start(self) -> None:
-        """Create the partial folder."""
+        """Create the partial folder and lock it for this merge."""
         self.partial.mkdir(parents=True)
+        self.lock.acquire()
 
     def keep_only(self, names: set[str]) -> None:
         """When resuming: delete everything in the partial folder but ``names`` (finished shards, journal)."""
@@ -123,22 +137,25 @@ class OutputWriter:
         self._write_text("README.md", model_card(plan))
         if journal is not None:
             journal.remove()
+        self.lock.forget()
         _sync_folder(self.partial)
         if self.output.exists():
             if not self.replace:
                 raise FileExistsError(self.output)
-            old = self.output.with_name(self.output.name + ".replaced")
+            old = replaced_path(self.output)
             self.output.rename(old)
             self.partial.rename(self.output)
             shutil.rmtree(old)
         else:
             self.partial.rename(self.output)
+        self.lock.release()
         _sync_folder(self.output.parent)
 
     def abandon(self) -> None:
         """Remove the partial folder after a failure or cancel."""
         self.close_open_shard()
         shutil.rmtree(self.partial, ignore_errors=True)
+        self.lock.release()
 
     def _write_text(self, name: str, text: str) -> None:
         with (self.partial / name).open("w", encoding="utf-8") as handle:
