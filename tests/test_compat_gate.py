@@ -162,3 +162,19 @@ def test_the_finished_output_carries_no_lock_and_a_leftover_replaced_folder_neve
     (tmp_path / "out.replaced" / "old.txt").write_text("from a crash while replacing")
     assert main(["run", str(recipe), str(tmp_path / "out"), "--force"]) == 0
     assert (tmp_path / "out.replaced" / "old.txt").exists() and not (tmp_path / "out.replaced-2").exists()
+
+
+def test_a_failure_while_moving_the_finished_merge_into_place_says_where_the_model_is(
+    capsys, tmp_path, monkeypatch, llama_base, llama_finetune
+) -> None:
+    from tui_merge.engine import writer
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.txt").write_text("the model being replaced")
+    monkeypatch.setattr(writer, "replaced_path", lambda output: tmp_path / "missing" / "out.replaced")
+    recipe = linear(tmp_path, llama_base, llama_finetune)
+    assert main(["run", str(recipe), str(tmp_path / "out"), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "while moving the finished merge into place; the complete model is in" in err and "--resume" not in err
+    assert (tmp_path / "out.partial" / "model.safetensors").exists()
+    assert (tmp_path / "out" / "old.txt").exists()

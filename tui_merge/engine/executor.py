@@ -187,7 +187,17 @@ class _Run:
     def failure(self, error: BaseException) -> BaseException:
         """The error to raise for ``error``, once ``OUT.partial`` is kept for a resume or removed."""
         resumable = isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
-        if self.keep_partial and self.journal is not None and resumable:
+        finished = self.journal is not None and not self.journal.path.exists() and self.writer.partial.is_dir()
+        if isinstance(error, OSError) and finished:
+            # Every file was written and the journal dropped: only moving the folder into place failed, so the
+            # complete model stays where it is and the message says so (a resume could not find a journal).
+            self.writer.lock.release()
+            partial = self.writer.partial
+            error = MergeError(
+                f"{_io_error(error)} while moving the finished merge into place; the complete model is in "
+                f"{partial}: move it yourself (mv {partial} {self.output})."
+            )
+        elif self.keep_partial and self.journal is not None and resumable:
             self.writer.close_open_shard()
             self.writer.lock.release()
             if isinstance(error, OSError):
