@@ -60,6 +60,16 @@ class FinishedShard:
     sha256: str
 
 
+def _finished_shard(entry: object) -> FinishedShard | None:
+    """A journal line about a finished shard, or None when it is not one (a damaged journal)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("shard"), str) or "/" in entry["shard"]:
+        return None
+    size, digest = entry.get("size"), entry.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest, str):
+        return None
+    return FinishedShard(size, digest)
+
+
 @dataclass
 class Journal:
     """The journal of one partial folder."""
@@ -84,17 +94,28 @@ class Journal:
                 f"{folder} has no journal ({JOURNAL_NAME}), so it cannot be resumed; remove it (rm -r {folder}) "
                 "and run without --resume."
             )
+        unreadable = BadInputError(
+            f"The journal {path} is damaged, so {folder} cannot be resumed; remove it (rm -r {folder}) and run "
+            "without --resume."
+        )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise unreadable from None
         entries = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in text.splitlines():
             try:
                 entries.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # the crash cut this line short; nothing after it was recorded
-        if not entries or "fingerprint" not in entries[0]:
-            raise BadInputError(f"The journal {path} is unreadable; remove {folder} and run without --resume.")
+        if not entries or not isinstance(entries[0], dict) or not isinstance(entries[0].get("fingerprint"), str):
+            raise unreadable
         journal = cls(path, entries[0]["fingerprint"])
         for entry in entries[1:]:
-            journal.finished[entry["shard"]] = FinishedShard(int(entry["size"]), str(entry["sha256"]))
+            shard = _finished_shard(entry)
+            if shard is None:
+                raise unreadable
+            journal.finished[entry["shard"]] = shard
         return journal
 
     def record(self, file_name: str, size: int, sha256: str) -> None:
