@@ -198,6 +198,31 @@ def _damaged_journal(content: bytes) -> Scene:
     return scene
 
 
+def _edited_header(edit: Callable[[dict], object], expected: str) -> Scene:
+    """The fine-tune with its safetensors header rewritten by ``edit`` (the tensor bytes stay as they are)."""
+
+    def scene(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+        folder = damaged_copy(work, m["b"])
+        path = weights_of(folder)
+        blob = path.read_bytes()
+        length = int.from_bytes(blob[:8], "little")
+        header = json.loads(blob[8 : 8 + length])
+        edited = edit(header)
+        raw = edited if isinstance(edited, bytes) else json.dumps(header).encode()
+        path.write_bytes(len(raw).to_bytes(8, "little") + raw + blob[8 + length :])
+        return run(work, LINEAR, a=m["a"], b=folder), expected
+
+    return scene
+
+
+def _set(header: dict, name: str, key: str, value: object) -> None:
+    header[name][key] = value
+
+
+Q, OUT_PROJ = "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight"
+INVALID = "without a valid dtype (text), shape (whole numbers of at least 0) and data_offsets"
+
+
 def _laughs(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
     lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
     lines += [f"{chr(c)}: &{chr(c)} [{', '.join(['*' + chr(c - 1)] * 10)}]" for c in range(ord("b"), ord("k"))]
@@ -212,6 +237,25 @@ def _huge_config(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
 
 CASES.update(
     {
+        "header dtype not text": _edited_header(lambda h: _set(h, Q, "dtype", ["F32"]), INVALID),
+        "header negative dimension": _edited_header(lambda h: _set(h, Q, "shape", [-32, -32]), INVALID),
+        "header fractional dimension": _edited_header(lambda h: _set(h, Q, "shape", [32.5, 32]), INVALID),
+        "header offsets as text": _edited_header(lambda h: _set(h, Q, "data_offsets", ["0", "10"]), INVALID),
+        "header offsets reversed": _edited_header(
+            lambda h: _set(h, Q, "data_offsets", h[Q]["data_offsets"][::-1]), INVALID
+        ),
+        "header tensors sharing bytes": _edited_header(
+            lambda h: _set(h, OUT_PROJ, "data_offsets", h[Q]["data_offsets"]), "on overlapping bytes"
+        ),
+        "header metadata not text": _edited_header(lambda h: h.update({"__metadata__": {"format": 1}}), "__metadata__"),
+        "header number too long": _edited_header(
+            lambda h: json.dumps(h).replace('"data_offsets": [', '"data_offsets": [' + "9" * 5000 + ", ", 1).encode(),
+            "not valid JSON",
+        ),
+        "header nested too deeply": _edited_header(lambda h: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        "journal line not an object": _damaged_journal(b"[1, 2]\n"),
+        "journal line missing keys": _damaged_journal(b'{"shard": "model.safetensors"}\n'),
+        "journal not UTF-8": _damaged_journal(b'{"shard": "\xff\xfe"}\n'),
         "billion laughs": _laughs,
         "nesting too deep": simple(LINEAR + "x: " + "[" * 300 + "]" * 300 + "\n", "nests deeper than 32 levels"),
         "config larger than 1 MiB": _huge_config,

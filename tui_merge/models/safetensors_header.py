@@ -64,25 +64,51 @@ def read_safetensors_header(path: Path) -> dict[str, HeaderEntry]:
         raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except RecursionError:
+        raise BadInputError(f"{path} has a header nested too deeply to be safetensors; the file is damaged.") from None
+    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also a number too long to read
         raise BadInputError(
             f"{path} has a header that is not valid JSON ({error}); the file is damaged or not safetensors."
-        ) from error
+        ) from None
     if not isinstance(header, dict):
         raise BadInputError(f"{path} has a header that is not a JSON object; the file is damaged or not safetensors.")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
+    ):
+        raise BadInputError(f"{path} has __metadata__ that is not a map of text to text; the file is damaged.")
     data_start = 8 + header_len
-    return {name: _entry(path, name, spec, data_start, size) for name, spec in header.items() if name != "__metadata__"}
+    entries = {
+        name: _entry(path, name, spec, data_start, size) for name, spec in header.items() if name != "__metadata__"
+    }
+    _check_no_overlap(path, entries)
+    return entries
+
+
+def _is_count(value: object) -> bool:
+    """A JSON integer that can count bytes or elements (not a bool, not negative, not absurd)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
 
 
 def _entry(path: Path, name: str, spec: object, data_start: int, size: int) -> HeaderEntry:
-    try:
-        dtype = spec["dtype"]  # type: ignore[index]
-        shape = tuple(int(dim) for dim in spec["shape"])  # type: ignore[index]
-        begin, end = (int(offset) for offset in spec["data_offsets"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError) as error:
+    dtype = spec.get("dtype") if isinstance(spec, dict) else None
+    shape = spec.get("shape") if isinstance(spec, dict) else None
+    offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
+    if (
+        not isinstance(dtype, str)
+        or not isinstance(shape, list)
+        or not all(_is_count(dim) for dim in shape)
+        or not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(_is_count(offset) for offset in offsets)
+        or offsets[0] > offsets[1]
+    ):
         raise BadInputError(
-            f"{path} describes tensor {name!r} without a valid dtype, shape and data_offsets; the file is damaged."
-        ) from error
+            f"{path} describes tensor {name!r} without a valid dtype (text), shape (whole numbers of at least 0) "
+            "and data_offsets (begin <= end); the file is damaged."
+        )
+    shape = tuple(shape)
+    begin, end = offsets
     if dtype not in DTYPE_SIZES:
         raise BadInputError(f"{path} stores tensor {name!r} as {dtype!r}, a dtype tui-merge does not know.")
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
@@ -97,3 +123,13 @@ def _entry(path: Path, name: str, spec: object, data_start: int, size: int) -> H
             f"{size} bytes; download or copy it again."
         )
     return HeaderEntry(dtype=dtype, shape=shape, begin=data_start + begin, end=data_start + end)
+
+
+def _check_no_overlap(path: Path, entries: dict[str, HeaderEntry]) -> None:
+    """Refuse two tensors that claim the same bytes: one of them would be merged from the other's values."""
+    placed = sorted((entry.begin, entry.end, name) for name, entry in entries.items() if entry.end > entry.begin)
+    for (_, first_end, first), (second_begin, _, second) in zip(placed, placed[1:]):
+        if second_begin < first_end:
+            raise BadInputError(
+                f"{path} places tensors {first!r} and {second!r} on overlapping bytes; the file is damaged."
+            )
