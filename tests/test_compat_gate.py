@@ -178,3 +178,42 @@ def test_a_failure_while_moving_the_finished_merge_into_place_says_where_the_mod
     assert "while moving the finished merge into place; the complete model is in" in err and "--resume" not in err
     assert (tmp_path / "out.partial" / "model.safetensors").exists()
     assert (tmp_path / "out" / "old.txt").exists()
+
+
+# --- import-recipe ------------------------------------------------------------------------------
+
+CARD = "# A merge\n\n```yaml\nmerge_method: linear\nmodels:\n  - model: a\n  - model: b\n```\n"
+
+
+def test_import_recipe_never_overwrites_its_card_nor_writes_over_a_folder(capsys, tmp_path) -> None:
+    card = write(tmp_path / "README.md", CARD)
+    assert main(["import-recipe", str(card), "-o", str(card), "--force"]) == 2
+    assert "is the model card being imported" in capsys.readouterr().err and card.read_text() == CARD
+    (tmp_path / "folder").mkdir()
+    assert main(["import-recipe", str(card), "-o", str(tmp_path / "folder")]) == 2
+    assert "is a folder; name the config file to write" in capsys.readouterr().err
+
+
+def test_import_recipe_refuses_a_recipe_whose_fence_is_never_closed(capsys, tmp_path) -> None:
+    card = write(tmp_path / "README.md", CARD.removesuffix("```\n"))
+    assert main(["import-recipe", str(card), "-o", str(tmp_path / "m.yaml")]) == 2
+    assert "README.md:3: the fenced block holding the recipe is never closed" in capsys.readouterr().err
+    assert not (tmp_path / "m.yaml").exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(capsys, monkeypatch, workdir) -> None:
+    """``tui-merge template ... | head -0``: stdout is a pipe whose reader has gone. (Tables drawn with rich
+    end the same way through rich's own handler, with status 1.)"""
+    import os
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    gone = open(write_end, "w")  # noqa: SIM115 (closed below, after main has pointed it at /dev/null)
+    monkeypatch.setattr(sys, "stdout", gone)
+    try:
+        assert main(["template", "base", "chat", "-o", "t.yaml"]) == 141
+    finally:
+        monkeypatch.undo()
+        gone.close()
+    assert "Traceback" not in capsys.readouterr().err

@@ -7,6 +7,7 @@ argument errors never pay for importing torch, transformers or textual.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from contextlib import suppress
 
@@ -33,13 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     module_name, _, function_name = args.handler.partition(":")
     command = getattr(importlib.import_module(module_name), function_name)
     try:
-        return command(args)
+        status = command(args)
+        sys.stdout.flush()  # a reader that has gone is found here, not in the interpreter's last flush
+        return status
     except TuiMergeError as error:
         _say(f"tui-merge: error: {error.message}")
         return error.exit_code
     except KeyboardInterrupt:
         _say("tui-merge: interrupted.")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``tui-merge verify OUT | head``): stop quietly, as tools killed by SIGPIPE do,
+        # with stdout pointed at /dev/null so the interpreter's last flush does not complain either.
+        with suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _say(text: str) -> None:

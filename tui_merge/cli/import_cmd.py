@@ -34,6 +34,8 @@ class FencedBlock:
     first_line: int
     """1-based line of the block's first content line in the file."""
     text: str
+    closed: bool = True
+    """False when the file ends before the block's closing fence."""
 
 
 def fenced_blocks(markdown: str) -> list[FencedBlock]:
@@ -51,7 +53,7 @@ def fenced_blocks(markdown: str) -> list[FencedBlock]:
         while index < len(lines) and not lines[index].strip().startswith(fence[0] * len(fence)):
             body.append(lines[index])
             index += 1
-        blocks.append(FencedBlock(language, start, "\n".join(body) + "\n"))
+        blocks.append(FencedBlock(language, start, "\n".join(body) + "\n", closed=index < len(lines)))
         index += 1
     return blocks
 
@@ -73,11 +75,20 @@ def run(args: argparse.Namespace) -> int:
             f"{card} holds no mergekit recipe (no fenced yaml block with merge_method); copy the recipe into a "
             ".yaml file by hand."
         )
+    if not block.closed:
+        raise BadInputError(
+            f"{card}:{block.first_line - 1}: the fenced block holding the recipe is never closed, so where the "
+            "recipe ends is unknown; add the closing fence and import again."
+        )
     # Blank lines in front keep the card's line numbers in every validation message.
     loaded = parse_config("\n" * (block.first_line - 1) + block.text, str(card))
     text = f"# Imported from {card} (lines {block.first_line}-) by tui-merge import-recipe.\n{block.text}"
     if args.output and not args.print_yaml:
         output = Path(args.output)
+        if output.is_dir():
+            raise BadInputError(f"{output} is a folder; name the config file to write, such as merge.yaml.")
+        if output.exists() and output.resolve() == card.resolve():
+            raise BadInputError(f"{output} is the model card being imported; write the config to another file.")
         if output.exists() and not args.force:
             raise BadInputError(f"{output} already exists; choose another name or pass --force to overwrite it.")
         output.write_text(text, encoding="utf-8")
