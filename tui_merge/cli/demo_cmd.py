@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from tui_merge.cli import inspect_cmd
 from tui_merge.errors import BadInputError
+from tui_merge.user_cache import cache_folder
 
 DEMO_MODEL_NAMES = ("demo-base", "demo-chat", "demo-unrelated")
 
 
 def default_demo_folder() -> Path:
-    """``$XDG_CACHE_HOME/tui-merge/demo``, else ``~/.cache/tui-merge/demo``."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "tui-merge" / "demo"
+    """``demo`` in the user cache folder (``user_cache.cache_folder``)."""
+    return cache_folder() / "demo"
 
 
 def ensure_demo_models(folder: Path, rebuild: bool = False) -> list[Path]:

@@ -9,6 +9,7 @@ keeps it for a resume), so nothing is ever left at the output path.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,8 @@ from tui_merge.engine.lock import LOCK_NAME
 from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
-from tui_merge.engine.reader import TORCH_DTYPES, TensorReader
+from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
+from tui_merge.engine.reader import TORCH_DTYPES, TensorReader, row_blocks
 from tui_merge.engine.writer import OutputWriter, partial_path
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
@@ -291,7 +293,7 @@ def merge_pieces(
         yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=merger.passes == 0))
 
 
-BLOCK_BYTES = 8 << 20
+BLOCK_BYTES = READ_BLOCK_BYTES
 """Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
 
 
@@ -304,13 +306,9 @@ def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:
         or len(task.shape) < 2
         or any(ref.rows is not None or ref.entry.shape != task.shape for ref in refs)
     )
-    row_elements = 1
-    for size in task.shape[1:]:
-        row_elements *= size
-    if whole or task.shape[0] * row_elements * 4 <= BLOCK_BYTES:
+    if whole or math.prod(task.shape) * 4 <= BLOCK_BYTES:
         return None
-    step = max(1, BLOCK_BYTES // (4 * row_elements))
-    return [(start, min(start + step, task.shape[0])) for start in range(0, task.shape[0], step)]
+    return row_blocks(task.shape, BLOCK_BYTES)
 
 
 def merge_task(

@@ -24,6 +24,20 @@ TORCH_DTYPES = {
 }  # fmt: skip
 
 
+BLOCK_BYTES = 8 << 20
+"""Float32 bytes per input in one block of rows, wherever a large tensor is read a block at a time."""
+
+
+def row_blocks(shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+    """Row ranges of a tensor of ``shape`` (at least one dimension), each at most ``block_bytes`` of float32
+    (and at least one row)."""
+    row_elements = 1
+    for size in shape[1:]:
+        row_elements *= size
+    step = max(1, block_bytes // max(4 * row_elements, 1))
+    return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
+
+
 class TensorReader:
     """Reads tensors by their table entries, keeping file descriptors open between reads."""
 

@@ -36,14 +36,12 @@ from typing import Any
 from tui_merge.engine.control import MergeControl
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
+from tui_merge.user_cache import cache_folder
 
 COMPONENTS = ("attention", "mlp", "norm", "other")
 """The components figures are given for, in display order."""
 
 _GROUP = {"attn": "attention", "mlp": "mlp", "norm": "norm"}
-
-BLOCK_BYTES = 8 << 20
-"""Float32 bytes per model in one block of rows, as the merge reads large tensors."""
 
 _CACHE_VERSION = 1
 
@@ -152,7 +150,7 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
     Figures are keyed by model index (0 is the first model after the reference), so they can be cached
     whatever the models are called.
     """
-    from tui_merge.engine.reader import TensorReader
+    from tui_merge.engine.reader import TensorReader, row_blocks
 
     reference, others = infos[0], infos[1:]
     tensors = _shared_tensors(reference, others)
@@ -165,7 +163,7 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
             role = reference.roles[name]
             sums = groups.setdefault((role.layer, _GROUP.get(role.component, "other")), _Sums(len(others)))
             entries = [reference.tensors[name], *(info.tensors[name] for info in others)]
-            for start, stop in _row_blocks(entries[0].shape):
+            for start, stop in row_blocks(entries[0].shape) if entries[0].shape else [(0, 1)]:
                 if control is not None and control.checkpoint():
                     raise MeasureStopped
                 blocks = [_rows(reader, entry, start, stop) for entry in entries]
@@ -228,28 +226,12 @@ def _shared_tensors(reference: ModelInfo, others: list[ModelInfo]) -> list[str]:
     ]
 
 
-def _row_blocks(shape: tuple[int, ...]) -> list[tuple[int, int]]:
-    if not shape:
-        return [(0, 1)]
-    row_elements = math.prod(shape[1:])
-    step = max(1, BLOCK_BYTES // max(4 * row_elements, 1))
-    return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)] or [(0, 0)]
-
-
 def _rows(reader, entry, start: int, stop: int):
     import torch
 
     if not entry.shape:
         return reader.read(entry).to(torch.float32)
     return reader.read_rows(entry, start, stop).to(torch.float32)
-
-
-def cache_folder() -> Path:
-    """Where tui-merge keeps what it can compute again: ``TUI_MERGE_CACHE``, else the XDG cache folder."""
-    if os.environ.get("TUI_MERGE_CACHE"):
-        return Path(os.environ["TUI_MERGE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tui-merge"
 
 
 def _cache_path(infos: list[ModelInfo]) -> Path:
