@@ -299,7 +299,8 @@ COMMANDS: tuple[Command, ...] = (
             wizard on the first two. Without a terminal, print their inspection."""),
         _DEMO_EXAMPLES,
         (
-            arg("--dir", metavar="FOLDER", help="where to keep the sample models (default: ~/.cache/tui-merge/demo)"),
+            arg("--dir", metavar="FOLDER",
+                help="where to keep the sample models (default: demo in $TUI_MERGE_CACHE, else ~/.cache/tui-merge)"),
             arg("--rebuild", action="store_true", help="build the sample models again"),
             arg("--no-wizard", action="store_true", help="print the inspection instead of opening the wizard"),
         ),
