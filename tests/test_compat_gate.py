@@ -217,3 +217,54 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(capsys, monkeypatch, w
         monkeypatch.undo()
         gone.close()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _retyped_copies(tmp_path: Path, sources: list[Path], edit) -> list[Path]:
+    import json
+    import shutil
+
+    copies = []
+    for source in sources:
+        target = tmp_path / source.name
+        shutil.copytree(source, target)
+        config = json.loads((target / "config.json").read_text())
+        edit(config)
+        (target / "config.json").write_text(json.dumps(config))
+        copies.append(target)
+    return copies
+
+
+def test_a_model_type_transformers_does_not_know_merges_with_a_warning_that_it_was_not_checked(
+    capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    def custom(config: dict) -> None:
+        config.update(model_type="tiny-custom", architectures=["TinyCustomForCausalLM"])
+
+    base, tune = _retyped_copies(tmp_path, [llama_base, llama_finetune], custom)
+    recipe = write(tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {base}\n  - model: {tune}\n")
+
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert "does not know model type 'tiny-custom', so the merged config.json was not checked" in err
+    assert "not checked against the merged tensors" in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_tensors_transformers_has_no_place_for_are_merged_with_a_warning(
+    capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    stray = "model.layers.0.self_attn.rotary_emb.inv_freq"  # what old llama checkpoints store
+    copies = _retyped_copies(tmp_path, [llama_base, llama_finetune], lambda config: None)
+    for folder in copies:
+        weights = load_file(folder / "model.safetensors")
+        weights[stray] = torch.arange(4, dtype=torch.float32)
+        save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    recipe = write(
+        tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {copies[0]}\n  - model: {copies[1]}\n"
+    )
+
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"LlamaForCausalLM has no place for 1 merged tensor(s) ({stray}); transformers will skip them" in err

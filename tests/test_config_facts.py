@@ -67,7 +67,18 @@ def test_multimodal_text_config_supplies_the_language_model_facts(tmp_path: Path
     [
         ("{ not json", "is not valid JSON"),
         ("[1, 2]", "is not a JSON object"),
-        ('{"hidden_size": "big"}', "gives hidden size as 'big', which is not a number"),
+        ('{"hidden_size": "big"}', 'gives hidden_size as "big", which must be a whole number'),
+        ('{"num_hidden_layers": -2}', "gives num_hidden_layers as -2, which must be a whole number from 1"),
+        ('{"num_hidden_layers": 2.5}', "gives num_hidden_layers as 2.5, which must be a whole number"),
+        ('{"num_hidden_layers": true}', "gives num_hidden_layers as true"),
+        ('{"vocab_size": Infinity}', "gives vocab_size as inf, which must be a whole number"),
+        ('{"vocab_size": NaN}', "gives vocab_size as nan"),
+        ('{"vocab_size": 1e300}', "gives vocab_size as 1e\\+300, which must be a whole number from 1 to 1073741824"),
+        ('{"n_embd": 123456789012345678901234567890}', "gives n_embd as 12345678901234567890123456789"),
+        ('{"rope_theta": -1}', "gives rope_theta as -1, which must be a positive number"),
+        ('{"model_type": ["llama"]}', "gives model_type as \\['llama'\\], which is not a name"),
+        ("[" * 100_000 + "]" * 100_000, "is nested too deeply"),
+        ('{"n": ' + "9" * 5000 + "}", "is not valid JSON"),
     ],
 )
 def test_unusable_config_json_is_one_clear_error(tmp_path: Path, content: str, expected: str) -> None:
@@ -76,6 +87,19 @@ def test_unusable_config_json_is_one_clear_error(tmp_path: Path, content: str, e
     with pytest.raises(BadInputError, match=expected) as caught:
         read_config_facts(tmp_path)
     assert str(tmp_path / "config.json") in caught.value.message
+
+
+def test_config_json_beyond_a_megabyte_is_refused_unread(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"pad": "' + "x" * (1 << 20) + '"}')
+
+    with pytest.raises(BadInputError, match="refused unread"):
+        read_config_facts(tmp_path)
+
+
+def test_four_point_zero_layers_read_as_four(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"num_hidden_layers": 4.0}')
+
+    assert read_config_facts(tmp_path).num_layers == 4
 
 
 def test_missing_config_json_names_the_folder(tmp_path: Path) -> None:

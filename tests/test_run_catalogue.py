@@ -292,6 +292,71 @@ CASES.update(
 )
 
 
+def _edited_json(name: str, edit: Callable[[dict], object], expected: str, *, both: bool = False) -> Scene:
+    """The base (the config's first model, whose config the merge starts from) with ``name`` rewritten by
+    ``edit`` (returning text replaces the file); ``both`` edits the fine-tune the same way."""
+
+    def scene(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+        folders = {}
+        for key in ("a", "b") if both else ("a",):
+            folder = damaged_copy(work, m[key], f"damaged-{key}")
+            path = folder / name
+            data = json.loads(path.read_text()) if path.is_file() else {}
+            edited = edit(data)
+            path.write_text(edited if isinstance(edited, str) else json.dumps(data))
+            folders[key] = folder
+        return run(work, LINEAR, a=folders["a"], b=folders.get("b", m["b"])), expected
+
+    return scene
+
+
+def _put(key: str, value: object) -> Callable[[dict], None]:
+    return lambda data: data.update({key: value})
+
+
+CASES.update(
+    {
+        "config.json not an object": _edited_json("config.json", lambda d: "[1, 2]", "is not a JSON object"),
+        "config.json nested too deeply": _edited_json(
+            "config.json", lambda d: '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}", "is nested too deeply"
+        ),
+        "config.json without model_type": _edited_json(
+            "config.json",
+            lambda d: d.pop("model_type") and None,
+            "has no model_type, so transformers cannot tell",
+            both=True,
+        ),
+        "config.json fewer layers": _edited_json(
+            "config.json", _put("num_hidden_layers", 1), "config.json says 1 layers but the weights hold 2"
+        ),
+        "config.json huge layer count": _edited_json(
+            "config.json", _put("num_hidden_layers", 9999), "config.json says 9999 layers"
+        ),
+        "config.json negative layer count": _edited_json(
+            "config.json", _put("num_hidden_layers", -2), "gives num_hidden_layers as -2"
+        ),
+        "config.json fractional layer count": _edited_json(
+            "config.json", _put("num_hidden_layers", 2.5), "gives num_hidden_layers as 2.5"
+        ),
+        "config.json vocabulary larger than the embedding": _edited_json(
+            "config.json", _put("vocab_size", 70), "says vocab_size 70 but the embedding has"
+        ),
+        "config.json hidden size not the tensors'": _edited_json(
+            "config.json", _put("hidden_size", 64), "does not describe the merged tensors: LlamaForCausalLM", both=True
+        ),
+        "config.json intermediate size not the tensors'": _edited_json(
+            "config.json", _put("intermediate_size", 7), "model.layers.0.mlp.down_proj.weight is [32, 64], expected"
+        ),
+        "generation_config.json not JSON": _edited_json(
+            "generation_config.json", lambda d: "{oops", "generation_config.json is not valid JSON"
+        ),
+        "generation_config.json refused by transformers": _edited_json(
+            "generation_config.json", _put("max_new_tokens", -3), "holds settings transformers refuses"
+        ),
+    }
+)
+
+
 @pytest.fixture(scope="module")
 def models(factory: ModelFactory, llama_base, llama_finetune, llama_vocab_plus) -> dict[str, Path]:
     return {

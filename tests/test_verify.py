@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from safetensors.numpy import load_file, save_file
 
 from tui_merge.cli import main
@@ -51,6 +53,7 @@ def test_a_sound_merge_passes_every_check(merged, capsys) -> None:
     assert outcomes(merged) == {
         "weights": "passed",
         "index": "passed",
+        "manifest": "passed",
         "finite": "passed",
         "config": "passed",
         "recipe": "passed",
@@ -70,7 +73,7 @@ def test_nan_in_an_output_tensor_fails_naming_it(copy, capsys) -> None:
     assert outcomes(copy)["finite"] == "failed"
     assert name in details(copy)["finite"]
     assert main(["verify", str(copy)]) == 1
-    assert "failed verification: finite" in capsys.readouterr().out
+    assert "failed verification: manifest, finite" in capsys.readouterr().out
 
 
 def test_config_that_disagrees_with_the_weights_fails(copy) -> None:
@@ -123,6 +126,84 @@ def test_json_and_bad_input(merged, tmp_path, capsys) -> None:
 
     assert main(["verify", str(tmp_path / "nowhere")]) == 2
     assert "is not a folder" in capsys.readouterr().err
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("merge later")
+    assert main(["verify", str(tmp_path / "notes")]) == 2
+    assert "is not a model folder (it has neither config.json nor weight files)" in capsys.readouterr().err
+
+
+def test_one_flipped_bit_fails_the_manifest_naming_the_shard(copy) -> None:
+    name = "model.layers.1.mlp.down_proj.weight"
+    shard = shard_holding(copy, name)
+    manifest = json.loads((copy / "tui_merge_manifest.json").read_text())
+    assert set(manifest["shards"]) == {path.name for path in copy.glob("*.safetensors")}
+    assert manifest["shards"][shard.name]["sha256"] == hashlib.sha256(shard.read_bytes()).hexdigest()
+    data = bytearray(shard.read_bytes())
+    data[-7] ^= 0x01  # the lowest mantissa bit of a float32 near the end: still finite, still the same shape
+    shard.write_bytes(bytes(data))
+
+    checks = outcomes(copy)
+    assert checks["manifest"] == "failed" and checks["finite"] == "passed" and checks["recipe"] == "passed"
+    assert details(copy)["manifest"] == (
+        f"{shard.name} has changed since the merge wrote it (its sha256 differs from tui_merge_manifest.json)"
+    )
+
+
+def test_without_a_manifest_the_check_is_skipped(copy) -> None:
+    (copy / "tui_merge_manifest.json").unlink()
+
+    assert outcomes(copy)["manifest"] == "skipped"
+
+
+def test_shards_without_an_index_fail(copy) -> None:
+    (copy / "model.safetensors.index.json").unlink()
+
+    assert outcomes(copy)["index"] == "failed"
+    assert "weight files (model-00001-of-" in details(copy)["index"]
+    assert "but no index naming them" in details(copy)["index"]
+
+
+def test_a_wrong_total_size_fails(copy) -> None:
+    index = json.loads((copy / "model.safetensors.index.json").read_text())
+    stored = sum(path.stat().st_size for path in copy.glob("*.safetensors"))
+    assert 0 < index["metadata"]["total_size"] < stored  # the tensors' bytes: the files less their headers
+    right = index["metadata"]["total_size"]
+    index["metadata"]["total_size"] = right + 4
+    (copy / "model.safetensors.index.json").write_text(json.dumps(index))
+
+    assert outcomes(copy)["index"] == "failed"
+    assert details(copy)["index"] == f"the index gives total_size {right + 4}, the tensors hold {right} bytes"
+
+
+@pytest.fixture(scope="module")
+def sentence_encoder(tmp_path_factory) -> Path:
+    """An untouched encoder as sentence-transformers models ship it: ``BertModel``, names without a prefix."""
+    from transformers import BertConfig, BertModel
+
+    from tui_merge.samples import sample_tokenizer
+
+    folder = tmp_path_factory.mktemp("encoder") / "mini-encoder"
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=256, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64,
+    )  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    sample_tokenizer(256).save_pretrained(folder)
+    return folder
+
+
+def test_an_untouched_encoder_passes_and_its_probe_is_skipped(sentence_encoder) -> None:
+    report = verify_output(sentence_encoder, probe=True)
+    checks = {check.name: check for check in report.checks}
+
+    assert report.ok
+    assert checks["transformers"].detail == "BertModel takes every tensor with its shape"
+    assert checks["probe"].outcome == "skipped"
+    assert checks["probe"].detail == (
+        "BertModel has no language-model head, so there is no next-token perplexity to measure"
+    )
 
 
 def test_probe_compares_perplexity_with_the_parents(merged) -> None:

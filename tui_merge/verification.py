@@ -7,19 +7,25 @@ names and shapes against the architecture without allocating its weights:
 - weights: every header and the index read cleanly (no missing shard, no
   tensor the index places in the wrong file);
 - index: no shard file the index leaves out, no tensor a shard holds that the
-  index does not list;
+  index does not list, a ``total_size`` that is the tensors' bytes; several
+  weight files without an index fail (transformers would load only one);
+- manifest: every shard has the size and sha256 ``tui_merge_manifest.json``
+  recorded when it was written (skipped for folders without one);
 - finite: every floating-point tensor is free of NaN and Inf;
 - config: ``config.json``'s layer count and vocabulary size match the
   weights, the tokenizer has no id past the embedding's rows, and the
   special token ids fit;
 - recipe: when ``tui_merge_config.yaml`` is there and its input models are
   at hand, every tensor has the name, shape and dtype that recipe implies;
-- transformers: the architecture in ``config.json`` expects exactly these
-  tensors with these shapes (tied heads and non-persistent buffers aside).
+- transformers: the class ``config.json``'s ``architectures`` names expects
+  exactly these tensors with these shapes (tied heads and non-persistent
+  buffers aside; ``models.architecture_fit``).
 
 ``probe`` adds a perplexity comparison of the merge and its parents on a
 built-in text; it loads each model in turn, so it needs the memory of the
-largest one.
+largest one. A model without a causal language-model head (an encoder such as
+``BertModel``, a masked language model) is skipped: its perplexity would come
+from an untrained head.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 
 from tui_merge.errors import TuiMergeError
+from tui_merge.models.json_file import MAX_INDEX_BYTES, read_json_object
 
 Outcome = Literal["passed", "failed", "skipped", "info"]
 
@@ -95,6 +102,7 @@ def verify_output(
     add("weights", "passed", f"{len(info.tensors)} tensors in {len(info.checkpoint.files)} file(s)")
     for name, step in (
         ("index", _index),
+        ("manifest", _manifest),
         ("finite", _finite),
         ("config", _config),
         ("recipe", _recipe),
@@ -118,6 +126,10 @@ def _index(info) -> tuple[Outcome, str]:
     from tui_merge.models.safetensors_header import read_safetensors_header
 
     index = info.folder / "model.safetensors.index.json"
+    files = info.checkpoint.files
+    if not index.is_file() and len(files) > 1:
+        named = ", ".join(file.name for file in files[:_EXAMPLES])
+        return "failed", f"{len(files)} weight files ({named}) but no index naming them; transformers loads one"
     if not index.is_file():
         return "passed", "single file, no index"
     listed = {entry.file.name for entry in info.tensors.values()}
@@ -130,7 +142,33 @@ def _index(info) -> tuple[Outcome, str]:
         unlisted += [tensor for tensor in read_safetensors_header(info.folder / name) if tensor not in info.tensors]
     if unlisted:
         return "failed", f"{len(unlisted)} tensor(s) the index does not list: {', '.join(unlisted[:_EXAMPLES])}"
+    metadata = read_json_object(index, limit=MAX_INDEX_BYTES).get("metadata")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
+    stored = sum(entry.nbytes for entry in info.tensors.values())
+    if total is not None and total != stored:
+        return "failed", f"the index gives total_size {total}, the tensors hold {stored} bytes"
     return "passed", f"{len(listed)} shards, every tensor listed once"
+
+
+def _manifest(info) -> tuple[Outcome, str]:
+    from tui_merge.engine.journal import file_sha256
+    from tui_merge.engine.manifest import MANIFEST_NAME, read_manifest
+
+    listed = read_manifest(info.folder)
+    if listed is None:
+        return "skipped", f"no {MANIFEST_NAME}"
+    for file in info.checkpoint.files:
+        if file.name not in listed:
+            return "failed", f"{file.name} is not in {MANIFEST_NAME}: it was added after the merge"
+    for name, (size, digest) in listed.items():
+        path = info.folder / name
+        if not path.is_file():
+            return "failed", f"{name} is missing: {MANIFEST_NAME} lists it"
+        if path.stat().st_size != size:
+            return "failed", f"{name} is {path.stat().st_size} bytes, {MANIFEST_NAME} recorded {size}"
+        if file_sha256(path) != digest:
+            return "failed", f"{name} has changed since the merge wrote it (its sha256 differs from {MANIFEST_NAME})"
+    return "passed", f"{len(listed)} shard(s), sizes and sha256 as written"
 
 
 def _finite(info) -> tuple[Outcome, str]:
@@ -206,84 +244,25 @@ def _recipe(info) -> tuple[Outcome, str]:
 
 
 def _transformers(info) -> tuple[Outcome, str]:
-    import torch
-    import transformers
+    from tui_merge.models.architecture_fit import architecture_fit
 
-    transformers.logging.set_verbosity_error()
-    try:
-        config = transformers.AutoConfig.from_pretrained(str(info.folder), local_files_only=True)
-        auto = transformers.AutoModelForCausalLM if _is_causal(config) else transformers.AutoModel
-        with torch.device("meta"):
-            model = auto.from_config(config)
-    except Exception as error:  # transformers raises many kinds; each means the architecture cannot be built
-        return "failed", f"transformers cannot build {info.folder}/config.json ({type(error).__name__}: {error})"
-    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    renames = _renames(model)
-    tied = set(getattr(model, "all_tied_weights_keys", None) or {}) | set(
-        getattr(model, "_tied_weights_keys", None) or []
-    )
-    stored = {_loading_name(name, renames): entry.shape for name, entry in info.tensors.items()}
-    prefix = getattr(model, "base_model_prefix", "")
-    if prefix and not (set(stored) & set(expected)):
-        stored = {f"{prefix}.{name}": shape for name, shape in stored.items()}
-    missing = sorted(name for name in set(expected) - set(stored) if name not in tied)
-    unexpected = sorted(set(stored) - set(expected))
-    wrong = sorted(name for name in set(expected) & set(stored) if expected[name] != tuple(stored[name]))
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing ({', '.join(missing[:_EXAMPLES])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:_EXAMPLES])})")
-    if wrong:
-        problems.append(
-            ", ".join(f"{name} is {list(stored[name])}, expected {list(expected[name])}" for name in wrong[:_EXAMPLES])
-        )
+    shapes = {name: entry.shape for name, entry in info.tensors.items()}
+    fit = architecture_fit(info.facts.raw, shapes, source=info.folder / "config.json")
+    problems = fit.problems()
     if problems:
-        return "failed", f"{type(model).__name__} does not fit the weights: " + "; ".join(problems)
-    return "passed", f"{type(model).__name__} takes every tensor with its shape"
-
-
-def _renames(model) -> list[tuple[str, str]]:
-    """The checkpoint key renamings transformers applies when it loads this model (old names in old checkpoints).
-
-    Read from transformers' conversion mapping where it offers one; without
-    it, names are compared as stored.
-    """
-    try:
-        from transformers.conversion_mapping import get_model_conversion_mapping
-
-        transforms = get_model_conversion_mapping(model)
-    except Exception:  # an older or newer transformers without this mapping: compare names as stored
-        return []
-    renames = []
-    for transform in transforms:
-        sources, targets = getattr(transform, "source_patterns", None), getattr(transform, "target_patterns", None)
-        if type(transform).__name__ == "WeightRenaming" and len(sources or []) == 1 and len(targets or []) == 1:
-            renames.append((sources[0], targets[0]))
-    return renames
-
-
-def _loading_name(name: str, renames: list[tuple[str, str]]) -> str:
-    import re
-
-    for pattern, replacement in renames:
-        renamed = re.sub(pattern, replacement, name)
-        if renamed != name:
-            return renamed
-    return name
-
-
-def _is_causal(config) -> bool:
-    import transformers
-
-    return type(config) in transformers.AutoModelForCausalLM._model_mapping
+        return "failed", f"{fit.model_class} does not fit the weights: " + "; ".join(problems)
+    return "passed", f"{fit.model_class} takes every tensor with its shape"
 
 
 def _probe(info) -> tuple[Outcome, str]:
     from tui_merge.config.loading import load_config
+    from tui_merge.models.architecture_fit import is_causal_language_model
     from tui_merge.models.resolve import resolve_model
     from tui_merge.vocab.tokenizer import has_tokenizer
 
+    if not is_causal_language_model(info.facts.raw):
+        named = ", ".join(info.facts.architectures) or info.facts.model_type or "the model"
+        return "skipped", f"{named} has no language-model head, so there is no next-token perplexity to measure"
     if not has_tokenizer(info.folder):
         return "skipped", "no tokenizer in the output, so there is no text to score"
     merged = perplexity(info.folder, info.folder)

@@ -69,7 +69,9 @@ def plan_job(job: MergeJob) -> Plan:
     gate; raises BadInputError before anything is written. The gate's warnings go into the model card."""
     models = job.models if job.models is not None else inspect_models(job.loaded)
     warnings = compatibility_gate(job, models)
-    return dataclasses.replace(build_plan(job.loaded, models), warnings=tuple(warnings))
+    plan = build_plan(job.loaded, models)
+    warnings += output_config_gate(plan)
+    return dataclasses.replace(plan, warnings=tuple(warnings))
 
 
 def compatibility_gate(job: MergeJob, models: dict[str, ModelInfo]) -> list[str]:
@@ -95,6 +97,53 @@ def compatibility_gate(job: MergeJob, models: dict[str, ModelInfo]) -> list[str]
         elif finding.severity == "warning":
             warnings.append(finding.message)
     return warnings
+
+
+def output_config_gate(plan: Plan) -> list[str]:
+    """Check that the config.json the merge will write describes the tensors it will write, as transformers
+    reads it, and that transformers accepts the generation_config.json it will copy; raises BadInputError
+    (nothing written) when not. A model type the installed transformers does not know is not checked: one
+    warning says so. Tensors transformers has no place for (an old checkpoint's rotary buffers) are a warning.
+    """
+    from tui_merge.engine.writer import output_model_config
+    from tui_merge.models.architecture_fit import architecture_fit, known_model_type
+
+    source = plan.reference.folder / "config.json"
+    config = output_model_config(plan)
+    if "model_type" in config and not known_model_type(config):
+        import transformers
+
+        return [
+            f"transformers {transformers.__version__} does not know model type {config['model_type']!r}, so the "
+            "merged config.json was not checked against the merged tensors."
+        ]
+    fit = architecture_fit(config, {task.name: task.shape for task in plan.tasks}, source=source)
+    problems = fit.problems(with_unexpected=False)
+    if problems:
+        raise BadInputError(
+            f"{source} does not describe the merged tensors: {fit.model_class} built from it would have "
+            + "; ".join(problems)
+            + ". Correct that config.json or download the model again."
+        )
+    if plan.generation_config is not None:
+        _check_generation_config(plan)
+    if fit.unexpected:
+        listed = ", ".join(fit.unexpected[:3])
+        return [f"{fit.model_class} has no place for {len(fit.unexpected)} merged tensor(s) ({listed}); "
+                "transformers will skip them when it loads the merge."]  # fmt: skip
+    return []
+
+
+def _check_generation_config(plan: Plan) -> None:
+    import transformers
+
+    path = plan.reference.folder / "generation_config.json"
+    try:
+        transformers.GenerationConfig.from_dict(dict(plan.generation_config))
+    except Exception as error:  # transformers raises many kinds; each means the settings cannot be used
+        raise BadInputError(
+            f"{path} holds settings transformers refuses ({type(error).__name__}: {error}); correct or remove it."
+        ) from None
 
 
 def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None) -> JobResult:

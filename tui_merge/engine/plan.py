@@ -28,6 +28,7 @@ from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.checkpoint import TensorEntry
 from tui_merge.models.info import ModelInfo
+from tui_merge.models.json_file import read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, FLOAT_DTYPES
 from tui_merge.vocab.alignment import VocabAlignment
 from tui_merge.vocab.strategy import VocabPlan, plan_vocabulary
@@ -108,6 +109,8 @@ class Plan:
     """torch name of the output dtype."""
     vocabulary: VocabPlan
     """How vocabularies are reconciled, and the output tokenizer."""
+    generation_config: dict[str, Any] | None = None
+    """The reference model's generation_config.json, read while planning (None when it has none)."""
     warnings: tuple[str, ...] = ()
     """What the compatibility check warned about (``engine.job``), for the log and the model card."""
 
@@ -211,6 +214,7 @@ class _Planner:
             vocab_rows=self._output_vocab_rows(tasks, reference),
             out_dtype=out_dtype,
             vocabulary=self.vocabulary,
+            generation_config=_generation_config(reference),
         )
 
     # --- models: every layer from every model ------------------------------------------------
@@ -435,6 +439,11 @@ class _Planner:
 
 _KEY_SEPARATOR = "\0"
 """Between a slice source's model and its identity in an input key: no path or hub id contains NUL (``#`` may)."""
+
+
+def _generation_config(reference: ModelInfo) -> dict[str, Any] | None:
+    path = reference.folder / "generation_config.json"
+    return read_json_object(path, fix="correct or remove it") if path.is_file() else None
 
 
 def _model_name(model_key: str) -> str:

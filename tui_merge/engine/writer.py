@@ -5,7 +5,7 @@ is written and synced is the folder renamed to ``OUT``, so a crash or a cancel
 never leaves half a model at the output path. Each shard's header is written
 first, from the shapes the plan fixed, and tensor bytes follow in plan order:
 a shard is never collected in memory. Each shard is hashed as it is written,
-for the resume journal.
+for the resume journal and the manifest ``verify`` checks.
 
 Writing and hashing run on one background thread fed through a short
 queue, so the next tensor is merged while the last one goes to disk; the
@@ -28,6 +28,7 @@ import yaml
 
 from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import OutputLock
+from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
@@ -116,26 +117,28 @@ class OutputWriter:
             self._stream = None
 
     def finish(self, journal: Journal | None = None) -> None:
-        """Write index, config, tokenizer, recipe and card; drop the journal; sync; move into place."""
+        """Write index, config, tokenizer, recipe, card and the shard manifest; drop the journal; sync; move into
+        place."""
         plan = self.plan
         if len(plan.shards) > 1:
             weight_map = {plan.tasks[i].name: shard.file_name for shard in plan.shards for i in shard.tasks}
             index = {"metadata": {"total_size": plan.bytes_to_write}, "weight_map": weight_map}
             self._write_text("model.safetensors.index.json", json.dumps(index, indent=2) + "\n")
         self._write_text("config.json", json.dumps(output_model_config(plan), indent=2) + "\n")
-        generation = plan.reference.folder / "generation_config.json"
-        if generation.is_file():
-            settings = json.loads(generation.read_text(encoding="utf-8"))
+        if plan.generation_config is not None:
+            settings = json.loads(json.dumps(plan.generation_config))
             tokenizer = plan.vocabulary.tokenizer
             if tokenizer is not None:
                 agree_on_special_ids(settings, tokenizer.special_ids, plan.vocab_rows)
-            self._write_text(generation.name, json.dumps(settings, indent=2) + "\n")
+            self._write_text("generation_config.json", json.dumps(settings, indent=2) + "\n")
         tokenizer = plan.vocabulary.tokenizer
         if tokenizer is not None:
             write_tokenizer(tokenizer.source, tokenizer.added, self.partial)
         self._write_text("tui_merge_config.yaml", plan.loaded.text)
         self._write_text("README.md", model_card(plan))
         if journal is not None:
+            shards = {name: (shard.size, shard.sha256) for name, shard in journal.finished.items()}
+            self._write_text(MANIFEST_NAME, manifest_text(shards))
             journal.remove()
         self.lock.forget()
         _sync_folder(self.partial)

@@ -8,13 +8,13 @@ Safetensors wins because it is read without unpickling.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from tui_merge.errors import BadInputError
+from tui_merge.models.json_file import MAX_INDEX_BYTES, read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, read_safetensors_header
 from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype
 
@@ -121,11 +121,8 @@ def _from_index(index: Path, fmt: CheckpointFormat) -> Checkpoint:
 
 
 def _read_weight_map(index: Path) -> dict[str, str]:
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadInputError(f"{index} is not a readable JSON weight index ({error}).") from error
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    data = read_json_object(index, limit=MAX_INDEX_BYTES, fix="download the index again")
+    weight_map = data.get("weight_map")
     if not isinstance(weight_map, dict) or not all(
         isinstance(name, str) and isinstance(shard, str) for name, shard in weight_map.items()
     ):

@@ -120,9 +120,10 @@ def _single_model(model: ModelInfo) -> list[Finding]:
         findings.append(
             Finding(
                 "config_vocab",
-                "warning",
+                "error",
                 f"{model.label}: config.json says vocab_size {model.facts.vocab_size} but the embedding has "
-                f"{model.vocab_rows} rows; the merged config will use the row count.",
+                f"{model.vocab_rows} rows, so transformers cannot load it; the download is incomplete or the "
+                "config belongs to another model.",
                 (model.label,),
             )
         )

@@ -10,12 +10,12 @@ those are used when the top level lacks them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tui_merge.errors import BadInputError
+from tui_merge.models.json_file import count, read_json_object
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers"),
@@ -49,60 +49,66 @@ class ConfigFacts:
     """The whole parsed config.json, for writers that must copy it."""
 
 
+_COUNT_BOUNDS: dict[str, tuple[int, int]] = {
+    "num_layers": (1, 10_000),
+    "hidden_size": (1, 1 << 20),
+    "num_heads": (1, 1 << 16),
+    "num_kv_heads": (1, 1 << 16),
+    "vocab_size": (1, 1 << 30),
+    "max_positions": (1, 1 << 40),
+}
+"""What a real model can hold, far beyond today's largest; a value outside is a damaged or hostile file."""
+
+
 def read_config_facts(folder: Path) -> ConfigFacts:
-    """Read and summarise ``folder/config.json``."""
+    """Read and summarise ``folder/config.json``; BadInputError when a count is not a plausible whole number."""
     path = folder / "config.json"
     if not path.is_file():
         raise BadInputError(
             f"{folder} has no config.json; a model folder needs the config.json that came with its weights."
         )
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadInputError(f"{path} is not valid JSON ({error}); restore the file from the model's source.") from error
-    if not isinstance(raw, dict):
-        raise BadInputError(f"{path} is not a JSON object; restore the file from the model's source.")
+    raw = read_json_object(path)
     text = raw.get("text_config") if isinstance(raw.get("text_config"), dict) else {}
-    values = {key: _first(raw, text, names) for key, names in _ALIASES.items()}
-    numbers = {key: _number(path, key, value) for key, value in values.items()}
-    numbers["num_kv_heads"] = _kv_heads(raw, numbers["num_heads"], numbers["num_kv_heads"])
-    if numbers["rope_theta"] is None:
-        numbers["rope_theta"] = _rope_parameters_theta(raw, text)
+    counts = {}
+    for key, (least, most) in _COUNT_BOUNDS.items():
+        found = _first(raw, text, _ALIASES[key])
+        counts[key] = count(path, found[0], found[1], least=least, most=most) if found else None
+    counts["num_kv_heads"] = _kv_heads(raw, counts["num_heads"], counts["num_kv_heads"])
+    theta = _first(raw, text, _ALIASES["rope_theta"])
+    rope_theta = _theta(path, *theta) if theta else _rope_parameters_theta(raw, text)
     architectures = raw.get("architectures") or text.get("architectures") or ()
+    model_type = raw.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise BadInputError(f"{path} gives model_type as {model_type!r}, which is not a name; restore the file.")
     return ConfigFacts(
-        model_type=raw.get("model_type"),
-        architectures=tuple(str(name) for name in architectures),
-        num_layers=_int(numbers["num_layers"]),
-        hidden_size=_int(numbers["hidden_size"]),
-        num_heads=_int(numbers["num_heads"]),
-        num_kv_heads=_int(numbers["num_kv_heads"]),
-        vocab_size=_int(numbers["vocab_size"]),
+        model_type=model_type,
+        architectures=tuple(str(name) for name in architectures) if isinstance(architectures, list) else (),
+        num_layers=counts["num_layers"],
+        hidden_size=counts["hidden_size"],
+        num_heads=counts["num_heads"],
+        num_kv_heads=counts["num_kv_heads"],
+        vocab_size=counts["vocab_size"],
         tie_word_embeddings=bool(raw.get("tie_word_embeddings", text.get("tie_word_embeddings", True))),
         dtype=raw.get("torch_dtype") or raw.get("dtype") or text.get("torch_dtype") or text.get("dtype"),
-        max_positions=_int(numbers["max_positions"]),
-        rope_theta=numbers["rope_theta"],
+        max_positions=counts["max_positions"],
+        rope_theta=rope_theta,
         raw=raw,
     )
 
 
-def _first(raw: dict[str, Any], text: dict[str, Any], names: tuple[str, ...]) -> Any:
+def _first(raw: dict[str, Any], text: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:
+    """The first of ``names`` given a value, and that value: the top level first, then ``text_config``."""
     for source in (raw, text):
         for name in names:
             if source.get(name) is not None:
-                return source[name]
+                return name, source[name]
     return None
 
 
-def _number(path: Path, key: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadInputError(f"{path} gives {key.replace('_', ' ')} as {value!r}, which is not a number.")
-    return value
-
-
-def _int(value: float | None) -> int | None:
-    return None if value is None else int(value)
+def _theta(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise BadInputError(f"{path} gives {key} as {value!r}, which must be a positive number; restore the file.")
+    return float(value)
 
 
 def _kv_heads(raw: dict[str, Any], num_heads: float | None, declared: float | None) -> float | None:

@@ -1,0 +1,167 @@
+"""Whether a config.json describes a set of tensors, as transformers would read them.
+
+transformers builds the model the config describes on the meta device (names
+and shapes, no weights allocated) and its state dict is compared with the
+tensors: the ones it expects and does not find (tied heads aside), the ones
+it would ignore, and the ones of another shape. ``tui-merge verify`` asks
+this of a merged folder; a merge asks it of the config it is about to write,
+before the first byte, so a config.json whose sizes disagree with the
+weights is refused instead of producing a model nobody can load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tui_merge.errors import BadInputError
+
+_EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class ArchitectureFit:
+    """How the model a config describes compares with the tensors at hand."""
+
+    model_class: str
+    """The transformers class built from the config, e.g. ``LlamaForCausalLM``."""
+    missing: list[str] = field(default_factory=list)
+    """Tensors the model needs that are not there (tied ones aside)."""
+    unexpected: list[str] = field(default_factory=list)
+    """Tensors the model has no place for; transformers drops them on loading."""
+    wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    """(name, shape at hand, shape the model expects)."""
+
+    def problems(self, *, with_unexpected: bool = True) -> list[str]:
+        """The differences in words, a few examples each."""
+        found = []
+        if self.missing:
+            found.append(f"{len(self.missing)} missing ({', '.join(self.missing[:_EXAMPLES])})")
+        if self.unexpected and with_unexpected:
+            found.append(f"{len(self.unexpected)} unexpected ({', '.join(self.unexpected[:_EXAMPLES])})")
+        found += [
+            f"{name} is {list(shape)}, expected {list(expected)}"
+            for name, shape, expected in self.wrong_shape[:_EXAMPLES]
+        ]
+        return found
+
+
+def known_model_type(config: dict[str, Any]) -> bool:
+    """True when the installed transformers has a config class for ``config``'s model_type."""
+    from transformers import CONFIG_MAPPING
+
+    return isinstance(config.get("model_type"), str) and config["model_type"] in CONFIG_MAPPING
+
+
+def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]], *, source: Path) -> ArchitectureFit:
+    """Build the model ``config`` describes on the meta device and compare it with ``shapes`` (name -> shape).
+
+    ``source`` is the config.json the description came from, named in errors.
+    Raises BadInputError when transformers cannot build a model from the config
+    at all (no or an unknown model_type, values it rejects).
+    """
+    import torch
+    import transformers
+    from transformers import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        raise BadInputError(
+            f"{source} has no model_type, so transformers cannot tell which architecture it describes; "
+            'add the model_type of its family (e.g. "llama") or download the model again.'
+        )
+    if model_type not in CONFIG_MAPPING:
+        raise BadInputError(
+            f"{source} has model_type {model_type!r}, which transformers {transformers.__version__} does not know."
+        )
+    transformers.logging.set_verbosity_error()
+    try:
+        described = CONFIG_MAPPING[model_type].from_dict(dict(config))
+        with torch.device("meta"):
+            model = _model_class(described)._from_config(described)
+    except Exception as error:  # transformers raises many kinds; each means the architecture cannot be built
+        kind = type(error).__name__
+        raise BadInputError(f"transformers cannot build a model from {source} ({kind}: {error}).") from None
+    expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
+    renames = _renames(model)
+    tied = set(getattr(model, "all_tied_weights_keys", None) or {}) | set(
+        getattr(model, "_tied_weights_keys", None) or []
+    )
+    stored = {_loading_name(name, renames): tuple(shape) for name, shape in shapes.items()}
+    prefix = getattr(model, "base_model_prefix", "")
+    if prefix and not (set(stored) & set(expected)):
+        stored = {f"{prefix}.{name}": shape for name, shape in stored.items()}
+    return ArchitectureFit(
+        model_class=type(model).__name__,
+        missing=sorted(name for name in set(expected) - set(stored) if name not in tied),
+        unexpected=sorted(set(stored) - set(expected)),
+        wrong_shape=[
+            (name, stored[name], expected[name])
+            for name in sorted(set(expected) & set(stored))
+            if expected[name] != stored[name]
+        ],
+    )
+
+
+def is_causal_language_model(config: dict[str, Any]) -> bool:
+    """True when the class config.json names (else the model type's default) predicts the next token; an
+    encoder (``BertModel``) or a masked language model is not one. False when transformers cannot tell."""
+    import transformers
+    from transformers import CONFIG_MAPPING
+
+    if not known_model_type(config):
+        return False
+    try:
+        model_class = _model_class(CONFIG_MAPPING[config["model_type"]].from_dict(dict(config)))
+    except Exception:  # transformers raises many kinds; a config it cannot read names no language model
+        return False
+    causal = transformers.AutoModelForCausalLM._model_mapping
+    return model_class is causal.get(model_class.config_class, None)
+
+
+def _renames(model) -> list[tuple[str, str]]:
+    """The checkpoint key renamings transformers applies when it loads this model (old names in old checkpoints).
+
+    Read from transformers' conversion mapping where it offers one; without
+    it, names are compared as stored.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+
+        transforms = get_model_conversion_mapping(model)
+    except Exception:  # an older or newer transformers without this mapping: compare names as stored
+        return []
+    renames = []
+    for transform in transforms:
+        sources, targets = getattr(transform, "source_patterns", None), getattr(transform, "target_patterns", None)
+        if type(transform).__name__ == "WeightRenaming" and len(sources or []) == 1 and len(targets or []) == 1:
+            renames.append((sources[0], targets[0]))
+    return renames
+
+
+def _loading_name(name: str, renames: list[tuple[str, str]]) -> str:
+    import re
+
+    for pattern, replacement in renames:
+        renamed = re.sub(pattern, replacement, name)
+        if renamed != name:
+            return renamed
+    return name
+
+
+def _model_class(config):
+    """The class config.json's ``architectures`` names, when transformers has it for this config; else the
+    causal language model of the model type, else its bare model (an encoder)."""
+    import transformers
+
+    for name in getattr(config, "architectures", None) or []:
+        found = getattr(transformers, name, None) if isinstance(name, str) and name.isidentifier() else None
+        is_model = isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)
+        if is_model and isinstance(config, found.config_class):
+            return found
+    for auto in (transformers.AutoModelForCausalLM, transformers.AutoModel):
+        if type(config) in auto._model_mapping:
+            return auto._model_mapping[type(config)]
+    raise ValueError(f"no model class for {type(config).__name__}")
