@@ -33,7 +33,7 @@ from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
-from tui_merge.engine.reader import TORCH_DTYPES, TensorReader, row_blocks
+from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks
 from tui_merge.engine.writer import OutputWriter, partial_path
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
@@ -64,6 +64,12 @@ class MergeWriteFailed(MergeInterrupted):
     exit_code = 1
 
 
+class MergeInputChanged(MergeInterrupted):
+    """An input file changed under the merge; ``OUT.partial`` is kept for ``--resume`` once it is restored."""
+
+    exit_code = 2
+
+
 def resolve_device(name: str) -> str:
     """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
     if name == "auto":
@@ -88,7 +94,8 @@ def execute(
 
     ``control`` is checked between blocks of rows and between tensors (it can
     pause the merge or stop it). With ``keep_partial`` a stop, an
-    interrupt or an I/O error keeps ``OUT.partial`` and its journal for
+    interrupt, an I/O error or an input file that changed under the merge
+    (exit 2) keeps ``OUT.partial`` and its journal for
     ``resume`` (the command line does this); without it (the wizard) every
     stop removes it. A merge that fails on its own terms (NaN, bad input)
     always removes it: resuming could only fail again.
@@ -188,7 +195,7 @@ class _Run:
 
     def failure(self, error: BaseException) -> BaseException:
         """The error to raise for ``error``, once ``OUT.partial`` is kept for a resume or removed."""
-        resumable = isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError))
+        resumable = isinstance(error, (MergeInterrupted, KeyboardInterrupt, OSError, InputChanged))
         finished = self.journal is not None and not self.journal.path.exists() and self.writer.partial.is_dir()
         if isinstance(error, OSError) and finished:
             # Every file was written and the journal dropped: only moving the folder into place failed, so the
@@ -204,6 +211,8 @@ class _Run:
             self.writer.lock.release()
             if isinstance(error, OSError):
                 error = self._stopped(_io_error(error), MergeWriteFailed)
+            elif isinstance(error, InputChanged):
+                error = self._stopped(f"{error.message} (restore it before resuming)", MergeInputChanged)
             elif not isinstance(error, MergeInterrupted):
                 error = self._stopped("Interrupted")
         else:
@@ -211,6 +220,8 @@ class _Run:
                 self.writer.abandon()
             if isinstance(error, OSError):
                 error = MergeError(f"{_io_error(error)}; nothing was written at {self.output}.")
+            elif isinstance(error, InputChanged):
+                error = BadInputError(f"{error.message}; nothing was written at {self.output}.")
         self.emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
         return error
 

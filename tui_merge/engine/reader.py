@@ -1,8 +1,11 @@
 """Read input tensors one at a time, straight from their byte ranges.
 
-Safetensors data is read with positional reads into a fresh buffer sized for
+Safetensors data (and ``.bin`` data, whose byte ranges the checkpoint
+reader finds) is read with positional reads into a fresh buffer sized for
 the one tensor: no file stays mapped and memory is released as soon as the
-tensor is dropped. Files are opened read-only; inputs are never modified.
+tensor is dropped. A file that ends early (truncated or rewritten while the
+merge runs) is ``InputChanged``, a sentence, never a SIGBUS. Files are opened
+read-only; inputs are never modified.
 """
 
 from __future__ import annotations
@@ -38,21 +41,24 @@ def row_blocks(shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES) -> list[t
     return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
 
 
+class InputChanged(BadInputError):
+    """An input file shrank or changed while the merge read it; the merge stops with ``OUT.partial`` kept."""
+
+
 class TensorReader:
     """Reads tensors by their table entries, keeping file descriptors open between reads."""
 
     def __init__(self) -> None:
         self._descriptors: dict[Path, int] = {}
-        self._state_dicts: dict[Path, dict[str, torch.Tensor]] = {}
+        self._state_dicts: dict[Path, tuple[int, dict[str, torch.Tensor]]] = {}
+        """Mapped ``.bin`` state dicts, with the file's size when it was mapped."""
         self.bytes_read = 0
 
     def read(self, entry: TensorEntry) -> torch.Tensor:
         """The tensor's values in its stored dtype."""
         self.bytes_read += entry.nbytes
         if entry.begin is None:
-            if entry.file not in self._state_dicts:
-                self._state_dicts[entry.file] = load_torch_state_dict(entry.file)
-            return self._state_dicts[entry.file][entry.name]
+            return self._read_mapped(entry)
         buffer = bytearray(entry.nbytes)
         if buffer:
             descriptor = self._descriptor(entry.file)
@@ -61,15 +67,40 @@ class TensorReader:
             while done < len(buffer):
                 count = os.preadv(descriptor, [view[done:]], entry.begin + done)
                 if count == 0:
-                    raise BadInputError(
-                        f"{entry.file} ended while reading tensor {entry.name!r}; the file was truncated "
-                        "or changed during the merge."
+                    raise InputChanged(
+                        f"{entry.file} ended while reading tensor {entry.name!r}: the file was truncated or "
+                        "rewritten during the merge"
                     )
                 done += count
         dtype = TORCH_DTYPES[entry.dtype]
         if not buffer:
             return torch.empty(entry.shape, dtype=dtype)
         return torch.frombuffer(buffer, dtype=dtype).reshape(entry.shape)
+
+    def _read_mapped(self, entry: TensorEntry) -> torch.Tensor:
+        """A tensor of a mapped ``.bin`` file, copied out of the map once the file is seen to be whole.
+
+        Touching a page of a map whose file has shrunk is a SIGBUS, so the size
+        is checked first and the bytes copied at once (a file cut short in
+        between the two is the one case this cannot catch).
+        """
+        if entry.file not in self._state_dicts:
+            size = self._size(entry)
+            self._state_dicts[entry.file] = (size, load_torch_state_dict(entry.file))
+        mapped_size, tensors = self._state_dicts[entry.file]
+        if self._size(entry) < mapped_size:
+            raise InputChanged(
+                f"{entry.file} shrank while reading tensor {entry.name!r}: the file was truncated or rewritten "
+                "during the merge"
+            )
+        return tensors[entry.name].clone()
+
+    def _size(self, entry: TensorEntry) -> int:
+        try:
+            return entry.file.stat().st_size
+        except OSError as error:
+            reason = error.strerror or error
+            raise InputChanged(f"{entry.file} went away while reading tensor {entry.name!r} ({reason})") from None
 
     def prefetch(self, entry: TensorEntry) -> None:
         """Ask the kernel to start reading a tensor's bytes now, so the read that follows finds them in memory.

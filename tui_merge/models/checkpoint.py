@@ -16,7 +16,7 @@ from typing import Literal
 from tui_merge.errors import BadInputError
 from tui_merge.models.json_file import MAX_INDEX_BYTES, read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, read_safetensors_header
-from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype
+from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype, tensor_byte_ranges
 
 CheckpointFormat = Literal["safetensors", "bin"]
 
@@ -31,7 +31,7 @@ class TensorEntry:
     shape: tuple[int, ...]
     file: Path
     begin: int | None = None
-    """Absolute byte offset in ``file`` (safetensors only)."""
+    """Absolute byte offset in ``file``; None for a ``.bin`` tensor read through its mapped state dict."""
     end: int | None = None
 
     @property
@@ -139,7 +139,9 @@ def _file_tensors(path: Path, fmt: CheckpointFormat) -> dict[str, TensorEntry]:
             name: TensorEntry(name, header.dtype, header.shape, path, header.begin, header.end)
             for name, header in read_safetensors_header(path).items()
         }
+    tensors = load_torch_state_dict(path)
+    ranges = tensor_byte_ranges(path, tensors)
     return {
-        name: TensorEntry(name, safetensors_dtype(tensor), tuple(tensor.shape), path)
-        for name, tensor in load_torch_state_dict(path).items()
+        name: TensorEntry(name, safetensors_dtype(tensor), tuple(tensor.shape), path, *ranges.get(name, (None, None)))
+        for name, tensor in tensors.items()
     }

@@ -6,6 +6,14 @@ refuses anything but tensors and plain containers, so a crafted payload is
 rejected before it runs. ``mmap=True`` maps the file instead of reading it:
 shapes and dtypes come from the pickle, tensor bytes are only paged in if a
 caller actually reads a tensor.
+
+A mapped file that shrinks while it is read (a re-download over the model
+during a merge) kills the process with SIGBUS, which no Python code can
+catch. So the merge does not read tensors through the map:
+``tensor_byte_ranges`` finds where each tensor's bytes lie in the zip
+archive, and the reader reads them with positional reads like safetensors
+data, where a file that ended early is a sentence. Tensors stored as
+non-contiguous views (rare) keep being read through the map.
 """
 
 from __future__ import annotations
@@ -50,6 +58,42 @@ def load_torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     ):
         raise BadInputError(f"{path} is not a mapping of tensor names to tensors, so it is not a model checkpoint.")
     return loaded
+
+
+def tensor_byte_ranges(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[int, int]]:
+    """Where in ``path`` the bytes of each contiguous tensor of its mapped state dict lie: name -> (begin, end).
+
+    The archive stores each storage as one uncompressed record; torch maps the
+    file whole, so a storage's address less the mapping's start is its
+    record's offset. The mapping's start is found by pairing the storages'
+    addresses with the records' offsets, both in file order, and every pair
+    must agree on it; if the layout is anything else (big-endian data, an
+    unexpected archive), no ranges are given and every tensor is read through
+    the map.
+    """
+    import torch
+
+    try:
+        with path.open("rb") as handle:
+            archive = torch._C.PyTorchFileReader(handle)
+            records = archive.get_all_records()
+            if "byteorder" in records and bytes(archive.get_record("byteorder")).strip() != b"little":
+                return {}
+            offsets = sorted(archive.get_record_offset(name) for name in records if name.startswith("data/"))
+    except (RuntimeError, OSError, AttributeError):  # AttributeError: a torch without this reader
+        return {}
+    addresses = sorted({tensor.untyped_storage().data_ptr() for tensor in tensors.values()})
+    if not addresses or len(addresses) != len(offsets):
+        return {}
+    start = addresses[0] - offsets[0]
+    if any(address - offset != start for address, offset in zip(addresses, offsets, strict=True)):
+        return {}
+    ranges = {}
+    for name, tensor in tensors.items():
+        if tensor.is_contiguous() and tensor.device.type == "cpu":
+            begin = tensor.untyped_storage().data_ptr() - start + tensor.storage_offset() * tensor.element_size()
+            ranges[name] = (begin, begin + tensor.numel() * tensor.element_size())
+    return ranges
 
 
 def safetensors_dtype(tensor: torch.Tensor) -> str:
