@@ -268,3 +268,27 @@ def test_tensors_transformers_has_no_place_for_are_merged_with_a_warning(
     assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
     err = capsys.readouterr().err
     assert f"LlamaForCausalLM has no place for 1 merged tensor(s) ({stray}); transformers will skip them" in err
+
+
+def test_too_little_address_space_is_one_sentence_naming_the_limit(tmp_path, llama_base, llama_finetune) -> None:
+    import resource
+    import subprocess
+    import sys
+
+    recipe = write(
+        tmp_path / "m.yaml", f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (300_000 << 10, resource.RLIM_INFINITY))
+
+    for argv in (["run", str(recipe), str(tmp_path / "out")], ["inspect", str(llama_base), str(llama_finetune)]):
+        done = subprocess.run([sys.executable, "-m", "tui_merge", *argv], capture_output=True, text=True,
+                              preexec_fn=limit)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            "tui-merge: error: tui-merge needs at least 1024 MiB of address space for torch and its libraries, "
+            "plus the merge's working memory, but this shell allows 292 MiB (ulimit -v 300000); raise it "
+            "(ulimit -v unlimited, or at least ulimit -v 1048576) and run again."
+        ]
+    assert nothing_written(tmp_path / "out")

@@ -297,6 +297,8 @@ def perplexity(model_folder: Path, tokenizer_folder: Path) -> float:
     tokenizer = load_tokenizer(tokenizer_folder)
     try:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(model_folder), local_files_only=True)
+    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
+        raise
     except Exception as error:  # transformers raises many kinds; each means the model cannot be loaded
         raise TuiMergeError(f"transformers cannot load {model_folder} ({type(error).__name__}: {error})") from error
     ids = tokenizer(PROBE_TEXT, return_tensors="pt")["input_ids"]

@@ -140,6 +140,8 @@ def _check_generation_config(plan: Plan) -> None:
     path = plan.reference.folder / "generation_config.json"
     try:
         transformers.GenerationConfig.from_dict(dict(plan.generation_config))
+    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
+        raise
     except Exception as error:  # transformers raises many kinds; each means the settings cannot be used
         raise BadInputError(
             f"{path} holds settings transformers refuses ({type(error).__name__}: {error}); correct or remove it."

@@ -81,6 +81,8 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
         described = CONFIG_MAPPING[model_type].from_dict(dict(config))
         with torch.device("meta"):
             model = _model_class(described)._from_config(described)
+    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
+        raise
     except Exception as error:  # transformers raises many kinds; each means the architecture cannot be built
         kind = type(error).__name__
         raise BadInputError(f"transformers cannot build a model from {source} ({kind}: {error}).") from None

@@ -76,6 +76,8 @@ def load_tokenizer(folder: Path):
         auto_tokenizer = transformers.AutoTokenizer
     try:
         return auto_tokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
+    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
+        raise
     except Exception as error:  # transformers raises many kinds; all mean the files cannot be read
         raise BadInputError(
             f"The tokenizer in {folder} cannot be read ({type(error).__name__}: {str(error).splitlines()[0]}); "
