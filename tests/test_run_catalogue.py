@@ -357,6 +357,20 @@ CASES.update(
 )
 
 
+def _far_token_id(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
+    from tui_merge.samples import sample_tokenizer
+
+    folder = damaged_copy(work, m["b"])
+    sample_tokenizer(256).save_pretrained(folder)
+    tokenizer = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer["model"]["vocab"]["far-away"] = 10**9
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return run(work, LINEAR, a=m["a"], b=folder), "gives a token ('far-away') the id 1000000000, far outside its"
+
+
+CASES["tokenizer id far beyond its tokens"] = _far_token_id
+
+
 @pytest.fixture(scope="module")
 def models(factory: ModelFactory, llama_base, llama_finetune, llama_vocab_plus) -> dict[str, Path]:
     return {

@@ -83,6 +83,7 @@ def check_compatibility(
     findings: list[Finding] = []
     for model in models:
         findings += _single_model(model)
+        findings += _tokenizer(model)
     findings += _repeated(models)
     for check in _PAIR_CHECKS:
         findings += check(base, others, method)
@@ -128,6 +129,19 @@ def _single_model(model: ModelInfo) -> list[Finding]:
             )
         )
     return findings
+
+
+def _tokenizer(model: ModelInfo) -> list[Finding]:
+    """A tokenizer that cannot be read (damaged files, ids far beyond its tokens) stops the merge that reads it."""
+    from tui_merge.vocab.tokenizer import has_tokenizer, tokenizer_facts
+
+    if not has_tokenizer(model.folder):
+        return []
+    try:
+        tokenizer_facts(model.folder)
+    except TuiMergeError as error:
+        return [Finding("tokenizer", "error", f"{model.label}: {error.message}", (model.label,))]
+    return []
 
 
 def _differing(base: ModelInfo, others: list[ModelInfo], value: Callable[[ModelInfo], Any]) -> list[ModelInfo]:

@@ -103,4 +103,28 @@ def _read_facts(folder: Path, stamp: tuple[int, ...]) -> TokenizerFacts:
             special_ids[role] = index
     decoder = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     added = {token.content: bool(token.special) for token in decoder.values()}
-    return TokenizerFacts(folder, dict(tokenizer.get_vocab()), special_ids, added)
+    ids = dict(tokenizer.get_vocab())
+    _check_ids(folder, ids)
+    return TokenizerFacts(folder, ids, special_ids, added)
+
+
+def farthest_plausible_id(tokens: int) -> int:
+    """The largest id a tokenizer of ``tokens`` tokens may use. Real vocabularies number their tokens from 0
+    with few gaps; an id beyond twice the token count (plus 1024 for tiny ones) is a damaged or hostile file,
+    and every table indexed by id (the merge's rows, the tokenizer's own) would grow to it."""
+    return 2 * tokens + 1024
+
+
+def _check_ids(folder: Path, ids: dict[str, int]) -> None:
+    if not ids:
+        return
+    token, highest = max(ids.items(), key=lambda item: item[1])
+    lowest = min(ids.values())
+    if lowest < 0 or highest > farthest_plausible_id(len(ids)):
+        shown = token if len(token) <= 40 else token[:37] + "..."
+        wrong = highest if lowest >= 0 else lowest
+        raise BadInputError(
+            f"The tokenizer in {folder} gives a token ({shown!r}) the id {wrong}, far outside its {len(ids)} "
+            "tokens; its tokenizer files are damaged: restore them from the model's source, or choose another "
+            "tokenizer_source."
+        )
