@@ -405,6 +405,39 @@ def test_output_checks(tmp_path, llama_base, llama_finetune) -> None:
     assert not (occupied / "notes.txt").exists() and (occupied / "model.safetensors").exists()
 
 
+def test_a_resume_needs_disk_space_only_for_the_shards_it_still_writes(
+    tmp_path, monkeypatch, llama_base, llama_finetune
+) -> None:
+    from tui_merge.engine import preflight
+    from tui_merge.engine.journal import Journal, file_sha256, plan_fingerprint
+
+    plan = plan_for(
+        "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\ntui_merge: {{shard_size: 30KB}}\n",
+        a=llama_base, b=llama_finetune,
+    )  # fmt: skip
+    whole = merge(tmp_path, "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n"
+                  "tui_merge: {{shard_size: 30KB}}\n", "whole", a=llama_base, b=llama_finetune)  # fmt: skip
+    partial = tmp_path / "out.partial"
+    partial.mkdir()
+    journal = Journal.create(partial, plan_fingerprint(plan))
+    kept = plan.shards[: len(plan.shards) - 1]  # every shard but the last is finished
+    for shard in kept:
+        (partial / shard.file_name).write_bytes((whole / shard.file_name).read_bytes())
+        journal.record(
+            shard.file_name, (partial / shard.file_name).stat().st_size, file_sha256(partial / shard.file_name)
+        )
+    still = sum(plan.tasks[index].nbytes for index in plan.shards[-1].tasks)
+    needed_then = int(still * preflight.DISK_MARGIN)
+    monkeypatch.setattr(preflight, "free_space", lambda output: (tmp_path, needed_then))
+
+    preflight.check_output(plan, tmp_path / "out", resume=True)
+    with pytest.raises(BadInputError, match="the merge writes"):
+        preflight.check_output(plan, tmp_path / "other")  # a fresh merge needs room for every shard
+    monkeypatch.setattr(preflight, "free_space", lambda output: (tmp_path, needed_then - 1))
+    with pytest.raises(BadInputError, match=f"the merge still writes {needed_then / 1e9:.2f} GB"):
+        preflight.check_output(plan, tmp_path / "out", resume=True)
+
+
 def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_base, llama_finetune) -> None:
     plan = plan_for("merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\n", a=llama_base, b=llama_finetune)
     leftover = tmp_path / "out.partial"

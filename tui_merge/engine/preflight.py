@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from tui_merge.engine.disk import free_space
+from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import busy_message, lock_holder
 from tui_merge.engine.plan import Plan
 from tui_merge.engine.writer import partial_path
@@ -16,7 +17,8 @@ DISK_MARGIN = 1.05
 
 
 def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool = False) -> None:
-    """Refuse outputs that could damage inputs, clobber work or run out of disk."""
+    """Refuse outputs that could damage inputs, clobber work or run out of disk (a resume needs room only for the
+    shards it has still to write)."""
     target = output.resolve()
     for info in plan.models.values():
         folder = info.folder.resolve()
@@ -54,12 +56,20 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
     if not os.access(writable, os.W_OK | os.X_OK):
         raise BadInputError(f"Cannot write in {writable}; choose an output folder where you may create files.")
     parent, free = free_space(output)
-    needed = int(plan.bytes_to_write * DISK_MARGIN)
+    kept = _kept_bytes(plan, leftover) if resume else 0
+    needed = int((plan.bytes_to_write - kept) * DISK_MARGIN)
     if free < needed:
+        still = " still" if kept else ""
         raise BadInputError(
-            f"Not enough disk space for {output}: the merge writes {needed / 1e9:.2f} GB and {parent} has "
+            f"Not enough disk space for {output}: the merge{still} writes {needed / 1e9:.2f} GB and {parent} has "
             f"{free / 1e9:.2f} GB free."
         )
+
+
+def _kept_bytes(plan: Plan, partial: Path) -> int:
+    """Tensor bytes of the shards a resume keeps (those its journal records as finished): already on the disk."""
+    finished = Journal.load(partial).finished
+    return sum(shard.size for shard in plan.shards if shard.file_name in finished)
 
 
 def resume_command(plan: Plan, output: Path) -> str:
