@@ -86,7 +86,7 @@ def test_header_that_is_not_json(capsys, damaged: Path) -> None:
     data[8:12] = b"\xff\xfe{]"
     weights.write_bytes(bytes(data))
 
-    assert f"{weights} has a header that is not valid JSON" in inspect_fails(capsys, damaged)
+    assert f"The header of {weights} is not valid JSON" in inspect_fails(capsys, damaged)
 
 
 def test_index_naming_a_missing_shard(capsys, factory: ModelFactory, llama_finetune: Path) -> None:

@@ -174,7 +174,7 @@ CASES: dict[str, Scene] = {
     "header length beyond the file": _damaged(
         lambda folder: write_header_length(weights_of(folder), 10**12), "declares a 1000000000000-byte header"
     ),
-    "header not json": _damaged(_not_json_header, "has a header that is not valid JSON"),
+    "header not json": _damaged(_not_json_header, "is not valid JSON"),
     "empty weights file": _damaged(lambda folder: weights_of(folder).write_bytes(b""), "is 0 bytes"),
     "garbage config.json": _damaged(lambda folder: (folder / "config.json").write_text("{nope"), "config.json"),
     "index naming a missing shard": _missing_shard,

@@ -36,14 +36,19 @@ def read_json_object(
         raw = path.read_bytes()
     except OSError as error:
         raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
+    return parse_json_object(raw, str(path), fix)
+
+
+def parse_json_object(raw: bytes, subject: str, fix: str) -> dict[str, Any]:
+    """The JSON object in ``raw``; BadInputError saying what ``subject`` (e.g. a file) is and ``fix`` otherwise."""
     try:
         data = json.loads(raw)
     except RecursionError:
-        raise BadInputError(f"{path} is nested too deeply to be a model file; {fix}.") from None
+        raise BadInputError(f"{subject} is nested too deeply to be a model file; {fix}.") from None
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: also a number too long to convert
-        raise BadInputError(f"{path} is not valid JSON ({_short(error)}); {fix}.") from None
+        raise BadInputError(f"{subject} is not valid JSON ({_short(error)}); {fix}.") from None
     if not isinstance(data, dict):
-        raise BadInputError(f"{path} is not a JSON object; {fix}.")
+        raise BadInputError(f"{subject} is not a JSON object; {fix}.")
     return data
 
 

@@ -10,13 +10,13 @@ mapping names to ``{dtype, shape, data_offsets}``, then the tensor bytes.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from tui_merge.errors import BadInputError
+from tui_merge.models.json_file import parse_json_object
 
 DTYPE_SIZES: dict[str, int] = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -62,16 +62,7 @@ def read_safetensors_header(path: Path) -> dict[str, HeaderEntry]:
             raw = handle.read(header_len)
     except OSError as error:
         raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
-    try:
-        header = json.loads(raw)
-    except RecursionError:
-        raise BadInputError(f"{path} has a header nested too deeply to be safetensors; the file is damaged.") from None
-    except (UnicodeDecodeError, ValueError) as error:  # ValueError: also a number too long to read
-        raise BadInputError(
-            f"{path} has a header that is not valid JSON ({error}); the file is damaged or not safetensors."
-        ) from None
-    if not isinstance(header, dict):
-        raise BadInputError(f"{path} has a header that is not a JSON object; the file is damaged or not safetensors.")
+    header = parse_json_object(raw, f"The header of {path}", "the file is damaged or not safetensors")
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
