@@ -205,7 +205,28 @@ def test_a_required_parameter_must_be_given() -> None:
         ),
         ("merge_method: linear\n", "give either models or slices"),
         ("merge_method: linear\nmodels: [{model: a}]\ndtype: float8\n", "merge.yaml:3: dtype: unknown dtype 'float8'"),
-        ("merge_method: linear\nmodels: [{model: a}]\ntokenizer_source: mine\n", "must be base, union or model:<path>"),
+        (
+            "merge_method: linear\nmodels: [{model: a}]\ntokenizer_source: 'model:'\n",
+            "must be base, union or a model (folder or hub id), got 'model:'",
+        ),
+        (
+            "merge_method: linear\nmodels: [{model: a}]\ntokenizer_source: base\ntokenizer: {source: union}\n",
+            "give tokenizer_source or a tokenizer: block, not both",
+        ),
+        (
+            "merge_method: linear\nmodels: [{model: a}]\ntokenizer: {pad_to_multiple_of: 0}\n",
+            "pad_to_multiple_of must be a whole number from 1 to 1048576, got 0",
+        ),
+        (
+            "merge_method: linear\nmodels: [{model: a}]\n"
+            "tokenizer: {tokens: {x: {source: {kind: model_token, model: a}}}}\n",
+            "give exactly one of token and token_id",
+        ),
+        (
+            "merge_method: linear\nmodels: [{model: a}]\ntokenizer: {tokens: {x: {source: {kind: nothing}}}}\n",
+            "source must be a model, {kind: zero} or {kind: model_token, model: M, token: T (or token_id: N)}, got "
+            "kind 'nothing'",
+        ),
         ("merge_method: linear\nmodels: [{model: a}]\ntui_merge: {shard_size: lots}\n", "is not a size"),
         ("merge_method: linear\nmodels: [{model: a}]\ntui_merge: {device: gpu}\n", "device must be auto, cpu, cuda"),
         ("merge_method: linear\nmodels: [{model: a, parameters: {normalize: 1}}]\n", "normalize is a global"),

@@ -159,7 +159,9 @@ CASES: dict[str, Scene] = {
         "parameters: {{t: 0.5}}\n",
         "slerp",
     ),
-    "bad tokenizer_source": simple(LINEAR + "tokenizer_source: mine\n", "must be base, union or model:<path>"),
+    "bad tokenizer_source": simple(
+        LINEAR + "tokenizer_source: unoin\n", "tokenizer_source: unoin is neither base nor union nor a model here"
+    ),
     "vocab mismatch": simple(
         "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {c}}}]\n", "Vocabulary sizes differ"
     ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DTYPE_ALIASES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -129,6 +129,71 @@ class TuiMergeOptions(_Strict):
         return parse_size(self.shard_size)
 
 
+class ZeroToken(_Strict):
+    """``{kind: zero}``: the token's row is zeros."""
+
+    kind: Literal["zero"]
+
+
+class ModelToken(_Strict):
+    """``{kind: model_token, model: M, token: T}`` (or ``token_id: N``): the row of another token of model M."""
+
+    kind: Literal["model_token"]
+    model: str
+    token: str | None = None
+    token_id: int | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> ModelToken:
+        if (self.token is None) == (self.token_id is None):
+            raise ValueError("give exactly one of token and token_id")
+        if self.token_id is not None and self.token_id < 0:
+            raise ValueError(f"token_id must be 0 or more, got {self.token_id}")
+        return self
+
+
+class TokenSettings(_Strict):
+    """Where one output token's embedding and head rows come from (mergekit's ``tokenizer.tokens``)."""
+
+    source: str | ZeroToken | ModelToken | None = None
+    """A model (its own row of this token), ``{kind: zero}``, or ``{kind: model_token, ...}``; None: the default."""
+    force: bool = False
+    """Use ``source`` for every model, even those that have the token (else only for those that lack it)."""
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        kinds = {"zero": ZeroToken, "model_token": ModelToken}
+        if value.get("kind") not in kinds:
+            raise ValueError(
+                "source must be a model, {kind: zero} or {kind: model_token, model: M, token: T (or token_id: N)}, "
+                f"got kind {value.get('kind')!r}"
+            )
+        try:
+            return kinds[value["kind"]].model_validate(value)
+        except ValidationError as error:
+            raise ValueError(error.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+class TokenizerSettings(_Strict):
+    """mergekit's ``tokenizer:`` block: the output tokenizer and per-token rows; rows always match by token."""
+
+    source: str = "union"
+    """``union``, ``base`` or a model (path or hub id)."""
+    tokens: dict[str, TokenSettings] | None = None
+    pad_to_multiple_of: int | None = None
+    """Round the output's vocabulary rows up to a multiple of this (rows past the tokenizer: each model's mean)."""
+
+    @field_validator("pad_to_multiple_of")
+    @classmethod
+    def _multiple(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 1 << 20:
+            raise ValueError(f"pad_to_multiple_of must be a whole number from 1 to 1048576, got {value}")
+        return value
+
+
 class MergeConfig(_Strict):
     """A whole merge recipe."""
 
@@ -141,7 +206,10 @@ class MergeConfig(_Strict):
     """mergekit's working dtype; here it is the output dtype unless out_dtype is set (math runs in float32)."""
     out_dtype: str | None = None
     tokenizer_source: str | None = None
-    """``base``, ``union`` or ``model:<path>``; default: the base model's (else the first model's) tokenizer."""
+    """``base``, ``union``, a model (path or hub id, as mergekit takes it) or ``model:<path>``; default: the base
+    model's (else the first model's) tokenizer."""
+    tokenizer: TokenizerSettings | None = None
+    """mergekit's ``tokenizer:`` block (instead of ``tokenizer_source``)."""
     tui_merge: TuiMergeOptions = Field(default_factory=TuiMergeOptions)
 
     @field_validator("dtype", "out_dtype")
@@ -161,7 +229,22 @@ class MergeConfig(_Strict):
             raise ValueError("models is empty; list at least one model")
         if self.slices is not None and not self.slices:
             raise ValueError("slices is empty; list at least one slice")
+        if self.tokenizer is not None and self.tokenizer_source is not None:
+            raise ValueError("give tokenizer_source or a tokenizer: block, not both (tokenizer: {source: ...})")
         return self
+
+    @property
+    def tokenizer_choice(self) -> str | None:
+        """The output tokenizer as asked for: ``base``, ``union``, ``model:<name>``, or None (the default).
+
+        ``tokenizer_source`` and ``tokenizer.source`` may name a model bare, as
+        mergekit takes them (``tokenizer_source: ./some-model``); it is spelled
+        ``model:<name>`` here either way.
+        """
+        source = self.tokenizer.source if self.tokenizer is not None else self.tokenizer_source
+        if source is None or source in ("base", "union") or source.startswith("model:"):
+            return source
+        return f"model:{source}"
 
     def referenced_models(self) -> list[str]:
         """Every model the config names, base first, each once, in order of appearance."""

@@ -168,10 +168,11 @@ def _check_weights(loaded: LoadedConfig, method: MethodSpec) -> None:
 
 
 def _check_tokenizer_source(loaded: LoadedConfig) -> None:
-    source = loaded.config.tokenizer_source
-    if source is None or source in ("base", "union") or source.startswith("model:"):
-        return
-    raise BadInputError(f"{loaded.where(('tokenizer_source',))} must be base, union or model:<path>, got {source!r}.")
+    """``model:`` with nothing after it names no model; any other word is a model (found while planning)."""
+    source = loaded.config.tokenizer_choice
+    if source == "model:" or (source or "").strip() != (source or ""):
+        key = ("tokenizer", "source") if loaded.config.tokenizer is not None else ("tokenizer_source",)
+        raise BadInputError(f"{loaded.where(key)} must be base, union or a model (folder or hub id), got {source!r}.")
 
 
 __all__ = ["validate_parameters", "format_path"]

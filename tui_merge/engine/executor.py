@@ -331,7 +331,7 @@ def merge_task(
     tensors = [_prepare(reader, ref, device, allow_nonfinite) for ref in task.inputs]
     base = _prepare(reader, task.base, device, allow_nonfinite) if task.base else None
     if task.vocab is not None:
-        extra = [ref for ref in (task.base, task.fill_from) if ref is not None]
+        extra = [ref for ref in (task.base, *task.fill_from) if ref is not None]
         matrices = [*zip([ref.model for ref in task.inputs], tensors)]
         matrices += [
             (ref.model, base if ref is task.base else _prepare(reader, ref, device, allow_nonfinite)) for ref in extra

@@ -66,13 +66,14 @@ class TensorTask:
     """False for tensors copied as they are (integer buffers)."""
     vocab: VocabAlignment | None = None
     """For a vocabulary matrix whose rows match by token: where each row comes from in each model."""
-    fill_from: InputTensor | None = None
-    """The base's matrix, read only to fill rows other models lack, when the method itself does not read it."""
+    fill_from: tuple[InputTensor, ...] = ()
+    """Matrices read only for their rows, when the method itself does not read them: the base's (it fills rows
+    other models lack) and those of models a ``tokenizer.tokens`` override names."""
 
     @property
     def reads(self) -> tuple[InputTensor, ...]:
         """Every stored tensor the task reads."""
-        return tuple(ref for ref in (*self.inputs, self.base, self.fill_from) if ref is not None)
+        return tuple(ref for ref in (*self.inputs, self.base, *self.fill_from) if ref is not None)
 
     @property
     def nbytes(self) -> int:
@@ -387,11 +388,14 @@ class _Planner:
         refs = [*task.inputs, *([task.base] if task.base else [])]
         alignment = self.vocabulary.alignment
         if alignment is not None and task.merge and self._vocabulary_shaped(refs):
-            fill_from = None
-            if alignment.base and all(ref.model != alignment.base for ref in refs):
-                fill_from = self._input(alignment.base, task.name, task.inputs[0].entry)
-                fill_from = fill_from if self._vocabulary_shaped([fill_from]) else None
-            return replace(task, shape=(alignment.rows, *task.shape[1:]), vocab=alignment, fill_from=fill_from)
+            wanted = [alignment.base, *(override.model for override in alignment.overrides)]
+            read = {ref.model for ref in refs}
+            fill_from = []
+            for model in dict.fromkeys(name for name in wanted if name and name not in read):
+                extra = self._input(model, task.name, task.inputs[0].entry)
+                if self._vocabulary_shaped([extra]):
+                    fill_from.append(extra)
+            return replace(task, shape=(alignment.rows, *task.shape[1:]), vocab=alignment, fill_from=tuple(fill_from))
         shapes = {ref.entry.shape for ref in refs}
         if len(shapes) == 1 and task.shape in shapes:
             return task

@@ -7,6 +7,11 @@ from the mean of the models that have it (the row itself when only one
 does); else, when no model has it, from the mean row of that model's own
 matrix. Never zeros: a zero row has no direction, which makes SLERP divide
 by zero, and it is how earlier tools shipped NaN.
+
+mergekit's ``tokenizer.tokens`` overrides that fill for named tokens
+(``RowOverride``): the row of a chosen model (of that token, or of another
+token), or zeros when the recipe asks for ``{kind: zero}``; with ``force``
+it replaces the row in every model, even those that have the token.
 """
 
 from __future__ import annotations
@@ -23,6 +28,19 @@ if TYPE_CHECKING:
 MISSING = -1
 
 
+@dataclass(frozen=True)
+class RowOverride:
+    """One output row whose source a recipe names (mergekit's ``tokenizer.tokens``)."""
+
+    row: int
+    model: str | None
+    """The model whose row is taken, or None for zeros."""
+    source_row: int
+    """The row of ``model``'s own matrix (its id of the token, or of another token)."""
+    force: bool
+    """Every model takes it, not only those that lack the token."""
+
+
 @dataclass(frozen=True, eq=False)
 class VocabAlignment:
     """Where each output row comes from in each model's matrix."""
@@ -32,6 +50,8 @@ class VocabAlignment:
     """Per model (config name), the source row of each output row, or ``MISSING``."""
     base: str | None
     """The model whose rows fill those another model lacks, when it has them."""
+    overrides: tuple[RowOverride, ...] = ()
+    """Rows whose source the recipe names, applied after the fill."""
 
     def missing(self, model: str) -> int:
         """How many output rows ``model`` lacks."""
@@ -73,14 +93,17 @@ def align_by_token(
     *,
     positional: str | None,
     base: str | None,
+    multiple: int = 1,
 ) -> VocabAlignment:
     """Match every model's rows to ``tokens`` (the output tokenizer's tokens in id order).
 
     The output has a row per token, and at least as many rows as the model
     named ``positional`` (the one whose tokenizer the output uses): rows past
-    its tokenizer (padding rows many checkpoints carry) keep their place.
+    its tokenizer (padding rows many checkpoints carry) keep their place. The
+    row count is rounded up to a ``multiple`` (mergekit's ``pad_to_multiple_of``).
     """
     rows = max(len(tokens), model_rows.get(positional, 0) if positional else 0)
+    rows = -(-rows // multiple) * multiple
     sources: dict[str, tuple[int, ...]] = {}
     for model, vocabulary in vocabularies.items():
         limit = model_rows[model]
@@ -112,7 +135,7 @@ def align_rows(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAli
         present.append(have)
     lacking = (~torch.stack(present).all(dim=0)).nonzero().squeeze(1)
     if lacking.numel() == 0:
-        return gathered
+        return _overridden(matrices, gathered, present, alignment.overrides)
     shape = (-1,) + (1,) * (gathered[0].dim() - 1)
     rows = [matrix.index_select(0, lacking) for matrix in gathered]
     has = [have.index_select(0, lacking) for have in present]
@@ -125,4 +148,25 @@ def align_rows(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAli
     for (_, matrix), output, row, have in zip(matrices, gathered, rows, has):
         fill = torch.where((counts > 0).view(shape), shared, matrix.mean(dim=0, keepdim=True))
         output.index_copy_(0, lacking, torch.where(have.view(shape), row, fill))
+    return _overridden(matrices, gathered, present, alignment.overrides)
+
+
+def _overridden(
+    matrices: Sequence[tuple[str, torch.Tensor]],
+    gathered: list[torch.Tensor],
+    present: list[torch.Tensor],
+    overrides: tuple[RowOverride, ...],
+) -> list[torch.Tensor]:
+    """``gathered`` with each override's row put in place where it applies (forced, or the model lacks it)."""
+    import torch
+
+    sources = dict(matrices)
+    for override in overrides:
+        if override.model is None:
+            row = torch.zeros_like(gathered[0][override.row])
+        else:
+            row = sources[override.model][override.source_row]
+        for output, have in zip(gathered, present):
+            if override.force or not bool(have[override.row]):
+                output[override.row] = row
     return gathered

@@ -9,9 +9,14 @@ Strategies:
 - ``tui_merge.vocab: union`` (or mergekit's ``tokenizer_source: union``): the
   output tokenizer is the base's (else the first model's) plus every token
   another model adds; rows match by token (see ``alignment``).
-- mergekit's ``tokenizer_source: base`` or ``model:<path>`` alone: the output
-  uses that tokenizer and rows match by token to it, when the vocabularies
-  differ at all.
+- mergekit's ``tokenizer_source: base`` or a model (``./some-model``, a hub
+  id, or ``model:<path>``) alone: the output uses that tokenizer and rows
+  match by token to it, when the vocabularies differ at all.
+- mergekit's ``tokenizer:`` block: ``source`` as above (``union`` when left
+  out); rows always match by token; ``tokens`` names where a token's rows
+  come from (``alignment.RowOverride``); ``pad_to_multiple_of`` rounds the
+  rows up (rows no token names take each model's mean row, as transformers'
+  ``resize_token_embeddings`` does, never zeros).
 
 With none of these and different sizes, the plan fails with the sizes and
 the three fixes. The output tokenizer comes from ``tokenizer_source``, else
@@ -23,14 +28,15 @@ at inference), which is checked here too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
+from tui_merge.config.schema import ModelToken, ZeroToken
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.resolve import resolve_model
-from tui_merge.vocab.alignment import VocabAlignment, align_by_token, union_tokens
+from tui_merge.vocab.alignment import RowOverride, VocabAlignment, align_by_token, union_tokens
 from tui_merge.vocab.output import union_tokenizer
 from tui_merge.vocab.tokenizer import AddedToken, TokenizerFacts, has_tokenizer, tokenizer_facts
 
@@ -67,7 +73,7 @@ def plan_vocabulary(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Vocab
     """The vocabulary plan for a config over its inspected models (keyed by config name)."""
     config = loaded.config
     options = config.tui_merge
-    source = config.tokenizer_source
+    source = config.tokenizer_choice
     names = config.referenced_models()
     base = config.base_model
     first = base or names[0]
@@ -76,10 +82,17 @@ def plan_vocabulary(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Vocab
         return VocabPlan(None, None, tokenizer=_output_tokenizer(loaded, models, None, ()))
     if options.vocab == "union" and source not in (None, "union", "base"):
         raise BadInputError(
-            f"{loaded.where(('tokenizer_source',))}: a union vocabulary extends the base's tokenizer, so "
-            f"tokenizer_source {source} contradicts tui_merge.vocab: union; remove one of them."
+            f"{loaded.where(source_key(config))}: a union vocabulary extends the base's tokenizer, so "
+            f"tokenizer source {source} contradicts tui_merge.vocab: union; remove one of them."
         )
-    by_token = options.vocab == "union" or (options.vocab is None and source is not None)
+    if config.tokenizer is not None and options.vocab in ("truncate", "pad"):
+        raise BadInputError(
+            f"{loaded.where(('tokenizer',))}: the tokenizer: block matches rows by token, so it contradicts "
+            f"tui_merge.vocab: {options.vocab} (rows by position); remove one of them."
+        )
+    by_token = (
+        config.tokenizer is not None or options.vocab == "union" or (options.vocab is None and source is not None)
+    )
     if by_token:
         plan = _by_token(loaded, models, rows, first)
         if plan is not None:
@@ -106,6 +119,8 @@ def plan_vocabulary(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Vocab
 
 def _by_token(loaded: LoadedConfig, models: dict[str, ModelInfo], rows: dict[str, int], first: str) -> VocabPlan | None:
     config = loaded.config
+    union = config.tui_merge.vocab == "union" or config.tokenizer_choice == "union"
+    named = None if union else _named_tokenizer(loaded, models, first)  # a misspelt source is said first
     vocabularies = {}
     for name in rows:
         facts = tokenizer_facts(models[name].folder)
@@ -115,17 +130,21 @@ def _by_token(loaded: LoadedConfig, models: dict[str, ModelInfo], rows: dict[str
                 f"{models[name].folder}; use tui_merge: {{vocab: truncate}} or {{vocab: pad}} instead."
             )
         vocabularies[name] = facts
-    union = config.tui_merge.vocab == "union" or config.tokenizer_source == "union"
-    if union:
+    if named is None:
         target_name = first
         tokens, added = union_tokens(vocabularies[first], [vocabularies[name] for name in rows if name != first])
         target = vocabularies[first]
     else:
-        target_name, target = _named_tokenizer(loaded, models, first)
+        target_name, target = named
         tokens, added = target.by_id(), []
     positional = target_name if target_name in rows else None
-    alignment = align_by_token(tokens, vocabularies, rows, positional=positional, base=config.base_model)
-    if alignment.is_identity(rows) and not added:
+    block = config.tokenizer
+    multiple = (block.pad_to_multiple_of or 1) if block is not None else 1
+    alignment = align_by_token(tokens, vocabularies, rows, positional=positional, base=config.base_model,
+                               multiple=multiple)  # fmt: skip
+    overrides, override_notes = _token_overrides(loaded, tokens, vocabularies, rows)
+    alignment = replace(alignment, overrides=overrides)
+    if alignment.is_identity(rows) and not added and not overrides:
         return None  # the vocabularies already agree row for row: nothing to rearrange
     tokenizer = _output_tokenizer(loaded, models, target.folder, tuple(added))
     _check_fits(tokenizer, alignment.rows, loaded)
@@ -138,18 +157,65 @@ def _by_token(loaded: LoadedConfig, models: dict[str, ModelInfo], rows: dict[str
     ]
     if added:
         notes.insert(0, f"union tokenizer: {target.folder.name}'s with {len(added)} tokens added")
-    return VocabPlan("union" if union else "tokens", alignment.rows, alignment, tokenizer, tuple(notes))
+    return VocabPlan("union" if union else "tokens", alignment.rows, alignment, tokenizer, (*notes, *override_notes))
+
+
+def source_key(config) -> tuple[str, ...]:
+    """Where the config names its tokenizer source, for messages."""
+    return ("tokenizer", "source") if config.tokenizer is not None else ("tokenizer_source",)
+
+
+def _token_overrides(
+    loaded: LoadedConfig, tokens: list[str | None], vocabularies: dict[str, TokenizerFacts], rows: dict[str, int]
+) -> tuple[tuple[RowOverride, ...], list[str]]:
+    """The rows ``tokenizer.tokens`` names, checked against the models and their tokenizers; and notes about
+    tokens the output tokenizer does not have (ignored, as mergekit ignores them)."""
+    block = loaded.config.tokenizer
+    if block is None or not block.tokens:
+        return (), []
+    row_of = {token: row for row, token in enumerate(tokens) if token is not None}
+    overrides, notes = [], []
+    for token, settings in block.tokens.items():
+        where = loaded.where(("tokenizer", "tokens", token))
+        if token not in row_of:
+            notes.append(f"tokenizer.tokens names {token!r}, which the output tokenizer does not have: ignored")
+            continue
+        source = settings.source
+        if source is None:
+            raise BadInputError(f"{where}: give the token a source (a model, {{kind: zero}} or {{kind: model_token}}).")
+        if isinstance(source, ZeroToken):
+            overrides.append(RowOverride(row_of[token], None, 0, settings.force))
+            continue
+        model = source.model if isinstance(source, ModelToken) else source
+        if model not in rows:
+            merged = ", ".join(rows)
+            raise BadInputError(f"{where}: {model} is not one of the merged models ({merged}); name one of them.")
+        if isinstance(source, ModelToken) and source.token_id is not None:
+            source_row = source.token_id
+        else:
+            wanted = source.token if isinstance(source, ModelToken) else token
+            source_row = vocabularies[model].ids.get(wanted, -1)
+            if source_row < 0:
+                raise BadInputError(f"{where}: the tokenizer of {model} has no token {wanted!r}.")
+        if source_row >= rows[model]:
+            raise BadInputError(f"{where}: row {source_row} is past the {rows[model]} rows of {model}.")
+        overrides.append(RowOverride(row_of[token], model, source_row, settings.force))
+    return tuple(overrides), notes
 
 
 def _named_tokenizer(loaded: LoadedConfig, models: dict[str, ModelInfo], first: str) -> tuple[str, TokenizerFacts]:
-    source = loaded.config.tokenizer_source or "base"
-    name = first if source == "base" else source.removeprefix("model:")
-    folder = models[name].folder if name in models else resolve_model(name).folder
+    source = loaded.config.tokenizer_choice or "base"
+    name = first if source in ("base", "union") else source.removeprefix("model:")
+    where = loaded.where(source_key(loaded.config))
+    try:
+        folder = models[name].folder if name in models else resolve_model(name).folder
+    except BadInputError as error:
+        raise BadInputError(
+            f"{where}: {name} is neither base nor union nor a model here ({error.message.rstrip('.')})."
+        ) from None
     facts = tokenizer_facts(folder)
     if facts is None:
-        raise BadInputError(
-            f"{loaded.where(('tokenizer_source',))}: {folder} has no tokenizer files; name a model that has one."
-        )
+        raise BadInputError(f"{where}: {folder} has no tokenizer files; name a model that has one.")
     return name, facts
 
 
@@ -169,7 +235,7 @@ def _output_tokenizer(
 
 def _default_tokenizer_folder(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Path | None:
     config = loaded.config
-    source = config.tokenizer_source
+    source = config.tokenizer_choice
     names = config.referenced_models()
     first = config.base_model or names[0]
     if source and source.startswith("model:"):

@@ -251,6 +251,12 @@ class WizardState:
                 f"{loaded.source} stacks layers with slices, which the wizard does not edit; edit it in a text "
                 "editor and replay it with tui-merge run."
             )
+        block = config.tokenizer
+        if block is not None and (block.tokens or block.pad_to_multiple_of):
+            raise BadInputError(
+                f"{loaded.source} names rows per token or pads them (tokenizer.tokens, pad_to_multiple_of), which "
+                "the wizard does not edit; edit it in a text editor and replay it with tui-merge run."
+            )
         options = config.tui_merge
         state = cls(
             models=[entry.model for entry in config.models],
@@ -261,7 +267,7 @@ class WizardState:
             out_dtype=config.output_dtype,
             shard_size=str(options.shard_size),
             device=options.device,
-            tokenizer_source=config.tokenizer_source,
+            tokenizer_source=config.tokenizer_choice,
             seed=options.seed,
             config_path=loaded.source,
         )
