@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tui_merge.config import parse_config
@@ -99,6 +101,29 @@ def test_slices_configs_are_left_to_the_editor(llama_base) -> None:
     )
 
     with pytest.raises(BadInputError, match="stacks layers with slices"):
+        WizardState.from_config(loaded, {})
+
+
+def test_a_reopened_config_keeps_its_chat_template_and_tokenizer_block_source(llama_base, llama_finetune) -> None:
+    infos = {str(path): load_model_info(str(path)) for path in (llama_base, llama_finetune)}
+    template = "{% for m in messages %}\n<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+    text = (
+        f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n"
+        f"tokenizer: {{source: {llama_finetune}}}\nchat_template: {json.dumps(template)}\n"
+    )
+
+    again = parse_config(WizardState.from_config(parse_config(text, "m.yaml"), infos).config_text(), "again.yaml")
+
+    assert again.config.chat_template == template
+    assert again.config.tokenizer_choice == f"model:{llama_finetune}"
+
+
+def test_per_token_rows_are_left_to_the_editor(llama_base) -> None:
+    loaded = parse_config(
+        f"merge_method: linear\nmodels: [{{model: {llama_base}}}]\ntokenizer: {{pad_to_multiple_of: 8}}\n", "f.yaml"
+    )
+
+    with pytest.raises(BadInputError, match="names rows per token or pads them"):
         WizardState.from_config(loaded, {})
 
 

@@ -83,6 +83,7 @@ class Recipe:
     parameters: dict[str, Any] = field(default_factory=dict)
     dtype: str | None = None
     tokenizer_source: str | None = None
+    chat_template: str | None = None
     tui_merge: dict[str, Any] = field(default_factory=dict)
     comments: list[str] = field(default_factory=list)
     """Lines written as ``#`` comments at the top."""
@@ -114,6 +115,8 @@ def render_recipe(recipe: Recipe) -> str:
         lines.append(f"dtype: {scalar(recipe.dtype)}")
     if recipe.tokenizer_source:
         lines.append(f"tokenizer_source: {scalar(recipe.tokenizer_source)}")
+    if recipe.chat_template:
+        lines.append(f"chat_template: {scalar(recipe.chat_template)}")
     if recipe.tui_merge:
         lines.append("tui_merge:")
         lines += [f"  {key}: {scalar(value)}" for key, value in recipe.tui_merge.items()]

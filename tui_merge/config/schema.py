@@ -210,6 +210,8 @@ class MergeConfig(_Strict):
     model's (else the first model's) tokenizer."""
     tokenizer: TokenizerSettings | None = None
     """mergekit's ``tokenizer:`` block (instead of ``tokenizer_source``)."""
+    chat_template: str | None = None
+    """A template name (``chatml``...), ``auto`` or a Jinja template, written into the output tokenizer."""
     tui_merge: TuiMergeOptions = Field(default_factory=TuiMergeOptions)
 
     @field_validator("dtype", "out_dtype")

@@ -30,6 +30,7 @@ from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import OutputLock
 from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.plan import Plan, Shard, TensorTask
+from tui_merge.vocab.chat_template import write_chat_template
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
@@ -134,6 +135,8 @@ class OutputWriter:
         tokenizer = plan.vocabulary.tokenizer
         if tokenizer is not None:
             write_tokenizer(tokenizer.source, tokenizer.added, self.partial)
+            if tokenizer.chat_template is not None:
+                write_chat_template(self.partial, tokenizer.chat_template)
         self._write_text("tui_merge_config.yaml", plan.loaded.text)
         self._write_text("README.md", model_card(plan))
         if journal is not None:

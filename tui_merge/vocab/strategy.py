@@ -37,6 +37,7 @@ from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.resolve import resolve_model
 from tui_merge.vocab.alignment import RowOverride, VocabAlignment, align_by_token, union_tokens
+from tui_merge.vocab.chat_template import resolve_chat_template
 from tui_merge.vocab.output import union_tokenizer
 from tui_merge.vocab.tokenizer import AddedToken, TokenizerFacts, has_tokenizer, tokenizer_facts
 
@@ -53,6 +54,8 @@ class OutputTokenizer:
     """Ids of bos / eos / pad / unk, which config.json and generation_config.json must repeat."""
     size: int = 0
     """Ids the output tokenizer produces."""
+    chat_template: str | None = None
+    """The chat template the config asks for (``chat_template``), written over the source's; None keeps it."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,22 @@ class VocabPlan:
 
 
 def plan_vocabulary(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> VocabPlan:
-    """The vocabulary plan for a config over its inspected models (keyed by config name)."""
+    """The vocabulary plan for a config over its inspected models (keyed by config name), with the chat
+    template the config asks for (``vocab.chat_template``)."""
+    plan = _plan_rows(loaded, models)
+    value = loaded.config.chat_template
+    if value is None:
+        return plan
+    folders = [models[name].folder for name in loaded.config.referenced_models()]
+    template, note = resolve_chat_template(value, loaded.where(("chat_template",)), folders)
+    if plan.tokenizer is None:
+        note = "chat_template is given but the output gets no tokenizer, so it is not written"
+    elif template is not None:
+        plan = replace(plan, tokenizer=replace(plan.tokenizer, chat_template=template))
+    return replace(plan, notes=(*plan.notes, note)) if note else plan
+
+
+def _plan_rows(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> VocabPlan:
     config = loaded.config
     options = config.tui_merge
     source = config.tokenizer_choice

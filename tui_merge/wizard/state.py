@@ -63,6 +63,8 @@ class WizardState:
     shard_size: str = "5GB"
     device: str = "auto"
     tokenizer_source: str | None = None
+    chat_template: str | None = None
+    """Kept from a reopened config (the wizard does not edit it), so saving it again keeps it."""
     seed: int = 0
     config_path: str = "merge.yaml"
 
@@ -198,6 +200,7 @@ class WizardState:
             parameters=parameters,
             dtype=self.out_dtype,
             tokenizer_source=self.tokenizer_source,
+            chat_template=self.chat_template,
             tui_merge=options,
             comments=[f"{method.name} merge from the tui-merge wizard; replay: tui-merge run THIS_FILE OUT"],
         )
@@ -268,6 +271,7 @@ class WizardState:
             shard_size=str(options.shard_size),
             device=options.device,
             tokenizer_source=config.tokenizer_choice,
+            chat_template=config.chat_template,
             seed=options.seed,
             config_path=loaded.source,
         )
