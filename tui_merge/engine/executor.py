@@ -102,7 +102,7 @@ def execute(
     """
     run = _Run(plan, output, on_event, control, replace, keep_partial, allow_nonfinite)
     run.emit(MergeStarted(plan))
-    for note in plan.vocabulary.notes:
+    for note in (*plan.vocabulary.notes, *plan.notes):
         run.emit(Log("info", note))
     fingerprint = plan_fingerprint(plan)
     if resume:

@@ -30,6 +30,7 @@ from tui_merge.models.checkpoint import TensorEntry
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.json_file import read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, FLOAT_DTYPES
+from tui_merge.models.sentence_modules import sentence_module_files
 from tui_merge.vocab.alignment import VocabAlignment
 from tui_merge.vocab.strategy import VocabPlan, plan_vocabulary
 
@@ -112,6 +113,12 @@ class Plan:
     """How vocabularies are reconciled, and the output tokenizer."""
     generation_config: dict[str, Any] | None = None
     """The reference model's generation_config.json, read while planning (None when it has none)."""
+    companion_source: Path | None = None
+    """The model whose sentence-transformers files the output carries (``models.sentence_modules``)."""
+    companions: tuple[str, ...] = ()
+    """Those files and module folders, relative to ``companion_source``."""
+    notes: tuple[str, ...] = ()
+    """Other things the user should read in the run log (module weights copied unmerged)."""
     warnings: tuple[str, ...] = ()
     """What the compatibility check warned about (``engine.job``), for the log and the model card."""
 
@@ -170,7 +177,7 @@ def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
         # The model as the config names it: its resolved folder differs from machine to machine.
         named = next((name for name, info in plan.models.items() if info.folder == source), source)
         lines.append(f"  tokenizer      {named}{added}")
-    lines += [f"  note           {note}" for note in vocabulary.notes]
+    lines += [f"  note           {note}" for note in (*vocabulary.notes, *plan.notes)]
     return lines
 
 
@@ -204,6 +211,9 @@ class _Planner:
         if out_dtype not in OUTPUT_DTYPES:
             out_dtype = "float32"
         tasks = tuple(self._with_dtype(task, out_dtype) for task in self.tasks)
+        tokenizer = self.vocabulary.tokenizer
+        companion_source = tokenizer.source if tokenizer is not None else reference.folder
+        companions, notes = sentence_module_files(companion_source)
         return Plan(
             loaded=self.loaded,
             method=self.method,
@@ -216,6 +226,9 @@ class _Planner:
             out_dtype=out_dtype,
             vocabulary=self.vocabulary,
             generation_config=_generation_config(reference),
+            companion_source=companion_source,
+            companions=companions,
+            notes=tuple(notes),
         )
 
     # --- models: every layer from every model ------------------------------------------------

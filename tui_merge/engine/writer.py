@@ -118,8 +118,8 @@ class OutputWriter:
             self._stream = None
 
     def finish(self, journal: Journal | None = None) -> None:
-        """Write index, config, tokenizer, recipe, card and the shard manifest; drop the journal; sync; move into
-        place."""
+        """Write index, config, tokenizer, sentence-transformers files, recipe, card and the shard manifest;
+        drop the journal; sync; move into place."""
         plan = self.plan
         if len(plan.shards) > 1:
             weight_map = {plan.tasks[i].name: shard.file_name for shard in plan.shards for i in shard.tasks}
@@ -137,6 +137,12 @@ class OutputWriter:
             write_tokenizer(tokenizer.source, tokenizer.added, self.partial)
             if tokenizer.chat_template is not None:
                 write_chat_template(self.partial, tokenizer.chat_template)
+        for name in plan.companions:
+            source = plan.companion_source / name
+            if source.is_dir():
+                shutil.copytree(source, self.partial / name)
+            else:
+                shutil.copyfile(source, self.partial / name)
         self._write_text("tui_merge_config.yaml", plan.loaded.text)
         self._write_text("README.md", model_card(plan))
         if journal is not None:

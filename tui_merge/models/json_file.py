@@ -26,6 +26,13 @@ def read_json_object(
     path: Path, *, limit: int = MAX_CONFIG_BYTES, fix: str = "restore it from the model's source"
 ) -> dict[str, Any]:
     """The JSON object in ``path``; BadInputError naming the file and ``fix`` when it cannot be one."""
+    return read_json(path, limit=limit, fix=fix)
+
+
+def read_json(
+    path: Path, *, expect: type = dict, limit: int = MAX_CONFIG_BYTES, fix: str = "restore it from the model's source"
+) -> Any:
+    """The JSON value in ``path``, which must be an ``expect`` (a dict: an object; a list: an array)."""
     try:
         size = path.stat().st_size
         if size > limit:
@@ -36,19 +43,20 @@ def read_json_object(
         raw = path.read_bytes()
     except OSError as error:
         raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
-    return parse_json_object(raw, str(path), fix)
+    return parse_json_object(raw, str(path), fix, expect=expect)
 
 
-def parse_json_object(raw: bytes, subject: str, fix: str) -> dict[str, Any]:
-    """The JSON object in ``raw``; BadInputError saying what ``subject`` (e.g. a file) is and ``fix`` otherwise."""
+def parse_json_object(raw: bytes, subject: str, fix: str, *, expect: type = dict) -> Any:
+    """The JSON object (or ``expect``) in ``raw``; BadInputError saying what ``subject`` (e.g. a file) is and
+    ``fix`` otherwise."""
     try:
         data = json.loads(raw)
     except RecursionError:
         raise BadInputError(f"{subject} is nested too deeply to be a model file; {fix}.") from None
     except (UnicodeDecodeError, ValueError) as error:  # ValueError: also a number too long to convert
         raise BadInputError(f"{subject} is not valid JSON ({_short(error)}); {fix}.") from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"{subject} is not a JSON object; {fix}.")
+    if not isinstance(data, expect):
+        raise BadInputError(f"{subject} is not a JSON {'object' if expect is dict else 'array'}; {fix}.")
     return data
 
 
