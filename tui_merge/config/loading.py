@@ -185,7 +185,8 @@ def _line_map(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
 
 _KNOWN_KEYS = (
     "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source",
-    "tui_merge", "model", "layer_range", "sources", "vocab", "shard_size", "device", "seed", "copy_tokenizer",
+    "input_model_parameters", "tui_merge", "model", "layer_range", "sources", "vocab", "shard_size", "device",
+    "seed", "copy_tokenizer",
     "tokenizer", "tokens", "pad_to_multiple_of", "source", "force", "kind", "token", "token_id", "chat_template",
 )  # fmt: skip
 

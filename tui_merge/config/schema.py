@@ -202,6 +202,9 @@ class MergeConfig(_Strict):
     models: list[ModelEntry] | None = None
     slices: list[OutputSlice] | None = None
     parameters: dict[str, Any] = Field(default_factory=dict)
+    input_model_parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """mergekit 0.0.2's per-model parameters, by model: below a ``models:`` entry's own and a slice's, above
+    the global ones (``tui-merge export`` writes them into the entries)."""
     dtype: str | None = None
     """mergekit's working dtype; here it is the output dtype unless out_dtype is set (math runs in float32)."""
     out_dtype: str | None = None
@@ -247,6 +250,10 @@ class MergeConfig(_Strict):
         if source is None or source in ("base", "union") or source.startswith("model:"):
             return source
         return f"model:{source}"
+
+    def model_parameters(self, model: str) -> dict[str, Any]:
+        """The ``input_model_parameters`` of ``model`` (empty when it has none)."""
+        return self.input_model_parameters.get(model, {})
 
     def referenced_models(self) -> list[str]:
         """Every model the config names, base first, each once, in order of appearance."""

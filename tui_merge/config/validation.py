@@ -53,6 +53,14 @@ def _parameter_levels(loaded: LoadedConfig) -> Iterator[tuple[KeyPath, dict[str,
     yield ("parameters",), config.parameters, False
     for index, entry in enumerate(config.models or []):
         yield ("models", index, "parameters"), entry.parameters, True
+    for model, parameters in config.input_model_parameters.items():
+        if model not in config.referenced_models():
+            listed = ", ".join(config.referenced_models())
+            raise BadInputError(
+                f"{loaded.where(('input_model_parameters', model))}: {model} is not one of the config's models "
+                f"({listed}); name one of them."
+            )
+        yield ("input_model_parameters", model), parameters, True
     for index, output_slice in enumerate(config.slices or []):
         yield ("slices", index, "parameters"), output_slice.parameters, False
         for source_index, source in enumerate(output_slice.sources):
@@ -114,7 +122,11 @@ def _check_required(loaded: LoadedConfig, method: MethodSpec) -> None:
 
 def _every_model_sets(config: Any, name: str) -> bool:
     entries = config.models or [source for output_slice in config.slices for source in output_slice.sources]
-    return all(name in entry.parameters for entry in entries if entry.model != config.base_model)
+    return all(
+        name in entry.parameters or name in config.model_parameters(entry.model)
+        for entry in entries
+        if entry.model != config.base_model
+    )
 
 
 def _check_models(loaded: LoadedConfig, method: MethodSpec) -> None:
@@ -152,8 +164,10 @@ def unweighted_models(loaded: LoadedConfig) -> tuple[list[str], list[str]]:
     merged = [entry for entry in config.models if method.base == "none" or entry.model != config.base_model]
     if "weight" in config.parameters:
         return [entry.model for entry in merged], []
-    weighted = [entry.model for entry in merged if "weight" in entry.parameters]
-    return weighted, [entry.model for entry in merged if "weight" not in entry.parameters]
+    weighted = [
+        entry.model for entry in merged if "weight" in {**config.model_parameters(entry.model), **entry.parameters}
+    ]
+    return weighted, [entry.model for entry in merged if entry.model not in weighted]
 
 
 def _check_weights(loaded: LoadedConfig, method: MethodSpec) -> None:

@@ -241,7 +241,10 @@ class _Planner:
         for name in _ordered_names(reference):
             role = reference.roles[name]
             place = TensorPlace(name, layer_position(role.layer, depth))
-            levels = {model: [params_by_model.get(model, {}), self.config.parameters] for model in input_names}
+            levels = {
+                model: [params_by_model.get(model, {}), self.config.model_parameters(model), self.config.parameters]
+                for model in input_names
+            }
             self._add_task(
                 name, reference, place,
                 inputs=[(model, name) for model in input_names],
@@ -316,7 +319,10 @@ class _Planner:
                 continue
             key = f"{source.model}{_KEY_SEPARATOR}{id(source)}"
             inputs.append((key, source_name(source)))
-            levels[key] = [source.parameters, output_slice.parameters, self.config.parameters]
+            levels[key] = [
+                source.parameters, output_slice.parameters, self.config.model_parameters(source.model),
+                self.config.parameters,
+            ]  # fmt: skip
         self._add_task(
             output_name, self.models[self._reference_source(output_slice).model], TensorPlace(output_name, position),
             inputs=inputs, base=base, levels=levels, global_levels=[output_slice.parameters, self.config.parameters],

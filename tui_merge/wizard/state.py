@@ -281,11 +281,14 @@ class WizardState:
         for name, value in config.parameters.items():
             if name != varying:
                 state.global_values[name] = value
-        for entry in config.models:
-            for name, value in entry.parameters.items():
+        # mergekit 0.0.2's input_model_parameters rank below an entry's own: both become the entry's values.
+        per_model = {
+            entry.model: {**config.model_parameters(entry.model), **entry.parameters} for entry in config.models
+        }
+        for model, parameters in per_model.items():
+            for name, value in parameters.items():
                 if name != varying:
-                    state.model_values.setdefault(entry.model, {})[name] = value
-        per_model = {entry.model: entry.parameters for entry in config.models}
+                    state.model_values.setdefault(model, {})[name] = value
         filters = {part.filter for part in state.component_parts()}
         state.split = bool(filters) and any(
             is_conditions(level.get(varying)) and any(row.get("filter") in filters for row in level[varying])
