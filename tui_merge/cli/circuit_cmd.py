@@ -14,10 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tui_merge.cli.generated import run_generated
-from tui_merge.config.loading import read_text
+from tui_merge.config.loading import load_yaml
 from tui_merge.config.rendering import Recipe, RecipeModel, render_recipe
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import get_method, suggestion
@@ -49,14 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
 def read_circuit_file(path: Path) -> dict[str, Any]:
     """A Circuit-Merge YAML config, its keys and parameter names checked."""
-    text = read_text(path, "Circuit config")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or "unreadable"
-        raise BadInputError(f"{path}{line}: this is not valid YAML ({problem}).") from None
+    data = load_yaml(path, "Circuit config")
     if not isinstance(data, dict):
         raise BadInputError(f"{path}: a circuit config is a mapping with base_model, variant_models and output_dir.")
     for key in data:

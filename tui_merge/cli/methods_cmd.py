@@ -45,7 +45,7 @@ def describe(method: MethodSpec, console: Console) -> None:
     for column in ("parameter", "scope", "default", "range", "meaning"):
         table.add_column(column, no_wrap=column != "meaning")
     for spec in method.params:
-        allowed = spec.range_text() if spec.kind != "bool" else "true/false"
+        allowed = "true/false" if spec.kind == "bool" else spec.range_text()
         table.add_row(spec.name, _scope(spec), _default(spec), allowed, Text(spec.help))
     console.print(table)
 
@@ -58,5 +58,7 @@ def _default(spec: ParamSpec) -> str:
     """The value a config that leaves the parameter out gets, and where new configs start when that differs."""
     if spec.kind == "bool":
         return "true" if spec.default else "false"
+    if spec.kind == "choice":
+        return str(spec.default)
     default = "required" if spec.required else f"{spec.default:g}"
     return default if spec.suggested is None else f"{default}; new configs {spec.suggested:g}"

@@ -35,6 +35,8 @@ examples:
   tui-merge circuit ./base ./best ./second ./out   Circuit-Merge's arguments
   tui-merge blockmerge --model_path1 ./a --model_path2 ./b \\
       --output_model_path ./out --gradient_values '[1, 0.5, 0]'
+  tui-merge legacy ./out --merge ./a --merge ./b --base-model ./base   mergekit-legacy
+  tui-merge bakllama layers.yaml ./out     a bakllama layer-stacking config
 """
 
 _RUN_EXAMPLES = """\
@@ -97,6 +99,33 @@ final norm and head the last. The output keeps model 1's vocabulary (model 2's
 rows cut or padded with its mean row, with a warning) and tokenizer. The config
 it runs is saved in the output as tui_merge_config.yaml; --print-yaml prints it.
 exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
+"""
+
+_LEGACY_EXAMPLES = """\
+examples:
+  tui-merge legacy ./merged --merge ./chat --merge ./code --base-model ./base \\
+      --density 0.5 --weight 0.6 --weight 0.4
+  tui-merge legacy ./merged --method slerp --merge ./a --base-model ./b --weight 0.3
+  tui-merge legacy ./merged --merge ./a --merge ./b --method linear --print-yaml > merge.yaml
+
+mergekit-legacy's rules: one --weight or --density applies to every model,
+several give one per model (--merge order, then a base model that is not
+merged); for slerp the single --weight is t; --naive-count elects signs by
+count; bfloat16 unless --no-bf16; the CPU unless --cuda.
+"""
+
+_BAKLLAMA_EXAMPLES = """\
+examples:
+  tui-merge bakllama layers.yaml ./merged
+  tui-merge bakllama layers.yaml --print-yaml > merge.yaml
+
+layers.yaml, as bakllama reads it:
+  layer_slices:
+    - {model: ./base, start: 0, end: 16}
+    - {model: ./chat, start: 8, end: 24, scale: 0.9}
+  embedding_source: ./base     (default: the first slice's model)
+  lm_head_source: ./chat       (default: the last slice's model)
+Ranges are half-open; scale multiplies that slice's MLP down-projections.
 """
 
 _CIRCUIT_EXAMPLES = """\
@@ -362,6 +391,45 @@ COMMANDS: tuple[Command, ...] = (
             arg("--seed", type=int, metavar="S", help="seed of the random drops"),
             arg("--skip_rescaling", action="store_true", default=None, help="keep pruned deltas unscaled"),
             arg("--test", action="store_true", help="run a self-check of the method on synthetic tensors"),
+            *_GENERATED,
+        ),
+    ),
+    Command(
+        "legacy", "tui_merge.cli.legacy_cmd:run",
+        "mergekit 0.0.2's mergekit-legacy command line: --merge models with weights and densities",
+        "Merge with mergekit-legacy's flags (mergekit 0.0.2); they become a config\n"
+        "that --print-yaml shows and tui-merge run replays.",
+        _LEGACY_EXAMPLES,
+        (
+            arg("output", nargs="?", metavar="OUT", help="output folder"),
+            arg("--merge", action="append", required=True, metavar="MODEL", help="a model to merge (repeat)"),
+            arg("--base-model", metavar="MODEL", help="the base model"),
+            arg("--weight", action="append", type=float, default=[], metavar="W",
+                help="one for every model, or one per model (slerp: its t)"),
+            arg("--density", action="append", type=float, default=[], metavar="D",
+                help="one for every model, or one per model"),
+            arg("--method", default="ties", metavar="NAME", help="merge method (default ties)"),
+            arg("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                help="divide by the sum of the weights (default on)"),
+            arg("--int8-mask", action="store_true", help="accepted; masks are always exact here"),
+            arg("--bf16", action=argparse.BooleanOptionalAction, default=True, help="write bfloat16 (default on)"),
+            arg("--naive-count", action="store_true", help="elect signs by count, not by sum (ties)"),
+            arg("--cuda", action="store_true", help="merge on the GPU (default: the CPU)"),
+            arg("--copy-tokenizer", action=argparse.BooleanOptionalAction, default=True,
+                help="copy the base model's tokenizer (default on)"),
+            *_GENERATED,
+        ),
+    ),
+    Command(
+        "bakllama", "tui_merge.cli.bakllama_cmd:run",
+        "bakllama's layer-recombination config: stack layer ranges of models",
+        "Stack layers with a bakllama config (layer_slices, embedding_source,\n"
+        "lm_head_source); it becomes a passthrough config.",
+        _BAKLLAMA_EXAMPLES,
+        (
+            arg("config", metavar="CONFIG", help="the bakllama YAML file"),
+            arg("output", nargs="?", metavar="OUT", help="output folder"),
+            arg("--fp16", action="store_true", help="write float16"),
             *_GENERATED,
         ),
     ),

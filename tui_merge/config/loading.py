@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -106,14 +107,35 @@ def parse_config(text: str, source: str) -> LoadedConfig:
     """Parse config text; ``source`` names it in messages. Text beyond ``MAX_CONFIG_BYTES``, nesting beyond
     ``MAX_DEPTH`` and more than ``MAX_VALUES`` values once aliases are expanded are refused before the values
     are built."""
+    data, node = parse_yaml(text, source)
+    lines = _line_map(node) if data is not None else {}
+    if not isinstance(data, dict):
+        raise BadInputError(f"{source}: a merge config is a YAML mapping with merge_method and models or slices.")
+    try:
+        config = MergeConfig.model_validate(data)
+    except ValidationError as error:
+        raise BadInputError(_describe(error, source, lines)) from None
+    loaded = LoadedConfig(config=config, text=text, source=source, lines=lines)
+    from tui_merge.config.validation import validate_parameters
+
+    validate_parameters(loaded)
+    return loaded
+
+
+def load_yaml(path: Path, what: str) -> Any:
+    """The YAML value in ``path`` (a file of another tool's settings), with the bounds of a config."""
+    return parse_yaml(read_text(path, what, MAX_CONFIG_BYTES), str(path))[0]
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The value of YAML ``text`` and its node tree, refusing what no config holds (see ``parse_config``)."""
     if len(text) > MAX_CONFIG_BYTES:
         raise BadInputError(f"{source} holds {len(text)} characters; a merge config is a few KB, so it is refused.")
     try:
         node = yaml.compose(text, Loader=ConfigLoader)
         if node is not None:
             _check_size(node, source)
-        data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
-        lines = _line_map(node) if data is not None else {}
+        return yaml.load(text, Loader=ConfigLoader), node  # noqa: S506 (a SafeLoader subclass)
     except RecursionError:
         raise BadInputError(
             f"{source}: the YAML nests deeper than {MAX_DEPTH} levels; a merge config does not."
@@ -126,17 +148,6 @@ def parse_config(text: str, source: str) -> LoadedConfig:
         line = f":{mark.line + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error)
         raise BadInputError(f"{source}{line}: this is not valid YAML ({problem}).") from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"{source}: a merge config is a YAML mapping with merge_method and models or slices.")
-    try:
-        config = MergeConfig.model_validate(data)
-    except ValidationError as error:
-        raise BadInputError(_describe(error, source, lines)) from None
-    loaded = LoadedConfig(config=config, text=text, source=source, lines=lines)
-    from tui_merge.config.validation import validate_parameters
-
-    validate_parameters(loaded)
-    return loaded
 
 
 def _check_size(root: yaml.Node, source: str) -> None:
@@ -186,7 +197,7 @@ def _line_map(node: yaml.Node, path: KeyPath = ()) -> dict[KeyPath, int]:
 _KNOWN_KEYS = (
     "merge_method", "base_model", "models", "slices", "parameters", "dtype", "out_dtype", "tokenizer_source",
     "input_model_parameters", "tui_merge", "model", "layer_range", "sources", "vocab", "shard_size", "device",
-    "seed", "copy_tokenizer",
+    "seed", "copy_tokenizer", "embeddings_from", "head_from",
     "tokenizer", "tokens", "pad_to_multiple_of", "source", "force", "kind", "token", "token_id", "chat_template",
 )  # fmt: skip
 

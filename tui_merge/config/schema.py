@@ -101,6 +101,12 @@ class TuiMergeOptions(_Strict):
     """Seed of the random methods; the same seed replays the same bytes."""
     copy_tokenizer: bool = True
     """Copy tokenizer files into the output."""
+    embeddings_from: str | None = None
+    """A ``slices:`` passthrough takes the tensors before the layers (embeddings) from this model instead of
+    the first slice's (bakllama's ``embedding_source``)."""
+    head_from: str | None = None
+    """... and the tensors after the layers (final norm, head) from this model instead of the last slice's
+    (bakllama's ``lm_head_source``)."""
 
     @field_validator("shard_size")
     @classmethod
@@ -234,6 +240,12 @@ class MergeConfig(_Strict):
             raise ValueError("models is empty; list at least one model")
         if self.slices is not None and not self.slices:
             raise ValueError("slices is empty; list at least one slice")
+        outside = self.tui_merge.embeddings_from or self.tui_merge.head_from
+        if outside and (self.slices is None or self.merge_method != "passthrough"):
+            raise ValueError(
+                "tui_merge.embeddings_from and head_from take the outside tensors of a passthrough "
+                "slices: config from one model; use them with merge_method: passthrough and slices"
+            )
         if self.tokenizer is not None and self.tokenizer_source is not None:
             raise ValueError("give tokenizer_source or a tokenizer: block, not both (tokenizer: {source: ...})")
         return self
@@ -262,6 +274,7 @@ class MergeConfig(_Strict):
             names.append(entry.model)
         for output_slice in self.slices or []:
             names.extend(source.model for source in output_slice.sources)
+        names += [name for name in (self.tui_merge.embeddings_from, self.tui_merge.head_from) if name]
         return list(dict.fromkeys(names))
 
     @property

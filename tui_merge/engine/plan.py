@@ -260,7 +260,10 @@ class _Planner:
         slices = self.config.slices or []
         references = [self._slice_reference(index, output_slice) for index, output_slice in enumerate(slices)]
         first, last = references[0], references[-1]
-        for name in _ordered_names(first):
+        options = self.config.tui_merge
+        if options.embeddings_from:
+            self._add_outside_tasks(options.embeddings_from, embeddings=True)
+        for name in _ordered_names(first) if not options.embeddings_from else []:
             role = first.roles[name]
             if role.layer is None and role.component == "embed":
                 self._add_slice_task(0, name, name, 0.0, lambda source, name=name: name)
@@ -281,11 +284,26 @@ class _Planner:
 
                     self._add_slice_task(slice_index, name, output_name, position, source_name)
             output_layer += output_slice.length
-        for name in _ordered_names(last):
+        if options.head_from:
+            self._add_outside_tasks(options.head_from, embeddings=False)
+        for name in _ordered_names(last) if not options.head_from else []:
             role = last.roles[name]
             if role.layer is None and role.component != "embed":
                 self._add_slice_task(len(slices) - 1, name, name, 0.0, lambda source, name=name: name)
         return first, output_layer
+
+    def _add_outside_tasks(self, model: str, *, embeddings: bool) -> None:
+        """The tensors before the layers (``embeddings``) or after them, copied from ``model`` (passthrough)."""
+        info = self.models[model]
+        key = "embeddings_from" if embeddings else "head_from"
+        for name in _ordered_names(info):
+            role = info.roles[name]
+            if role.layer is None and (role.component == "embed") == embeddings:
+                self._add_task(
+                    name, info, TensorPlace(name, 0.0), inputs=[(model, name)], base=None,
+                    levels={model: [self.config.parameters]}, global_levels=[self.config.parameters],
+                    where=("tui_merge", key),
+                )  # fmt: skip
 
     def _reference_source(self, output_slice: Any) -> Any:
         """The slice's base source, else its first: the one whose tensor names the output follows."""

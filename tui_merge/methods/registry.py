@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from tui_merge.errors import BadInputError
 
-ParamKind = Literal["float", "int", "bool"]
+ParamKind = Literal["float", "int", "bool", "choice"]
 Scope = Literal["global", "model"]
 BaseUse = Literal["required", "optional", "none"]
 
@@ -47,6 +47,10 @@ class ParamSpec:
     there is none: ``t`` of slerp starts halfway; ``density`` defaults to 1 as in mergekit (a recipe
     that leaves it out keeps every value, as it would there) but a new TIES or DARE config starts at
     0.5, which prunes."""
+    choices: tuple[str, ...] = ()
+    """The words a ``choice`` parameter takes."""
+    hidden: bool = False
+    """Accepted from recipes (and the commands that write them) but not asked by the wizards."""
 
     @property
     def starting_value(self) -> Any:
@@ -61,8 +65,8 @@ class ParamSpec:
 
     @property
     def varies_by_tensor(self) -> bool:
-        """Numbers may be gradients or filtered per tensor; switches may not."""
-        return self.kind != "bool"
+        """Numbers may be gradients or filtered per tensor; switches and choices may not."""
+        return self.kind not in ("bool", "choice")
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` cannot be this parameter, as ``must be between 0 and 1, got 1.5``; None when it can.
@@ -72,6 +76,8 @@ class ParamSpec:
         """
         if self.kind == "bool":
             return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        if self.kind == "choice":
+            return None if value in self.choices else f"must be {self.range_text()}, got {value!r}"
         number_types = (int,) if self.kind == "int" else (int, float)
         if isinstance(value, bool) or not isinstance(value, number_types):
             wanted = "a whole number" if self.kind == "int" else "a number"
@@ -93,7 +99,9 @@ class ParamSpec:
             return text.strip()
 
     def range_text(self) -> str:
-        """``between 0 and 1``, ``at least 0``... for messages and help."""
+        """``between 0 and 1``, ``at least 0``, ``one of sum, count``... for messages and help."""
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
         if self.minimum is not None and self.maximum is not None:
             return f"between {self.minimum:g} and {self.maximum:g}"
         if self.minimum is not None:
@@ -193,7 +201,14 @@ _BREADCRUMBS_DENSITY = ParamSpec(
 )
 """Breadcrumbs drops the largest values (gamma) as well; its paper keeps 90% of the rest."""
 _LAMBDA = ParamSpec("lambda", "float", 1.0, "scale of the merged task vector added to the base")
-_INT8_MASK = ParamSpec("int8_mask", "bool", False, "accepted for mergekit recipes; masks are always exact here")
+_INT8_MASK = ParamSpec(
+    "int8_mask", "bool", False, "accepted for mergekit recipes; masks are always exact here", hidden=True
+)
+_CONSENSUS = ParamSpec(
+    "consensus_method", "choice", "sum",
+    "sum: elect the sign of the weighted sum; count: the sign most models have", choices=("sum", "count"),
+    hidden=True,
+)  # fmt: skip
 
 
 def _normalize(default: bool) -> ParamSpec:
@@ -277,12 +292,13 @@ METHODS: tuple[MethodSpec, ...] = (
         random=False, ref="https://arxiv.org/abs/2212.04089", elementwise=True,
     ),
     _task_arithmetic_family(
-        "ties", "keep the largest task-vector values, elect signs, average what agrees", extra=(_DENSITY,),
+        "ties", "keep the largest task-vector values, elect signs, average what agrees", extra=(_DENSITY, _CONSENSUS),
         normalize=True, rescale=None, random=False, ref="https://arxiv.org/abs/2306.01708",
         blocks="tui_merge.methods.task_arithmetic:TiesBlocks",
     ),
     _task_arithmetic_family(
-        "dare_ties", "drop task-vector values at random, rescale, elect signs", extra=(_DENSITY,), normalize=False,
+        "dare_ties", "drop task-vector values at random, rescale, elect signs", extra=(_DENSITY, _CONSENSUS),
+        normalize=False,
         rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
     ),
     _task_arithmetic_family(
@@ -296,13 +312,15 @@ METHODS: tuple[MethodSpec, ...] = (
         blocks="tui_merge.methods.task_arithmetic:BreadcrumbsBlocks",
     ),
     _task_arithmetic_family(
-        "breadcrumbs_ties", "breadcrumbs pruning with TIES sign election", extra=(_BREADCRUMBS_DENSITY, _GAMMA),
+        "breadcrumbs_ties", "breadcrumbs pruning with TIES sign election",
+        extra=(_BREADCRUMBS_DENSITY, _GAMMA, _CONSENSUS),
         normalize=False, rescale=False, random=False, ref="https://arxiv.org/abs/2312.06795",
         blocks="tui_merge.methods.task_arithmetic:BreadcrumbsTiesBlocks",
     ),
     _task_arithmetic_family(
         "della", "drop by magnitude-ranked probabilities (MAGPRUNE), rescale, elect signs",
-        extra=(_DENSITY, _EPSILON), normalize=True, rescale=True, random=True, ref="https://arxiv.org/abs/2406.11617",
+        extra=(_DENSITY, _EPSILON, _CONSENSUS), normalize=True, rescale=True, random=True,
+        ref="https://arxiv.org/abs/2406.11617",
         elementwise=True,
     ),
     _task_arithmetic_family(

@@ -2,7 +2,8 @@
 
 All of them compute task vectors ``d_i = x_i - base``, optionally sparsify each,
 weight them, optionally elect a sign per value (TIES: the sign of the weighted
-sum; values of the other sign, and zeros, are left out), combine, and add
+sum; with ``consensus_method: count``, mergekit 0.0.2's, the sign most models'
+values have; values of the other sign, and zeros, are left out), combine, and add
 ``lambda`` times the result to the base. With ``normalize`` the combination is
 divided by the sum of the weights that contributed at each position.
 """
@@ -51,9 +52,10 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
         weighted = [task_vector(index) for index in indices]
     mixed = torch.zeros_like(base)
     if elect_sign:
+        by_count = inputs.options.get("consensus_method", "sum") == "count"
         for delta in weighted:
-            mixed.add_(delta)
-        positive = mixed >= 0  # the elected sign: that of the weighted sum, positive on a zero sum
+            mixed.add_(delta.sign() if by_count else delta)
+        positive = mixed >= 0  # the elected sign: that of the weighted sum (or count), positive on a tie
         mixed.zero_()
         divisor = torch.zeros_like(base)
         for delta, weight in zip(weighted, weights):

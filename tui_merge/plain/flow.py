@@ -164,7 +164,7 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
                 grid.set(row_index, column, value)
     varying = method.per_layer_param
     for spec in method.params:
-        if spec.name == varying or spec.name == "int8_mask":
+        if spec.name == varying or spec.hidden:
             continue
         if spec.scope == "global":
             state.set_value(spec.name, _ask_value(prompter, spec, spec.name, state.value(spec.name)))

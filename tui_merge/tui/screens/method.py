@@ -61,7 +61,7 @@ class MethodScreen(StepScreen):
         ]
         varying = method.per_layer_param
         for spec in method.params:
-            if spec.name == varying or spec.name == "int8_mask":
+            if spec.name == varying or spec.hidden:
                 continue
             owners = self.state.merged_models if spec.scope == "model" else [None]
             for model in owners:
