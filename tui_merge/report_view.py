@@ -32,7 +32,8 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("parameters", lambda m: human_count(m.parameter_count)),
     ("size", lambda m: human_bytes(m.total_bytes)),
     ("weights", lambda m: f"{m.checkpoint.format} x{len(m.checkpoint.files)}"),
-    ("folder", lambda m: str(m.folder) if m.source.from_cache else m.source.argument),
+    ("adapter", lambda m: m.adapter_summary),
+    ("folder", lambda m: str(m.folder) if m.source.from_cache else m.source.argument.partition("+")[0]),
 )
 
 

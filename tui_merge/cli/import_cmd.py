@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tui_merge.config.loading import parse_config, read_text
 from tui_merge.errors import BadInputError
-from tui_merge.models.resolve import resolve_model
+from tui_merge.models.lora import resolve_reference
 
 _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([\w.+-]*)")
 
@@ -97,12 +97,13 @@ def run(args: argparse.Namespace) -> int:
     missing, names = [], loaded.config.referenced_models()
     for name in names:
         try:
-            folder = resolve_model(name).folder
+            found = resolve_reference(name)
         except BadInputError as error:
             missing.append(name)
             print(f"  missing  {name}: {error.message}", file=sys.stderr)
         else:
-            print(f"  found    {name}: {folder}", file=sys.stderr)
+            adapter = f" + adapter {found.adapter}" if found.adapter else ""
+            print(f"  found    {name}: {found.folder}{adapter}", file=sys.stderr)
     written = args.output and not args.print_yaml
     where = f"wrote {args.output}" if written else "printed the recipe"
     if missing:

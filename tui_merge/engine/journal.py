@@ -36,7 +36,7 @@ def plan_fingerprint(plan: Plan) -> str:
         for index in shard.tasks:
             task = plan.tasks[index]
             digest.update(f"{task.name}:{task.shape}:{task.dtype}".encode())
-    files = sorted({ref.entry.file for task in plan.tasks for ref in task.reads})
+    files = sorted({file for task in plan.tasks for ref in task.reads for file in ref.entry.files})
     for file in files:
         status = file.stat()
         digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())

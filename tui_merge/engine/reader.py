@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,7 +56,9 @@ class TensorReader:
         self.bytes_read = 0
 
     def read(self, entry: TensorEntry) -> torch.Tensor:
-        """The tensor's values in its stored dtype."""
+        """The tensor's values in its stored dtype (in float32 with a LoRA adapter's change added)."""
+        if entry.lora is not None:
+            return self.read(replace(entry, lora=None)).float().add_(entry.lora.delta(self))
         self.bytes_read += entry.nbytes
         if entry.begin is None:
             return self._read_mapped(entry)
@@ -117,6 +120,9 @@ class TensorReader:
 
     def read_rows(self, entry: TensorEntry, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of a tensor, reading only their bytes (row-major storage makes them one range)."""
+        if entry.lora is not None:
+            rows = self.read_rows(replace(entry, lora=None), start, stop).float()
+            return rows.add_(entry.lora.delta(self, start, stop))
         if entry.begin is None:
             return self.read(entry)[start:stop]
         row_bytes = entry.nbytes // entry.shape[0] if entry.shape[0] else 0

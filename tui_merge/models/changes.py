@@ -242,11 +242,12 @@ def _cache_path(infos: list[ModelInfo]) -> Path:
 def _identity(info: ModelInfo) -> list[Any]:
     """The model's files as they are now: a change to any of them changes the key."""
     files = []
-    for path in info.checkpoint.files:
+    paths = {*info.checkpoint.files, *(file for entry in info.tensors.values() for file in entry.files)}
+    for path in sorted(paths):
         status = path.stat()
         files.append([str(path.resolve()), status.st_size, status.st_mtime_ns])
-    table = sorted((name, entry.dtype, list(entry.shape), entry.begin, entry.end)
-                   for name, entry in info.tensors.items())  # fmt: skip
+    table = sorted((name, entry.dtype, list(entry.shape), entry.begin, entry.end,
+                    entry.lora.scale if entry.lora else None) for name, entry in info.tensors.items())  # fmt: skip
     return [files, hashlib.sha256(json.dumps(table).encode()).hexdigest()]
 
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tui_merge.errors import BadInputError
 from tui_merge.models.json_file import MAX_INDEX_BYTES, read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, read_safetensors_header
 from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype, tensor_byte_ranges
+
+if TYPE_CHECKING:
+    from tui_merge.models.lora import LoraUpdate
 
 CheckpointFormat = Literal["safetensors", "bin"]
 
@@ -33,6 +36,13 @@ class TensorEntry:
     begin: int | None = None
     """Absolute byte offset in ``file``; None for a ``.bin`` tensor read through its mapped state dict."""
     end: int | None = None
+    lora: LoraUpdate | None = None
+    """A LoRA adapter's change, added when the tensor is read (``models.lora``)."""
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file the tensor's values come from: its own, and its adapter's."""
+        return (self.file, *(self.lora.files if self.lora is not None else ()))
 
     @property
     def numel(self) -> int:
@@ -87,7 +97,7 @@ def _only(indexes: list[Path], folder: Path) -> Path:
 def _from_files(files: list[Path], fmt: CheckpointFormat) -> Checkpoint:
     tensors: dict[str, TensorEntry] = {}
     for file in files:
-        for entry in _file_tensors(file, fmt).values():
+        for entry in file_tensors(file, fmt).values():
             if entry.name in tensors:
                 raise BadInputError(
                     f"Tensor {entry.name!r} is stored in both {tensors[entry.name].file} and {file}; "
@@ -107,7 +117,7 @@ def _from_index(index: Path, fmt: CheckpointFormat) -> Checkpoint:
             raise BadInputError(
                 f"{index} names shard {shard}, which is missing from {index.parent}; download the missing shard."
             )
-        tables[shard] = _file_tensors(path, fmt)
+        tables[shard] = file_tensors(path, fmt)
     tensors: dict[str, TensorEntry] = {}
     for name, shard in weight_map.items():
         entry = tables[shard].get(name)
@@ -133,7 +143,7 @@ def _read_weight_map(index: Path) -> dict[str, str]:
     return weight_map
 
 
-def _file_tensors(path: Path, fmt: CheckpointFormat) -> dict[str, TensorEntry]:
+def file_tensors(path: Path, fmt: CheckpointFormat) -> dict[str, TensorEntry]:
     if fmt == "safetensors":
         return {
             name: TensorEntry(name, header.dtype, header.shape, path, header.begin, header.end)

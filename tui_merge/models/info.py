@@ -12,7 +12,7 @@ from typing import Any
 from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint
 from tui_merge.models.config_facts import ConfigFacts, read_config_facts
 from tui_merge.models.layout import TensorRole, classify_tensor, family_layout
-from tui_merge.models.resolve import ResolvedModel, resolve_model
+from tui_merge.models.resolve import ResolvedModel
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
 
 # Position and token-type tables are embeddings too, and in small models can
@@ -101,6 +101,16 @@ class ModelInfo:
         """Number of stored elements."""
         return sum(entry.numel for entry in self.tensors.values())
 
+    @property
+    def adapter_summary(self) -> str | None:
+        """``my-lora: r 8 on 24 tensors`` for a ``model+adapter`` reference, else None."""
+        if self.source.adapter is None:
+            return None
+        changed = [entry.lora for entry in self.tensors.values() if entry.lora is not None]
+        ranks = sorted({update.a.shape[0] for update in changed})
+        rank = "/".join(map(str, ranks)) or "-"
+        return f"{self.source.adapter.name}: r {rank} on {len(changed)} tensors"
+
     def summary(self) -> dict[str, Any]:
         """The facts the inspect table and ``--json`` show."""
         facts = self.facts
@@ -126,14 +136,21 @@ class ModelInfo:
             "format": self.checkpoint.format,
             "files": len(self.checkpoint.files),
             "tensors": len(self.tensors),
+            "adapter": str(self.source.adapter) if self.source.adapter else None,
+            "adapter_tensors": sum(1 for entry in self.tensors.values() if entry.lora is not None),
         }
 
 
 def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
-    """Inspect the model named by ``argument`` (folder or cached hub id) from headers only."""
-    source = resolve_model(argument, cache_dir)
+    """Inspect the model named by ``argument`` (folder or cached hub id, optionally ``+`` a LoRA adapter) from
+    headers only."""
+    from tui_merge.models.lora import apply_adapter, read_adapter, resolve_reference
+
+    source = resolve_reference(argument, cache_dir)
     facts = read_config_facts(source.folder)
     checkpoint = read_checkpoint(source.folder)
+    if source.adapter is not None:
+        checkpoint = apply_adapter(checkpoint, read_adapter(source.adapter), source.label.partition("+")[0])
     layout = family_layout(facts.model_type)
     roles = {name: classify_tensor(name, layout) for name in checkpoint.tensors}
     return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles)
@@ -142,12 +159,12 @@ def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
 def repeated_model(named: list[tuple[str, ModelInfo]]) -> tuple[str, str, Path] | None:
     """The first two entries that are the same model on disk (the same name twice, a second path to the
     same folder, a symlink to it) and that folder; None when every entry is a different model."""
-    seen: dict[Path, str] = {}
+    seen: dict[tuple[Path, Path | None], str] = {}
     for name, info in named:
-        folder = info.folder.resolve()
-        if folder in seen:
-            return seen[folder], name, folder
-        seen[folder] = name
+        key = (info.folder.resolve(), info.source.adapter)  # one base with two adapters is two models
+        if key in seen:
+            return seen[key], name, key[0]
+        seen[key] = name
     return None
 
 

@@ -28,24 +28,34 @@ class ResolvedModel:
     folder: Path
     from_cache: bool
     """True when the folder is a snapshot in the Hugging Face cache."""
+    adapter: Path | None = None
+    """The LoRA adapter folder of a ``model+adapter`` reference (``models.lora``)."""
 
     @property
     def label(self) -> str:
-        """Short name for tables: the hub id, or the folder's name as given (a symlink keeps its own name)."""
-        if self.from_cache:
-            return self.argument
-        return Path(self.argument).expanduser().name or self.folder.name
+        """Short name for tables: the hub id, or the folder's name as given (a symlink keeps its own name);
+        ``model+adapter`` for a model with an adapter."""
+        if self.adapter is not None:
+            model, _, adapter = self.argument.partition("+")
+            return f"{_short(model, self.from_cache, self.folder)}+{Path(adapter).expanduser().name}"
+        return _short(self.argument, self.from_cache, self.folder)
 
 
-def resolve_model(argument: str, cache_dir: Path | None = None) -> ResolvedModel:
-    """Find the folder for a model argument; ``cache_dir`` overrides the HF cache location."""
+def _short(argument: str, from_cache: bool, folder: Path) -> str:
+    return argument if from_cache else Path(argument).expanduser().name or folder.name
+
+
+def resolve_model(argument: str, cache_dir: Path | None = None, *, marker: str = "config.json") -> ResolvedModel:
+    """Find the folder for a model argument; ``cache_dir`` overrides the HF cache location. A cached hub
+    snapshot counts when it holds ``marker`` (``adapter_config.json`` for a LoRA adapter)."""
+    what = "Adapter" if marker == "adapter_config.json" else "Model"
     path = Path(argument).expanduser()
     if path.is_dir():
         return ResolvedModel(argument, path.resolve(), from_cache=False)
     if path.exists():
-        raise BadInputError(f"{argument} is a file; give the model's folder (the one holding config.json).")
+        raise BadInputError(f"{argument} is a file; give the {what.lower()}'s folder (the one holding {marker}).")
     if _HUB_ID.match(argument) and not argument.startswith((".", "/", "~")):
-        folder = _cached_snapshot(argument, cache_dir)
+        folder = _cached_snapshot(argument, cache_dir, marker)
         if folder is not None:
             return ResolvedModel(argument, folder, from_cache=True)
         cache = cache_dir or _default_cache()
@@ -53,22 +63,22 @@ def resolve_model(argument: str, cache_dir: Path | None = None) -> ResolvedModel
             f"{argument} is neither a folder nor a model in the local Hugging Face cache ({cache}); "
             f"tui-merge never downloads: fetch it first with `hf download {argument.split('@')[0]}`."
         )
-    raise BadInputError(f"Model folder {argument} does not exist.")
+    raise BadInputError(f"{what} folder {argument} does not exist.")
 
 
-def _cached_snapshot(argument: str, cache_dir: Path | None) -> Path | None:
+def _cached_snapshot(argument: str, cache_dir: Path | None, marker: str) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, _, revision = argument.partition("@")
-    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir, revision=revision or None)
+    found = try_to_load_from_cache(repo_id, marker, cache_dir=cache_dir, revision=revision or None)
     if isinstance(found, str):
         return Path(found).parent
     if revision:
         return None
-    return _newest_snapshot_with_config(repo_id, cache_dir)
+    return _newest_snapshot_with(repo_id, cache_dir, marker)
 
 
-def _newest_snapshot_with_config(repo_id: str, cache_dir: Path | None) -> Path | None:
+def _newest_snapshot_with(repo_id: str, cache_dir: Path | None, marker: str) -> Path | None:
     # A repo fetched by commit hash has no refs/main; take its newest snapshot.
     from huggingface_hub import CacheNotFound, scan_cache_dir
 
@@ -81,7 +91,7 @@ def _newest_snapshot_with_config(repo_id: str, cache_dir: Path | None) -> Path |
         for repo in cache.repos
         if repo.repo_id == repo_id and repo.repo_type == "model"
         for revision in repo.revisions
-        if (revision.snapshot_path / "config.json").is_file()
+        if (revision.snapshot_path / marker).is_file()
     ]
     if not snapshots:
         return None
