@@ -478,3 +478,30 @@ async def test_below_80x24_the_wizard_says_the_terminal_is_too_small(workdir) ->
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
         assert isinstance(app.screen, StepScreen) and app.screen.STEP == 0
+
+
+async def test_a_lora_adapter_is_attached_to_a_model_row_and_taken_off_again(workdir) -> None:
+    from test_lora_references import write_adapter
+
+    from tui_merge.tui.modals import FolderPicker
+
+    adapter = write_adapter(workdir / "adapters" / "chat-lora", workdir / "base")
+    app = WizardApp(state_with("base", "chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#models").focus()
+        await pilot.press("b", "a")  # base marked, then an adapter for it
+        picker = app.screen
+        assert isinstance(picker, FolderPicker)
+        assert "Choose a LoRA adapter folder" in str(picker.query_one("Label").render())
+        await pilot.press("slash", *str(adapter).lstrip("/"), "enter", "p")
+        reference = f"base+{adapter}"
+        await wait_until(pilot, lambda: app.state.models[0] == reference)
+        assert app.state.base == reference and app.state.models[1] == "chat"
+        assert "base now reads its weights through chat-lora: r 4 on 4 tensors" in status_text(app)
+        table = app.screen.query_one("#models")
+        assert "base+chat-lora" in str(table.get_row_at(0)[1])
+        assert f"model: {reference}" in app.state.config_text()
+
+        await pilot.press("A")
+        await wait_until(pilot, lambda: app.state.models[0] == "base")
+        assert app.state.base == "base" and "base has no adapter now" in status_text(app)

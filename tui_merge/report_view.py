@@ -67,9 +67,10 @@ def models_table(report: CompatibilityReport) -> Table:
             continue  # a fact no model has (rope theta of an encoder) is left out, not shown as None
         base_value = value(report.base)
         cells = [
-            Text(str(value(model)), style="bold yellow" if title != "folder" and value(model) != base_value else "")
+            Text("-" if value(model) is None else str(value(model)),
+                 style="bold yellow" if title != "folder" and value(model) != base_value else "")
             for model in report.models
-        ]
+        ]  # fmt: skip
         table.add_row(Text(title, style="dim"), *cells)
     return table
 

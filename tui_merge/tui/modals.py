@@ -189,13 +189,14 @@ class FolderPicker(Dialog[str | None]):
         Binding("tilde", "go_home", "home", tooltip="go to your home folder"),
     ]
 
-    def __init__(self, start: Path) -> None:
+    def __init__(self, start: Path, title: str = "Choose a model folder") -> None:
         super().__init__()
         self.start = start
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog tall"):
-            yield Label(Text("Choose a model folder", style="bold"))
+            yield Label(Text(self.title_text, style="bold"))
             yield TextField(str(self.start), id="folder", compact=True, select_on_focus=False)
             yield DirectoryTree(self.start)
             yield Static(Text("enter opens · p picks · backspace: parent · ~ home · / or . types a path", style="dim"))

@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Input, Static
 
 from tui_merge.errors import TuiMergeError
-from tui_merge.models.info import distinct_labels, load_model_info, repeated_model, same_model_sentence
+from tui_merge.models.info import ModelInfo, distinct_labels, load_model_info, repeated_model, same_model_sentence
+from tui_merge.models.lora import split_reference
 from tui_merge.report_view import human_bytes
 from tui_merge.tui.fields import TextField
 from tui_merge.tui.messages import ModelInspected, WorkFailed
@@ -31,7 +32,9 @@ class ModelsScreen(StepScreen):
         "types a path to jump to. ctrl+l lists the cache.\n\n"
         "In the table (tab to reach it): b marks the base model, shift+up / shift+down "
         "reorder (the first model has the highest priority, which matters for circuit), "
-        "delete removes. ctrl+n goes on once two models are added."
+        "delete removes. a attaches a LoRA adapter folder to the highlighted model (its weights are read with "
+        "the adapter applied, and the config names it as model+adapter, as mergekit does); shift+a takes it "
+        "off again. A typed model+adapter reference works too. ctrl+n goes on once two models are added."
     )
     BINDINGS = [
         Binding("ctrl+o", "browse", "browse", tooltip="browse folders for a model", id="browse"),
@@ -40,7 +43,11 @@ class ModelsScreen(StepScreen):
         Binding("shift+up", "move(-1)", "up", tooltip="move the model up (higher priority)", show=False),
         Binding("shift+down", "move(1)", "down", tooltip="move the model down", show=False),
         Binding("delete,x", "remove", "remove", tooltip="remove the highlighted model", show=False),
+        Binding("a", "attach_adapter", "adapter", tooltip="attach a LoRA adapter to the highlighted model", show=False),
+        Binding("A", "detach_adapter", "no adapter", tooltip="take the highlighted model's adapter off", show=False),
     ]
+    _replacing: str | None = None
+    """The model an adapter is being attached to or taken off, while the new reference is inspected."""
 
     def compose_body(self) -> ComposeResult:
         yield Static("Add models: type a folder or a cached hub id and press enter.", classes="hint")
@@ -48,7 +55,7 @@ class ModelsScreen(StepScreen):
         table = DataTable(id="models", cursor_type="row", zebra_stripes=True)
         table.add_columns("", "model", "architecture", "layers", "size")
         yield table
-        yield Static("table: b base · shift+↑/↓ order · delete remove", classes="hint")
+        yield Static("table: b base · shift+↑/↓ order · delete remove · a adapter", classes="hint")
 
     def on_mount(self) -> None:
         self.refresh_table()
@@ -101,10 +108,14 @@ class ModelsScreen(StepScreen):
         self.post_message(ModelInspected(argument, info))
 
     def on_model_inspected(self, message: ModelInspected) -> None:
-        listed = [(name, self.state.infos[name]) for name in self.state.models]
+        replacing, self._replacing = self._replacing, None
+        listed = [(name, self.state.infos[name]) for name in self.state.models if name != replacing]
         repeated = repeated_model([*listed, (message.argument, message.info)])
         if repeated is not None:
             self.status(same_model_sentence(*repeated), error=True)
+            return
+        if replacing is not None:
+            self._replace(replacing, message.argument, message.info)
             return
         self.state.models.append(message.argument)
         self.state.infos[message.argument] = message.info
@@ -117,7 +128,43 @@ class ModelsScreen(StepScreen):
         )
 
     def on_work_failed(self, message: WorkFailed) -> None:
+        self._replacing = None
         self.status(message.message, error=True)
+
+    def action_attach_adapter(self) -> None:
+        selected = self._selected()
+        if selected is None:
+            return
+
+        def picked(folder: str | None) -> None:
+            if folder:
+                self._inspect_replacement(selected, f"{split_reference(selected)[0]}+{folder}")
+
+        self.app.push_screen(FolderPicker(self.browse_start(), "Choose a LoRA adapter folder"), picked)
+
+    def action_detach_adapter(self) -> None:
+        selected = self._selected()
+        if selected is not None and self.state.infos[selected].source.adapter is not None:
+            self._inspect_replacement(selected, split_reference(selected)[0])
+
+    def _inspect_replacement(self, old: str, new: str) -> None:
+        self._replacing = old
+        self.status(f"inspecting {new}…")
+        self.inspect(new)
+
+    def _replace(self, old: str, new: str, info: ModelInfo) -> None:
+        """``new`` (the same model with another adapter, or none) in ``old``'s place, as the base if it was."""
+        index = self.state.models.index(old)
+        self.state.models[index] = new
+        self.state.infos.pop(old, None)
+        self.state.infos[new] = info
+        if self.state.base == old:
+            self.state.base = new
+        self.state.layers_changed()
+        self.refresh_table()
+        self.query_one("#models", DataTable).move_cursor(row=index)
+        said, model = info.adapter_summary, info.label.partition("+")[0]
+        self.status(f"{model} now reads its weights through {said}" if said else f"{model} has no adapter now")
 
     def _selected(self) -> str | None:
         table = self.query_one("#models", DataTable)
