@@ -286,24 +286,15 @@ def _probe(info) -> tuple[Outcome, str]:
 
 
 def perplexity(model_folder: Path, tokenizer_folder: Path) -> float:
-    """Perplexity of a causal language model on ``PROBE_TEXT``."""
-    import torch
-    import transformers
-
+    """Perplexity of a causal language model on ``PROBE_TEXT`` (``evaluation.scoring``'s rule), on the CPU,
+    with the tokenizer of ``tokenizer_folder`` (a parent without one borrows the merge's)."""
+    from tui_merge.evaluation.scoring import load_causal_model
+    from tui_merge.evaluation.scoring import perplexity as text_perplexity
     from tui_merge.vocab.tokenizer import load_tokenizer
 
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    tokenizer = load_tokenizer(tokenizer_folder)
-    try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(model_folder), local_files_only=True)
-    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
-        raise
-    except Exception as error:  # transformers raises many kinds; each means the model cannot be loaded
-        raise TuiMergeError(f"transformers cannot load {model_folder} ({type(error).__name__}: {error})") from error
-    ids = tokenizer(PROBE_TEXT, return_tensors="pt")["input_ids"]
-    if int(ids.max()) >= model.get_input_embeddings().weight.shape[0]:
+    model, own_tokenizer = load_causal_model(model_folder, "cpu", with_tokenizer=tokenizer_folder == model_folder)
+    tokenizer = own_tokenizer if tokenizer_folder == model_folder else load_tokenizer(tokenizer_folder)
+    ids = tokenizer(PROBE_TEXT)["input_ids"]
+    if max(ids) >= model.get_input_embeddings().weight.shape[0]:
         raise TuiMergeError(f"The tokenizer in {tokenizer_folder} produces ids past the embedding of {model_folder}.")
-    with torch.no_grad():
-        loss = model(input_ids=ids, labels=ids).loss
-    return float(torch.exp(loss))
+    return text_perplexity(model, tokenizer, PROBE_TEXT)[0]

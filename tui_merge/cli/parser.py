@@ -101,6 +101,21 @@ it runs is saved in the output as tui_merge_config.yaml; --print-yaml prints it.
 exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 """
 
+_COMPARE_EXAMPLES = """\
+examples:
+  tui-merge compare ./merged ./base ./chat            perplexity on the built-in text
+  tui-merge compare ./merged ./chat --text notes.txt --prompt "The capital of France is"
+  tui-merge compare ./merged ./base --json > scores.json
+
+Perplexity is exp of the mean next-token loss, as transformers computes it
+with labels = input_ids on each model's own tokenizer; a text longer than a
+model's context is scored in consecutive windows of that length. The
+built-in text is public domain (the opening of the Declaration of
+Independence and the Gettysburg Address). Models load one at a time, on
+CUDA when torch sees a GPU, else the CPU; models without a language-model
+head are skipped, and said so.
+"""
+
 _LEGACY_EXAMPLES = """\
 examples:
   tui-merge legacy ./merged --merge ./chat --merge ./code --base-model ./base \\
@@ -392,6 +407,20 @@ COMMANDS: tuple[Command, ...] = (
             arg("--skip_rescaling", action="store_true", default=None, help="keep pruned deltas unscaled"),
             arg("--test", action="store_true", help="run a self-check of the method on synthetic tensors"),
             *_GENERATED,
+        ),
+    ),
+    Command(
+        "compare", "tui_merge.cli.compare_cmd:run", "perplexity and greedy continuations of models, side by side",
+        "Is the merge any good? Score models on a text (perplexity) and continue\n"
+        "prompts greedily, one model in memory at a time.",
+        _COMPARE_EXAMPLES,
+        (
+            arg("models", nargs="+", metavar="MODEL", help="model folders or cached hub ids"),
+            arg("--text", metavar="FILE", help="the text to score (default: a built-in public-domain sample)"),
+            arg("--prompt", action="append", metavar="TEXT", help="a prompt to continue (repeat for more)"),
+            arg("--max-new-tokens", type=int, default=32, metavar="N", help="tokens per continuation (default 32)"),
+            arg("--device", default="auto", metavar="D", help="auto (CUDA when present), cpu, cuda or cuda:N"),
+            arg("--json", action="store_true", help="print the scores as JSON"),
         ),
     ),
     Command(

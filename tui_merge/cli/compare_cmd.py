@@ -1,0 +1,126 @@
+"""``tui-merge compare MODEL [MODEL...]``: perplexity on a text and greedy continuations, side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tui_merge.errors import BadInputError
+from tui_merge.evaluation.sample_text import SAMPLE_TEXT
+
+MAX_TEXT_BYTES = 64 << 20
+"""A text file to score: more than this is refused unread (scoring 64 MB already takes hours on a CPU)."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score each model, then print the table (or JSON)."""
+    from tui_merge.evaluation.scoring import score_models
+
+    if args.max_new_tokens < 1:
+        raise BadInputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
+    text = read_scored_text(args.text)
+    progress = _Progress()
+    scores = score_models(args.models, text, args.prompt or [], max_new_tokens=args.max_new_tokens,
+                          device=args.device, on_progress=progress)  # fmt: skip
+    if args.json:
+        print(json.dumps(compare_json(text, args.prompt or [], scores), indent=2))
+        return 0
+    console = Console()
+    console.print(perplexity_table(scores, args.text))
+    for prompt in args.prompt or []:
+        console.print(continuation_table(prompt, scores))
+    return 0
+
+
+def read_scored_text(path: str | None) -> str:
+    """The text of ``--text``, or the built-in sample."""
+    if path is None:
+        return SAMPLE_TEXT
+    from tui_merge.config.loading import read_text
+
+    text = read_text(Path(path), "Text file", MAX_TEXT_BYTES)
+    if not text.strip():
+        raise BadInputError(f"Text file {path} is empty; give a text to score.")
+    return text
+
+
+def compare_json(text: str, prompts: list[str], scores) -> dict:
+    """The ``--json`` document: the text, each model's perplexity and token count, each prompt's continuations."""
+    return {
+        "text": text,
+        "models": [
+            {
+                "model": score.model,
+                "perplexity": score.perplexity,
+                "tokens": score.tokens,
+                **({"skipped": score.skipped} if score.skipped else {}),
+            }
+            for score in scores
+        ],  # fmt: skip
+        "prompts": [
+            {
+                "prompt": prompt,
+                "continuations": {
+                    score.model: score.continuations[prompt] for score in scores if prompt in score.continuations
+                },
+            }
+            for prompt in prompts
+        ],  # fmt: skip
+    }
+
+
+def perplexity_table(scores, text_path: str | None) -> Table:
+    """One row per model; the lowest perplexity marked."""
+    from tui_merge.evaluation.sample_text import SAMPLE_SOURCE
+
+    scored = [score.perplexity for score in scores if score.perplexity is not None]
+    best = min(scored) if scored else None
+    source = text_path or f"the built-in sample ({SAMPLE_SOURCE})"
+    table = Table(title=f"Perplexity on {source}", title_justify="left", box=None, padding=(0, 2, 0, 0))
+    table.add_column("model", overflow="fold")
+    table.add_column("perplexity", justify="right")
+    table.add_column("tokens", justify="right")
+    table.add_column("")
+    for score in scores:
+        if score.perplexity is None:
+            table.add_row(score.model, "-", "-", Text(f"skipped: {score.skipped}", style="dim"))
+            continue
+        lowest = score.perplexity == best and len(scored) > 1
+        table.add_row(
+            score.model, Text(f"{score.perplexity:.3f}", style="bold green" if lowest else ""), str(score.tokens),
+            Text("lowest", style="bold green") if lowest else "",
+        )  # fmt: skip
+    return table
+
+
+def continuation_table(prompt: str, scores) -> Table:
+    """The prompt's continuation by each scored model, side by side."""
+    table = Table(title=f"Prompt: {prompt}", title_justify="left", show_lines=True)
+    answered = [score for score in scores if prompt in score.continuations]
+    for score in answered:
+        table.add_column(score.model, overflow="fold", ratio=1)
+    table.add_row(*[Text(score.continuations[prompt]) for score in answered])
+    return table
+
+
+class _Progress:
+    """Say which model is being scored on stderr; on a terminal, count its windows on one line."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, model: str, done: int, total: int) -> None:
+        if model != self.current:
+            self.current = model
+            windows = f" ({total} windows of its context)" if total > 1 else ""
+            print(f"scoring {model}{windows}", file=sys.stderr, flush=True)
+        if self.live and total > 1:
+            end = "\n" if done == total else ""
+            print(f"\r  window {done}/{total}", end=end, file=sys.stderr, flush=True)

@@ -1,0 +1,1 @@
+"""Evaluation where the merge is made: perplexity on a text, greedy continuations, parameter sweeps."""
