@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(compare_json(text, args.prompt or [], scores), indent=2))
         return 0
     console = Console()
-    console.print(perplexity_table(scores, args.text))
+    console.print(perplexity_caption(args.text))
+    console.print(perplexity_table(scores))
     for prompt in args.prompt or []:
         console.print(continuation_table(prompt, scores))
     return 0
@@ -75,14 +76,18 @@ def compare_json(text: str, prompts: list[str], scores) -> dict:
     }
 
 
-def perplexity_table(scores, text_path: str | None) -> Table:
-    """One row per model; the lowest perplexity marked."""
+def perplexity_caption(text_path: str | None) -> str:
+    """What the perplexities were measured on."""
     from tui_merge.evaluation.sample_text import SAMPLE_SOURCE
 
+    return f"Perplexity on {text_path or f'the built-in sample: {SAMPLE_SOURCE}'}"
+
+
+def perplexity_table(scores) -> Table:
+    """One row per model; the lowest perplexity marked."""
     scored = [score.perplexity for score in scores if score.perplexity is not None]
     best = min(scored) if scored else None
-    source = text_path or f"the built-in sample ({SAMPLE_SOURCE})"
-    table = Table(title=f"Perplexity on {source}", title_justify="left", box=None, padding=(0, 2, 0, 0))
+    table = Table(box=None, padding=(0, 2, 0, 0))
     table.add_column("model", overflow="fold")
     table.add_column("perplexity", justify="right")
     table.add_column("tokens", justify="right")
