@@ -116,6 +116,20 @@ CUDA when torch sees a GPU, else the CPU; models without a language-model
 head are skipped, and said so.
 """
 
+_SWEEP_EXAMPLES = """\
+examples:
+  tui-merge sweep merge.yaml --vary t=0.2,0.5,0.8 -o best.yaml
+  tui-merge sweep ties.yaml --vary models[0].density=0.3,0.5,0.7 --vary lambda=0.8,1
+  tui-merge sweep slerp.yaml --vary "t=[0,0.5,1],[1,0.5,0],0.5" --text notes.txt --keep
+
+NAME is a global parameter (t), parameters.NAME, or models[I].NAME; values
+are YAML, so a value may be a gradient. Every candidate is validated before
+the first merge; each is merged into CONFIG.sweep/ID/candidate-N (removed
+once scored, unless --keep; ID names this config, --vary and text) and
+scored like tui-merge compare. An interrupted sweep run again continues
+where it stopped.
+"""
+
 _LEGACY_EXAMPLES = """\
 examples:
   tui-merge legacy ./merged --merge ./chat --merge ./code --base-model ./base \\
@@ -421,6 +435,21 @@ COMMANDS: tuple[Command, ...] = (
             arg("--max-new-tokens", type=int, default=32, metavar="N", help="tokens per continuation (default 32)"),
             arg("--device", default="auto", metavar="D", help="auto (CUDA when present), cpu, cuda or cuda:N"),
             arg("--json", action="store_true", help="print the scores as JSON"),
+        ),
+    ),
+    Command(
+        "sweep", "tui_merge.cli.sweep_cmd:run", "merge one candidate per combination of values and rank them",
+        "Which ratio is best? Merge one candidate per combination of --vary values,\n"
+        "score each by perplexity and rank them; -o writes the best one's config.",
+        _SWEEP_EXAMPLES,
+        (
+            arg("config", metavar="CONFIG", help="the merge config to vary"),
+            arg("--vary", action="append", metavar="NAME=V1,V2,...", help="a parameter and its values (repeat)"),
+            arg("--text", metavar="FILE", help="the text to score (default: the built-in sample)"),
+            arg("-o", "--output", metavar="FILE", help="write the best candidate's config here"),
+            arg("--keep", action="store_true", help="keep every candidate's merged folder"),
+            arg("--dir", metavar="FOLDER", help="where sweep folders go (default: CONFIG.sweep beside the config)"),
+            arg("--device", default="auto", metavar="D", help="where to score: auto, cpu, cuda or cuda:N"),
         ),
     ),
     Command(
