@@ -42,6 +42,22 @@ async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = (), size: tup
     print(f"screenshots/{name}.svg")
 
 
+async def shoot_try(app: WizardApp) -> None:
+    """The Run step's Try panel after a prompt and a perplexity run: ``screenshots/8-try.svg``."""
+    app.blink_cursor = False
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        for keys in (("t",), (*"The quick brown fox", "enter"), ("ctrl+s",)):
+            await pilot.press(*keys)
+            await pilot.pause()
+            await app.workers.wait_for_complete()
+        await pilot.pause(0.3)
+        app.save_screenshot(filename="8-try.svg", path=str(OUTPUT))
+    print("screenshots/8-try.svg")
+
+
 def chat_with_new_tokens(folder: Path) -> str:
     """demo-chat with four chat tokens added (new embedding rows), as chat fine-tunes ship."""
     from transformers import AddedToken, AutoModelForCausalLM, AutoTokenizer
@@ -102,6 +118,7 @@ async def main() -> None:
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
         await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
+        await shoot_try(WizardApp(state_for(base, chat, method_name="slerp", output="merged-try"), start_step=6))
         await shoot("help-layers", WizardApp(state_for(base, chat, method_name="slerp"), start_step=3), ("f1",))
         code = second_finetune(Path(folder))
         await shoot("4-layers-three", WizardApp(state_for(base, chat, code, method_name="ties"), start_step=3))

@@ -195,3 +195,21 @@ def score_models(
                 torch.cuda.empty_cache()
         scores.append(ModelScore(model, value, tokens, answers))
     return scores
+
+
+def text_streamer(tokenizer: Any, on_text: Callable[[str], None], stop: threading.Event | None = None) -> Any:
+    """A transformers streamer that hands each finished piece of generated text to ``on_text`` and stops the
+    generation (``Stopped``) at the next token once ``stop`` is set."""
+    from transformers import TextStreamer
+
+    class _Streamer(TextStreamer):
+        def put(self, value: Any) -> None:
+            if stop is not None and stop.is_set():
+                raise Stopped()
+            super().put(value)
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            if text:
+                on_text(text)
+
+    return _Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)

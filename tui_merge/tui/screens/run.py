@@ -43,11 +43,13 @@ class RunScreen(StepScreen):
         "quits. When it is "
         "done, the output is verified (tui-merge verify: every tensor finite, config "
         "and tokenizer consistent with the weights, the architecture takes every "
-        "tensor) and the summary says where the model and the config are."
+        "tensor) and the summary says where the model and the config are. Then t opens Try: a prompt's "
+        "continuation by the merge and by each parent side by side, and their perplexity on a text."
     )
     BINDINGS = [
         Binding("escape", "cancel", "cancel", tooltip="pause the merge and ask whether to cancel it", id="cancel"),
         Binding("escape", "back", "back", tooltip="back to the review, to change and merge again", id="back"),
+        Binding("t", "try_merge", "try", tooltip="try the merge: prompts and perplexity beside its parents"),
     ]
 
     def compose_body(self) -> ComposeResult:
@@ -62,6 +64,8 @@ class RunScreen(StepScreen):
         """True once the output is complete (verification may still run)."""
         self.finished = False
         """True once the merge and its verification have ended, well or not."""
+        self.succeeded = False
+        """True once the merge is complete and verified."""
         self.started = time.monotonic()
         state = self.state
         self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
@@ -118,7 +122,10 @@ class RunScreen(StepScreen):
         replay = f"tui-merge run {self.state.config_path} {report.folder}"
         self.query_one("#log", RichLog).write(Text.assemble("replay: ", (replay, "bold")))
         if report.ok:
-            self.status(f"Merged into {report.folder} and verified. Replay it without the wizard: {replay}")
+            self.succeeded = True
+            self.refresh_bindings()
+            self.status(f"Merged into {report.folder} and verified; t tries it. Replay it without the wizard: "
+                        f"{replay}")  # fmt: skip
         else:
             failed = ", ".join(check.name for check in report.checks if check.outcome == "failed")
             self.status(f"Merged into {report.folder}, but verification failed ({failed}); see the log.", error=True)
@@ -157,7 +164,22 @@ class RunScreen(StepScreen):
             return not self.merged
         if action == "back":
             return self.finished
+        if action == "try_merge":
+            return self.succeeded
         return True
+
+    def action_try_merge(self) -> None:
+        from tui_merge.models.info import distinct_labels
+        from tui_merge.tui.screens.try_merge import TryScreen
+
+        state = self.state
+        infos = [state.infos[name] for name in state.models]
+        parents = [
+            (label, info.folder, "it reads a LoRA adapter, which is applied only while merging" if info.source.adapter
+             else None)
+            for label, info in zip(distinct_labels(infos), infos)
+        ]  # fmt: skip
+        self.app.push_screen(TryScreen(Path(state.output), parents))
 
     def action_cancel(self, then_quit: bool = False) -> None:
         """Pause the merge at once and ask whether to cancel it (then quit, with ``then_quit``); no lets it go on."""

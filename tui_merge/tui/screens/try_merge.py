@@ -1,0 +1,192 @@
+"""Try the merge: a prompt's continuation by the merge and each parent, side by side, and their perplexity.
+
+Opened with ``t`` from the Run step once the merge is done. Everything runs
+in a worker thread, one model in memory at a time (as ``tui-merge
+compare``): the continuations stream into their panels token by token, the
+perplexity table fills in as each model is scored. escape stops the work at
+the next token or window; pressed again (or with nothing running) it goes
+back to the Run step.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tui_merge.errors import TuiMergeError
+from tui_merge.tui.fields import TextField
+from tui_merge.tui.path_suggester import PathSuggester
+
+MAX_NEW_TOKENS = 48
+
+
+class TryScreen(Screen):
+    """Prompts and perplexity for the merge and its parents."""
+
+    DEFAULT_CSS = """
+    TryScreen #try-title { height: 1; padding: 0 1; }
+    TryScreen #panels { height: 1fr; }
+    TryScreen .panel { width: 1fr; height: 1fr; border: round $panel; padding: 0 1; overflow-y: auto; }
+    TryScreen #scores { height: 5; }
+    TryScreen #try-status { height: auto; max-height: 2; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("escape", "back", "stop/back", tooltip="stop what is running, else back to the Run step"),
+        Binding("ctrl+s", "perplexity", "score", tooltip="score every model on the text file (or the sample)"),
+    ]
+
+    def __init__(self, output: Path, parents: list[tuple[str, Path | None, str | None]]) -> None:
+        """``output`` is the merge; ``parents`` are (label, folder, why it cannot be loaded or None)."""
+        super().__init__()
+        self.models = [(f"{output.name} (merge)", output, None), *parents]
+        self.stop = threading.Event()
+        self.running = False
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("Try the merge beside its parents", style="bold"), id="try-title")
+        yield TextField(placeholder="a prompt, then enter: each model continues it", id="prompt")
+        with Horizontal(id="panels"):
+            for index, (label, _, _) in enumerate(self.models):
+                panel = Static("", id=f"panel-{index}", classes="panel")
+                panel.border_title = label
+                yield panel
+        yield TextField(placeholder="text file to score with ctrl+s (empty: the built-in sample)", id="text",
+                        suggester=PathSuggester())  # fmt: skip
+        table = DataTable(id="scores", cursor_type="none")
+        table.add_columns("model", "perplexity", "tokens", "")
+        yield table
+        yield Static("", id="try-status")
+        yield Footer(show_command_palette=False, compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt", Input).focus()
+        for index, (_, _, reason) in enumerate(self.models):
+            if reason:
+                self._panel(index).update(Text(f"skipped: {reason}", style="dim"))
+
+    def say(self, text: str) -> None:
+        """Put ``text`` in the status line."""
+        self.query_one("#try-status", Static).update(text)
+
+    def _panel(self, index: int) -> Static:
+        return self.query_one(f"#panel-{index}", Static)
+
+    @on(Input.Submitted, "#prompt")
+    def prompt_given(self, event: Input.Submitted) -> None:
+        prompt = event.value
+        if not prompt.strip() or self.running:
+            self.say("a prompt is being continued; escape stops it" if self.running else "type a prompt first")
+            return
+        for index, (_, _, reason) in enumerate(self.models):
+            if not reason:
+                self._panel(index).update("")
+        self.stop.clear()
+        self.running = True
+        self.generate(prompt)
+
+    @work(thread=True, exclusive=True, group="try", description="continue a prompt")
+    def generate(self, prompt: str) -> None:
+        from tui_merge.evaluation.scoring import Stopped, continuation, resolve_device, skip_reason, text_streamer
+
+        texts: dict[int, str] = {}
+        try:
+            device = resolve_device("auto")
+            for index, (label, folder, reason) in enumerate(self.models):
+                if reason or folder is None:
+                    continue
+                why = skip_reason(folder)
+                if why:
+                    self.app.call_from_thread(self._panel(index).update, Text(f"skipped: {why}", style="dim"))
+                    continue
+                self.app.call_from_thread(self.say, f"continuing with {label}…")
+                texts[index] = ""
+
+                def shown(piece: str, index: int = index) -> None:
+                    texts[index] += piece
+                    self.app.call_from_thread(self._panel(index).update, texts[index])
+
+                model, tokenizer = _load(folder, device)
+                try:
+                    streamer = text_streamer(tokenizer, shown, self.stop)
+                    continuation(model, tokenizer, prompt, MAX_NEW_TOKENS, streamer=streamer)
+                finally:
+                    del model
+                    gc.collect()
+            self.app.call_from_thread(self.say, "done: each model continued the prompt greedily")
+        except Stopped:
+            self.app.call_from_thread(self.say, "stopped")
+        except TuiMergeError as error:
+            self.app.call_from_thread(self.say, error.message)
+        finally:
+            self.running = False
+
+    def action_perplexity(self) -> None:
+        if self.running:
+            self.say("something is running; escape stops it")
+            return
+        self.stop.clear()
+        self.running = True
+        self.query_one("#scores", DataTable).clear()
+        self.score(self.query_one("#text", Input).value.strip() or None)
+
+    @work(thread=True, exclusive=True, group="try", description="score the models")
+    def score(self, text_path: str | None) -> None:
+        from tui_merge.cli.compare_cmd import read_scored_text
+        from tui_merge.evaluation.scoring import Stopped, score_models
+
+        loadable = [(label, folder) for label, folder, reason in self.models if not reason and folder is not None]
+        try:
+            text = read_scored_text(text_path)
+            scores = []
+            for label, folder in loadable:
+                self.app.call_from_thread(self.say, f"scoring {label}…")
+                progress = lambda model, done, total, label=label: self.app.call_from_thread(  # noqa: E731
+                    self.say, f"scoring {label}: window {done}/{total}"
+                )
+                result = score_models([str(folder)], text, [], on_progress=progress, stop=self.stop)[0]
+                scores.append((label, result))
+                self.app.call_from_thread(self._show_scores, scores)
+            source = text_path or "the built-in sample"
+            self.app.call_from_thread(self.say, f"perplexity on {source}: lower is better")
+        except Stopped:
+            self.app.call_from_thread(self.say, "stopped")
+        except TuiMergeError as error:
+            self.app.call_from_thread(self.say, error.message)
+        finally:
+            self.running = False
+
+    def _show_scores(self, scores: list) -> None:
+        table = self.query_one("#scores", DataTable)
+        table.clear()
+        values = [result.perplexity for _, result in scores if result.perplexity is not None]
+        best = min(values) if len(values) > 1 else None
+        for label, result in scores:
+            if result.perplexity is None:
+                table.add_row(label, "-", "-", Text(f"skipped: {result.skipped}", style="dim"))
+                continue
+            lowest = result.perplexity == best
+            style = "bold green" if lowest else ""
+            table.add_row(label, Text(f"{result.perplexity:.3f}", style=style), str(result.tokens),
+                          Text("lowest" if lowest else "", style=style))  # fmt: skip
+
+    def action_back(self) -> None:
+        if self.running:
+            self.stop.set()
+            self.say("stopping…")
+            return
+        self.app.pop_screen()
+
+
+def _load(folder: Path, device: str):
+    from tui_merge.evaluation.scoring import load_causal_model
+
+    return load_causal_model(folder, device)
