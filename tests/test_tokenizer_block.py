@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import folder_digest
-from safetensors.torch import load_file
+from test_vocab import LINEAR, vocabulary, weights
 
 from tui_merge.cli import main
 
@@ -25,26 +25,6 @@ def run(tmp_path: Path, text: str, name: str = "out", **models: Path) -> Path:
     config.write_text(textwrap.dedent(text).format(**{key: str(path) for key, path in models.items()}))
     assert main(["run", str(config), str(tmp_path / name)]) == 0
     return tmp_path / name
-
-
-def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return {name: tensor.float() for name, tensor in load_file(folder / "model.safetensors").items()}
-
-
-def vocabulary(folder: Path) -> dict[str, int]:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(folder)).get_vocab()
-
-
-LINEAR = """\
-merge_method: linear
-models:
-  - model: {a}
-  - model: {b}
-parameters:
-  weight: 0.5
-"""
 
 
 def test_a_tokenizer_block_with_source_union_is_tokenizer_source_union(tmp_path, llama_base, llama_chat_tokens):

@@ -70,12 +70,13 @@ class MergeInputChanged(MergeInterrupted):
     exit_code = 2
 
 
-def resolve_device(name: str) -> str:
-    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``."""
+def resolve_device(name: str, where: str = "tui_merge.device") -> str:
+    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; a CUDA device without a GPU is bad input
+    (``where`` names the setting in the message)."""
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MergeError(f"Device {name} was asked for but torch sees no CUDA GPU; use --device cpu.")
+        raise BadInputError(f"{where} {name} was asked for but torch sees no CUDA GPU; use cpu (or auto).")
     return name
 
 

@@ -50,14 +50,10 @@ class Stopped(Exception):
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` is CUDA when torch sees a GPU, else the CPU; a named device must exist."""
-    import torch
+    """``auto`` is CUDA when torch sees a GPU, else the CPU; a named device must exist (the merge's rule)."""
+    from tui_merge.engine.executor import resolve_device as merge_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu.")
-    return device
+    return merge_device(device, "--device")
 
 
 def model_folder(argument: str) -> Path:

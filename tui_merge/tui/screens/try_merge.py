@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.text import Text
@@ -95,10 +97,10 @@ class TryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="try", description="continue a prompt")
     def generate(self, prompt: str) -> None:
-        from tui_merge.evaluation.scoring import Stopped, continuation, resolve_device, skip_reason, text_streamer
+        from tui_merge.evaluation.scoring import continuation, resolve_device, skip_reason, text_streamer
 
         texts: dict[int, str] = {}
-        try:
+        with self._reporting():
             device = resolve_device("auto")
             for index, (label, folder, reason) in enumerate(self.models):
                 if reason or folder is None:
@@ -122,12 +124,6 @@ class TryScreen(Screen):
                     del model
                     gc.collect()
             self.app.call_from_thread(self.say, "done: each model continued the prompt greedily")
-        except Stopped:
-            self.app.call_from_thread(self.say, "stopped")
-        except TuiMergeError as error:
-            self.app.call_from_thread(self.say, error.message)
-        finally:
-            self.running = False
 
     def action_perplexity(self) -> None:
         if self.running:
@@ -141,10 +137,10 @@ class TryScreen(Screen):
     @work(thread=True, exclusive=True, group="try", description="score the models")
     def score(self, text_path: str | None) -> None:
         from tui_merge.cli.compare_cmd import read_scored_text
-        from tui_merge.evaluation.scoring import Stopped, score_models
+        from tui_merge.evaluation.scoring import score_models
 
         loadable = [(label, folder) for label, folder, reason in self.models if not reason and folder is not None]
-        try:
+        with self._reporting():
             text = read_scored_text(text_path)
             scores = []
             for label, folder in loadable:
@@ -157,6 +153,15 @@ class TryScreen(Screen):
                 self.app.call_from_thread(self._show_scores, scores)
             source = text_path or "the built-in sample"
             self.app.call_from_thread(self.say, f"perplexity on {source}: lower is better")
+
+    @contextmanager
+    def _reporting(self) -> Iterator[None]:
+        """Work in a worker thread: a stop or a failure is said in the status line, and the screen is free
+        again afterwards."""
+        from tui_merge.evaluation.scoring import Stopped
+
+        try:
+            yield
         except Stopped:
             self.app.call_from_thread(self.say, "stopped")
         except TuiMergeError as error:
