@@ -5,17 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from tui_merge.errors import BadInputError
-from tui_merge.evaluation.sample_text import SAMPLE_TEXT
-
-MAX_TEXT_BYTES = 64 << 20
-"""A text file to score: more than this is refused unread (scoring 64 MB already takes hours on a CPU)."""
+from tui_merge.evaluation.sample_text import scored_text
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_new_tokens < 1:
         raise BadInputError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
-    text = read_scored_text(args.text)
+    text = scored_text(args.text)
     progress = _Progress()
     scores = score_models(args.models, text, args.prompt or [], max_new_tokens=args.max_new_tokens,
                           device=args.device, on_progress=progress)  # fmt: skip
@@ -37,18 +33,6 @@ def run(args: argparse.Namespace) -> int:
     for prompt in args.prompt or []:
         console.print(continuation_table(prompt, scores))
     return 0
-
-
-def read_scored_text(path: str | None) -> str:
-    """The text of ``--text``, or the built-in sample."""
-    if path is None:
-        return SAMPLE_TEXT
-    from tui_merge.config.loading import read_text
-
-    text = read_text(Path(path), "Text file", MAX_TEXT_BYTES)
-    if not text.strip():
-        raise BadInputError(f"Text file {path} is empty; give a text to score.")
-    return text
 
 
 def compare_json(text: str, prompts: list[str], scores) -> dict:

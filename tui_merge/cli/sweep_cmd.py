@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tui_merge.cli.compare_cmd import perplexity_caption, read_scored_text
+from tui_merge.cli.compare_cmd import perplexity_caption
 from tui_merge.config.loading import load_config
 from tui_merge.errors import BadInputError
+from tui_merge.evaluation.sample_text import scored_text
 from tui_merge.evaluation.sweep import parse_variation, run_sweep, sparkline, sweep_folder
 
 
@@ -23,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.vary:
         raise BadInputError("Give at least one --vary NAME=V1,V2,... (for example --vary t=0.2,0.5,0.8).")
     variations = [parse_variation(text, loaded) for text in args.vary]
-    text = read_scored_text(args.text)
+    text = scored_text(args.text)
     parent = Path(args.dir) if args.dir else Path(args.config).with_suffix(".sweep")
     folder = sweep_folder(parent, loaded, variations, text)
     if args.output and Path(args.output).is_dir():

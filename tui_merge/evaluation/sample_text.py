@@ -8,6 +8,13 @@ model trained on English text has a meaningful perplexity on it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tui_merge.errors import BadInputError
+
+MAX_TEXT_BYTES = 64 << 20
+"""A text file to score: more than this is refused unread (scoring 64 MB already takes hours on a CPU)."""
+
 SAMPLE_SOURCE = (
     "the United States Declaration of Independence (1776, opening) and Abraham Lincoln's Gettysburg Address "
     "(1863); both in the public domain"
@@ -50,3 +57,15 @@ last full measure of devotion -- that we here highly resolve that these dead sha
 that this nation, under God, shall have a new birth of freedom -- and that government of the people, by the \
 people, for the people, shall not perish from the earth.
 """
+
+
+def scored_text(path: str | None) -> str:
+    """The text of a file the person named to score, or the built-in sample when they named none."""
+    if path is None:
+        return SAMPLE_TEXT
+    from tui_merge.config.loading import read_text
+
+    text = read_text(Path(path), "Text file", MAX_TEXT_BYTES)
+    if not text.strip():
+        raise BadInputError(f"Text file {path} is empty; give a text to score.")
+    return text

@@ -136,12 +136,12 @@ class TryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="try", description="score the models")
     def score(self, text_path: str | None) -> None:
-        from tui_merge.cli.compare_cmd import read_scored_text
+        from tui_merge.evaluation.sample_text import scored_text
         from tui_merge.evaluation.scoring import score_models
 
         loadable = [(label, folder) for label, folder, reason in self.models if not reason and folder is not None]
         with self._reporting():
-            text = read_scored_text(text_path)
+            text = scored_text(text_path)
             scores = []
             for label, folder in loadable:
                 self.app.call_from_thread(self.say, f"scoring {label}…")
