@@ -28,13 +28,13 @@ from tui_merge.engine.events import (
     TensorMerged,
 )
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
-from tui_merge.engine.lock import LOCK_NAME
+from tui_merge.engine.lock import LOCK_NAME, partial_path
 from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
 from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks
-from tui_merge.engine.writer import OutputWriter, partial_path
+from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.vocab.alignment import align_rows
@@ -239,7 +239,7 @@ class _Run:
             f"the partial folder is {partial}"
         )
         return kind(f"{reason}; nothing is at {self.output} yet, {kept}: continue with "
-                    f"{resume_command(self.plan, self.output)}")  # fmt: skip
+                    f"{resume_command(self.plan.loaded, self.output)}")  # fmt: skip
 
 
 def _io_error(error: OSError) -> str:

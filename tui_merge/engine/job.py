@@ -14,11 +14,10 @@ from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.validation import unweighted_models
-from tui_merge.engine import executor
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import CheckDone, EventCallback, Log, MergeSummary, VerificationStarted, Verified
 from tui_merge.engine.plan import Plan, build_plan
-from tui_merge.engine.preflight import check_output
+from tui_merge.engine.preflight import check_output, check_output_path
 from tui_merge.engine.prepare import inspect_models
 from tui_merge.errors import BadInputError
 from tui_merge.models.compat import check_compatibility
@@ -155,6 +154,7 @@ def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: Me
     the output path then, only ``OUT.partial`` when the job keeps it for a resume.
     """
     emit = on_event or (lambda event: None)
+    check_output_path(job.loaded, job.output, force=job.replace, resume=job.resume)
     if job.save_config is not None:
         job.save_config.write_text(job.loaded.text, encoding="utf-8")
     plan = plan_job(job)
@@ -164,6 +164,8 @@ def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: Me
     if unweighted and not weighted:
         emit(Log("info", f"no model gives a weight: {len(unweighted)} models merged with equal weights"))
     check_output(plan, job.output, force=job.replace, resume=job.resume)
+    from tui_merge.engine import executor  # torch comes with it: mistakes in the inputs are said before
+
     summary = executor.execute(
         plan, job.output, on_event=emit, control=control, replace=job.replace, resume=job.resume,
         keep_partial=job.keep_partial, allow_nonfinite=job.allow_nonfinite,

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from tui_merge.errors import BadInputError
 
+
+def partial_path(output: Path) -> Path:
+    """Where an unfinished output lives: ``OUT.partial`` next to ``OUT``."""
+    return output.with_name(output.name + ".partial")
+
+
 LOCK_NAME = ".tui_merge.lock"
 
 

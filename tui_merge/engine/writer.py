@@ -27,18 +27,13 @@ import torch
 import yaml
 
 from tui_merge.engine.journal import Journal
-from tui_merge.engine.lock import OutputLock
+from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.chat_template import write_chat_template
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
-
-
-def partial_path(output: Path) -> Path:
-    """Where an unfinished output lives: ``OUT.partial`` next to ``OUT``."""
-    return output.with_name(output.name + ".partial")
 
 
 def replaced_path(output: Path) -> Path:
