@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tui_merge.models.info import ModelInfo
-from tui_merge.models.tensor_data import read_tensor
+from tui_merge.models.tensor_data import read_float64
 
 SAME_BASE_THRESHOLD = 0.9
 """At or above: fine-tunes of one base."""
@@ -53,9 +53,11 @@ def probe_tensor_name(models: list[ModelInfo]) -> str | None:
 
 def compare_lineage(base: ModelInfo, other: ModelInfo, tensor: str) -> LineageProbe:
     """Cosine similarity of ``tensor`` in ``other`` against ``base``, reading only that tensor."""
-    reference = read_tensor(base.tensors[tensor]).double().flatten()
-    candidate = read_tensor(other.tensors[tensor]).double().flatten()
-    norms = float(reference.norm()) * float(candidate.norm())
+    import numpy
+
+    reference = read_float64(base.tensors[tensor])
+    candidate = read_float64(other.tensors[tensor])
+    norms = float(numpy.linalg.norm(reference)) * float(numpy.linalg.norm(candidate))
     if norms == 0.0:
         return LineageProbe(tensor, None)
-    return LineageProbe(tensor, float(reference.dot(candidate)) / norms)
+    return LineageProbe(tensor, float(numpy.dot(reference, candidate)) / norms)

@@ -1,8 +1,16 @@
 """A model folder's tokenizer as the merge sees it: token ids by string, special tokens, added tokens.
 
-Tokenizers load with transformers from local files only (never the network,
-never remote code), so every format a checkpoint ships (tokenizer.json,
-sentencepiece, vocab/merges files) is read the same way.
+The facts come straight from ``tokenizer.json`` (with the ``tokenizers``
+library) and ``tokenizer_config.json`` when those two say everything
+transformers would use: the special tokens named in the config, with no
+class defaults to fill in (``PreTrainedTokenizerFast``/``TokenizersBackend``,
+or all four named), no ``special_tokens_map.json`` that says otherwise, and
+every special token already in the vocabulary. That takes tens of
+milliseconds where importing transformers takes seconds, which is most of
+what ``inspect`` used to cost. Any other tokenizer (sentencepiece alone,
+vocab/merges files, class defaults) loads with transformers from local files
+only (never the network, never remote code), as the output tokenizer
+always does; a test checks that both ways give the same facts.
 """
 
 from __future__ import annotations
@@ -95,6 +103,60 @@ def tokenizer_facts(folder: Path) -> TokenizerFacts | None:
 
 @lru_cache(maxsize=32)
 def _read_facts(folder: Path, stamp: tuple[int, ...]) -> TokenizerFacts:
+    fast = fast_facts(folder)
+    return fast if fast is not None else transformers_facts(folder)
+
+
+_GENERIC_CLASSES = (None, "PreTrainedTokenizerFast", "TokenizersBackend")
+"""Tokenizer classes without special-token defaults of their own: a role the config leaves out has none."""
+
+
+def fast_facts(folder: Path) -> TokenizerFacts | None:
+    """The facts from tokenizer.json and tokenizer_config.json alone, or None when transformers would add
+    something those files do not say (see the module doc)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")) if (
+            folder / "tokenizer_config.json").is_file() else {}  # fmt: skip
+        document = json.loads(path.read_text(encoding="utf-8"))
+        backend = Tokenizer.from_str(json.dumps(document))
+    except Exception:  # noqa: BLE001 - anything unusual is for transformers to read (and to report)
+        return None
+    if not isinstance(settings, dict) or (folder / "special_tokens_map.json").is_file():
+        return None
+    if settings.get("tokenizer_class") not in _GENERIC_CLASSES and not all(
+        f"{role}_token" in settings for role in SPECIAL_ROLES
+    ):
+        return None
+    ids = backend.get_vocab(with_added_tokens=True)
+    added = {entry["content"]: bool(entry.get("special")) for entry in document.get("added_tokens") or []
+             if isinstance(entry, dict) and isinstance(entry.get("content"), str)}  # fmt: skip
+    for index, entry in (settings.get("added_tokens_decoder") or {}).items():
+        content = entry.get("content") if isinstance(entry, dict) else None
+        if content is None or ids.get(content) != int(index):
+            return None  # the config adds or moves a token: transformers' reading decides
+        added[content] = bool(entry.get("special", added.get(content, False)))
+    special_ids = {}
+    for role in SPECIAL_ROLES:
+        value = settings.get(f"{role}_token")
+        token = value.get("content") if isinstance(value, dict) else value
+        if token is None:
+            continue
+        if not isinstance(token, str) or token not in ids:
+            return None  # transformers would add it to the vocabulary
+        special_ids[role] = ids[token]
+    _check_ids(folder, ids)
+    return TokenizerFacts(folder, ids, special_ids, added)
+
+
+def transformers_facts(folder: Path) -> TokenizerFacts:
+    """The facts as transformers reads the tokenizer (every format it knows)."""
     tokenizer = load_tokenizer(folder)
     special_ids = {}
     for role in SPECIAL_ROLES:
