@@ -117,3 +117,32 @@ def test_inspect_and_mistakes_about_the_output_do_not_import_torch(tmp_path, lla
     missing = tmp_path / "missing.yaml"
     missing.write_text(f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: ./nowhere}}]\n")
     assert _imports(["run", str(missing), str(tmp_path / "out")], tmp_path) == (2, False, False)
+
+
+def test_a_passed_config_check_is_remembered_and_a_failed_one_is_not(tmp_path, monkeypatch, llama_base, llama_finetune):
+    from tui_merge.cli import main
+    from tui_merge.models import architecture_fit
+
+    config = tmp_path / "m.yaml"
+    config.write_text(f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n")
+    asked = []
+    real_fit = architecture_fit.architecture_fit
+
+    def counting_fit(*args, **kwargs):
+        asked.append(1)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(architecture_fit, "architecture_fit", counting_fit)
+    assert main(["run", str(config), str(tmp_path / "first")]) == 0
+    assert main(["run", str(config), str(tmp_path / "second")]) == 0
+    assert len(asked) == 1  # the replay did not ask transformers again
+
+    broken = tmp_path / "broken"
+    shutil.copytree(llama_base, broken)
+    settings = json.loads((broken / "config.json").read_text())
+    settings["intermediate_size"] = 7
+    (broken / "config.json").write_text(json.dumps(settings))
+    config.write_text(f"merge_method: linear\nmodels: [{{model: {broken}}}, {{model: {llama_finetune}}}]\n")
+    for output in ("third", "fourth"):
+        assert main(["run", str(config), str(tmp_path / output)]) == 2
+    assert len(asked) == 3  # a failed check is asked again every time

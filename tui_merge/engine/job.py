@@ -16,6 +16,7 @@ from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.validation import unweighted_models
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import CheckDone, EventCallback, Log, MergeSummary, VerificationStarted, Verified
+from tui_merge.engine.output_config import output_config_gate
 from tui_merge.engine.plan import Plan, build_plan
 from tui_merge.engine.preflight import check_output, check_output_path
 from tui_merge.engine.prepare import inspect_models
@@ -96,55 +97,6 @@ def compatibility_gate(job: MergeJob, models: dict[str, ModelInfo]) -> list[str]
         elif finding.severity == "warning":
             warnings.append(finding.message)
     return warnings
-
-
-def output_config_gate(plan: Plan) -> list[str]:
-    """Check that the config.json the merge will write describes the tensors it will write, as transformers
-    reads it, and that transformers accepts the generation_config.json it will copy; raises BadInputError
-    (nothing written) when not. A model type the installed transformers does not know is not checked: one
-    warning says so. Tensors transformers has no place for (an old checkpoint's rotary buffers) are a warning.
-    """
-    from tui_merge.engine.writer import output_model_config
-    from tui_merge.models.architecture_fit import architecture_fit, known_model_type
-
-    source = plan.reference.folder / "config.json"
-    config = output_model_config(plan)
-    if "model_type" in config and not known_model_type(config):
-        import transformers
-
-        return [
-            f"transformers {transformers.__version__} does not know model type {config['model_type']!r}, so the "
-            "merged config.json was not checked against the merged tensors."
-        ]
-    fit = architecture_fit(config, {task.name: task.shape for task in plan.tasks}, source=source)
-    problems = fit.problems(with_unexpected=False)
-    if problems:
-        raise BadInputError(
-            f"{source} does not describe the merged tensors: {fit.model_class} built from it would have "
-            + "; ".join(problems)
-            + ". Correct that config.json or download the model again."
-        )
-    if plan.generation_config is not None:
-        _check_generation_config(plan)
-    if fit.unexpected:
-        listed = ", ".join(fit.unexpected[:3])
-        return [f"{fit.model_class} has no place for {len(fit.unexpected)} merged tensor(s) ({listed}); "
-                "transformers will skip them when it loads the merge."]  # fmt: skip
-    return []
-
-
-def _check_generation_config(plan: Plan) -> None:
-    import transformers
-
-    path = plan.reference.folder / "generation_config.json"
-    try:
-        transformers.GenerationConfig.from_dict(dict(plan.generation_config))
-    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
-        raise
-    except Exception as error:  # transformers raises many kinds; each means the settings cannot be used
-        raise BadInputError(
-            f"{path} holds settings transformers refuses ({type(error).__name__}: {error}); correct or remove it."
-        ) from None
 
 
 def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: MergeControl | None = None) -> JobResult:

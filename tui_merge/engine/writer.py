@@ -29,11 +29,10 @@ import yaml
 from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
+from tui_merge.engine.output_config import output_model_config
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.chat_template import write_chat_template
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
-
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
 
 def replaced_path(output: Path) -> Path:
@@ -222,28 +221,6 @@ class _ShardStream:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
-
-
-def output_model_config(plan: Plan) -> dict:
-    """The reference model's config.json with depth, vocabulary and dtype made true of the output."""
-    config = json.loads(json.dumps(plan.reference.facts.raw))
-    target = config.get("text_config") if _nested(config) else config
-    layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
-    target[layer_key] = plan.num_layers
-    if plan.vocab_rows is not None:
-        target["vocab_size"] = plan.vocab_rows
-    tokenizer = plan.vocabulary.tokenizer
-    if tokenizer is not None:
-        for place in {id(config): config, id(target): target}.values():
-            agree_on_special_ids(place, tokenizer.special_ids, plan.vocab_rows)
-    dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
-    for key in dtype_keys:
-        config[key] = plan.out_dtype
-    return config
-
-
-def _nested(config: dict) -> bool:
-    return isinstance(config.get("text_config"), dict) and not any(key in config for key in _LAYER_KEYS)
 
 
 def model_card(plan: Plan) -> str:

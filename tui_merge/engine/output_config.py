@@ -1,0 +1,133 @@
+"""The config.json a merge writes, and the check that it describes the merged tensors.
+
+``output_model_config`` is the reference model's config made true of the
+output (depth, vocabulary rows, dtype, special token ids). ``output_config_gate``
+asks transformers, before a byte is written, whether that config describes
+the tensors the merge will write (``models.architecture_fit``) and whether
+it accepts the generation settings. Importing transformers' model classes
+for that costs about two seconds, so a check that passed is remembered in
+the user cache, keyed by the config, the tensor shapes, the generation
+settings and the transformers version: a replay, a resumed merge and every
+candidate of a sweep ask it once. A check that fails is never remembered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from tui_merge.engine.plan import Plan
+from tui_merge.errors import BadInputError
+from tui_merge.vocab.output import agree_on_special_ids
+
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+
+
+def output_model_config(plan: Plan) -> dict:
+    """The reference model's config.json with depth, vocabulary and dtype made true of the output."""
+    config = json.loads(json.dumps(plan.reference.facts.raw))
+    target = config.get("text_config") if _nested(config) else config
+    layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
+    target[layer_key] = plan.num_layers
+    if plan.vocab_rows is not None:
+        target["vocab_size"] = plan.vocab_rows
+    tokenizer = plan.vocabulary.tokenizer
+    if tokenizer is not None:
+        for place in {id(config): config, id(target): target}.values():
+            agree_on_special_ids(place, tokenizer.special_ids, plan.vocab_rows)
+    dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
+    for key in dtype_keys:
+        config[key] = plan.out_dtype
+    return config
+
+
+def _nested(config: dict) -> bool:
+    return isinstance(config.get("text_config"), dict) and not any(key in config for key in _LAYER_KEYS)
+
+
+def output_config_gate(plan: Plan) -> list[str]:
+    """Check that the config.json the merge will write describes the tensors it will write, as transformers
+    reads it, and that transformers accepts the generation_config.json it will copy; raises BadInputError
+    (nothing written) when not. A model type the installed transformers does not know is not checked: one
+    warning says so. Tensors transformers has no place for (an old checkpoint's rotary buffers) are a warning.
+    """
+    config = output_model_config(plan)
+    shapes = {task.name: list(task.shape) for task in plan.tasks}
+    key = _check_key(config, shapes, plan.generation_config)
+    cached = _remembered(key)
+    if cached is not None:
+        return cached
+    warnings = _checked(plan, config, shapes)
+    _remember(key, warnings)
+    return warnings
+
+
+def _checked(plan: Plan, config: dict, shapes: dict[str, list[int]]) -> list[str]:
+    from tui_merge.models.architecture_fit import architecture_fit, known_model_type
+
+    source = plan.reference.folder / "config.json"
+    if "model_type" in config and not known_model_type(config):
+        import transformers
+
+        return [
+            f"transformers {transformers.__version__} does not know model type {config['model_type']!r}, so the "
+            "merged config.json was not checked against the merged tensors."
+        ]
+    fit = architecture_fit(config, shapes, source=source)
+    problems = fit.problems(with_unexpected=False)
+    if problems:
+        raise BadInputError(
+            f"{source} does not describe the merged tensors: {fit.model_class} built from it would have "
+            + "; ".join(problems)
+            + ". Correct that config.json or download the model again."
+        )
+    if plan.generation_config is not None:
+        _check_generation_config(plan)
+    if fit.unexpected:
+        listed = ", ".join(fit.unexpected[:3])
+        return [f"{fit.model_class} has no place for {len(fit.unexpected)} merged tensor(s) ({listed}); "
+                "transformers will skip them when it loads the merge."]  # fmt: skip
+    return []
+
+
+def _check_generation_config(plan: Plan) -> None:
+    import transformers
+
+    path = plan.reference.folder / "generation_config.json"
+    try:
+        transformers.GenerationConfig.from_dict(dict(plan.generation_config))
+    except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
+        raise
+    except Exception as error:  # transformers raises many kinds; each means the settings cannot be used
+        raise BadInputError(
+            f"{path} holds settings transformers refuses ({type(error).__name__}: {error}); correct or remove it."
+        ) from None
+
+
+def _check_key(config: dict, shapes: dict[str, list[int]], generation: dict | None) -> str:
+    from importlib.metadata import version
+
+    payload = json.dumps([version("transformers"), config, sorted(shapes.items()), generation], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _remembered(key: str) -> list[str] | None:
+    from tui_merge.user_cache import cache_folder
+
+    path = cache_folder() / "config-checks" / f"{key[:32]}.json"
+    try:
+        warnings = json.loads(path.read_text(encoding="utf-8"))["warnings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return warnings if isinstance(warnings, list) and all(isinstance(item, str) for item in warnings) else None
+
+
+def _remember(key: str, warnings: list[str]) -> None:
+    from tui_merge.user_cache import cache_folder
+
+    folder = cache_folder() / "config-checks"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{key[:32]}.json").write_text(json.dumps({"warnings": warnings}), encoding="utf-8")
+    except OSError:
+        pass  # a cache that cannot be written only means the next run checks again
