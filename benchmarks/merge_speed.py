@@ -11,6 +11,19 @@ the inputs once, writing an output of the same size with fsync, one float32
 pass over the data), then runs ``tui-merge run`` once per method as a
 separate process and prints wall time, its ratio to the floor, throughput
 (output bytes per second) and peak RSS (from ``wait4`` for that process).
+
+``--against-mergekit PYTHON`` (a Python whose environment has mergekit; it
+is never a dependency of this project) runs mergekit's ``mergekit-yaml`` on
+the same config right after each of our runs, alternating the two tools,
+and adds its wall time, the ratio of ours to it, its peak RSS and whether
+the outputs agree: deterministic methods to within one bfloat16 step on
+99.9% of the values; random ones (dare, della) and those that keep the k
+largest values (ties, breadcrumbs, sce) by the norm of the change from the
+base (within 2% per tensor), since bfloat16 inputs put many magnitudes
+exactly at the cut and mergekit keeps an unordered subset of them
+(``argsort`` without a stable order) where tui-merge keeps them by index. Both compute in float32 and write
+bfloat16 (``dtype: float32``, ``out_dtype: bfloat16``). A method mergekit
+does not have is shown as ``-``.
 """
 
 from __future__ import annotations
@@ -190,6 +203,8 @@ def main() -> int:
         "--repeat", type=int, default=1, metavar="N",
         help="run each merge N times and report the medians (peak RSS varies by some 20 MiB from run to run)",
     )  # fmt: skip
+    parser.add_argument("--against-mergekit", metavar="PYTHON",
+                        help="a Python with mergekit installed: run it on the same configs, alternating")  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -202,7 +217,7 @@ def main() -> int:
                    check=True)  # fmt: skip
     models = {name: args.work / f"{args.preset}-{name}" for name in ("base", "ft1", "ft2")}
     size = (models["base"] / "model.safetensors").stat().st_size
-    rows = []
+    rows, versus = [], []
     names = list(ALL_METHODS) if args.methods == "all" else args.methods.split(",")
     unknown = [name for name in names if name not in ALL_METHODS]
     if unknown:
@@ -213,24 +228,99 @@ def main() -> int:
         inputs = [models["base"], models["ft1"], *([models["ft2"]] if uses_two else [])]
         floor_seconds, _ = floor([folder / "model.safetensors" for folder in inputs], args.work)
         config = args.work / f"{name}.yaml"
-        config.write_text(text + f"tui_merge: {{device: {args.device}}}\n")
+        precision = "dtype: float32\nout_dtype: bfloat16\n" if args.against_mergekit else ""
+        config.write_text(text + precision + f"tui_merge: {{device: {args.device}}}\n")
         output = args.work / f"out-{name}"
         subprocess.run(["rm", "-rf", str(output), str(output) + ".partial"], check=True)
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
-        runs = []
+        runs, theirs, agreement = [], [], None
         for _ in range(max(1, args.repeat)):
             runs.append(measure(command))
+            if args.against_mergekit:
+                result = against_mergekit(args.against_mergekit, text + precision, args.work, name)
+                if result is not None:
+                    theirs.append(result[:2])
+                    statistical = name.startswith(("dare", "della", "ties", "breadcrumbs", "sce"))
+                    agreement = outputs_agree(output, result[2], models["base"], random=statistical)
             subprocess.run(["rm", "-rf", str(output)], check=True)
         seconds = statistics.median(run[0] for run in runs)
         rss = statistics.median(run[1] for run in runs)
+        if args.against_mergekit:
+            if theirs:
+                their_seconds = statistics.median(run[0] for run in theirs)
+                their_rss = statistics.median(run[1] for run in theirs)
+                print(f"  {'':<11} mergekit {their_seconds:6.2f} s  ours/theirs x{seconds / their_seconds:4.2f}  "
+                      f"peak RSS {their_rss:6.0f} MiB  outputs {agreement}", flush=True)  # fmt: skip
+                versus.append((name, seconds, their_seconds, rss, their_rss, agreement))
+            else:
+                print(f"  {'':<11} mergekit: -  (no such method there)", flush=True)
+                versus.append((name, seconds, None, rss, None, "-"))
         rows.append(Row(name, round(seconds, 2), round(seconds / floor_seconds, 2), round(size / seconds / 1e6),
                         round(rss)))  # fmt: skip
         print(f"  {name:<11} {seconds:6.2f} s  floor {floor_seconds:5.2f} s  x{seconds / floor_seconds:4.2f}  "
               f"{size / seconds / 1e6:6.0f} MB/s  peak RSS {rss:6.0f} MiB", flush=True)  # fmt: skip
+    if versus:
+        print("\n| method | tui-merge s | mergekit s | ratio | tui-merge RSS MiB | mergekit RSS MiB | outputs |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, ours, theirs_s, rss, their_rss, agreement in versus:
+            ratio = f"{ours / theirs_s:.2f}" if theirs_s else "-"
+            shown = f"{theirs_s:.2f}" if theirs_s else "-"
+            their_memory = f"{their_rss:.0f}" if their_rss else "-"
+            print(f"| {name} | {ours:.2f} | {shown} | {ratio} | {rss:.0f} | {their_memory} | {agreement} |")
     if args.json:
-        args.json.write_text(json.dumps({"preset": args.preset, "bytes_per_model": size,
-                                         "rows": [asdict(row) for row in rows]}, indent=2))  # fmt: skip
+        table = {"preset": args.preset, "bytes_per_model": size, "rows": [asdict(row) for row in rows],
+                 "versus": versus}  # fmt: skip
+        args.json.write_text(json.dumps(table, indent=2))
     return 0
+
+
+def against_mergekit(python: str, text: str, work: Path, name: str) -> tuple[float, float, Path] | None:
+    """mergekit-yaml on the same config: (seconds, peak RSS MiB, output), or None when it lacks the method."""
+    config = work / f"{name}.mergekit.yaml"
+    config.write_text(text)
+    output = work / f"out-{name}-mergekit"
+    subprocess.run(["rm", "-rf", str(output)], check=True)
+    command = [python, "-m", "mergekit.scripts.run_yaml", str(config), str(output), "--no-cuda", "--allow-crimes"]
+    try:
+        seconds, rss = measure(command)
+    except SystemExit as failure:
+        if "Unknown merge method" in str(failure) or "is not a valid" in str(failure):
+            return None
+        raise
+    return seconds, rss, output
+
+
+def outputs_agree(ours: Path, theirs: Path, base: Path, *, random: bool) -> str:
+    """Whether two merged folders hold the same tensors: ``agree`` or what differs, in a few words."""
+    import torch
+    from safetensors import safe_open
+
+    def tensors(folder: Path) -> dict[str, tuple[Path, str]]:
+        found = {}
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(path, "pt") as handle:
+                found.update({key: (path, key) for key in handle.keys()})  # noqa: SIM118 - safe_open is no dict
+        return found
+
+    mine, other, reference = tensors(ours), tensors(theirs), tensors(base)
+    if set(mine) != set(other):
+        return f"differ: {len(set(mine) ^ set(other))} names"
+    worst = 0.0
+    for key in sorted(mine):
+        with safe_open(mine[key][0], "pt") as a, safe_open(other[key][0], "pt") as b:
+            x, y = a.get_tensor(key).float(), b.get_tensor(key).float()
+        if random:
+            with safe_open(reference[key][0], "pt") as handle:
+                origin = handle.get_tensor(key).float()
+            norms = (float((x - origin).norm()), float((y - origin).norm()))
+            if max(norms) > 0:
+                worst = max(worst, abs(norms[0] - norms[1]) / max(norms))
+            continue
+        step = torch.maximum(x.abs(), y.abs()) * 2**-7 + 1e-30  # one bfloat16 step at these values
+        beyond = float(((x - y).abs() > step).float().mean())
+        worst = max(worst, beyond)
+    limit = 0.02 if random else 0.001
+    return "agree" if worst <= limit else f"differ ({worst:.3%})"
 
 
 if __name__ == "__main__":
