@@ -69,8 +69,10 @@ OTHER_METHODS = {
     "sce2": "merge_method: sce\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n"
     "parameters: {{select_topk: 0.5}}\n",
     "model_stock2": "merge_method: model_stock\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
-    "nuslerp2": "merge_method: nuslerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
-    "multislerp2": "merge_method: multislerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
+    "nuslerp2": "merge_method: nuslerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n    parameters: {{weight: 1}}\n"
+    "  - model: {ft2}\n    parameters: {{weight: 1}}\n",
+    "multislerp2": "merge_method: multislerp\nbase_model: {base}\nmodels:\n  - model: {ft1}\n"
+    "    parameters: {{weight: 1}}\n  - model: {ft2}\n    parameters: {{weight: 1}}\n",
     "karcher3": "merge_method: karcher\nmodels:\n  - model: {base}\n  - model: {ft1}\n  - model: {ft2}\n",
     "ramplus2": "merge_method: ramplus_tl\nbase_model: {base}\nmodels:\n  - model: {ft1}\n  - model: {ft2}\n",
     "arcee_fusion": "merge_method: arcee_fusion\nbase_model: {base}\nmodels:\n  - model: {ft1}\n",
@@ -233,15 +235,16 @@ def main() -> int:
         output = args.work / f"out-{name}"
         subprocess.run(["rm", "-rf", str(output), str(output) + ".partial"], check=True)
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
-        runs, theirs, agreement = [], [], None
+        runs, theirs, agreement, refusal = [], [], None, ""
         for _ in range(max(1, args.repeat)):
             runs.append(measure(command))
             if args.against_mergekit:
                 result = against_mergekit(args.against_mergekit, text + precision, args.work, name)
-                if result is not None:
+                if isinstance(result, str):
+                    refusal = result
+                else:
                     theirs.append(result[:2])
-                    statistical = name.startswith(("dare", "della", "ties", "breadcrumbs", "sce"))
-                    agreement = outputs_agree(output, result[2], models["base"], random=statistical)
+                    agreement = compared_in_a_child(output, result[2], models["base"], name)
             subprocess.run(["rm", "-rf", str(output)], check=True)
         seconds = statistics.median(run[0] for run in runs)
         rss = statistics.median(run[1] for run in runs)
@@ -253,8 +256,8 @@ def main() -> int:
                       f"peak RSS {their_rss:6.0f} MiB  outputs {agreement}", flush=True)  # fmt: skip
                 versus.append((name, seconds, their_seconds, rss, their_rss, agreement))
             else:
-                print(f"  {'':<11} mergekit: -  (no such method there)", flush=True)
-                versus.append((name, seconds, None, rss, None, "-"))
+                print(f"  {'':<11} mergekit: -  ({refusal})", flush=True)
+                versus.append((name, seconds, None, rss, None, f"- ({refusal})"))
         rows.append(Row(name, round(seconds, 2), round(seconds / floor_seconds, 2), round(size / seconds / 1e6),
                         round(rss)))  # fmt: skip
         print(f"  {name:<11} {seconds:6.2f} s  floor {floor_seconds:5.2f} s  x{seconds / floor_seconds:4.2f}  "
@@ -274,8 +277,8 @@ def main() -> int:
     return 0
 
 
-def against_mergekit(python: str, text: str, work: Path, name: str) -> tuple[float, float, Path] | None:
-    """mergekit-yaml on the same config: (seconds, peak RSS MiB, output), or None when it lacks the method."""
+def against_mergekit(python: str, text: str, work: Path, name: str) -> tuple[float, float, Path] | str:
+    """mergekit-yaml on the same config: (seconds, peak RSS MiB, output), or the last line of its refusal."""
     config = work / f"{name}.mergekit.yaml"
     config.write_text(text)
     output = work / f"out-{name}-mergekit"
@@ -284,10 +287,20 @@ def against_mergekit(python: str, text: str, work: Path, name: str) -> tuple[flo
     try:
         seconds, rss = measure(command)
     except SystemExit as failure:
-        if "Unknown merge method" in str(failure) or "is not a valid" in str(failure):
-            return None
-        raise
+        lines = [line.strip() for line in str(failure).splitlines() if line.strip()]
+        return lines[-1][:80] if lines else "failed"
     return seconds, rss, output
+
+
+def compared_in_a_child(ours: Path, theirs: Path, base: Path, name: str) -> str:
+    """``outputs_agree`` in a child process: the comparison loads tensors, and a child forked from a large
+    parent would report the parent's memory as its own peak."""
+    statistical = name.startswith(("dare", "della", "ties", "breadcrumbs", "sce"))
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from merge_speed import outputs_agree; "
+              f"print(outputs_agree(__import__('pathlib').Path({str(ours)!r}), __import__('pathlib').Path("
+              f"{str(theirs)!r}), __import__('pathlib').Path({str(base)!r}), random={statistical}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or f"not compared ({done.stderr.strip().splitlines()[-1][:60]})"
 
 
 def outputs_agree(ours: Path, theirs: Path, base: Path, *, random: bool) -> str:
