@@ -169,8 +169,6 @@ def score_models(
     stop: threading.Event | None = None,
 ) -> list[ModelScore]:
     """Score every model in turn (one in memory at a time); ``on_progress(model, done, total)`` per window."""
-    import torch
-
     folders = {model: model_folder(model) for model in models}  # every name checked before the first load
     place = resolve_device(device)
     scores = []
@@ -186,11 +184,18 @@ def score_models(
             answers = {prompt: continuation(loaded, tokenizer, prompt, max_new_tokens) for prompt in prompts}
         finally:
             del loaded
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_memory()
         scores.append(ModelScore(model, value, tokens, answers))
     return scores
+
+
+def free_memory() -> None:
+    """Give back the memory of a model the caller has just dropped, before the next one loads (CUDA included)."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def text_streamer(tokenizer: Any, on_text: Callable[[str], None], stop: threading.Event | None = None) -> Any:

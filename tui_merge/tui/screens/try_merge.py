@@ -10,7 +10,6 @@ back to the Run step.
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,7 +96,14 @@ class TryScreen(Screen):
 
     @work(thread=True, exclusive=True, group="try", description="continue a prompt")
     def generate(self, prompt: str) -> None:
-        from tui_merge.evaluation.scoring import continuation, resolve_device, skip_reason, text_streamer
+        from tui_merge.evaluation.scoring import (
+            continuation,
+            free_memory,
+            load_causal_model,
+            resolve_device,
+            skip_reason,
+            text_streamer,
+        )
 
         texts: dict[int, str] = {}
         with self._reporting():
@@ -116,13 +122,13 @@ class TryScreen(Screen):
                     texts[index] += piece
                     self.app.call_from_thread(self._panel(index).update, texts[index])
 
-                model, tokenizer = _load(folder, device)
+                model, tokenizer = load_causal_model(folder, device)
                 try:
                     streamer = text_streamer(tokenizer, shown, self.stop)
                     continuation(model, tokenizer, prompt, MAX_NEW_TOKENS, streamer=streamer)
                 finally:
                     del model
-                    gc.collect()
+                    free_memory()
             self.app.call_from_thread(self.say, "done: each model continued the prompt greedily")
 
     def action_perplexity(self) -> None:
@@ -189,9 +195,3 @@ class TryScreen(Screen):
             self.say("stopping…")
             return
         self.app.pop_screen()
-
-
-def _load(folder: Path, device: str):
-    from tui_merge.evaluation.scoring import load_causal_model
-
-    return load_causal_model(folder, device)
