@@ -55,9 +55,11 @@ async def test_a_long_status_wraps_instead_of_being_cut(workdir) -> None:
 async def test_the_layers_footer_fits_80_columns_and_shows_the_editing_keys(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        expected = ("+", "-", "]", "[", "m", "g", "c", "v", "u", "^r", "s", "esc", "^n", "f1", "^q")
+        # The footer composes a frame or more after the screen mounts on a busy machine.
+        await wait_until(pilot, lambda: {key.key_display for key in app.screen.query(FooterKey)} >= set(expected))
         shown = {key.key_display: key for key in app.screen.query(FooterKey)}
-        for key in ("+", "-", "]", "[", "m", "g", "c", "v", "u", "^r", "s", "esc", "^n", "f1", "^q"):
+        for key in expected:
             assert key in shown, f"{key} is not in the footer"
             assert shown[key].region.right <= SIZE[0], f"{key} is cut off"
 
@@ -72,6 +74,8 @@ async def test_after_the_merge_the_run_step_shows_the_replay_whole_and_offers_no
         await wait_until(pilot, lambda: status.region.height * (status.region.width - 2) >= len(status_text(app)))
         log = "\n".join(str(line.text) for line in app.screen.query_one("#log", RichLog).lines)
         assert "replay: tui-merge run merge.yaml merged" in log
+        # The footer recomposes after the bindings refresh, a frame or more later on a busy machine.
+        await wait_until(pilot, lambda: "back" in {key.action for key in app.screen.query(FooterKey)})
         actions = {key.action for key in app.screen.query(FooterKey)}
         assert "cancel" not in actions and "back" in actions
 
