@@ -60,7 +60,11 @@ class StepScreen(Screen):
 
     def status(self, text: str, *, error: bool = False) -> None:
         """Show one line under the body (red for a problem)."""
-        self.query_one("#status", Static).update(Text(text, style="bold red" if error else "dim"))
+        status = self.query_one("#status", Static)
+        status.update(Text(text, style="bold red" if error else "dim"))
+        # A second layout once this one is drawn: when a text arrives while the layout for the one before is still
+        # pending, Textual can reuse the old line count and cut the new text to one line.
+        self.call_after_refresh(status.refresh, layout=True)
 
     def problem(self) -> str | None:
         """Why the user cannot go on yet, or None."""
