@@ -143,6 +143,19 @@ def build_models(work: Path, preset: str) -> dict[str, Path]:
     return folders
 
 
+def settle(inputs: list[Path]) -> None:
+    """Start every measured run from the same state: no other run's writes still on their way to disk (mergekit
+    does not sync its output, so its last output would otherwise be flushed during the next run) and the
+    inputs read once (a warm page cache)."""
+    os.sync()
+    buffer = memoryview(bytearray(64 << 20))
+    for folder in inputs:
+        for path in sorted(folder.glob("*.safetensors")):
+            with open(path, "rb", buffering=0) as handle:
+                while handle.readinto(buffer):
+                    pass
+
+
 def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS in MiB of one child process."""
     started = time.perf_counter()
@@ -228,6 +241,7 @@ def main() -> int:
         text = ALL_METHODS[name].format(**{key: str(folder) for key, folder in models.items()})
         uses_two = "ft2" in text
         inputs = [models["base"], models["ft1"], *([models["ft2"]] if uses_two else [])]
+        settle(inputs)
         floor_seconds, _ = floor([folder / "model.safetensors" for folder in inputs], args.work)
         config = args.work / f"{name}.yaml"
         precision = "dtype: float32\nout_dtype: bfloat16\n" if args.against_mergekit else ""
@@ -237,8 +251,10 @@ def main() -> int:
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
         runs, theirs, agreement, refusal = [], [], None, ""
         for _ in range(max(1, args.repeat)):
+            settle(inputs)
             runs.append(measure(command))
             if args.against_mergekit:
+                settle(inputs)
                 result = against_mergekit(args.against_mergekit, text + precision, args.work, name)
                 if isinstance(result, str):
                     refusal = result

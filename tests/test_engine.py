@@ -551,3 +551,33 @@ def test_slerp_of_a_large_tensor_by_blocks_matches_the_whole_tensor_formula(
     base, far = weights(llama_base), weights(other_model)
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
         assert np.allclose(out[name], numpy_slerp(0.3, base[name], far[name]), atol=1e-6), name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}]\nparameters: {{t: 0.3}}\n",
+        "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 1, density: 0.4}}}}, "
+        "{{model: {c}, parameters: {{weight: 0.5, density: 0.7}}}}]\n",
+        "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\nparameters: {{select_topk: 0.3}}\n",
+        "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n",
+        "merge_method: arcee_fusion\nbase_model: {a}\nmodels: [{{model: {b}}}]\n",
+    ],
+)
+def test_blocks_kept_from_the_first_pass_give_the_bytes_of_blocks_read_again(
+    tmp_path, monkeypatch, llama_base, llama_finetune, llama_reordered, text
+) -> None:
+    """A block merger keeps its first pass's blocks when they fit: each byte is read once, the output unchanged."""
+    from tui_merge.engine import executor
+
+    models = {"a": llama_base, "b": llama_finetune, "c": llama_reordered}
+    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    summaries = {}
+    for name, kept_bytes in (("read-again", 0), ("kept", 1 << 30)):
+        monkeypatch.setattr(executor, "KEPT_BLOCK_BYTES", kept_bytes)
+        plan = plan_for(text, **models)
+        check_output(plan, tmp_path / name)
+        summaries[name] = execute(plan, tmp_path / name)
+    assert folder_digest(tmp_path / "kept") == folder_digest(tmp_path / "read-again")
+    inputs_bytes = sum(ref.entry.nbytes for task in plan.tasks for ref in (*task.inputs, *filter(None, [task.base])))
+    assert summaries["kept"].bytes_read == inputs_bytes < summaries["read-again"].bytes_read

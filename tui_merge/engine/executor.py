@@ -276,24 +276,31 @@ def merge_pieces(
         return
 
     generators = _model_generators(plan, task)  # shared by the blocks: each model draws in row order
+    merger_class = plan.method.load_blocks()
+    count = math.prod(task.shape)
+    inputs_count = len(task.inputs) + (1 if task.base else 0)
+    kept: dict[int, tuple[list[torch.Tensor], torch.Tensor | None]] | None = None
+    if merger_class is not None and inputs_count * count * 4 <= KEPT_BLOCK_BYTES:
+        kept = {}
 
     def block_inputs(start: int, stop: int, check: bool) -> MergeInputs:
         def rows(ref: InputTensor) -> torch.Tensor:
             tensor = reader.read_rows(ref.entry, start, stop).to(device=device, dtype=torch.float32)
             return _checked(tensor, ref, allow_nonfinite) if check else tensor
 
-        tensors = [rows(ref) for ref in task.inputs]
-        return _inputs(plan, task, tensors, rows(task.base) if task.base else None, generators)
+        if kept is not None and start in kept:
+            tensors, base = kept[start]
+        else:
+            tensors, base = [rows(ref) for ref in task.inputs], rows(task.base) if task.base else None
+            if kept is not None:
+                kept[start] = tensors, base
+        return _inputs(plan, task, tensors, base, generators)
 
-    merger_class = plan.method.load_blocks()
     if merger_class is None:
         for start, stop in blocks:
             checkpoint()
             yield _run_kernel(plan, task, kernel, block_inputs(start, stop, check=True))
         return
-    count = 1
-    for size in task.shape:
-        count *= size
     merger = merger_class(dict(task.options), [dict(params) for params in task.model_params], count)
     for round_index in range(merger.passes):
         for start, stop in blocks:
@@ -302,11 +309,20 @@ def merge_pieces(
                 merger.observe(block_inputs(start, stop, check=round_index == 0), round_index)
     for start, stop in blocks:
         checkpoint()
-        yield _run_kernel(plan, task, merger.merge, block_inputs(start, stop, check=merger.passes == 0))
+        inputs = block_inputs(start, stop, check=merger.passes == 0)
+        if kept is not None:
+            del kept[start]  # the merge is the block's last use: memory shrinks as the output grows
+        yield _run_kernel(plan, task, merger.merge, inputs)
 
 
 BLOCK_BYTES = READ_BLOCK_BYTES
 """Float32 bytes per input in one block of rows (elementwise methods on large tensors)."""
+
+KEPT_BLOCK_BYTES = 256 << 20
+"""A block merger keeps the float32 blocks its first pass read, for its later passes and the merge, when all its
+inputs' blocks together fit in this many bytes: each block is read and converted once instead of once per pass
+(every projection of a 7B model with two inputs fits; embeddings are read again). The values are the same
+either way, so the output is too."""
 
 
 def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:
