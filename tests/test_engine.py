@@ -559,7 +559,8 @@ def test_slerp_of_a_large_tensor_by_blocks_matches_the_whole_tensor_formula(
         "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}]\nparameters: {{t: 0.3}}\n",
         "merge_method: ties\nbase_model: {a}\nmodels: [{{model: {b}, parameters: {{weight: 1, density: 0.4}}}}, "
         "{{model: {c}, parameters: {{weight: 0.5, density: 0.7}}}}]\n",
-        "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\nparameters: {{select_topk: 0.3}}\n",
+        "merge_method: sce\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n"
+        "parameters: {{select_topk: 0.3}}\n",
         "merge_method: model_stock\nbase_model: {a}\nmodels: [{{model: {b}}}, {{model: {c}}}]\n",
         "merge_method: arcee_fusion\nbase_model: {a}\nmodels: [{{model: {b}}}]\n",
     ],

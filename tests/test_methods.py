@@ -176,7 +176,9 @@ def test_ties_with_one_model_and_full_density_is_task_arithmetic() -> None:
 def test_dare_drops_at_random_and_rescales() -> None:
     densities = [0.4, 0.6, 0.8]
     draws = uniform_draws(BASE.shape, count=3)
-    deltas = [np.where(u < d, (m - BASE) / d, 0.0) for m, d, u in zip(MODELS, densities, draws)]
+    kept = [np.where(u < d, m - BASE, 0.0) for m, d, u in zip(MODELS, densities, draws)]
+    # mergekit's rescale: each task vector's kept values are scaled back to its L1 norm.
+    deltas = [k * (np.abs(m - BASE).sum() / np.abs(k).sum()) for m, k in zip(MODELS, kept)]
     per_model = [{"weight": 1.0, "density": d} for d in densities]
 
     close(run("dare_linear", MODELS, base=BASE, per_model=per_model), numpy_task_arithmetic(deltas, [1.0] * 3))
@@ -206,6 +208,10 @@ def test_breadcrumbs_drops_the_largest_and_smallest() -> None:
     result = run("breadcrumbs", MODELS[:1], base=BASE, per_model=[{"weight": 1.0, "density": 0.5, "gamma": 0.1}])
 
     close(result, expected)
+    kept = expected - BASE
+    rescaled = BASE + kept * (np.abs(delta).sum() / np.abs(kept).sum())  # back to the task vector's L1 norm
+    per_model = [{"weight": 1.0, "density": 0.5, "gamma": 0.1}]
+    close(run("breadcrumbs", MODELS[:1], base=BASE, per_model=per_model, rescale=True), rescaled)
 
 
 def test_della_keep_probabilities_follow_magnitude_rank_per_row() -> None:
@@ -214,7 +220,8 @@ def test_della_keep_probabilities_follow_magnitude_rank_per_row() -> None:
     ranks = np.argsort(np.argsort(np.abs(delta), axis=1, kind="stable"), axis=1, kind="stable")
     probability = (density - epsilon) + ranks / (delta.shape[1] - 1) * 2 * epsilon
     (draw,) = uniform_draws(delta.shape)
-    expected = BASE + np.where(draw < probability, delta / probability, 0.0)
+    kept = np.where(draw < probability, delta, 0.0)
+    expected = BASE + kept * (np.abs(delta).sum() / np.abs(kept).sum())  # rescaled to the task vector's L1 norm
 
     result = run(
         "della_linear", MODELS[:1], base=BASE, per_model=[{"weight": 1.0, "density": density, "epsilon": epsilon}]
@@ -544,7 +551,11 @@ def test_row_ranks_are_stable_ranks_of_the_bf16_truncated_magnitudes(values) -> 
 BLOCK_CASES = {
     "slerp": ({"t": 0.3}, [{}]),
     "ties": ({}, [{"density": 0.4}, {"density": 0.7, "weight": 0.5}]),
-    "breadcrumbs": ({}, [{"density": 0.5}, {"density": 0.6, "gamma": 0.2}]),
+    "breadcrumbs": ({"rescale": True}, [{"density": 0.5}, {"density": 0.6, "gamma": 0.2}]),
+    "dare_ties": ({}, [{"density": 0.5}, {"density": 0.3, "weight": 0.5}]),
+    "dare_linear": ({}, [{"density": 0.6}, {"density": 0.4}]),
+    "della": ({}, [{"density": 0.5, "epsilon": 0.2}, {"density": 0.4, "epsilon": 0.1}]),
+    "della_linear": ({"rescale": False}, [{"density": 0.5, "epsilon": 0.2}, {"density": 0.4, "epsilon": 0.1}]),
     "breadcrumbs_ties": ({}, [{"density": 0.5}, {"density": 0.3, "gamma": 0.1}]),
     "sce": ({"select_topk": 0.4}, [{}, {}, {}]),
     "model_stock": ({}, [{}, {}, {}]),

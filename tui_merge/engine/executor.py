@@ -260,14 +260,16 @@ def merge_pieces(
     """The output tensor in the output dtype: whole, or a block of rows at a time.
 
     A large tensor of an elementwise method (linear, task_arithmetic,
-    nearswap, passthrough, dare, della, ram) is merged ``BLOCK_BYTES`` of
-    float32 rows at a time, read straight from its byte range, so memory
-    does not grow with the tensor; the bytes written are the same either
-    way. Every other method has a block merger (``methods.blocks``): it
-    first reads the blocks to gather what it needs of the whole tensor
-    (thresholds, counts, Gram matrices), then merges them; its result equals
-    the whole-tensor merge up to the order of float64 sums. Which path a
-    tensor takes depends only on the plan, so a replay is byte-identical.
+    nearswap, passthrough, ram) is merged ``BLOCK_BYTES`` of float32 rows at
+    a time, read straight from its byte range, so memory does not grow with
+    the tensor; the bytes written are the same either way. Every other
+    method has a block merger (``methods.blocks``): it first reads the
+    blocks to gather what it needs of the whole tensor (thresholds, counts,
+    Gram matrices, L1 norms), then merges them; its result equals the
+    whole-tensor merge up to the order of float64 sums. When the tensor's
+    inputs fit in ``KEPT_BLOCK_BYTES`` the blocks read by the first pass are
+    kept for the others. Which path a tensor takes depends only on the plan,
+    so a replay is byte-identical.
     ``checkpoint`` runs before every block (a pause or stop of the merge).
     """
     blocks = _row_blocks(plan, task)
@@ -321,8 +323,8 @@ BLOCK_BYTES = READ_BLOCK_BYTES
 KEPT_BLOCK_BYTES = 256 << 20
 """A block merger keeps the float32 blocks its first pass read, for its later passes and the merge, when all its
 inputs' blocks together fit in this many bytes: each block is read and converted once instead of once per pass
-(every projection of a 7B model with two inputs fits; embeddings are read again). The values are the same
-either way, so the output is too."""
+(every layer tensor of the 1b preset with three inputs fits, and a 7B model's attention projections with two;
+embeddings and 7B MLP matrices are read again). The values are the same either way, so the output is too."""
 
 
 def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:

@@ -58,6 +58,11 @@ class RankWindow:
             if self.counts and not selector.trivial:
                 selector.count_low(magnitudes)
 
+    def rewind(self) -> None:
+        """Start the ``mask`` round again from the first block."""
+        self.lower.rewind()
+        self.upper.rewind()
+
     def mask(self, magnitudes: torch.Tensor) -> torch.Tensor:
         """Third round: the mask of one block (blocks in order)."""
         if self.empty:

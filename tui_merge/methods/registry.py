@@ -217,7 +217,7 @@ def _normalize(default: bool) -> ParamSpec:
 
 def _rescale(default: bool) -> ParamSpec:
     return ParamSpec(
-        "rescale", "bool", default, "divide kept values by their keep probability so the expected delta is unchanged"
+        "rescale", "bool", default, "scale the kept values so each task vector keeps its L1 norm (as mergekit does)"
     )
 
 
@@ -299,11 +299,13 @@ METHODS: tuple[MethodSpec, ...] = (
     _task_arithmetic_family(
         "dare_ties", "drop task-vector values at random, rescale, elect signs", extra=(_DENSITY, _CONSENSUS),
         normalize=False,
-        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
+        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099",
+        blocks="tui_merge.methods.task_arithmetic:RandomDropBlocks",
     ),
     _task_arithmetic_family(
         "dare_linear", "drop task-vector values at random, rescale, sum", extra=(_DENSITY,), normalize=False,
-        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099", elementwise=True,
+        rescale=True, random=True, ref="https://arxiv.org/abs/2311.03099",
+        blocks="tui_merge.methods.task_arithmetic:RandomDropLinearBlocks",
     ),
     _task_arithmetic_family(
         "breadcrumbs", "drop the largest and the smallest task-vector values, sum",
@@ -320,12 +322,12 @@ METHODS: tuple[MethodSpec, ...] = (
     _task_arithmetic_family(
         "della", "drop by magnitude-ranked probabilities (MAGPRUNE), rescale, elect signs",
         extra=(_DENSITY, _EPSILON, _CONSENSUS), normalize=True, rescale=True, random=True,
-        ref="https://arxiv.org/abs/2406.11617",
-        elementwise=True,
+        ref="https://arxiv.org/abs/2406.11617", blocks="tui_merge.methods.task_arithmetic:DellaBlocks",
     ),
     _task_arithmetic_family(
         "della_linear", "MAGPRUNE, rescale, sum", extra=(_DENSITY, _EPSILON), normalize=False, rescale=True,
-        random=True, ref="https://arxiv.org/abs/2406.11617", elementwise=True,
+        random=True, ref="https://arxiv.org/abs/2406.11617",
+        blocks="tui_merge.methods.task_arithmetic:DellaLinearBlocks",
     ),
     MethodSpec(
         "sce", "keep high-variance positions, weight task vectors by their energy, elect signs",

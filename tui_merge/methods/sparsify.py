@@ -1,10 +1,14 @@
 """Sparsify a task vector: keep some of its values, drop the rest.
 
-``rescale`` divides every kept value by its probability of being kept, so the
-expected task vector is unchanged: DARE's ``1/density``, DELLA's per-value
-``1/p``, and ``1/density`` for the deterministic methods. Selection by
-magnitude rank is a linear-time radix select (``ranking.rank_mask``), not a
-sort; equal magnitudes rank in index order.
+``rescale`` is mergekit's: the kept values are multiplied by one factor per
+model and tensor, ``|d|_1 / |kept|_1``, so the task vector keeps its L1 norm
+(no factor when either norm is below ``1e-7``). For DARE that factor is close
+to ``1/density``; for DELLA, whose kept values lean to the large ones, it is
+smaller than the mean of ``1/p``. The factor is rounded to float32 before it
+is applied, so a tensor merged by blocks (whose norms add up in another order)
+gets the same bytes as one merged whole. Selection by magnitude rank is a
+linear-time radix select (``ranking.rank_mask``), not a sort; equal magnitudes
+rank in index order.
 """
 
 from __future__ import annotations
@@ -35,10 +39,31 @@ def middle_window(count: int, density: float, gamma: float) -> tuple[int, int]:
     return drop_bottom, count - drop_top
 
 
+L1_EPSILON = 1e-7
+"""Below this L1 norm (before or after dropping) the kept values are left as they are, as in mergekit."""
+
+
+def l1_scale(before: float, after: float) -> float:
+    """The rescale factor for a task vector of L1 norm ``before`` whose kept values have ``after``, in float32."""
+    if before < L1_EPSILON or after < L1_EPSILON:
+        return 1.0
+    return float(torch.tensor(before / after, dtype=torch.float32))
+
+
+def l1_norm(tensor: torch.Tensor) -> float:
+    """The sum of absolute values, added up in float64."""
+    return float(tensor.abs().sum(dtype=torch.float64))
+
+
+def rescaled(delta: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """``kept`` scaled in place to the L1 norm of the whole ``delta`` it came from."""
+    return kept.mul_(l1_scale(l1_norm(delta), l1_norm(kept)))
+
+
 def keep_window(delta: torch.Tensor, window: tuple[int, int], density: float, rescale: bool) -> torch.Tensor:
-    """Keep the values whose magnitude rank is in ``window``; with ``rescale`` divide them by ``density``."""
+    """Keep the values whose magnitude rank is in ``window`` (rescaled with ``rescale``)."""
     kept = delta * rank_mask(delta.abs(), *window)
-    return kept / density if rescale and window[1] > window[0] else kept
+    return rescaled(delta, kept) if rescale else kept
 
 
 def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> torch.Tensor:
@@ -54,7 +79,7 @@ def drop_random(delta: torch.Tensor, density: float, generator: torch.Generator,
         return delta
     mask = torch.rand(delta.shape, generator=generator).to(delta.device) < density
     kept = delta * mask
-    return kept / density if rescale and density > 0 else kept
+    return rescaled(delta, kept) if rescale else kept
 
 
 def keep_middle(delta: torch.Tensor, density: float, gamma: float, rescale: bool = False) -> torch.Tensor:
@@ -86,7 +111,7 @@ def magnitude_prune(
         keep_probability.mul_(2 * epsilon / span).add_(density - epsilon)
     else:
         keep_probability.fill_(density)
-    kept_values = torch.rand(rows.shape, generator=generator).to(rows.device).lt_(keep_probability)  # 1.0 or 0.0
-    kept = rows / keep_probability if rescale else rows.clone()
-    kept.mul_(kept_values)
-    return kept.reshape(delta.shape)
+    kept = torch.rand(rows.shape, generator=generator).to(rows.device).lt_(keep_probability)  # 1.0 or 0.0
+    kept.mul_(rows)
+    kept = kept.reshape(delta.shape)
+    return rescaled(delta, kept) if rescale else kept

@@ -139,6 +139,84 @@ def della_linear(inputs: MergeInputs) -> torch.Tensor:
     return combine(inputs, _magprune, elect_sign=False)
 
 
+class RandomDropBlocks:
+    """DARE by blocks (DELLA in ``DellaBlocks``): each block's values are dropped at random, row by row.
+
+    Without ``rescale`` that is all (no pass). With it (their default) each
+    model's kept values take one factor for the whole tensor
+    (``sparsify.l1_scale``), so one round draws every block's mask and adds
+    up the L1 norms before and after dropping; then the generators are
+    rewound to where that round began and the merge draws the same masks
+    again, so the bytes equal the whole-tensor merge.
+    """
+
+    elect_sign = True
+
+    def __init__(self, options: dict, params: list[dict], count: int) -> None:
+        self.rescale = bool(options["rescale"])
+        self.passes = 1 if self.rescale else 0
+        self.before = [0.0] * len(params)
+        self.after = [0.0] * len(params)
+        self.started: list[torch.Tensor] | None = None
+        """Each generator's state before the first block was drawn."""
+        self.rewound = False
+
+    @staticmethod
+    def drop(delta: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+        """The kept values of one block of a task vector, not rescaled."""
+        return sparsify.drop_random(delta, params["density"], generator, rescale=False)
+
+    def observe(self, inputs: MergeInputs, round_index: int) -> None:
+        generators = _generators(inputs)
+        if self.started is None:
+            self.started = [generator.get_state() for generator in generators]
+        for index, tensor in enumerate(inputs.tensors):
+            delta = tensor - inputs.base
+            kept = self.drop(delta, inputs.params[index], inputs.generator_for(index))
+            self.before[index] += sparsify.l1_norm(delta)
+            self.after[index] += sparsify.l1_norm(kept)
+
+    def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        if self.started is not None and not self.rewound:
+            for generator, state in zip(_generators(inputs), self.started):
+                generator.set_state(state)
+            self.rewound = True
+        scales = [sparsify.l1_scale(*norms) if self.rescale else 1.0 for norms in zip(self.before, self.after)]
+
+        def drop(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
+            kept = self.drop(delta, params, inputs.generator_for(index))
+            return kept.mul_(scales[index]) if scales[index] != 1.0 else kept
+
+        return combine(inputs, drop, elect_sign=self.elect_sign)
+
+
+class RandomDropLinearBlocks(RandomDropBlocks):
+    """DARE without sign election, by blocks."""
+
+    elect_sign = False
+
+
+class DellaBlocks(RandomDropBlocks):
+    """DELLA by blocks: MAGPRUNE's ranks are taken within rows, and blocks hold whole rows."""
+
+    @staticmethod
+    def drop(delta: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
+        return sparsify.magnitude_prune(delta, params["density"], params["epsilon"], generator, rescale=False)
+
+
+class DellaLinearBlocks(DellaBlocks):
+    """DELLA without sign election, by blocks."""
+
+    elect_sign = False
+
+
+def _generators(inputs: MergeInputs) -> list[torch.Generator]:
+    """Every generator the models draw from: one each, or the one they share."""
+    if inputs.generators:
+        return list(inputs.generators)
+    return [inputs.generator] if inputs.generator is not None else []
+
+
 class TiesBlocks:
     """TIES by blocks: two counting rounds find each model's magnitude thresholds, then blocks merge as a whole would.
 
@@ -148,7 +226,6 @@ class TiesBlocks:
     window of ranks it keeps and whether signs are elected.
     """
 
-    passes = 2
     elect_sign = True
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
@@ -156,6 +233,12 @@ class TiesBlocks:
         self.windows = [
             RankWindow(*self.window(count, model), count) if model["density"] < 1 else None for model in params
         ]
+        self.rescale = bool(options.get("rescale", False))
+        self.passes = 3 if self.rescale else 2
+        """Two counting rounds; with ``rescale`` a third adds up each task vector's L1 norm before and after."""
+        self.before = [0.0] * len(params)
+        self.after = [0.0] * len(params)
+        self.rewound = False
 
     @staticmethod
     def window(count: int, params: dict[str, Any]) -> tuple[int, int]:
@@ -163,23 +246,30 @@ class TiesBlocks:
         return sparsify.largest_window(count, params["density"])
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        for tensor, window in zip(inputs.tensors, self.windows):
-            if window is None or not window.counts:
+        for index, (tensor, window) in enumerate(zip(inputs.tensors, self.windows)):
+            if window is None or (not window.counts and round_index < 2):
                 continue
-            magnitudes = (tensor - inputs.base).abs_()
-            if round_index == 0:
-                window.count_high(magnitudes)
+            delta = tensor - inputs.base
+            if round_index == 2:
+                self.before[index] += sparsify.l1_norm(delta)
+                self.after[index] += sparsify.l1_norm(delta.mul_(window.mask(delta.abs())))
+            elif round_index == 0:
+                window.count_high(delta.abs_())
             else:
-                window.count_low(magnitudes)
+                window.count_low(delta.abs_())
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
+        if self.rescale and not self.rewound:  # the L1 round walked the masks once already
+            for window in filter(None, self.windows):
+                window.rewind()
+            self.rewound = True
+
         def trim(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
             window = self.windows[index]
             if window is None:
                 return delta
             kept = delta.mul_(window.mask(delta.abs()))
-            rescale = inputs.options.get("rescale", False) and not window.empty
-            return kept.div_(params["density"]) if rescale else kept
+            return kept.mul_(sparsify.l1_scale(self.before[index], self.after[index])) if self.rescale else kept
 
         return combine(inputs, trim, elect_sign=self.elect_sign)
 
