@@ -10,6 +10,7 @@ divided by the sum of the weights that contributed at each position.
 
 from __future__ import annotations
 
+import collections
 import functools
 import os
 from collections.abc import Callable
@@ -21,6 +22,10 @@ import torch
 from tui_merge.methods import sparsify
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import RankWindow
+
+KEPT_VALUES_BYTES = 256 << 20
+"""DARE and DELLA by blocks keep the values their norm round drew for the merge when a tensor's values for every
+model fit in this many bytes (float32), instead of drawing them again."""
 
 Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs, int], torch.Tensor]
 """``(task vector, the model's parameters, the inputs, the model's index) -> sparsified task vector``."""
@@ -145,9 +150,11 @@ class RandomDropBlocks:
     Without ``rescale`` that is all (no pass). With it (their default) each
     model's kept values take one factor for the whole tensor
     (``sparsify.l1_scale``), so one round draws every block's mask and adds
-    up the L1 norms before and after dropping; then the generators are
-    rewound to where that round began and the merge draws the same masks
-    again, so the bytes equal the whole-tensor merge.
+    up the L1 norms before and after dropping. The merge then takes the
+    kept values that round drew when they fit in ``KEPT_VALUES_BYTES``;
+    otherwise the generators are rewound to where the round began and the
+    merge draws the same masks again. Either way the bytes equal the
+    whole-tensor merge.
     """
 
     elect_sign = True
@@ -160,6 +167,10 @@ class RandomDropBlocks:
         self.started: list[torch.Tensor] | None = None
         """Each generator's state before the first block was drawn."""
         self.rewound = False
+        self.drawn: collections.deque[list[torch.Tensor]] | None = None
+        """Each observed block's kept values, one per model, in block order (when they fit)."""
+        if self.rescale and count * 4 * len(params) <= KEPT_VALUES_BYTES:
+            self.drawn = collections.deque()
 
     @staticmethod
     def drop(delta: torch.Tensor, params: dict[str, Any], generator: torch.Generator | None) -> torch.Tensor:
@@ -170,21 +181,26 @@ class RandomDropBlocks:
         generators = _generators(inputs)
         if self.started is None:
             self.started = [generator.get_state() for generator in generators]
+        block = []
         for index, tensor in enumerate(inputs.tensors):
             delta = tensor - inputs.base
             kept = self.drop(delta, inputs.params[index], inputs.generator_for(index))
             self.before[index] += sparsify.l1_norm(delta)
             self.after[index] += sparsify.l1_norm(kept)
+            block.append(kept)
+        if self.drawn is not None:
+            self.drawn.append(block)
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
-        if self.started is not None and not self.rewound:
+        drawn = self.drawn.popleft() if self.drawn else None
+        if drawn is None and self.started is not None and not self.rewound:
             for generator, state in zip(_generators(inputs), self.started):
                 generator.set_state(state)
             self.rewound = True
         scales = [sparsify.l1_scale(*norms) if self.rescale else 1.0 for norms in zip(self.before, self.after)]
 
         def drop(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
-            kept = self.drop(delta, params, inputs.generator_for(index))
+            kept = drawn[index] if drawn is not None else self.drop(delta, params, inputs.generator_for(index))
             return kept.mul_(scales[index]) if scales[index] != 1.0 else kept
 
         return combine(inputs, drop, elect_sign=self.elect_sign)
