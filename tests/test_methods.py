@@ -574,19 +574,20 @@ def test_every_method_with_a_block_merger_has_a_case_below() -> None:
 
 @pytest.mark.parametrize(
     ("method", "kept_bytes"),
-    [(method, None) for method in sorted(BLOCK_CASES)] + [("dare_ties", 0), ("della", 0)],
+    [(method, None) for method in sorted(BLOCK_CASES)] + [("dare_ties", 0), ("della", 0), ("arcee_fusion", 0)],
 )
 def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: str, kept_bytes, monkeypatch) -> None:
     """Blocks of unequal sizes, on values with many ties (the cases where blockwise selection is hardest).
 
     The values are small multiples of 1/4, so every float64 sum is exact and
     the blocks must give the very bytes of the whole tensor. With ``kept_bytes``
-    0, DARE and DELLA draw their masks again for the merge instead of keeping them.
+    0, DARE and DELLA draw their masks again for the merge, and arcee fusion computes its importance again,
+    instead of keeping them.
     """
     if kept_bytes is not None:
-        from tui_merge.methods import task_arithmetic
+        from tui_merge.methods import blocks
 
-        monkeypatch.setattr(task_arithmetic, "KEPT_VALUES_BYTES", kept_bytes)
+        monkeypatch.setattr(blocks, "KEPT_VALUES_BYTES", kept_bytes)
     spec = get_method(method)
     options, per_model = BLOCK_CASES[method]
     rng = np.random.default_rng(21)

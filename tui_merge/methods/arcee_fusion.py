@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from tui_merge.methods import blocks
 from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import BlockwiseRankMask
@@ -35,16 +36,39 @@ def importance(base: torch.Tensor, other: torch.Tensor, eps: float = 1e-8) -> to
 
 
 class ArceeFusionBlocks:
-    """Two rounds find the exact quartiles of the importance (sorted index ``int(q (n - 1))``), then blocks merge."""
+    """Two rounds find the exact quartiles of the importance (sorted index ``int(q (n - 1))``), then blocks merge.
+
+    The importance of each block (a softmax and a logarithm per value) is
+    computed once and kept for the second round and the merge when the
+    tensor's fit in ``blocks.KEPT_VALUES_BYTES``.
+    """
 
     passes = 2
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
         self.selectors = [BlockwiseRankMask(int(quartile * (count - 1)), count) for quartile in QUARTILES]
         self.threshold: torch.Tensor | None = None
+        self.kept: list[torch.Tensor | None] | None = [] if count * 4 <= blocks.KEPT_VALUES_BYTES else None
+        """Each block's importance from the first round, in block order."""
+        self.stage, self.cursor = 0, 0
+
+    def _importance(self, inputs: MergeInputs, stage: int) -> torch.Tensor:
+        """The block's importance in ``stage`` (0 and 1: the counting rounds, 2: the merge)."""
+        if self.kept is None:
+            return importance(inputs.base, inputs.tensors[0])
+        if stage == 0:
+            self.kept.append(importance(inputs.base, inputs.tensors[0]))
+            return self.kept[-1]
+        if stage != self.stage:
+            self.stage, self.cursor = stage, 0
+        values = self.kept[self.cursor]
+        if stage == 2:
+            self.kept[self.cursor] = None  # the merge is its last use
+        self.cursor += 1
+        return values
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        values = importance(inputs.base, inputs.tensors[0])
+        values = self._importance(inputs, round_index)
         for selector in self.selectors:
             if round_index == 0:
                 selector.count_high(values)
@@ -56,5 +80,5 @@ class ArceeFusionBlocks:
         if self.threshold is None:
             q1, median, q3 = (torch.tensor(selector.value_at_rank()) for selector in self.selectors)
             self.threshold = median + 1.5 * (q3 - q1)  # in float32, as the sorted-tensor formula would be
-        mask = importance(base, other) >= self.threshold.to(base.device)
+        mask = self._importance(inputs, 2) >= self.threshold.to(base.device)
         return base + (other - base) * mask

@@ -22,6 +22,11 @@ import torch
 
 from tui_merge.methods.inputs import MergeInputs
 
+KEPT_VALUES_BYTES = 256 << 20
+"""A block merger may keep what its first round computed of every block (random draws, importance scores) for
+its later rounds and the merge when those values fit in this many bytes of float32, instead of computing them
+again; the values are the same either way."""
+
 
 class BlockMerger(Protocol):
     """What the executor calls; one instance per output tensor."""

@@ -19,13 +19,9 @@ from typing import Any
 
 import torch
 
-from tui_merge.methods import sparsify
+from tui_merge.methods import blocks, sparsify
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import RankWindow
-
-KEPT_VALUES_BYTES = 256 << 20
-"""DARE and DELLA by blocks keep the values their norm round drew for the merge when a tensor's values for every
-model fit in this many bytes (float32), instead of drawing them again."""
 
 Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs, int], torch.Tensor]
 """``(task vector, the model's parameters, the inputs, the model's index) -> sparsified task vector``."""
@@ -151,7 +147,7 @@ class RandomDropBlocks:
     model's kept values take one factor for the whole tensor
     (``sparsify.l1_scale``), so one round draws every block's mask and adds
     up the L1 norms before and after dropping. The merge then takes the
-    kept values that round drew when they fit in ``KEPT_VALUES_BYTES``;
+    kept values that round drew when they fit in ``blocks.KEPT_VALUES_BYTES``;
     otherwise the generators are rewound to where the round began and the
     merge draws the same masks again. Either way the bytes equal the
     whole-tensor merge.
@@ -169,7 +165,7 @@ class RandomDropBlocks:
         self.rewound = False
         self.drawn: collections.deque[list[torch.Tensor]] | None = None
         """Each observed block's kept values, one per model, in block order (when they fit)."""
-        if self.rescale and count * 4 * len(params) <= KEPT_VALUES_BYTES:
+        if self.rescale and count * 4 * len(params) <= blocks.KEPT_VALUES_BYTES:
             self.drawn = collections.deque()
 
     @staticmethod
