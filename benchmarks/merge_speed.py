@@ -19,7 +19,8 @@ and adds its wall time, the ratio of ours to it, its peak RSS and whether
 the outputs agree: deterministic methods to within one bfloat16 step on
 99.9% of the values; random ones (dare, della) and those that keep the k
 largest values (ties, breadcrumbs, sce) by the norm of the change from the
-base (within 2% per tensor), since bfloat16 inputs put many magnitudes
+base (within 2% plus 3/sqrt(n) per tensor of n values: different draws move
+a small tensor's norm by chance), since bfloat16 inputs put many magnitudes
 exactly at the cut and mergekit keeps an unordered subset of them
 (``argsort`` without a stable order) where tui-merge keeps them by index. Both compute in float32 and write
 bfloat16 (``dtype: float32``, ``out_dtype: bfloat16``). A method mergekit
@@ -261,6 +262,7 @@ def main() -> int:
                 else:
                     theirs.append(result[:2])
                     agreement = compared_in_a_child(output, result[2], models["base"], name)
+                    subprocess.run(["rm", "-rf", str(result[2])], check=True)  # its pages would crowd the cache
             subprocess.run(["rm", "-rf", str(output)], check=True)
         seconds = statistics.median(run[0] for run in runs)
         rss = statistics.median(run[1] for run in runs)
@@ -343,13 +345,15 @@ def outputs_agree(ours: Path, theirs: Path, base: Path, *, random: bool) -> str:
                 origin = handle.get_tensor(key).float()
             norms = (float((x - origin).norm()), float((y - origin).norm()))
             if max(norms) > 0:
-                worst = max(worst, abs(norms[0] - norms[1]) / max(norms))
+                # Different draws change the norm by chance, by about 1/sqrt(n) of it: a 2048-value norm
+                # vector moves by a few percent, a 4M-value matrix by a few hundredths of one.
+                allowed = 0.02 + 3 / x.numel() ** 0.5
+                worst = max(worst, abs(norms[0] - norms[1]) / max(norms) / allowed)
             continue
         step = torch.maximum(x.abs(), y.abs()) * 2**-7 + 1e-30  # one bfloat16 step at these values
         beyond = float(((x - y).abs() > step).float().mean())
-        worst = max(worst, beyond)
-    limit = 0.02 if random else 0.001
-    return "agree" if worst <= limit else f"differ ({worst:.3%})"
+        worst = max(worst, beyond / 0.001)
+    return "agree" if worst <= 1 else f"differ ({worst:.2f}x the allowed difference)"
 
 
 if __name__ == "__main__":

@@ -42,15 +42,7 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
             delta = sparsifier(delta, inputs.params[index], inputs, index)
         return delta.mul_(weights[index])
 
-    indices = range(len(inputs.tensors))
-    shared_draws = inputs.generator is not None and not inputs.generators
-    if sparsifier and len(indices) > 1 and not shared_draws:
-        # Each model has its own generator (or none) and its own result, so the bytes do not depend on
-        # the threads; the radix sorts and random draws that dominate sparsifying run on a core each.
-        # Models drawing from one shared generator must draw in model order, so they run in turn.
-        weighted = list(_sparsify_pool().map(task_vector, indices))
-    else:
-        weighted = [task_vector(index) for index in indices]
+    weighted = for_each_model(inputs, task_vector) if sparsifier else [task_vector(i) for i in range(len(weights))]
     mixed = torch.zeros_like(base)
     if elect_sign:
         by_count = inputs.options.get("consensus_method", "sum") == "count"
@@ -75,6 +67,22 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
     if inputs.options["normalize"]:
         mixed.div_(divisor)
     return mixed.mul_(inputs.options["lambda"]).add_(base)
+
+
+def for_each_model(inputs: MergeInputs, function: Callable[[int], Any]) -> list[Any]:
+    """``function(index)`` for every model's index, in order, on a thread each where that cannot change a byte.
+
+    Each model with its own generator (or none) draws and returns its own
+    result, so the bytes do not depend on the threads; the radix sorts and
+    random draws that dominate sparsifying then run on a core each. Models
+    drawing from one shared generator must draw in model order, so they run
+    in turn.
+    """
+    indices = range(len(inputs.tensors))
+    shared_draws = inputs.generator is not None and not inputs.generators
+    if len(indices) > 1 and not shared_draws:
+        return list(_sparsify_pool().map(function, indices))
+    return [function(index) for index in indices]
 
 
 @functools.cache
@@ -177,13 +185,15 @@ class RandomDropBlocks:
         generators = _generators(inputs)
         if self.started is None:
             self.started = [generator.get_state() for generator in generators]
-        block = []
-        for index, tensor in enumerate(inputs.tensors):
-            delta = tensor - inputs.base
+
+        def observe_model(index: int) -> torch.Tensor:
+            delta = inputs.tensors[index] - inputs.base
             kept = self.drop(delta, inputs.params[index], inputs.generator_for(index))
-            self.before[index] += sparsify.l1_norm(delta)
+            self.before[index] += sparsify.l1_norm(delta)  # each thread adds to its own model's sums only
             self.after[index] += sparsify.l1_norm(kept)
-            block.append(kept)
+            return kept
+
+        block = for_each_model(inputs, observe_model)
         if self.drawn is not None:
             self.drawn.append(block)
 
