@@ -34,6 +34,7 @@ from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
 from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks
+from tui_merge.engine.threads import threads_for_merging
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.inputs import MergeInputs
@@ -111,7 +112,7 @@ def execute(
         run.journal = Journal.load(run.writer.partial)
         run.journal.check(fingerprint, run.writer.partial)
     started = time.monotonic()
-    with allocator_for_merging():
+    with allocator_for_merging(), threads_for_merging():
         try:
             run.open(fingerprint)
             bytes_read = run.write_shards()
