@@ -1,7 +1,7 @@
 """What a front end can do to a running merge: pause it, resume it, or stop it.
 
 The merge checks its control between blocks of rows and between tensors
-(``checkpoint``), so a pause takes effect within one block (8 MiB of rows
+(``checkpoint``), so a pause takes effect within one block (2 MiB of float32 rows
 per input) even inside a large tensor, and a stop leaves nothing behind.
 The wizard pauses while it asks whether to cancel; the console front end
 stops on a signal. Every method is thread-safe: the merge runs in a worker

@@ -16,13 +16,16 @@ heap. One thing cannot be undone: once set, glibc no longer moves its mmap
 threshold by itself. Where the C library has no ``mallopt`` (macOS,
 Windows, musl) nothing changes.
 
-It still earns its place now that large tensors merge in 8 MiB blocks,
+It still earned its place once large tensors merged in 8 MiB blocks (before today's 2 MiB),
 though far less than before blocks (a third of a TIES merge then).
 Measured 2026-11-30 with ``benchmarks/merge_speed.py --preset 0.5b
 --methods linear,ties2 --repeat 3`` (2 cores, medians), with and without it:
 linear 4.77 s / 363 MiB peak against 4.94 s / 315 MiB, ties with two
 fine-tunes 13.83 s / 505 MiB against 14.64 s / 488 MiB: some 4% faster for
-up to 50 MiB more peak memory.
+up to 50 MiB more peak memory. With 2 MiB blocks it is worth less again:
+on the 1b preset inside the process, linear 2.25 s with it against 2.30 and
+2.39 s without, ties with two fine-tunes 24.7 s against 25.7 s, the same
+peak memory (2026-11-30, one or two runs each: within this machine's noise).
 """
 
 from __future__ import annotations
