@@ -281,9 +281,12 @@ def merge_pieces(
     generators = _model_generators(plan, task)  # shared by the blocks: each model draws in row order
     merger_class = plan.method.load_blocks()
     count = math.prod(task.shape)
+    merger = None
+    if merger_class is not None:
+        merger = merger_class(dict(task.options), [dict(params) for params in task.model_params], count)
     inputs_count = len(task.inputs) + (1 if task.base else 0)
     kept: dict[int, tuple[list[torch.Tensor], torch.Tensor | None]] | None = None
-    if merger_class is not None and inputs_count * count * 4 <= KEPT_BLOCK_BYTES:
+    if merger is not None and merger.passes and inputs_count * count * 4 <= KEPT_BLOCK_BYTES:
         kept = {}
 
     def block_inputs(start: int, stop: int, check: bool) -> MergeInputs:
@@ -299,12 +302,11 @@ def merge_pieces(
                 kept[start] = tensors, base
         return _inputs(plan, task, tensors, base, generators)
 
-    if merger_class is None:
+    if merger is None:
         for start, stop in blocks:
             checkpoint()
             yield _run_kernel(plan, task, kernel, block_inputs(start, stop, check=True))
         return
-    merger = merger_class(dict(task.options), [dict(params) for params in task.model_params], count)
     for round_index in range(merger.passes):
         for start, stop in blocks:
             checkpoint()

@@ -27,11 +27,19 @@ Sparsifier = Callable[[torch.Tensor, dict[str, Any], MergeInputs, int], torch.Te
 """``(task vector, the model's parameters, the inputs, the model's index) -> sparsified task vector``."""
 
 
-def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool) -> torch.Tensor:
+def combine(
+    inputs: MergeInputs,
+    sparsifier: Sparsifier | None,
+    elect_sign: bool,
+    sparsified: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The shared pipeline: task vectors, sparsify, weight, (elect signs), combine, add to base.
 
-    Written with in-place updates so that a merge of k models holds about
-    k + 3 tensors of the output's size at its peak, not several stacks of k.
+    ``sparsified`` gives the models' task vectors already sparsified (a
+    block merger that kept them from its first round), which are then
+    weighted in place. Written with in-place updates so that a merge of k
+    models holds about k + 3 tensors of the output's size at its peak, not
+    several stacks of k.
     """
     base = inputs.base
     weights = inputs.per_model("weight")
@@ -42,7 +50,12 @@ def combine(inputs: MergeInputs, sparsifier: Sparsifier | None, elect_sign: bool
             delta = sparsifier(delta, inputs.params[index], inputs, index)
         return delta.mul_(weights[index])
 
-    weighted = for_each_model(inputs, task_vector) if sparsifier else [task_vector(i) for i in range(len(weights))]
+    if sparsified is not None:
+        weighted = [delta.mul_(weight) for delta, weight in zip(sparsified, weights)]
+    elif sparsifier:
+        weighted = for_each_model(inputs, task_vector)
+    else:
+        weighted = [task_vector(index) for index in range(len(weights))]
     mixed = torch.zeros_like(base)
     if elect_sign:
         by_count = inputs.options.get("consensus_method", "sum") == "count"
@@ -204,9 +217,12 @@ class RandomDropBlocks:
                 generator.set_state(state)
             self.rewound = True
         scales = [sparsify.l1_scale(*norms) if self.rescale else 1.0 for norms in zip(self.before, self.after)]
+        if drawn is not None:
+            scaled = [kept.mul_(scale) if scale != 1.0 else kept for kept, scale in zip(drawn, scales)]
+            return combine(inputs, None, elect_sign=self.elect_sign, sparsified=scaled)
 
         def drop(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
-            kept = drawn[index] if drawn is not None else self.drop(delta, params, inputs.generator_for(index))
+            kept = self.drop(delta, params, inputs.generator_for(index))
             return kept.mul_(scales[index]) if scales[index] != 1.0 else kept
 
         return combine(inputs, drop, elect_sign=self.elect_sign)
