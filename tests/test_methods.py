@@ -37,9 +37,19 @@ def run(method: str, models, base=None, per_model=None, seed: int = 7, **options
 
 
 def uniform_draws(shape, seed: int = 7, count: int = 1) -> list[np.ndarray]:
-    """The uniform numbers a seeded kernel draws, in order: one array per model."""
+    """The uniform numbers a seeded kernel draws, in order: one array per model.
+
+    Each 64-bit word of the generator is four draws: its 16-bit quarters k in memory order, as
+    (k + 32768) / 65536 with k read as a signed 16-bit integer; a model's draws start on a new word.
+    """
     generator = torch.Generator().manual_seed(seed)
-    return [torch.rand(shape, generator=generator).numpy() for _ in range(count)]
+    size = int(np.prod(shape))
+    result = []
+    for _ in range(count):
+        words = torch.randint(-(2**63), 2**63 - 1, ((size + 3) // 4,), dtype=torch.int64, generator=generator)
+        quarters = words.numpy().astype("<i8").view("<i2")[:size].astype(np.float64)
+        result.append(((quarters + 32768) / 65536).reshape(shape))
+    return result
 
 
 def close(actual, expected, tol=1e-5) -> None:
@@ -161,6 +171,30 @@ def test_ties_trims_elects_and_averages_agreeing_values() -> None:
         run("ties", MODELS, base=BASE, per_model=per_model),
         numpy_task_arithmetic(deltas, weights, normalize=True, elect=True),
     )
+
+
+def test_sign_election_of_a_large_tensor_in_parts_on_threads_matches_the_formula_and_one_part(monkeypatch) -> None:
+    from tui_merge.methods import task_arithmetic
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(301, 257)).astype(np.float32)  # 77,357 values: parts of unequal length
+    models = [base + rng.normal(scale=0.1, size=base.shape).astype(np.float32) for _ in range(3)]
+    models[1][:5] = base[:5]  # a task vector's zeros agree with neither sign
+    weights = [1.0, 0.5, -0.25]
+    per_model = [{"weight": w, "density": 1.0} for w in weights]
+    assert base.size >= task_arithmetic.PARALLEL_VALUES
+    monkeypatch.setattr(task_arithmetic, "POOL_THREADS", 3)
+
+    in_parts = run("dare_ties", models, base=base, per_model=per_model, normalize=True)
+
+    weighted = [w * (m.astype(np.float64) - base) for w, m in zip(weights, models)]
+    sign = np.where(sum(weighted) >= 0, 1.0, -1.0)
+    agree = [np.sign(x) == sign for x in weighted]
+    divisor = sum(w * a for w, a in zip(weights, agree))
+    expected = base + sum(x * a for x, a in zip(weighted, agree)) / np.where(divisor == 0, 1.0, divisor)
+    close(in_parts, expected)
+    monkeypatch.setattr(task_arithmetic, "PARALLEL_VALUES", base.size + 1)
+    assert run("dare_ties", models, base=base, per_model=per_model, normalize=True).tobytes() == in_parts.tobytes()
 
 
 def test_ties_with_one_model_and_full_density_is_task_arithmetic() -> None:
@@ -577,22 +611,46 @@ def test_every_method_with_a_block_merger_has_a_case_below() -> None:
     [(method, None) for method in sorted(BLOCK_CASES)] + [("dare_ties", 0), ("della", 0), ("arcee_fusion", 0)],
 )
 def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: str, kept_bytes, monkeypatch) -> None:
-    """Blocks of unequal sizes, on values with many ties (the cases where blockwise selection is hardest).
+    """Blocks of unequal sizes, on values with many ties (``whole_and_by_blocks``).
 
-    The values are small multiples of 1/4, so every float64 sum is exact and
-    the blocks must give the very bytes of the whole tensor. With ``kept_bytes``
-    0, DARE and DELLA draw their masks again for the merge, and arcee fusion computes its importance again,
-    instead of keeping them.
+    With ``kept_bytes`` 0, DARE and DELLA draw their masks again for the
+    merge, and arcee fusion computes its importance again, instead of keeping them.
     """
     if kept_bytes is not None:
         from tui_merge.methods import blocks
 
         monkeypatch.setattr(blocks, "KEPT_VALUES_BYTES", kept_bytes)
+    whole, merged = whole_and_by_blocks(method, (13, 8), [(0, 4), (4, 5), (5, 11), (11, 13)])
+    assert torch.equal(merged, whole)
+
+
+@pytest.mark.parametrize("method", ["dare_ties", "della", "circuit"])
+def test_random_methods_by_blocks_of_odd_width_rows_draw_what_they_draw_whole(method: str) -> None:
+    """Four draws come from one generator word, never shared between blocks: blocks of rows 5 wide hold 4k rows."""
+    from tui_merge.engine.reader import row_blocks
+    from tui_merge.methods.draws import VALUES_PER_WORD
+
+    row_ranges = row_blocks((13, 5), 4 * 5 * 2, VALUES_PER_WORD)  # two rows' bytes per block, rounded up to 4 rows
+    assert row_ranges == [(0, 4), (4, 8), (8, 12), (12, 13)]
+    whole, merged = whole_and_by_blocks(method, (13, 5), row_ranges)
+    assert torch.equal(merged, whole)
+    whole, merged = whole_and_by_blocks(method, (13, 5), [(0, 2), (2, 4), (4, 13)])  # 10 values: words split
+    assert not torch.equal(merged, whole)
+
+
+def whole_and_by_blocks(
+    method: str, shape: tuple[int, int], row_ranges: list[tuple[int, int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One tensor merged whole by the method's kernel, and by its block merger on ``row_ranges``.
+
+    The values are small multiples of 1/4 with many ties (the cases where blockwise selection is hardest),
+    so every float64 sum is exact and the blocks must give the very bytes of the whole tensor.
+    """
     spec = get_method(method)
     options, per_model = BLOCK_CASES[method]
     rng = np.random.default_rng(21)
-    base = torch.from_numpy((rng.integers(-3, 4, size=(13, 8)) * 0.5).astype(np.float32))
-    models = [base + torch.from_numpy(rng.integers(-2, 3, size=(13, 8)).astype(np.float32) * 0.25) for _ in per_model]
+    base = torch.from_numpy((rng.integers(-3, 4, size=shape) * 0.5).astype(np.float32))
+    models = [base + torch.from_numpy(rng.integers(-2, 3, size=shape).astype(np.float32) * 0.25) for _ in per_model]
     params = [defaults(method, "model") | params for params in per_model]
     options = defaults(method, "global") | options
 
@@ -609,12 +667,10 @@ def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: s
         return [torch.Generator().manual_seed(100 + index) for index in range(len(models))] if spec.random else []
 
     whole = spec.load_kernel()(inputs(slice(None), generators()))
-    blocks = [slice(0, 4), slice(4, 5), slice(5, 11), slice(11, 13)]
+    blocks = [slice(start, stop) for start, stop in row_ranges]
     shared = generators()
     merger = spec.load_blocks()(options, params, base.numel())
     for round_index in range(merger.passes):
         for rows in blocks:
             merger.observe(inputs(rows, shared), round_index)
-    merged = torch.cat([merger.merge(inputs(rows, shared)) for rows in blocks])
-
-    assert torch.equal(merged, whole)
+    return whole, torch.cat([merger.merge(inputs(rows, shared)) for rows in blocks])

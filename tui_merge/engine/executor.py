@@ -37,6 +37,7 @@ from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, ro
 from tui_merge.engine.threads import threads_for_merging
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
+from tui_merge.methods import draws
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.vocab.alignment import align_rows
 
@@ -341,7 +342,8 @@ def _row_blocks(plan: Plan, task: TensorTask) -> list[tuple[int, int]] | None:
     )
     if whole or math.prod(task.shape) * 4 <= BLOCK_BYTES:
         return None
-    return row_blocks(task.shape, BLOCK_BYTES)
+    # Random methods take four draws per generator word, never sharing one between blocks (methods.draws).
+    return row_blocks(task.shape, BLOCK_BYTES, draws.VALUES_PER_WORD if plan.method.random else 1)
 
 
 def merge_task(

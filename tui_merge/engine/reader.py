@@ -11,6 +11,7 @@ read-only; inputs are never modified.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -37,13 +38,18 @@ linear merge of the 1b preset took 5.3-5.7 s with 8 MiB blocks, 3.8-4.4 s with 4
 below 1 MiB the per-block overhead wins again (4.5-5.3 s with 512 KiB)."""
 
 
-def row_blocks(shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES) -> list[tuple[int, int]]:
+def row_blocks(
+    shape: tuple[int, ...], block_bytes: int = BLOCK_BYTES, values_multiple: int = 1
+) -> list[tuple[int, int]]:
     """Row ranges of a tensor of ``shape`` (at least one dimension), each at most ``block_bytes`` of float32
-    (and at least one row)."""
+    (and at least one row), every one but the last holding a multiple of ``values_multiple`` values (rows are
+    added up to it: at most ``values_multiple - 1`` rows more, for rows whose width shares no factor with it)."""
     row_elements = 1
     for size in shape[1:]:
         row_elements *= size
     step = max(1, block_bytes // max(4 * row_elements, 1))
+    rows_multiple = values_multiple // math.gcd(row_elements, values_multiple) if row_elements else 1
+    step = -(-step // rows_multiple) * rows_multiple
     return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
 
 

@@ -20,6 +20,7 @@ import math
 
 import torch
 
+from tui_merge.methods import draws
 from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
 
@@ -53,7 +54,7 @@ def prune(
     # Smallness first: 1 for the smallest change, 0 for the largest.
     drop = magnitude.sub_(low).div_(high - low).neg_().add_(1) if high > low else magnitude.fill_(0.5)
     drop.mul_(epsilon).add_(p - epsilon / 2)
-    dropped = torch.rand(delta.shape, generator=generator).to(delta.device) < drop
+    dropped = draws.below(delta.shape, drop, generator, delta.device).bool()
     pruned = delta.clone()
     if rescale:
         pruned.div_(drop.neg_().add_(1))  # 1 - drop; dropped values (drop may be 1) are overwritten below

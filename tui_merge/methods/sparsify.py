@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from tui_merge.methods import draws
 from tui_merge.methods.ranking import rank_mask, row_ranks
 
 
@@ -74,11 +75,10 @@ def keep_largest(delta: torch.Tensor, density: float, rescale: bool = False) -> 
 
 
 def drop_random(delta: torch.Tensor, density: float, generator: torch.Generator, rescale: bool = True) -> torch.Tensor:
-    """DARE: keep each value with probability ``density``."""
+    """DARE: keep each value with probability ``density`` (drawn as ``draws`` says)."""
     if density >= 1:
         return delta
-    mask = torch.rand(delta.shape, generator=generator).to(delta.device) < density
-    kept = delta * mask
+    kept = draws.below(delta.shape, density, generator, delta.device).mul_(delta)
     return rescaled(delta, kept) if rescale else kept
 
 
@@ -111,7 +111,6 @@ def magnitude_prune(
         keep_probability.mul_(2 * epsilon / span).add_(density - epsilon)
     else:
         keep_probability.fill_(density)
-    kept = torch.rand(rows.shape, generator=generator).to(rows.device).lt_(keep_probability)  # 1.0 or 0.0
-    kept.mul_(rows)
+    kept = draws.below(rows.shape, keep_probability, generator, rows.device).mul_(rows)
     kept = kept.reshape(delta.shape)
     return rescaled(delta, kept) if rescale else kept

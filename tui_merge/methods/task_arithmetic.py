@@ -56,30 +56,59 @@ def combine(
         weighted = for_each_model(inputs, task_vector)
     else:
         weighted = [task_vector(index) for index in range(len(weights))]
-    mixed = torch.zeros_like(base)
-    if elect_sign:
-        by_count = inputs.options.get("consensus_method", "sum") == "count"
-        for delta in weighted:
-            mixed.add_(delta.sign() if by_count else delta)
-        positive = mixed >= 0  # the elected sign: that of the weighted sum (or count), positive on a tie
-        mixed.zero_()
-        divisor = torch.zeros_like(base)
-        for delta, weight in zip(weighted, weights):
-            # Positive where the sum is, negative elsewhere; zeros agree with neither sign.
-            agrees = torch.logical_xor(delta < 0, positive).logical_and_(delta != 0)
-            mixed.add_(delta.mul_(agrees))
-            divisor.add_(agrees, alpha=weight)
-            del agrees
-        divisor.add_(divisor == 0)  # 1 where nothing agreed (and the sum is 0); masked_fill_ is several times slower
-    else:
+    if not elect_sign:
+        mixed = torch.zeros_like(base)
         for delta in weighted:
             mixed.add_(delta)
+        del weighted
         total = float(sum(weights))
-        divisor = total if abs(total) >= 1e-8 else 1.0
+        return _finished(mixed, total if abs(total) >= 1e-8 else 1.0, base, inputs.options)
+    if base.numel() < PARALLEL_VALUES or base.device.type != "cpu" or POOL_THREADS < 2:
+        return _elected(weighted, weights, base, inputs.options)
+    # Every value is elected on its own: parts of the flattened tensors run on a core each, with the same bytes.
+    flat = [delta.reshape(-1) for delta in weighted]
+    base_flat = base.reshape(-1)
     del weighted
-    if inputs.options["normalize"]:
+    bounds = torch.linspace(0, base_flat.numel(), POOL_THREADS + 1).long().tolist()
+
+    def part(index: int) -> torch.Tensor:
+        start, stop = bounds[index], bounds[index + 1]
+        return _elected([delta[start:stop] for delta in flat], weights, base_flat[start:stop], inputs.options)
+
+    return torch.cat(list(_sparsify_pool().map(part, range(len(bounds) - 1)))).view(base.shape)
+
+
+PARALLEL_VALUES = 1 << 16
+"""From this many values on, a CPU tensor's sign election is split between the pool's threads."""
+
+
+def _elected(weighted: list[torch.Tensor], weights: list[float], base: torch.Tensor, options: dict) -> torch.Tensor:
+    """TIES's mix: a sign elected per value, the weighted values of that sign averaged, added to the base.
+
+    Float masks throughout: torch's float-by-bool arithmetic is several times slower.
+    """
+    mixed = torch.zeros_like(base)
+    by_count = options.get("consensus_method", "sum") == "count"
+    for delta in weighted:
+        mixed.add_(delta.sign() if by_count else delta)
+    sign = mixed.ge_(0).mul_(2).sub_(1)  # the elected sign, of the weighted sum (or count): +1 on a tie
+    mixed = torch.zeros_like(base)
+    divisor = torch.zeros_like(base)
+    for delta, weight in zip(weighted, weights):
+        agreeing = delta.mul_(sign).clamp_(min=0)  # |value| where it has the elected sign, else 0 (zeros too)
+        mixed.add_(agreeing)
+        divisor.add_(agreeing.sign_(), alpha=weight)  # the weights of the values that agree
+    mixed.mul_(sign)  # negation is exact: the sum of |values| negated is the sum of the negative values
+    del sign
+    divisor.add_(divisor.eq(0).float())  # 1 where nothing agreed (and the sum is 0)
+    return _finished(mixed, divisor, base, options)
+
+
+def _finished(mixed: torch.Tensor, divisor: torch.Tensor | float, base: torch.Tensor, options: dict) -> torch.Tensor:
+    """``base + lambda * mixed``, the mix divided by ``divisor`` first with ``normalize``."""
+    if options["normalize"]:
         mixed.div_(divisor)
-    return mixed.mul_(inputs.options["lambda"]).add_(base)
+    return mixed.mul_(options["lambda"]).add_(base)
 
 
 def for_each_model(inputs: MergeInputs, function: Callable[[int], Any]) -> list[Any]:
@@ -98,9 +127,13 @@ def for_each_model(inputs: MergeInputs, function: Callable[[int], Any]) -> list[
     return [function(index) for index in indices]
 
 
+POOL_THREADS = min(4, os.cpu_count() or 1)
+"""The threads that sparsify models and elect signs: one per core, up to four."""
+
+
 @functools.cache
 def _sparsify_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="sparsify")
+    return ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="sparsify")
 
 
 def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
