@@ -174,7 +174,7 @@ def test_ties_trims_elects_and_averages_agreeing_values() -> None:
 
 
 def test_sign_election_of_a_large_tensor_in_parts_on_threads_matches_the_formula_and_one_part(monkeypatch) -> None:
-    from tui_merge.methods import task_arithmetic
+    from tui_merge.methods import pool, task_arithmetic
 
     rng = np.random.default_rng(5)
     base = rng.normal(size=(301, 257)).astype(np.float32)  # 77,357 values: parts of unequal length
@@ -183,7 +183,7 @@ def test_sign_election_of_a_large_tensor_in_parts_on_threads_matches_the_formula
     weights = [1.0, 0.5, -0.25]
     per_model = [{"weight": w, "density": 1.0} for w in weights]
     assert base.size >= task_arithmetic.PARALLEL_VALUES
-    monkeypatch.setattr(task_arithmetic, "POOL_THREADS", 3)
+    monkeypatch.setattr(pool, "POOL_THREADS", 3)
 
     in_parts = run("dare_ties", models, base=base, per_model=per_model, normalize=True)
 

@@ -11,15 +11,12 @@ divided by the sum of the weights that contributed at each position.
 from __future__ import annotations
 
 import collections
-import functools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from tui_merge.methods import blocks, sparsify
+from tui_merge.methods import blocks, pool, sparsify
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import RankWindow
 
@@ -63,19 +60,19 @@ def combine(
         del weighted
         total = float(sum(weights))
         return _finished(mixed, total if abs(total) >= 1e-8 else 1.0, base, inputs.options)
-    if base.numel() < PARALLEL_VALUES or base.device.type != "cpu" or POOL_THREADS < 2:
+    if base.numel() < PARALLEL_VALUES or base.device.type != "cpu" or pool.POOL_THREADS < 2:
         return _elected(weighted, weights, base, inputs.options)
     # Every value is elected on its own: parts of the flattened tensors run on a core each, with the same bytes.
     flat = [delta.reshape(-1) for delta in weighted]
     base_flat = base.reshape(-1)
     del weighted
-    bounds = torch.linspace(0, base_flat.numel(), POOL_THREADS + 1).long().tolist()
+    bounds = torch.linspace(0, base_flat.numel(), pool.POOL_THREADS + 1).long().tolist()
 
     def part(index: int) -> torch.Tensor:
         start, stop = bounds[index], bounds[index + 1]
         return _elected([delta[start:stop] for delta in flat], weights, base_flat[start:stop], inputs.options)
 
-    return torch.cat(list(_sparsify_pool().map(part, range(len(bounds) - 1)))).view(base.shape)
+    return torch.cat(list(pool.method_pool().map(part, range(len(bounds) - 1)))).view(base.shape)
 
 
 PARALLEL_VALUES = 1 << 16
@@ -123,17 +120,8 @@ def for_each_model(inputs: MergeInputs, function: Callable[[int], Any]) -> list[
     indices = range(len(inputs.tensors))
     shared_draws = inputs.generator is not None and not inputs.generators
     if len(indices) > 1 and not shared_draws:
-        return list(_sparsify_pool().map(function, indices))
+        return list(pool.method_pool().map(function, indices))
     return [function(index) for index in indices]
-
-
-POOL_THREADS = min(4, os.cpu_count() or 1)
-"""The threads that sparsify models and elect signs: one per core, up to four."""
-
-
-@functools.cache
-def _sparsify_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="sparsify")
 
 
 def _largest(delta: torch.Tensor, params: dict[str, Any], inputs: MergeInputs, index: int) -> torch.Tensor:
