@@ -264,6 +264,19 @@ def test_della_keep_probabilities_follow_magnitude_rank_per_row() -> None:
     close(result, expected)
 
 
+def test_draws_are_every_65536th_in_0_to_1_about_equally_often() -> None:
+    from tui_merge.methods import draws
+
+    u = draws.uniform((1 << 22,), torch.Generator().manual_seed(3)).numpy().astype(np.float64)
+    steps = u * 65536
+    assert np.array_equal(steps, np.floor(steps)) and steps.min() == 0 and steps.max() == 65535
+    counts = np.bincount(steps.astype(np.int64), minlength=65536)  # 64 expected each
+    assert counts.min() > 20 and counts.max() < 120
+    kept = draws.below((1 << 22,), 0.3, torch.Generator().manual_seed(4)).numpy()
+    assert set(np.unique(kept)) == {0.0, 1.0}
+    assert kept.mean() == pytest.approx(19661 / 65536, abs=0.001)
+
+
 def test_random_methods_repeat_with_the_seed_and_change_without_it() -> None:
     per_model = [{"weight": 1.0, "density": 0.5}] * 3
 
