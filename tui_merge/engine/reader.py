@@ -48,7 +48,7 @@ def row_blocks(
     for size in shape[1:]:
         row_elements *= size
     step = max(1, block_bytes // max(4 * row_elements, 1))
-    rows_multiple = values_multiple // math.gcd(row_elements, values_multiple) if row_elements else 1
+    rows_multiple = values_multiple // math.gcd(row_elements, values_multiple)  # gcd(0, v) is v: 1 row
     step = -(-step // rows_multiple) * rows_multiple
     return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
 
