@@ -117,18 +117,6 @@ def test_an_empty_output_name_is_refused(capsys, tmp_path, llama_base, llama_fin
     assert "No output folder given" in capsys.readouterr().err
 
 
-def test_an_output_parent_that_cannot_be_written_is_found_before_merging(
-    capsys, tmp_path, monkeypatch, llama_base, llama_finetune
-) -> None:
-    from tui_merge.engine import preflight
-
-    locked = tmp_path / "readonly"
-    locked.mkdir()
-    monkeypatch.setattr(preflight.os, "access", lambda path, mode: Path(path) != locked)  # root may write anywhere
-    assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(locked / "out")]) == 2
-    assert f"Cannot write in {locked}; choose an output folder" in capsys.readouterr().err
-
-
 def test_a_second_merge_into_the_same_output_is_refused_naming_the_first(
     capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
@@ -138,14 +126,14 @@ def test_a_second_merge_into_the_same_output_is_refused_naming_the_first(
 
     partial = tmp_path / "out.partial"
     partial.mkdir()
-    running = OutputLock(partial, tmp_path / "out")
+    running = OutputLock(tmp_path / "out")
     running.acquire()  # as a merge in progress holds it
     try:
-        for extra in ([], ["--resume"]):
+        for extra in ([], ["--resume"], ["--force"]):
             assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(tmp_path / "out"), *extra]) == 2
             err = capsys.readouterr().err
-            assert f"Another tui-merge (process {os.getpid()}) is merging into {tmp_path / 'out'} now" in err
-        assert sorted(path.name for path in partial.iterdir()) == [".tui_merge.lock"]
+            assert f"Another tui-merge run (pid {os.getpid()}) is writing {tmp_path / 'out'}" in err
+        assert list(partial.iterdir()) == []
     finally:
         running.release()
     assert main(["run", str(linear(tmp_path, llama_base, llama_finetune)), str(tmp_path / "out")]) == 2
@@ -157,7 +145,7 @@ def test_the_finished_output_carries_no_lock_and_a_leftover_replaced_folder_neve
 ) -> None:
     recipe = linear(tmp_path, llama_base, llama_finetune)
     assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
-    assert not (tmp_path / "out" / ".tui_merge.lock").exists()
+    assert not (tmp_path / "out" / ".tui_merge.lock").exists() and not (tmp_path / ".out.tui-merge.lock").exists()
     (tmp_path / "out.replaced").mkdir()
     (tmp_path / "out.replaced" / "old.txt").write_text("from a crash while replacing")
     assert main(["run", str(recipe), str(tmp_path / "out"), "--force"]) == 0
@@ -171,6 +159,7 @@ def test_a_failure_while_moving_the_finished_merge_into_place_says_where_the_mod
 
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("the model being replaced")
+    (tmp_path / "out" / "tui_merge_config.yaml").write_text("an earlier merge")
     monkeypatch.setattr(writer, "replaced_path", lambda output: tmp_path / "missing" / "out.replaced")
     recipe = linear(tmp_path, llama_base, llama_finetune)
     assert main(["run", str(recipe), str(tmp_path / "out"), "--force"]) == 1
@@ -255,11 +244,12 @@ def test_tensors_transformers_has_no_place_for_are_merged_with_a_warning(
     import torch
     from safetensors.torch import load_file, save_file
 
-    stray = "model.layers.0.self_attn.rotary_emb.inv_freq"  # what old llama checkpoints store
+    stray = "model.layers.0.self_attn.stowaway"
+    tolerated = "model.layers.0.self_attn.rotary_emb.inv_freq"  # old llama checkpoints store it; the loader skips it
     copies = _retyped_copies(tmp_path, [llama_base, llama_finetune], lambda config: None)
     for folder in copies:
         weights = load_file(folder / "model.safetensors")
-        weights[stray] = torch.arange(4, dtype=torch.float32)
+        weights[stray], weights[tolerated] = torch.arange(4.0), torch.arange(4.0)
         save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     recipe = write(
         tmp_path / "m.yaml", f"merge_method: linear\nmodels:\n  - model: {copies[0]}\n  - model: {copies[1]}\n"

@@ -221,3 +221,51 @@ def test_run_with_verify_prints_the_checks(tmp_path, llama_base, llama_finetune,
     assert main(["run", str(config), str(tmp_path / "out"), "--verify"]) == 0
     out = capsys.readouterr().out
     assert "ok    transformers" in out and out.rstrip().endswith("passed verification.")
+
+
+def _with_tensors(folder: Path, target: Path, extra: dict[str, np.ndarray]) -> Path:
+    """A copy of ``folder`` whose single weights file also carries ``extra``, as older real checkpoints do."""
+    shutil.copytree(folder, target)
+    weights = target / "model.safetensors"
+    state = load_file(weights)
+    save_file({**state, **extra}, weights, metadata={"format": "pt"})
+    return target
+
+
+def _persisted_buffers(family: str, layers: int) -> dict[str, np.ndarray]:
+    """The buffers real checkpoints of ``family`` carry that transformers no longer saves (and ignores on load)."""
+    if family == "bert":
+        return {"embeddings.position_ids": np.arange(64, dtype=np.int64)[None]}
+    if family == "gpt2":  # the causal mask of older GPT-2 checkpoints, one per layer
+        mask = np.tril(np.ones((1, 1, 32, 32), dtype=np.float32))
+        return {f"transformer.h.{i}.attn.bias": mask for i in range(layers)}
+    # llama: rotary inv_freq stored per layer by checkpoints of 2023
+    return {f"model.layers.{i}.self_attn.rotary_emb.inv_freq": np.ones(4, dtype=np.float32) for i in range(layers)}
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+def test_buffers_transformers_ignores_on_load_never_fail_verify_but_a_stranger_does(
+    tmp_path, factory, sentence_encoder, family
+) -> None:
+    import warnings
+
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    source = sentence_encoder if family == "bert" else factory.family(family)
+    buffers = _persisted_buffers(family, 2)
+    carrying = _with_tensors(source, tmp_path / "real", buffers)
+    loader = AutoModel if family == "bert" else AutoModelForCausalLM
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, info = loader.from_pretrained(carrying, output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["missing_keys"]  # transformers loads it without a word
+
+    report = verify_output(carrying)
+
+    assert report.ok, [(check.name, check.detail) for check in report.checks if check.outcome == "failed"]
+    stranger = _with_tensors(
+        source, tmp_path / "stranger", {**buffers, "extra.stowaway.weight": np.ones(3, np.float32)}
+    )
+    checks = {check.name: check for check in verify_output(stranger).checks}
+    assert checks["transformers"].outcome == "failed"
+    assert "1 unexpected (extra.stowaway.weight)" in checks["transformers"].detail

@@ -95,16 +95,42 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
     prefix = getattr(model, "base_model_prefix", "")
     if prefix and not (set(stored) & set(expected)):
         stored = {f"{prefix}.{name}": shape for name, shape in stored.items()}
+    missing, unexpected = _as_the_loader_counts(
+        model, {name for name in set(expected) - set(stored) if name not in tied}, set(stored) - set(expected)
+    )
     return ArchitectureFit(
         model_class=type(model).__name__,
-        missing=sorted(name for name in set(expected) - set(stored) if name not in tied),
-        unexpected=sorted(set(stored) - set(expected)),
+        missing=sorted(missing),
+        unexpected=sorted(unexpected),
         wrong_shape=[
             (name, stored[name], expected[name])
             for name in sorted(set(expected) & set(stored))
             if expected[name] != stored[name]
         ],
     )
+
+
+def _as_the_loader_counts(model, missing: set[str], unexpected: set[str]) -> tuple[set[str], set[str]]:
+    """``missing`` and ``unexpected`` less what transformers' own loader tolerates for this class: the keys its
+    ``_keys_to_ignore_on_load_*`` patterns name (GPT-2's and GPT-J's causal-mask ``attn.bias``) and persisted
+    buffers that are no longer saved (``position_ids``, rotary ``inv_freq``). The loader's own rule is asked
+    where this transformers has it, so verify accepts exactly what ``from_pretrained`` loads without a word."""
+    import re
+    from types import SimpleNamespace
+
+    found = SimpleNamespace(missing_keys=set(missing), unexpected_keys=set(unexpected))
+    adjust = getattr(model, "_adjust_missing_and_unexpected_keys", None)
+    if adjust is not None:
+        try:
+            adjust(found)
+            return set(found.missing_keys), set(found.unexpected_keys)
+        except Exception:  # noqa: BLE001 - its signature changed: fall back to the rule it implements
+            pass
+    saved = set(model.state_dict())
+    patterns = list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+    patterns += [re.escape(name) + "$" for name, _ in model.named_buffers() if name not in saved]
+    tolerated = re.compile("|".join(f"({pattern})" for pattern in patterns)) if patterns else None
+    return missing, {name for name in unexpected if tolerated is None or tolerated.search(name) is None}
 
 
 def is_causal_language_model(config: dict[str, Any]) -> bool:
