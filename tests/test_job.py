@@ -130,7 +130,8 @@ def test_a_full_disk_keeps_the_partial_folder_for_a_resume_only_when_asked(
     assert not (tmp_path / "out").exists()
     if keep_partial:
         assert isinstance(stopped.value, MergeWriteFailed) and stopped.value.exit_code == 1
-        assert stopped.value.message.startswith("I/O error (No space left on device); nothing is at")
+        assert stopped.value.message.startswith(f"The disk of {tmp_path} is full (No space left on device): ")
+        assert "nothing is at" in stopped.value.message
         assert "--resume" in stopped.value.message and (tmp_path / "out.partial" / JOURNAL_NAME).is_file()
     else:
         assert isinstance(stopped.value, MergeError) and stopped.value.exit_code == 1

@@ -124,6 +124,7 @@ def _output_inside_input(work: Path, m: dict[str, Path]) -> tuple[list[str], str
 
 def _input_inside_output(work: Path, m: dict[str, Path]) -> tuple[list[str], str]:
     folder = damaged_copy(work, m["b"], "out/model")
+    (work / "out" / "tui_merge_config.yaml").write_text(LINEAR)  # an earlier merge, which --force may replace
     return ["run", config(work, LINEAR, a=m["a"], b=folder), str(work / "out"), "--force"], "is inside output"
 
 

@@ -214,7 +214,9 @@ async def test_the_focused_output_field_is_marked_and_review_shows_what_the_run_
     from textual.widgets import Label
 
     (workdir / "taken").mkdir()
-    (workdir / "taken" / "file").write_text("x")
+    (workdir / "taken" / "tui_merge_config.yaml").write_text("an earlier merge's recipe")
+    (workdir / "notes").mkdir()
+    (workdir / "notes" / "todo.txt").write_text("someone's own file")
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=4)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -226,6 +228,9 @@ async def test_the_focused_output_field_is_marked_and_review_shows_what_the_run_
         await pilot.press("shift+tab", *"first", "ctrl+n")
         await app.workers.wait_for_complete()
         await pilot.press("escape")
+        await pilot.press("ctrl+u", *"notes", "ctrl+n")
+        assert not isinstance(app.screen, ConfirmScreen)  # never offered: only an earlier merge is replaced
+        assert "Output notes holds files that no tui-merge run wrote (todo.txt)" in status_text(app)
         await pilot.press("ctrl+u", *"taken", "ctrl+n")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")

@@ -176,7 +176,7 @@ async def test_the_layer_table_refuses_typed_values_out_of_range_and_reports_eac
 
 async def test_output_step_refuses_unsafe_folders_and_confirms_replacing(workdir) -> None:
     (workdir / "taken").mkdir()
-    (workdir / "taken" / "notes.txt").write_text("mine")
+    (workdir / "taken" / "tui_merge_config.yaml").write_text("an earlier merge")
     app = WizardApp(state_with("base", "chat"), start_step=4)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+n")

@@ -4,7 +4,12 @@
 through ``run_in_console``: a rich progress bar on a terminal, timestamped
 lines otherwise (a ``nohup`` log, a screen reader, a dumb terminal). The
 first Ctrl-C, SIGTERM or SIGHUP stops after the current tensor and keeps the
-finished shards for ``--resume``; a second one stops at once.
+finished shards for ``--resume``; a second one stops at once. A signal that
+was ignored when the process started stays ignored: ``nohup tui-merge run …
+&`` and ``setsid`` runs merge to the end whatever happens to the terminal.
+Progress written to a terminal that has gone (a closed SSH session, a reader
+that quit) is dropped: the console is where the merge is shown, never a
+reason for it to fail.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 
@@ -52,9 +57,31 @@ def run_in_console(job: MergeJob, *, plain_progress: bool = False) -> int:
     bar = sys.stderr.isatty() and not plain_progress
     reporter = _TerminalProgress() if bar else _PlainProgress()
     control = MergeControl()
-    with reporter, _stop_on_signals(control):
-        result = run_job(job, on_event=reporter.handle, control=control)
+    with _stop_on_signals(control):
+        with suppress(OSError, ValueError):
+            reporter.__enter__()
+        try:
+            result = run_job(job, on_event=_while_console_lives(reporter.handle), control=control)
+        finally:
+            with suppress(OSError, ValueError):  # stopping a progress bar on a terminal that has gone
+                reporter.__exit__(None, None, None)
     return 0 if result.report is None or result.report.ok else 1
+
+
+def _while_console_lives(handle: Callable[[MergeEvent], None]) -> Callable[[MergeEvent], None]:
+    """``handle`` until writing to the console fails (its terminal hung up, its reader quit); then nothing."""
+    gone = False
+
+    def guarded(event: MergeEvent) -> None:
+        nonlocal gone
+        if gone:
+            return
+        try:
+            handle(event)
+        except (OSError, ValueError):  # EIO from a hung-up terminal, EPIPE, a closed file
+            gone = True
+
+    return guarded
 
 
 def print_check(check: Check) -> None:
@@ -103,7 +130,9 @@ def _stop_on_signals(control: MergeControl) -> Iterator[None]:
                 flush=True,
             )
 
-    previous = {number: signal.signal(number, handle) for number in STOP_SIGNALS}
+    # Ignored at start (nohup, a background job without job control): the caller wants the merge to outlive it.
+    heeded = [number for number in STOP_SIGNALS if signal.getsignal(number) is not signal.SIG_IGN]
+    previous = {number: signal.signal(number, handle) for number in heeded}
     try:
         yield
     finally:

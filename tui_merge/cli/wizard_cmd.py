@@ -24,15 +24,24 @@ def wizard_state(models: list[str], config: str | None) -> WizardState:
     return WizardState(models=list(models), infos=infos)
 
 
-def open_wizard(state: WizardState, hint: str | None = None) -> int:
-    """Run the app on ``state``; needs a terminal."""
+def open_wizard(state: WizardState, hint: str | None = None, start_step: int = 0) -> int:
+    """Run the app on ``state``; needs a terminal. When the terminal hangs up during a merge, the merge goes on
+    without it (``tui.hangup``) and its exit status is the wizard's."""
     if not has_terminal():
         raise BadInputError(
             "The wizard needs a terminal; without one use tui-merge template and tui-merge run (see tui-merge --help)."
         )
     from tui_merge.tui.app import WizardApp
+    from tui_merge.tui.hangup import continue_headless
 
-    WizardApp(state, hint=hint).run()
+    app = WizardApp(state, hint=hint, start_step=start_step)
+    try:
+        app.run()
+    except Exception:
+        if app.handover is None:
+            raise  # drawing on a terminal that is gone may fail: the merge still goes on below
+    if app.handover is not None:
+        return continue_headless(app.handover)
     return 0
 
 

@@ -20,9 +20,14 @@ class MergeControl:
         self._stopped = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self.keeps_partial = False
+        """True when the stop keeps ``OUT.partial`` for a resume, whatever the job said (a hangup hands the
+        wizard's merge to the headless path, which resumes it)."""
 
-    def stop(self) -> None:
-        """Stop at the next checkpoint (a paused merge wakes up to stop)."""
+    def stop(self, *, keep_partial: bool = False) -> None:
+        """Stop at the next checkpoint (a paused merge wakes up to stop); ``keep_partial`` keeps the finished
+        shards for a resume."""
+        self.keeps_partial = self.keeps_partial or keep_partial
         self._stopped.set()
         self._running.set()
 

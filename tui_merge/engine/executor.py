@@ -9,14 +9,17 @@ keeps it for a resume), so nothing is ever left at the output path.
 
 from __future__ import annotations
 
+import errno
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import torch
 
 from tui_merge.engine.control import MergeControl
+from tui_merge.engine.disk import free_space
 from tui_merge.engine.events import (
     EventCallback,
     Log,
@@ -28,10 +31,10 @@ from tui_merge.engine.events import (
     TensorMerged,
 )
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
-from tui_merge.engine.lock import LOCK_NAME, partial_path
+from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
-from tui_merge.engine.preflight import resume_command
+from tui_merge.engine.preflight import DISK_MARGIN, resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
 from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks
 from tui_merge.engine.threads import threads_for_merging
@@ -40,6 +43,9 @@ from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods import draws
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.vocab.alignment import align_rows
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errors of a disk (or a quota) with no room left: said with how much more the merge needs."""
 
 
 class MergeError(TuiMergeError):
@@ -92,6 +98,7 @@ def execute(
     resume: bool = False,
     keep_partial: bool = False,
     allow_nonfinite: bool = False,
+    lock: OutputLock | None = None,
 ) -> MergeSummary:
     """Merge and write ``plan`` to ``output``; return what was produced.
 
@@ -102,28 +109,13 @@ def execute(
     ``resume`` (the command line does this); without it (the wizard) every
     stop removes it. A merge that fails on its own terms (NaN, bad input)
     always removes it: resuming could only fail again.
+    ``lock`` is the output's lock when the caller took it before its own
+    checks (``run_job`` does); without one the merge takes it here.
     """
-    run = _Run(plan, output, on_event, control, replace, keep_partial, allow_nonfinite)
-    run.emit(MergeStarted(plan))
-    for note in (*plan.vocabulary.notes, *plan.notes):
-        run.emit(Log("info", note))
-    fingerprint = plan_fingerprint(plan)
-    if resume:
-        # Checked before anything is touched: a refused resume leaves the partial folder as it was.
-        run.journal = Journal.load(run.writer.partial)
-        run.journal.check(fingerprint, run.writer.partial)
-    started = time.monotonic()
-    with allocator_for_merging(), threads_for_merging():
-        try:
-            run.open(fingerprint)
-            bytes_read = run.write_shards()
-            run.checkpoint()  # a stop asked for during the last tensor still leaves nothing at the output
-            run.writer.finish(run.journal)
-        except BaseException as error:
-            raise run.failure(error) from None
-    summary = MergeSummary(output, len(plan.tasks), run.written, bytes_read, time.monotonic() - started)
-    run.emit(MergeFinished(summary))
-    return summary
+    with ExitStack() as held:
+        if lock is None or not lock.held:
+            held.enter_context(OutputLock(output))
+        return _Run(plan, output, on_event, control, replace, keep_partial, allow_nonfinite).perform(resume)
 
 
 class _Run:
@@ -135,7 +127,7 @@ class _Run:
     ) -> None:  # fmt: skip
         self.plan, self.output, self.control = plan, output, control
         self.emit: EventCallback = on_event or (lambda event: None)
-        self.keep_partial, self.allow_nonfinite = keep_partial, allow_nonfinite
+        self._keep_partial, self.allow_nonfinite = keep_partial, allow_nonfinite
         self.device = resolve_device(plan.config.tui_merge.device)
         self.kernel = plan.method.load_kernel()
         self.writer = OutputWriter(plan, output, replace=replace)
@@ -145,12 +137,40 @@ class _Run:
         """True once this run created ``OUT.partial`` or resumes it: a folder left by another run is never removed."""
         self.written = 0
 
+    def perform(self, resume: bool) -> MergeSummary:
+        """The whole merge, under the output's lock."""
+        plan = self.plan
+        self.emit(MergeStarted(plan))
+        for note in (*plan.vocabulary.notes, *plan.notes):
+            self.emit(Log("info", note))
+        fingerprint = plan_fingerprint(plan)
+        if resume:
+            # Checked before anything is touched: a refused resume leaves the partial folder as it was.
+            self.journal = Journal.load(self.writer.partial)
+            self.journal.check(fingerprint, self.writer.partial)
+        started = time.monotonic()
+        with allocator_for_merging(), threads_for_merging():
+            try:
+                self.open(fingerprint)
+                bytes_read = self.write_shards()
+                self.checkpoint()  # a stop asked for during the last tensor still leaves nothing at the output
+                self.writer.finish(self.journal)
+            except BaseException as error:
+                raise self.failure(error) from None
+        summary = MergeSummary(self.output, len(plan.tasks), self.written, bytes_read, time.monotonic() - started)
+        self.emit(MergeFinished(summary))
+        return summary
+
+    @property
+    def keep_partial(self) -> bool:
+        """Whether a stop keeps ``OUT.partial`` for a resume: the job's choice, or the control's at the stop."""
+        return self._keep_partial or (self.control is not None and self.control.keeps_partial)
+
     def open(self, fingerprint: str) -> None:
         """Start ``OUT.partial`` with a fresh journal, or keep what the resumed journal verified."""
         if self.journal is not None:
-            self.writer.lock.acquire()  # before anything in the partial folder is touched
             self.owns_partial = True
-            self.writer.keep_only({*self.journal.finished, JOURNAL_NAME, LOCK_NAME})
+            self.writer.keep_only({*self.journal.finished, JOURNAL_NAME})
             finished = len(self.journal.finished)
             self.emit(Log("info", f"resuming: {finished} of {len(self.plan.shards)} shards verified and kept"))
             return
@@ -203,7 +223,6 @@ class _Run:
         if isinstance(error, OSError) and finished:
             # Every file was written and the journal dropped: only moving the folder into place failed, so the
             # complete model stays where it is and the message says so (a resume could not find a journal).
-            self.writer.lock.release()
             partial = self.writer.partial
             error = MergeError(
                 f"{_io_error(error)} while moving the finished merge into place; the complete model is in "
@@ -211,8 +230,9 @@ class _Run:
             )
         elif self.keep_partial and self.journal is not None and resumable:
             self.writer.close_open_shard()
-            self.writer.lock.release()
-            if isinstance(error, OSError):
+            if isinstance(error, OSError) and error.errno in DISK_FULL:
+                error = self._stopped(self._disk_full(error), MergeWriteFailed)
+            elif isinstance(error, OSError):
                 error = self._stopped(_io_error(error), MergeWriteFailed)
             elif isinstance(error, InputChanged):
                 error = self._stopped(f"{error.message} (restore it before resuming)", MergeInputChanged)
@@ -227,6 +247,23 @@ class _Run:
                 error = BadInputError(f"{error.message}; nothing was written at {self.output}.")
         self.emit(MergeFailed(getattr(error, "message", None) or f"{type(error).__name__}: {error}"))
         return error
+
+    def _disk_full(self, error: OSError) -> str:
+        """The full disk named, with what the merge still needs beyond what it has now."""
+        from tui_merge.report_view import human_bytes
+
+        folder, free = free_space(self.output)
+        finished = self.journal.finished if self.journal is not None else {}
+        kept = sum(shard.size for shard in self.plan.shards if shard.file_name in finished)
+        wanted = int((self.plan.bytes_to_write - kept) * DISK_MARGIN)
+        # A resume deletes the unfinished shard first: its bytes count as free.
+        unfinished = [path for path in self.writer.partial.glob("*.safetensors") if path.name not in finished]
+        free += sum(path.stat().st_size for path in unfinished)
+        short = human_bytes(max(wanted - free, 0))
+        return (
+            f"The disk of {folder} is full ({error.strerror or error}): the merge still writes {human_bytes(wanted)} "
+            f"and {human_bytes(free)} is free for it, so free at least {short} more"
+        )
 
     def _stopped(self, reason: str, kind: type[MergeInterrupted] = MergeInterrupted) -> TuiMergeError:
         """A cancel or a stop: with ``keep_partial`` the way to resume, else the word that nothing was written."""

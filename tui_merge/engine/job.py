@@ -16,9 +16,10 @@ from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.validation import unweighted_models
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import CheckDone, EventCallback, Log, MergeSummary, VerificationStarted, Verified
+from tui_merge.engine.lock import OutputLock
 from tui_merge.engine.output_config import output_config_gate
 from tui_merge.engine.plan import Plan, build_plan
-from tui_merge.engine.preflight import check_output, check_output_path
+from tui_merge.engine.preflight import check_output, check_output_path, check_output_safety
 from tui_merge.engine.prepare import inspect_models
 from tui_merge.errors import BadInputError
 from tui_merge.models.compat import check_compatibility
@@ -105,7 +106,13 @@ def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: Me
     Raises the step's ``TuiMergeError`` (each carries its exit code) when one fails; nothing is left at
     the output path then, only ``OUT.partial`` when the job keeps it for a resume.
     """
-    emit = on_event or (lambda event: None)
+    check_output_safety(job.output, force=job.replace)
+    with OutputLock(job.output) as lock:
+        return _run_locked(job, lock, on_event or (lambda event: None), control)
+
+
+def _run_locked(job: MergeJob, lock: OutputLock, emit: EventCallback, control: MergeControl | None) -> JobResult:
+    """``run_job`` once it holds the output's lock: nothing another run could race with is checked before."""
     check_output_path(job.loaded, job.output, force=job.replace, resume=job.resume)
     if job.save_config is not None:
         job.save_config.write_text(job.loaded.text, encoding="utf-8")
@@ -120,7 +127,7 @@ def run_job(job: MergeJob, *, on_event: EventCallback | None = None, control: Me
 
     summary = executor.execute(
         plan, job.output, on_event=emit, control=control, replace=job.replace, resume=job.resume,
-        keep_partial=job.keep_partial, allow_nonfinite=job.allow_nonfinite,
+        keep_partial=job.keep_partial, allow_nonfinite=job.allow_nonfinite, lock=lock,
     )  # fmt: skip
     report = None
     if job.verify:

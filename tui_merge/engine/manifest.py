@@ -18,6 +18,9 @@ from tui_merge.models.json_file import MAX_INDEX_BYTES, read_json_object
 
 MANIFEST_NAME = "tui_merge_manifest.json"
 
+RECIPE_NAME = "tui_merge_config.yaml"
+"""The recipe every merge leaves in its output; with the manifest, what marks a folder as an earlier merge."""
+
 
 def manifest_text(shards: Mapping[str, tuple[int, str]]) -> str:
     """The manifest for ``shards`` (file name -> size, sha256)."""

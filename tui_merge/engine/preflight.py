@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.engine.disk import free_space
 from tui_merge.engine.journal import Journal
-from tui_merge.engine.lock import busy_message, lock_holder, partial_path
+from tui_merge.engine.lock import partial_path
+from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME
 from tui_merge.engine.plan import Plan
 from tui_merge.errors import BadInputError
 
@@ -44,19 +44,10 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
 
 
 def check_output_path(loaded: LoadedConfig, output: Path, *, force: bool = False, resume: bool = False) -> None:
-    """The output checks that need no plan (a file in the way, work left by another run, an output that is
-    not empty, a folder that cannot be written): the job runs them before the models are even inspected, so
-    such a mistake is said in a moment, before torch is imported."""
-    target = output.resolve()
-    if target.exists() and not target.is_dir():
-        raise BadInputError(
-            f"Output {output} is a file, not a folder; --force replaces a model folder, never a file: choose "
-            "another output path."
-        )
+    """The output checks that need no plan (work left by another run, an output that is not empty): the job runs
+    them as soon as it holds the output's lock, before the models are even inspected, so such a mistake is said
+    in a moment, before torch is imported. ``check_output_safety`` comes first, before the lock."""
     leftover = partial_path(output)
-    holder = lock_holder(leftover)
-    if holder is not None:
-        raise BadInputError(busy_message(output, holder))
     if resume and not leftover.is_dir():
         raise BadInputError(f"There is no interrupted merge to resume at {leftover}; run without --resume.")
     if leftover.exists() and not resume:
@@ -64,14 +55,77 @@ def check_output_path(loaded: LoadedConfig, output: Path, *, force: bool = False
             f"{leftover} is left from an interrupted merge; continue it with {resume_command(loaded, output)}, "
             f"or remove it (rm -r {leftover}) and run again."
         )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+    target = output.resolve()
+    if target.exists() and any(target.iterdir()) and not force:
         raise BadInputError(
             f"Output {output} already exists and is not empty; choose a new folder, or pass --force to replace it "
             "once the merge has succeeded."
         )
-    writable = next(folder for folder in (target, *target.parents) if folder.exists())
-    if not os.access(writable, os.W_OK | os.X_OK):
-        raise BadInputError(f"Cannot write in {writable}; choose an output folder where you may create files.")
+
+
+def check_output_safety(output: Path, *, force: bool = False) -> None:
+    """Refuse an output whose replacement would destroy what is not a merge, before anything is created.
+
+    A merge replaces its output folder whole (``OUT.partial`` renamed onto it), so the output may never be a
+    file, the filesystem's root, the current folder or one holding it, or a home folder or one holding homes,
+    whatever the flags say; and ``--force`` replaces only a folder that is an earlier tui-merge output (its
+    recipe or manifest is there) or an empty one, never a folder of someone's own files.
+    """
+    target = output.expanduser().resolve()
+    try:
+        target.exists()
+    except OSError as error:  # a folder on the way that this user may not enter
+        raise BadInputError(
+            f"Cannot write in {target.parent} ({error.strerror}); choose an output folder where you may create files."
+        ) from None
+    if target.exists() and not target.is_dir():
+        raise BadInputError(
+            f"Output {output} is a file, not a folder; --force replaces a model folder, never a file: choose "
+            "another output path."
+        )
+    if target == target.parent:
+        raise BadInputError(f"Output {output} is the root of the filesystem; choose a new folder for the merge.")
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        what = "the current folder" if target == cwd else f"a folder that holds the current folder ({cwd})"
+        raise BadInputError(
+            f"Output {output} is {what}, which the merge would replace whole; choose a new folder such as ./merged."
+        )
+    for home in _home_folders():
+        if target == home or target in home.parents:
+            what = "a home folder" if target == home else f"a folder that holds the home folder {home}"
+            raise BadInputError(
+                f"Output {output} is {what}, which the merge would replace whole; choose a new folder inside it."
+            )
+    if force and target.is_dir():
+        names = sorted(path.name for path in target.iterdir())
+        if names and not {MANIFEST_NAME, RECIPE_NAME} & set(names):
+            shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            raise BadInputError(
+                f"Output {output} holds files that no tui-merge run wrote ({shown}); a merge replaces only an "
+                "earlier merge or an empty folder, so nothing was touched: choose another output folder."
+            )
+
+
+def _home_folders() -> set[Path]:
+    """This user's home and every account's home that is a real folder other than the root."""
+    homes = set()
+    try:
+        homes.add(Path.home())
+        import pwd
+
+        homes |= {Path(entry.pw_dir) for entry in pwd.getpwall() if entry.pw_dir}
+    except (ImportError, OSError, RuntimeError):  # no user database (Windows) or no home: the others still count
+        pass
+    found = set()
+    for home in homes:
+        try:
+            resolved = home.resolve()
+        except OSError:
+            continue
+        if resolved.is_dir() and resolved != resolved.parent:
+            found.add(resolved)
+    return found
 
 
 def _kept_bytes(plan: Plan, partial: Path) -> int:

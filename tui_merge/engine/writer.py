@@ -21,14 +21,15 @@ import os
 import queue
 import shutil
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 import torch
 import yaml
 
 from tui_merge.engine.journal import Journal
-from tui_merge.engine.lock import OutputLock, partial_path
-from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
+from tui_merge.engine.lock import partial_path
+from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME, manifest_text
 from tui_merge.engine.output_config import output_model_config
 from tui_merge.engine.plan import Plan, Shard, TensorTask
 from tui_merge.vocab.chat_template import write_chat_template
@@ -72,12 +73,10 @@ class OutputWriter:
         self.partial = partial_path(output)
         self.replace = replace
         self._stream: _ShardStream | None = None
-        self.lock = OutputLock(self.partial, output)
 
     def start(self) -> None:
-        """Create the partial folder and lock it for this merge."""
+        """Create the partial folder (the caller holds the output's lock)."""
         self.partial.mkdir(parents=True)
-        self.lock.acquire()
 
     def keep_only(self, names: set[str]) -> None:
         """When resuming: delete everything in the partial folder but ``names`` (finished shards, journal)."""
@@ -101,9 +100,11 @@ class OutputWriter:
             self._stream.put(data)
 
     def close_shard(self) -> tuple[int, str]:
-        """Wait for the queued bytes, flush and sync the shard; return its size and sha256."""
-        stream, self._stream = self._stream, None
-        return stream.close()
+        """Wait for the queued bytes, flush and sync the shard; return its size and sha256. When that fails (a
+        full disk) the shard stays open, for ``close_open_shard`` to let go of."""
+        result = self._stream.close()
+        self._stream = None
+        return result
 
     def close_open_shard(self) -> None:
         """Close an unfinished shard without recording it (it is rewritten on resume)."""
@@ -137,31 +138,26 @@ class OutputWriter:
                 shutil.copytree(source, self.partial / name)
             else:
                 shutil.copyfile(source, self.partial / name)
-        self._write_text("tui_merge_config.yaml", plan.loaded.text)
+        self._write_text(RECIPE_NAME, plan.loaded.text)
         self._write_text("README.md", model_card(plan))
         if journal is not None:
             shards = {name: (shard.size, shard.sha256) for name, shard in journal.finished.items()}
             self._write_text(MANIFEST_NAME, manifest_text(shards))
             journal.remove()
-        self.lock.forget()
         _sync_folder(self.partial)
-        if self.output.exists():
-            if not self.replace:
-                raise FileExistsError(self.output)
+        if self.output.exists() and self.replace:
             old = replaced_path(self.output)
             self.output.rename(old)
             self.partial.rename(self.output)
             shutil.rmtree(old)
         else:
-            self.partial.rename(self.output)
-        self.lock.release()
+            self.partial.rename(self.output)  # replaces an empty folder at OUT; one that filled meanwhile fails
         _sync_folder(self.output.parent)
 
     def abandon(self) -> None:
         """Remove the partial folder after a failure or cancel."""
         self.close_open_shard()
         shutil.rmtree(self.partial, ignore_errors=True)
-        self.lock.release()
 
     def _write_text(self, name: str, text: str) -> None:
         with (self.partial / name).open("w", encoding="utf-8") as handle:
@@ -198,11 +194,14 @@ class _ShardStream:
         return size, self._hash.hexdigest()
 
     def abort(self) -> None:
-        """Stop writing and close the file as it is."""
+        """Stop writing and close the file as it is: an unfinished shard is rewritten on resume, so bytes that
+        cannot reach the disk any more (a full disk fails the flush that closing does) are let go."""
         self._error = self._error or InterruptedError("aborted")
-        self._queue.put(None)  # the thread skips what is queued once an error is set, so this slot frees fast
-        self._thread.join()
-        self._file.close()
+        if self._thread.is_alive():
+            self._queue.put(None)  # the thread skips what is queued once an error is set, so this slot frees fast
+            self._thread.join()
+        with suppress(OSError):
+            self._file.close()
 
     def _drain(self) -> None:
         while True:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
@@ -10,6 +13,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tui_merge.tui.hangup import Handover
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, PathPrompt
 from tui_merge.tui.step import STEP_NAMES, StepScreen
 from tui_merge.wizard.state import WizardState
@@ -86,6 +90,8 @@ class WizardApp(App):
         self.hint = hint
         self.cache_dir = cache_dir
         """Hugging Face cache to list and resolve hub ids in; None for the default (HF_HUB_CACHE)."""
+        self.handover: Handover | None = None
+        """Set when the terminal hung up during a merge: what ``continue_headless`` finishes after the app."""
 
     MIN_SIZE = (80, 24)
     """The smallest terminal every screen is drawn for; below it the wizard says so instead."""
@@ -108,12 +114,38 @@ class WizardApp(App):
             self.pop_screen()
 
     def on_mount(self) -> None:
+        self._heed_hangups(True)
         screens = step_screens()
         for index in range(self.start_step + 1):
             self.push_screen(screens[index]())
         self.call_after_refresh(lambda: self._fit_to(self.size.width, self.size.height))  # above the steps
         if self.hint:
             self.notify(self.hint, timeout=15)
+
+    def on_unmount(self) -> None:
+        self._heed_hangups(False)
+
+    def _heed_hangups(self, heed: bool) -> None:
+        """Handle SIGHUP while the app runs (unless it was ignored at start, as under nohup)."""
+        if not hasattr(signal, "SIGHUP") or signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+            return
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a side thread)
+            if heed:
+                loop.add_signal_handler(signal.SIGHUP, self.hung_up)
+            else:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+    def hung_up(self) -> None:
+        """The terminal is gone: a running merge is stopped keeping its finished shards and handed to the
+        headless path (``tui.hangup``); the app leaves either way, instead of dying by the signal's default."""
+        from tui_merge.tui.screens.run import RunScreen
+
+        run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
+        if run is not None and not run.finished:
+            run.control.stop(keep_partial=True)
+            self.handover = run.handover
+        self.exit()
 
     @property
     def open_steps(self) -> list[StepScreen]:

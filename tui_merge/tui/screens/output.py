@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Select
 
 from tui_merge.config.schema import parse_size
+from tui_merge.engine.preflight import check_output_safety
+from tui_merge.errors import BadInputError
 from tui_merge.tui.fields import TextField
 from tui_merge.tui.modals import ConfirmScreen
 from tui_merge.tui.step import StepScreen
@@ -114,6 +116,10 @@ class OutputScreen(StepScreen):
                 return f"The output is inside input model {state.infos[name].label}; choose a folder outside it."
             if target in folder.parents:
                 return f"Input model {state.infos[name].label} is inside that folder; choose another one."
+        try:
+            check_output_safety(Path(state.output), force=True)
+        except BadInputError as error:
+            return error.message
         try:
             parse_size(state.shard_size)
         except ValueError as error:

@@ -27,6 +27,7 @@ from tui_merge.engine.events import (
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.errors import TuiMergeError
 from tui_merge.report_view import human_bytes
+from tui_merge.tui.hangup import Handover
 from tui_merge.tui.messages import EngineEvent, WorkFailed
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
@@ -67,6 +68,8 @@ class RunScreen(StepScreen):
         self.succeeded = False
         """True once the merge is complete and verified."""
         self.started = time.monotonic()
+        self.handover = Handover(self.state)
+        """What the app hands to the headless path if the terminal hangs up (the merge thread sets its events)."""
         state = self.state
         self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
         self.merge()
@@ -80,8 +83,11 @@ class RunScreen(StepScreen):
                 save_config=Path(state.config_path), replace=state.replace_output, verify=True,
             )  # fmt: skip
             run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), control=self.control)
+            self.handover.completed.set()
         except (TuiMergeError, OSError) as error:
             self.post_message(WorkFailed(getattr(error, "message", None) or str(error)))
+        finally:
+            self.handover.ended.set()
 
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event

@@ -1,0 +1,146 @@
+"""A lost SSH session never loses a merge: real pseudo-terminals closed under running merges, and nohup.
+
+Each merge runs in a child process whose merge is held after its first
+tensor (``pause_at.py``) until the test has done its deed: closed the
+child's terminal (the kernel then sends SIGHUP, as when an SSH session
+drops) or sent it a hangup.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from conftest import folder_digest
+
+from tui_merge.cli import main
+from tui_merge.engine.lock import lock_path
+from tui_merge.tui.hangup import log_path
+
+pytestmark = pytest.mark.slow
+"""Real subprocesses on real terminals: run them with ``-m slow``, leave them out with ``-m "not slow"``."""
+
+HERE = Path(__file__).parent
+CONFIG = "merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {a}\n  - model: {b}\nparameters: {{t: 0.4}}\n"
+CONFIG += "tui_merge: {{shard_size: 30KB}}\n"
+WAIT = 120.0
+
+
+@pytest.fixture()
+def recipe(tmp_path: Path, llama_base: Path, llama_finetune: Path) -> Path:
+    path = tmp_path / "merge.yaml"
+    path.write_text(CONFIG.format(a=llama_base, b=llama_finetune))
+    return path
+
+
+def under_a_terminal(argv: list[str]) -> tuple[int, int]:
+    """Start ``argv`` as the session leader of a new 80x24 pseudo-terminal; its pid and the terminal's master."""
+    pid, master = pty.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+            environment = {**os.environ, "TERM": "xterm-256color", "PYTHONPATH": str(HERE)}
+            os.execve(argv[0], argv, environment)
+        finally:
+            os._exit(127)
+    return pid, master
+
+
+def read_until(master: int, marker: Path) -> bytes:
+    """What the terminal shows until ``marker`` exists (reading keeps the child from blocking on a full pty)."""
+    shown = b""
+    deadline = time.monotonic() + WAIT
+    while not marker.exists():
+        assert time.monotonic() < deadline, f"{marker.name} never appeared; the screen said: {shown[-2000:]!r}"
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                shown += os.read(master, 65536)
+            except OSError:
+                break
+    return shown
+
+
+def exit_status(pid: int) -> int:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError("the merge never ended after its terminal hung up")
+
+
+def hang_up(master: int, held: Path) -> None:
+    """Close the terminal under the child (the kernel sends it SIGHUP), then let its merge go on."""
+    os.close(master)
+    (held / "go").write_text("")
+
+
+def test_a_foreground_run_whose_terminal_hangs_up_stops_cleanly_and_resumes(tmp_path, recipe) -> None:
+    assert main(["run", str(recipe), str(tmp_path / "reference")]) == 0
+    held, output = tmp_path / "held", tmp_path / "out"
+    held.mkdir()
+    pid, master = under_a_terminal([sys.executable, str(HERE / "pause_at.py"), str(held), "run", str(recipe),
+                                    str(output)])  # fmt: skip
+    read_until(master, held / "merging")
+
+    hang_up(master, held)
+
+    assert exit_status(pid) == 130  # stopped, not failed: writing to the dead terminal is no error
+    assert not output.exists() and (tmp_path / "out.partial").is_dir() and not lock_path(output).exists()
+    assert main(["run", str(recipe), str(output), "--resume"]) == 0
+    assert folder_digest(output) == folder_digest(tmp_path / "reference")
+
+
+@pytest.mark.skipif(shutil.which("nohup") is None, reason="needs nohup")
+def test_nohup_runs_merge_to_the_end_through_a_hangup(tmp_path, recipe) -> None:
+    assert main(["run", str(recipe), str(tmp_path / "reference")]) == 0
+    held, output = tmp_path / "held", tmp_path / "out"
+    held.mkdir()
+    with (tmp_path / "nohup.log").open("wb") as log:
+        process = subprocess.Popen(
+            ["nohup", sys.executable, str(HERE / "pause_at.py"), str(held), "run", str(recipe), str(output)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(HERE)},
+        )  # fmt: skip
+        deadline = time.monotonic() + WAIT
+        while not (held / "merging").exists():
+            assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "nohup.log").read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGHUP)
+        (held / "go").write_text("")
+        assert process.wait(timeout=WAIT) == 0, (tmp_path / "nohup.log").read_text()
+    assert "stopping" not in (tmp_path / "nohup.log").read_text()
+    assert folder_digest(output) == folder_digest(tmp_path / "reference")
+
+
+def test_the_wizard_hands_its_merge_to_the_headless_path_when_its_terminal_hangs_up(tmp_path, recipe) -> None:
+    held, output = tmp_path / "held", tmp_path / "out"
+    held.mkdir()
+    pid, master = under_a_terminal([sys.executable, str(HERE / "wizard_run_at.py"), str(held), str(recipe),
+                                    str(output)])  # fmt: skip
+    read_until(master, held / "merging")
+
+    hang_up(master, held)
+
+    assert exit_status(pid) == 0, log_path(output).read_text() if log_path(output).exists() else "no log"
+    log = log_path(output).read_text()
+    assert "the wizard's terminal hung up; its merge into" in log and "goes on here without one" in log
+    assert f"{output} passed verification." in log
+    assert not (tmp_path / "out.partial").exists() and not lock_path(output).exists()
+    # The same bytes as a replay of the recipe the wizard saved with the merge.
+    assert main(["run", str(output / "tui_merge_config.yaml"), str(tmp_path / "replay")]) == 0
+    assert folder_digest(output) == folder_digest(tmp_path / "replay")
