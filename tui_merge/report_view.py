@@ -26,7 +26,7 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("key/value heads", lambda m: m.facts.num_kv_heads),
     ("vocabulary", lambda m: m.vocab_rows),
     ("tied embeddings", lambda m: "yes" if m.facts.tie_word_embeddings else "no"),
-    ("dtype", lambda m: m.weight_dtype),
+    ("dtype", lambda m: _dtype(m)),
     ("context length", lambda m: m.facts.max_positions),
     ("rope theta", lambda m: m.facts.rope_theta),
     ("parameters", lambda m: human_count(m.parameter_count)),
@@ -81,6 +81,17 @@ def human_count(count: int) -> str:
         if count >= size:
             return f"{count / size:.1f}{unit}"
     return str(count)
+
+
+def _dtype(model: ModelInfo) -> str | None:
+    """The weights' dtype, with a quantization said: ``fp8 blocks 128x128 -> bfloat16`` or ``gptq``."""
+    quantization = model.quantization
+    if quantization is None:
+        return model.weight_dtype
+    if quantization.readable:
+        rows, columns = quantization.block
+        return f"fp8 blocks {rows}x{columns} -> {model.weight_dtype}"
+    return f"{quantization.method} (quantized)"
 
 
 def human_bytes(count: int) -> str:

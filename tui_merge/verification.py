@@ -132,19 +132,21 @@ def _index(info) -> tuple[Outcome, str]:
         return "failed", f"{len(files)} weight files ({named}) but no index naming them; transformers loads one"
     if not index.is_file():
         return "passed", "single file, no index"
-    listed = {entry.file.name for entry in info.tensors.values()}
+    listed = {entry.file.name for entry in info.stored_tensors.values()}
     present = {path.name for path in info.folder.glob("*.safetensors")}
     stray = sorted(present - listed)
     if stray:
         return "failed", f"{len(stray)} shard file(s) the index leaves out: {', '.join(stray[:_EXAMPLES])}"
     unlisted = []
     for name in sorted(listed):
-        unlisted += [tensor for tensor in read_safetensors_header(info.folder / name) if tensor not in info.tensors]
+        unlisted += [
+            tensor for tensor in read_safetensors_header(info.folder / name) if tensor not in info.stored_tensors
+        ]
     if unlisted:
         return "failed", f"{len(unlisted)} tensor(s) the index does not list: {', '.join(unlisted[:_EXAMPLES])}"
     metadata = read_json_object(index, limit=MAX_INDEX_BYTES).get("metadata")
     total = metadata.get("total_size") if isinstance(metadata, dict) else None
-    stored = sum(entry.nbytes for entry in info.tensors.values())
+    stored = sum(entry.nbytes for entry in info.stored_tensors.values())
     if total is not None and total != stored:
         return "failed", f"the index gives total_size {total}, the tensors hold {stored} bytes"
     return "passed", f"{len(listed)} shards, every tensor listed once"
@@ -225,7 +227,7 @@ def _recipe(info) -> tuple[Outcome, str]:
     except TuiMergeError as error:
         return "skipped", f"the recipe's inputs are not at hand here ({error.message})"
     expected = {task.name: (task.shape, task.dtype) for task in plan.tasks}
-    found = {name: (entry.shape, entry.dtype) for name, entry in info.tensors.items()}
+    found = {name: (entry.shape, entry.dtype) for name, entry in info.stored_tensors.items()}
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     different = sorted(name for name in set(expected) & set(found) if tuple(expected[name][0]) != found[name][0]

@@ -107,6 +107,9 @@ class TuiMergeOptions(_Strict):
     head_from: str | None = None
     """... and the tensors after the layers (final norm, head) from this model instead of the last slice's
     (bakllama's ``lm_head_source``)."""
+    quantize: Literal["fp8"] | None = None
+    """``fp8``: the merged weights that came from block-scaled FP8 inputs are quantized again with the inputs'
+    block size, their config keeps its quantization_config; by default they are written in the output dtype."""
 
     @field_validator("shard_size")
     @classmethod

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -136,6 +137,8 @@ class _Run:
         self.owns_partial = False
         """True once this run created ``OUT.partial`` or resumes it: a folder left by another run is never removed."""
         self.written = 0
+        self.scales: dict[str, torch.Tensor] = {}
+        """Block scales of the FP8 weight just written, until its ``..._scale_inv`` task writes them."""
 
     def perform(self, resume: bool) -> MergeSummary:
         """The whole merge, under the output's lock."""
@@ -202,7 +205,12 @@ class _Run:
             if index + 1 < len(plan.tasks):
                 for ref in plan.tasks[index + 1].reads:
                     reader.prefetch(ref.entry)
-            pieces = merge_pieces(plan, task, self.kernel, reader, self.device, self.allow_nonfinite, self.checkpoint)
+            if task.quantize is not None or task.scales_of is not None:
+                pieces = [self._quantized_piece(index, reader)]
+            else:
+                pieces = merge_pieces(
+                    plan, task, self.kernel, reader, self.device, self.allow_nonfinite, self.checkpoint
+                )
             for piece in pieces:
                 self.writer.write_tensor(task, piece)
             self.written += task.nbytes
@@ -210,6 +218,26 @@ class _Run:
         size, digest = self.writer.close_shard()
         self.journal.record(shard.file_name, size, digest)
         self.emit(ShardWritten(self.output / shard.file_name, size))
+
+    def _quantized_piece(self, index: int, reader: TensorReader) -> torch.Tensor:
+        """A weight of ``tui_merge.quantize: fp8``: its FP8 codes, keeping their scales for the ``..._scale_inv``
+        task that follows it; for that task, the scales (quantized again when a resume kept the weight's shard:
+        the same bytes)."""
+        from tui_merge.models.quantization import quantize_fp8
+
+        task = self.plan.tasks[index]
+        if task.scales_of is not None and task.scales_of in self.scales:
+            return self.scales.pop(task.scales_of)
+        weight = self.plan.tasks[index - 1] if task.scales_of is not None else task
+        values = torch.cat(list(merge_pieces(
+            self.plan, replace(weight, dtype="F32", quantize=None), self.kernel, reader, self.device,
+            self.allow_nonfinite, self.checkpoint,
+        )))  # fmt: skip
+        codes, scales = quantize_fp8(values, weight.quantize)
+        if task.scales_of is not None:
+            return scales
+        self.scales[task.name] = scales
+        return codes
 
     def checkpoint(self) -> None:
         """Wait while the control pauses the merge; raise the stop error when it stops it."""

@@ -38,6 +38,9 @@ def output_model_config(plan: Plan) -> dict:
     dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
     for key in dtype_keys:
         config[key] = plan.out_dtype
+    if plan.quantize_block is None:
+        # Block-scaled FP8 inputs were read as their values: the output holds plain weights, and says so.
+        config.pop("quantization_config", None)
     return config
 
 
@@ -52,7 +55,8 @@ def output_config_gate(plan: Plan) -> list[str]:
     warning says so. Tensors transformers has no place for (an old checkpoint's rotary buffers) are a warning.
     """
     config = output_model_config(plan)
-    shapes = {task.name: list(task.shape) for task in plan.tasks}
+    # FP8 scales are the quantizer's, not the model's: transformers builds no place for them on the meta device.
+    shapes = {task.name: list(task.shape) for task in plan.tasks if task.scales_of is None}
     key = _check_key(config, shapes, plan.generation_config)
     cached = _remembered(key)
     if cached is not None:

@@ -70,6 +70,11 @@ class TensorTask:
     fill_from: tuple[InputTensor, ...] = ()
     """Matrices read only for their rows, when the method itself does not read them: the base's (it fills rows
     other models lack) and those of models a ``tokenizer.tokens`` override names."""
+    quantize: tuple[int, int] | None = None
+    """Block size when the merged tensor is written as block-scaled FP8 (``tui_merge.quantize: fp8``)."""
+    scales_of: str | None = None
+    """For the ``..._scale_inv`` tensor of a quantized output weight: that weight's name (its scales come from
+    quantizing it)."""
 
     @property
     def reads(self) -> tuple[InputTensor, ...]:
@@ -119,6 +124,8 @@ class Plan:
     """Those files and module folders, relative to ``companion_source``."""
     notes: tuple[str, ...] = ()
     """Other things the user should read in the run log (module weights copied unmerged)."""
+    quantize_block: tuple[int, int] | None = None
+    """The FP8 block size when the output is quantized again (``tui_merge.quantize: fp8``), else None."""
     warnings: tuple[str, ...] = ()
     """What the compatibility check warned about (``engine.job``), for the log and the model card."""
 
@@ -186,6 +193,23 @@ def build_plan(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Plan:
     return _Planner(loaded, models).build()
 
 
+def _quantized(tasks: tuple[TensorTask, ...], block: tuple[int, int]) -> tuple[TensorTask, ...]:
+    """``tasks`` with every merged weight that came from block-scaled FP8 inputs written as FP8 again, each
+    followed by the ``..._scale_inv`` tensor of its block scales (as the inputs store them)."""
+    from tui_merge.models.quantization import SCALE_SUFFIX
+
+    result = []
+    for task in tasks:
+        if not (task.merge and task.inputs and all(ref.entry.scale is not None for ref in task.inputs)):
+            result.append(task)
+            continue
+        result.append(replace(task, dtype="F8_E4M3", quantize=block))
+        scale_shape = tuple(-(-size // step) for size, step in zip(task.shape, block))
+        result.append(replace(task, name=task.name + SCALE_SUFFIX, shape=scale_shape, dtype="F32",
+                              scales_of=task.name))  # fmt: skip
+    return tuple(result)
+
+
 def tensor_seed(seed: int, name: str) -> int:
     """A per-tensor seed from the config seed and the output name: independent of order and threads."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
@@ -211,6 +235,9 @@ class _Planner:
         if out_dtype not in OUTPUT_DTYPES:
             out_dtype = "float32"
         tasks = tuple(self._with_dtype(task, out_dtype) for task in self.tasks)
+        quantize_block = self._quantize_block(reference)
+        if quantize_block is not None:
+            tasks = _quantized(tasks, quantize_block)
         tokenizer = self.vocabulary.tokenizer
         companion_source = tokenizer.source if tokenizer is not None else reference.folder
         companions, notes = sentence_module_files(companion_source)
@@ -229,7 +256,27 @@ class _Planner:
             companion_source=companion_source,
             companions=companions,
             notes=tuple(notes),
+            quantize_block=quantize_block,
         )
+
+    def _quantize_block(self, reference: ModelInfo) -> tuple[int, int] | None:
+        """The block size of ``tui_merge.quantize: fp8``: the inputs' own, which all must share."""
+        if self.config.tui_merge.quantize is None:
+            return None
+        blocks = {
+            model.label: model.quantization.block if model.quantization is not None else None
+            for model in self.models.values()
+        }
+        plain = [label for label, block in blocks.items() if block is None]
+        if plain or len(set(blocks.values())) != 1:
+            found = ", ".join(f"{label}: {list(block) if block else 'not block-scaled FP8'}" for label, block in
+                              blocks.items())  # fmt: skip
+            raise BadInputError(
+                f"{self.loaded.where(('tui_merge', 'quantize'))}: quantize: fp8 quantizes the merge with the block "
+                f"size of its block-scaled FP8 inputs, and these do not share one ({found}); remove quantize to "
+                "write the merge unquantized."
+            )
+        return reference.quantization.block
 
     # --- models: every layer from every model ------------------------------------------------
 

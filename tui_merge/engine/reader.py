@@ -67,9 +67,12 @@ class TensorReader:
         self.bytes_read = 0
 
     def read(self, entry: TensorEntry) -> torch.Tensor:
-        """The tensor's values in its stored dtype (in float32 with a LoRA adapter's change added)."""
+        """The tensor's values in its stored dtype (in float32 with a LoRA adapter's change added, or an FP8
+        weight's block scales applied)."""
         if entry.lora is not None:
             return self.read(replace(entry, lora=None)).float().add_(entry.lora.delta(self))
+        if entry.scale is not None:
+            return entry.scale.apply(self.read(replace(entry, scale=None)), self, 0)
         self.bytes_read += entry.nbytes
         if entry.begin is None:
             return self._read_mapped(entry)
@@ -134,6 +137,8 @@ class TensorReader:
         if entry.lora is not None:
             rows = self.read_rows(replace(entry, lora=None), start, stop).float()
             return rows.add_(entry.lora.delta(self, start, stop))
+        if entry.scale is not None:
+            return entry.scale.apply(self.read_rows(replace(entry, scale=None), start, stop), self, start)
         if entry.begin is None:
             return self.read(entry)[start:stop]
         row_bytes = entry.nbytes // entry.shape[0] if entry.shape[0] else 0

@@ -20,6 +20,7 @@ from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors
 
 if TYPE_CHECKING:
     from tui_merge.models.lora import LoraUpdate
+    from tui_merge.models.quantization import BlockScale
 
 CheckpointFormat = Literal["safetensors", "bin"]
 
@@ -38,11 +39,14 @@ class TensorEntry:
     end: int | None = None
     lora: LoraUpdate | None = None
     """A LoRA adapter's change, added when the tensor is read (``models.lora``)."""
+    scale: BlockScale | None = None
+    """Per-block scales of a block-scaled FP8 weight, applied when it is read (``models.quantization``)."""
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """Every file the tensor's values come from: its own, and its adapter's."""
-        return (self.file, *(self.lora.files if self.lora is not None else ()))
+        """Every file the tensor's values come from: its own, its scales' and its adapter's."""
+        scales = (self.scale.entry.file,) if self.scale is not None else ()
+        return (self.file, *scales, *(self.lora.files if self.lora is not None else ()))
 
     @property
     def numel(self) -> int:

@@ -106,6 +106,8 @@ def _repeated(models: list[ModelInfo]) -> list[Finding]:
 
 def _single_model(model: ModelInfo) -> list[Finding]:
     findings = []
+    if model.quantization is not None and not model.quantization.readable:
+        findings.append(Finding("quantized", "error", model.quantization.refusal(model.label), (model.label,)))
     declared = model.facts.num_layers
     if declared is not None and model.depth and declared != model.depth:
         findings.append(

@@ -12,6 +12,7 @@ from typing import Any
 from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint
 from tui_merge.models.config_facts import ConfigFacts, read_config_facts
 from tui_merge.models.layout import TensorRole, classify_tensor, family_layout
+from tui_merge.models.quantization import Quantization, read_quantization, with_block_scales
 from tui_merge.models.resolve import ResolvedModel
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
 
@@ -31,6 +32,8 @@ class ModelInfo:
     checkpoint: Checkpoint
     roles: dict[str, TensorRole]
     """Layer and component of every tensor, by name."""
+    quantization: Quantization | None = None
+    """How the weights are quantized (block-scaled FP8 is read as its values; any other kind is refused)."""
 
     @property
     def folder(self) -> Path:
@@ -46,6 +49,16 @@ class ModelInfo:
     def tensors(self) -> dict[str, TensorEntry]:
         """Every stored tensor, by name."""
         return self.checkpoint.tensors
+
+    @cached_property
+    def stored_tensors(self) -> dict[str, TensorEntry]:
+        """Every tensor as the files store it: a block-scaled FP8 weight's scales under their own name too."""
+        stored = {}
+        for name, entry in self.tensors.items():
+            stored[name] = entry
+            if entry.scale is not None:
+                stored[entry.scale.entry.name] = entry.scale.entry
+        return stored
 
     @cached_property
     def block_prefix(self) -> str | None:
@@ -84,7 +97,9 @@ class ModelInfo:
         """The floating dtype that holds most of the weights' bytes, as torch names it."""
         by_bytes: Counter[str] = Counter()
         for entry in self.tensors.values():
-            if entry.dtype in FLOAT_DTYPES:
+            if entry.scale is not None:  # read as its values, bfloat16 like the unquantized releases
+                by_bytes["BF16"] += entry.nbytes
+            elif entry.dtype in FLOAT_DTYPES:
                 by_bytes[entry.dtype] += entry.nbytes
         if not by_bytes:
             return self.facts.dtype
@@ -129,6 +144,13 @@ class ModelInfo:
             "config_vocab_size": facts.vocab_size,
             "tie_word_embeddings": facts.tie_word_embeddings,
             "dtype": self.weight_dtype,
+            "quantization": None
+            if self.quantization is None
+            else {
+                "method": self.quantization.method,
+                "block": list(self.quantization.block) if self.quantization.block else None,
+                "mergeable": self.quantization.readable,
+            },
             "max_positions": facts.max_positions,
             "rope_theta": facts.rope_theta,
             "parameters": self.parameter_count,
@@ -149,11 +171,14 @@ def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
     source = resolve_reference(argument, cache_dir)
     facts = read_config_facts(source.folder)
     checkpoint = read_checkpoint(source.folder)
+    quantization = read_quantization(facts.raw, checkpoint.tensors, source.folder / "config.json")
+    if quantization is not None and quantization.readable:
+        checkpoint = with_block_scales(checkpoint, quantization.block, source.folder)
     if source.adapter is not None:
         checkpoint = apply_adapter(checkpoint, read_adapter(source.adapter), source.label.partition("+")[0])
     layout = family_layout(facts.model_type)
     roles = {name: classify_tensor(name, layout) for name in checkpoint.tensors}
-    return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles)
+    return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles, quantization=quantization)
 
 
 def repeated_model(named: list[tuple[str, ModelInfo]]) -> tuple[str, str, Path] | None:

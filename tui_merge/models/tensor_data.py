@@ -35,7 +35,12 @@ def read_float64(entry: TensorEntry) -> numpy.ndarray:
     """
     import numpy
 
-    if entry.lora is None and entry.begin is not None and entry.dtype in (*_NUMPY_FLOATS, "BF16"):
+    if (
+        entry.lora is None
+        and entry.scale is None
+        and entry.begin is not None
+        and entry.dtype in (*_NUMPY_FLOATS, "BF16")
+    ):
         try:
             with entry.file.open("rb") as handle:
                 data = os.pread(handle.fileno(), entry.nbytes, entry.begin)
