@@ -255,6 +255,9 @@ CASES.update(
             lambda h: json.dumps(h).replace('"data_offsets": [', '"data_offsets": [' + "9" * 5000 + ", ", 1).encode(),
             "not valid JSON",
         ),
+        "header padded far beyond any real one": _edited_header(
+            lambda h: json.dumps(h).encode() + b" " * (33 << 20), "more than the 32 MiB any real checkpoint needs"
+        ),
         "header nested too deeply": _edited_header(lambda h: b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         "journal line not an object": _damaged_journal(b"[1, 2]\n"),
         "journal line missing keys": _damaged_journal(b'{"shard": "model.safetensors"}\n'),
@@ -349,6 +352,17 @@ CASES.update(
         ),
         "config.json intermediate size not the tensors'": _edited_json(
             "config.json", _put("intermediate_size", 7), "model.layers.0.mlp.down_proj.weight is [32, 64], expected"
+        ),
+        "config.json dtype a list": _edited_json(
+            "config.json", _put("torch_dtype", ["bfloat16"]), "gives torch_dtype as ['bfloat16'], which is not a dtype"
+        ),
+        "config.json dtype a number": _edited_json("config.json", _put("dtype", 16), "gives dtype as 16, which is not"),
+        "config.json negative vocabulary": _edited_json("config.json", _put("vocab_size", -256), "vocab_size as -256"),
+        "config.json fractional vocabulary": _edited_json(
+            "config.json", _put("vocab_size", 255.5), "gives vocab_size as 255.5"
+        ),
+        "config.json tie_word_embeddings as text": _edited_json(
+            "config.json", _put("tie_word_embeddings", "false"), "gives tie_word_embeddings as 'false', which must be"
         ),
         "generation_config.json not JSON": _edited_json(
             "generation_config.json", lambda d: "{oops", "generation_config.json is not valid JSON"

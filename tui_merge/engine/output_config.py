@@ -38,6 +38,9 @@ def output_model_config(plan: Plan) -> dict:
     dtype_keys = [key for key in ("torch_dtype", "dtype") if key in config] or ["torch_dtype"]
     for key in dtype_keys:
         config[key] = plan.out_dtype
+    if plan.tie_word_embeddings is not None:
+        place = next((where for where in (config, target) if "tie_word_embeddings" in where), config)
+        place["tie_word_embeddings"] = plan.tie_word_embeddings
     if plan.quantize_block is None:
         # Block-scaled FP8 inputs were read as their values: the output holds plain weights, and says so.
         config.pop("quantization_config", None)

@@ -126,6 +126,9 @@ class Plan:
     """Other things the user should read in the run log (module weights copied unmerged)."""
     quantize_block: tuple[int, int] | None = None
     """The FP8 block size when the output is quantized again (``tui_merge.quantize: fp8``), else None."""
+    tie_word_embeddings: bool | None = None
+    """The output's ``tie_word_embeddings`` where the reference's config.json lies about it (the tensors show
+    the truth), else None: the config's own value stands."""
     warnings: tuple[str, ...] = ()
     """What the compatibility check warned about (``engine.job``), for the log and the model card."""
 
@@ -241,6 +244,9 @@ class _Planner:
         tokenizer = self.vocabulary.tokenizer
         companion_source = tokenizer.source if tokenizer is not None else reference.folder
         companions, notes = sentence_module_files(companion_source)
+        tie, correction = tie_truth(reference)
+        if correction:
+            notes = [*notes, correction]
         return Plan(
             loaded=self.loaded,
             method=self.method,
@@ -257,6 +263,7 @@ class _Planner:
             companions=companions,
             notes=tuple(notes),
             quantize_block=quantize_block,
+            tie_word_embeddings=tie,
         )
 
     def _quantize_block(self, reference: ModelInfo) -> tuple[int, int] | None:
@@ -536,6 +543,50 @@ def _generation_config(reference: ModelInfo) -> dict[str, Any] | None:
 
 def _model_name(model_key: str) -> str:
     return model_key.split(_KEY_SEPARATOR, 1)[0]
+
+
+def tie_truth(model: ModelInfo) -> tuple[bool | None, str | None]:
+    """What ``model``'s tensors say of ``tie_word_embeddings`` where its config.json says otherwise: the value to
+    write and the sentence for the log, else (None, None).
+
+    A config that says tied while the checkpoint stores a head that differs from the embedding would make
+    transformers throw the (merged) head away; one that says untied while no head is stored would make it
+    start a random head. The tensors are the truth in both cases: the head stored is the one trained, and a
+    causal language model without one uses its embedding. Two rows of each matrix tell a tied copy from a
+    head of its own.
+    """
+    embedding = model.embedding_name
+    if embedding is None:
+        return None, None
+    heads = sorted(name for name in model.tensors if _is_head_name(name) and name.endswith(".weight"))
+    declared = model.facts.tie_word_embeddings
+    config = model.folder / "config.json"
+    if declared and heads and _differ(model, heads[0], embedding):
+        return False, (
+            f"{config} says tie_word_embeddings: true, but {heads[0]} differs from {embedding}; the output's "
+            "config.json says false, so transformers keeps the merged head."
+        )
+    causal = any(name.endswith("ForCausalLM") for name in model.facts.architectures)
+    if not declared and not heads and causal:
+        return True, (
+            f"{config} says tie_word_embeddings: false, but the weights store no head, so {embedding} is the "
+            "head; the output's config.json says true, so transformers does not start a random head."
+        )
+    return None, None
+
+
+def _differ(model: ModelInfo, head: str, embedding: str) -> bool:
+    from tui_merge.engine.reader import TensorReader
+
+    first, second = model.tensors[head], model.tensors[embedding]
+    if first.shape != second.shape or first.dtype != second.dtype:
+        return True
+    rows = first.shape[0]
+    with TensorReader() as reader:
+        return any(
+            not bool((reader.read_rows(first, row, row + 1) == reader.read_rows(second, row, row + 1)).all())
+            for row in sorted({0, rows // 2, rows - 1})
+        )
 
 
 def _is_head_name(name: str) -> bool:

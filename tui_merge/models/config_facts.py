@@ -10,6 +10,7 @@ those are used when the top level lacks them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,14 @@ def read_config_facts(folder: Path) -> ConfigFacts:
     theta = _first(raw, text, _ALIASES["rope_theta"])
     rope_theta = _theta(path, *theta) if theta else _rope_parameters_theta(raw, text)
     architectures = raw.get("architectures") or text.get("architectures") or ()
+    for source, prefix in ((raw, ""), (text, "text_config.")):
+        for key in ("torch_dtype", "dtype"):
+            value = source.get(key)
+            if value is not None and not (isinstance(value, str) and re.fullmatch(r"[a-z][a-z0-9_]{1,30}", value)):
+                raise BadInputError(
+                    f'{path} gives {prefix}{key} as {value!r}, which is not a dtype name such as "bfloat16"; '
+                    "restore the file."
+                )
     model_type = raw.get("model_type")
     if model_type is not None and not isinstance(model_type, str):
         raise BadInputError(f"{path} gives model_type as {model_type!r}, which is not a name; restore the file.")
@@ -88,12 +97,26 @@ def read_config_facts(folder: Path) -> ConfigFacts:
         num_heads=counts["num_heads"],
         num_kv_heads=counts["num_kv_heads"],
         vocab_size=counts["vocab_size"],
-        tie_word_embeddings=bool(raw.get("tie_word_embeddings", text.get("tie_word_embeddings", True))),
+        tie_word_embeddings=_tie(path, raw, text),
         dtype=raw.get("torch_dtype") or raw.get("dtype") or text.get("torch_dtype") or text.get("dtype"),
         max_positions=counts["max_positions"],
         rope_theta=rope_theta,
         raw=raw,
     )
+
+
+def _tie(path: Path, raw: dict[str, Any], text: dict[str, Any]) -> bool:
+    """``tie_word_embeddings`` (transformers' default: true), which must be true or false when given."""
+    for source, prefix in ((raw, ""), (text, "text_config.")):
+        value = source.get("tie_word_embeddings")
+        if value is None:
+            continue
+        if not isinstance(value, bool):
+            raise BadInputError(
+                f"{path} gives {prefix}tie_word_embeddings as {value!r}, which must be true or false; restore the file."
+            )
+        return value
+    return True
 
 
 def _first(raw: dict[str, Any], text: dict[str, Any], names: tuple[str, ...]) -> tuple[str, Any] | None:

@@ -26,8 +26,13 @@ DTYPE_SIZES: dict[str, int] = {
 
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 
-# No real header comes near this; a larger length means a damaged or foreign file.
-_MAX_HEADER_BYTES = 100 * 1024 * 1024
+MAX_HEADER_BYTES = 32 << 20
+"""The largest header read. The format allows 100,000,000 bytes, far beyond any real file: a header holds
+about 130 bytes per tensor (name, dtype, shape, offsets), so a shard of today's largest index-split
+checkpoints (Kimi K2's 1T parameters: about 141,000 tensors counting FP8 scales, in 62 shards) has a
+header of a few hundred KB, and even all of K2's tensors in one file would need about 18 MB. 32 MiB
+leaves room for 250,000 tensors in one file; beyond it a header is padding or hostile, and parsing
+100 MB of JSON for every shard of every input would cost seconds and gigabytes for nothing."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,13 @@ def read_safetensors_header(path: Path) -> dict[str, HeaderEntry]:
                     "it is empty or truncated: download or copy it again."
                 )
             (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > size - 8 or header_len > _MAX_HEADER_BYTES:
+            if header_len > MAX_HEADER_BYTES and header_len <= size - 8:
+                raise BadInputError(
+                    f"{path} declares a {header_len}-byte header, more than the {MAX_HEADER_BYTES >> 20} MiB any "
+                    "real checkpoint needs (about 130 bytes a tensor); the file is padded or damaged: download it "
+                    "again or save it with safetensors."
+                )
+            if header_len > size - 8:
                 raise BadInputError(
                     f"{path} declares a {header_len}-byte header but the file holds {size} bytes; "
                     "it is truncated or not a safetensors file: download or copy it again."
