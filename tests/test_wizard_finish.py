@@ -514,3 +514,47 @@ async def test_a_lora_adapter_is_attached_to_a_model_row_and_taken_off_again(wor
         await pilot.press("A")
         await wait_until(pilot, lambda: app.state.models[0] == "base")
         assert app.state.base == "base" and "base has no adapter now" in status_text(app)
+
+
+def interrupted_merge(workdir: Path, output: str) -> int:
+    """A merge of base and chat into ``output`` stopped after its first shard, as Ctrl-C leaves one; the shards."""
+    from tui_merge.engine.events import ShardWritten
+    from tui_merge.engine.job import MergeJob, run_job
+    from tui_merge.engine.lock import partial_path
+    from tui_merge.errors import TuiMergeError
+
+    state = state_with("base", "chat", method_name="slerp", output=output, shard_size="30KB")
+    control = MergeControl()
+    job = MergeJob(state.loaded_config(), workdir / output, models=state.infos, keep_partial=True)
+    with pytest.raises(TuiMergeError):
+        run_job(job, on_event=lambda event: isinstance(event, ShardWritten) and control.stop(), control=control)
+    assert partial_path(workdir / output).is_dir()
+    return len(list(partial_path(workdir / output).glob("*.safetensors")))
+
+
+@pytest.mark.parametrize("answer", ["r", "s"])
+async def test_an_interrupted_merge_is_shown_on_review_and_run_resumes_it_or_starts_over(workdir, answer) -> None:
+    from conftest import folder_digest
+
+    from tui_merge.cli import main
+    from tui_merge.tui.modals import ChoiceScreen
+
+    interrupted_merge(workdir, "merged")
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged", shard_size="30KB"), start_step=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        shown = str(app.screen.query_one("#destination", Static).content)
+        assert "merged.partial holds an interrupted merge, 1 shard(s) finished, which the run offers to resume" in shown
+        assert "Ready, but merged.partial holds an interrupted merge" in status_text(app)
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+        assert "Resume it" in app.screen.question and "start over" in app.screen.question
+        await pilot.press(answer)
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: "verified" in status_text(app))
+        log = "\n".join(str(line.text) for line in app.screen.query_one("#log", RichLog).lines)
+        assert ("resuming: 1 of" in log) == (answer == "r")
+    assert not (workdir / "merged.partial").exists()
+    assert main(["run", "merge.yaml", str(workdir / "replay")]) == 0
+    assert folder_digest(workdir / "merged") == folder_digest(workdir / "replay")

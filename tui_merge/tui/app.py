@@ -142,7 +142,7 @@ class WizardApp(App):
         from tui_merge.tui.screens.run import RunScreen
 
         run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
-        if run is not None and not run.finished:
+        if run is not None and run.merging and not run.finished:
             run.control.stop(keep_partial=True)
             self.handover = run.handover
         self.exit()

@@ -19,15 +19,38 @@ from tui_merge.tui.step import StepScreen
 
 
 def destination(output: str, config_path: str, replace: bool) -> Text:
-    """Where the merge goes and where its config is saved, as the run will use them."""
+    """Where the merge goes and where its config is saved, as the run will use them, and what is there now
+    (an earlier merge it replaces, an interrupted one the Run step offers to resume, a run writing it)."""
     target = Path(output).expanduser()
     if target.exists():
         what = "exists; replaced once the merge has succeeded" if replace else "exists"
     else:
         what = "new folder"
+    leftover = leftover_merge(target)
+    if leftover:
+        what += f"; {leftover}"
     return Text.assemble(
         ("output ", "dim"), (output, "bold"), (f" ({what})", "dim"), ("   config ", "dim"), (config_path, "bold")
     )
+
+
+def leftover_merge(output: Path) -> str | None:
+    """What another merge left at ``output``: a run writing it now, or an interrupted merge in ``OUT.partial``."""
+    from tui_merge.engine.journal import Journal
+    from tui_merge.engine.lock import lock_holder, partial_path
+
+    holder = lock_holder(output)
+    if holder is not None:
+        pid = f" (pid {holder})" if holder > 0 else ""
+        return f"another tui-merge run{pid} is writing it now"
+    partial = partial_path(output)
+    if not partial.is_dir():
+        return None
+    try:
+        finished = len(Journal.load(partial).finished)
+    except TuiMergeError:
+        return f"{partial.name} is left from an interrupted merge the run cannot resume"
+    return f"{partial.name} holds an interrupted merge, {finished} shard(s) finished, which the run offers to resume"
 
 
 class ReviewScreen(StepScreen):
@@ -73,7 +96,11 @@ class ReviewScreen(StepScreen):
     def on_plan_ready(self, message: PlanReady) -> None:
         self.planned = True
         self.query_one("#plan", Static).update("\n".join(message.lines))
-        self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
+        leftover = leftover_merge(Path(self.state.output).expanduser())
+        if leftover:
+            self.status(f"Ready, but {leftover}. ctrl+s saves the config, ctrl+n goes on.")
+        else:
+            self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
         self.work_done()
 
     def on_work_failed(self, message: WorkFailed) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -25,11 +26,12 @@ from tui_merge.engine.events import (
     Verified,
 )
 from tui_merge.engine.job import MergeJob, run_job
+from tui_merge.engine.lock import lock_holder, partial_path
 from tui_merge.errors import TuiMergeError
 from tui_merge.report_view import human_bytes
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.messages import EngineEvent, WorkFailed
-from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
+from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
 from tui_merge.verification import VerifyReport
 
@@ -68,19 +70,48 @@ class RunScreen(StepScreen):
         self.succeeded = False
         """True once the merge is complete and verified."""
         self.started = time.monotonic()
+        self.merging = False
+        """True once the merge has been started (an interrupted merge's question may come first)."""
         self.handover = Handover(self.state)
         """What the app hands to the headless path if the terminal hangs up (the merge thread sets its events)."""
         state = self.state
         self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
-        self.merge()
+        partial = partial_path(Path(state.output).expanduser())
+        if partial.is_dir() and lock_holder(Path(state.output).expanduser()) is None:
+            self.ask_about_leftover(partial)
+        else:
+            self.start_merge()
+
+    def start_merge(self, resume: bool = False) -> None:
+        """Start the merge's worker (resuming ``OUT.partial`` with ``resume``)."""
+        self.merging = True
+        self.merge(resume)
+
+    def ask_about_leftover(self, partial: Path) -> None:
+        """An interrupted merge is in ``OUT.partial``: resume it (what ``run --resume`` writes) or start over."""
+
+        def answered(key: str | None) -> None:
+            if key == "r":
+                self.start_merge(resume=True)
+            elif key == "s":
+                shutil.rmtree(partial, ignore_errors=True)
+                self.start_merge()
+            else:
+                self.wizard.previous_step(self.STEP)
+
+        question = (
+            f"{partial} holds an interrupted merge. Resume it (the finished shards are checked and kept: the same "
+            "bytes as tui-merge run --resume), or start over (it is removed)?"
+        )
+        self.app.push_screen(ChoiceScreen(question, [("r", "resume"), ("s", "start over")]), answered)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="merge", description="merge")
-    def merge(self) -> None:
+    def merge(self, resume: bool = False) -> None:
         state = self.state
         try:
             job = MergeJob(
                 state.loaded_config(), Path(state.output), models=state.infos,
-                save_config=Path(state.config_path), replace=state.replace_output, verify=True,
+                save_config=Path(state.config_path), replace=state.replace_output, verify=True, resume=resume,
             )  # fmt: skip
             run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), control=self.control)
             self.handover.completed.set()
