@@ -70,15 +70,23 @@ def test_tokens_name_where_rows_come_from(tmp_path, llama_base, llama_chat_token
 
 
 def test_pad_to_multiple_of_rounds_the_rows_up_with_each_models_mean_row(tmp_path, llama_base, llama_chat_tokens):
+    """mergekit 0.1.5 (``tokenizer/embed.py``) builds each model's matrix in the output's token order, the rows a
+    model lacks taken from the one model that has them, then sets every padding row to the mean of that
+    model's first rows, one per token, in the stored dtype; the merge method then merges those rows."""
     out = run(tmp_path, LINEAR + "tokenizer: {{source: union, pad_to_multiple_of: 64}}\n", a=llama_base,
               b=llama_chat_tokens)  # fmt: skip
 
     a, b, merged = weights(llama_base), weights(llama_chat_tokens), weights(out)
-    assert merged[EMBED].shape[0] == merged[HEAD].shape[0] == 320 and len(vocabulary(out)) == 260
+    ids_a, ids_b, ids_out = vocabulary(llama_base), vocabulary(llama_chat_tokens), vocabulary(out)
+    assert merged[EMBED].shape[0] == merged[HEAD].shape[0] == 320 and len(ids_out) == 260
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 320
+    in_order = sorted(ids_out, key=ids_out.__getitem__)
+    assert any(token not in ids_a for token in in_order)  # the base lacks the chat tokens: their rows count too
     for name in (EMBED, HEAD):
-        expected = 0.5 * a[name].mean(dim=0) + 0.5 * b[name].mean(dim=0)
-        assert torch.allclose(merged[name][260:], expected.expand(60, -1), atol=1e-6)
+        aligned_a = torch.stack([a[name][ids_a[t]] if t in ids_a else b[name][ids_b[t]] for t in in_order])
+        aligned_b = torch.stack([b[name][ids_b[t]] for t in in_order])
+        expected = 0.5 * aligned_a.mean(dim=0) + 0.5 * aligned_b.mean(dim=0)
+        assert torch.allclose(merged[name][260:], expected.expand(60, -1), atol=1e-7)
     assert main(["verify", str(out)]) == 0
 
 

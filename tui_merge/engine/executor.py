@@ -10,6 +10,7 @@ keeps it for a resume), so nothing is ever left at the output path.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -425,9 +426,15 @@ def merge_task(
         matrices += [
             (ref.model, base if ref is task.base else _prepare(reader, ref, device, allow_nonfinite)) for ref in extra
         ]
-        aligned = align_rows(matrices, task.vocab)
+        aligned = align_rows(matrices, task.vocab, _stored_precision(task.reads))
         tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
     return _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
+
+
+def _stored_precision(refs: tuple[InputTensor, ...]) -> torch.dtype:
+    """The dtype the inputs share when promoted (block-scaled FP8 counts as float32: its values are)."""
+    dtypes = [torch.float32 if ref.entry.scale is not None else TORCH_DTYPES[ref.entry.dtype] for ref in refs]
+    return functools.reduce(torch.promote_types, dtypes)
 
 
 def _inputs(

@@ -52,6 +52,10 @@ class VocabAlignment:
     """The model whose rows fill those another model lacks, when it has them."""
     overrides: tuple[RowOverride, ...] = ()
     """Rows whose source the recipe names, applied after the fill."""
+    pad_from: int | None = None
+    """With ``pad_to_multiple_of``: the tokenizer's token count, where the padding rows begin. As mergekit
+    fills them, each model's padding rows are the mean of its own aligned rows before them (after the fill
+    and the overrides), computed in the inputs' stored precision."""
 
     def missing(self, model: str) -> int:
         """How many output rows ``model`` lacks."""
@@ -102,8 +106,8 @@ def align_by_token(
     its tokenizer (padding rows many checkpoints carry) keep their place. The
     row count is rounded up to a ``multiple`` (mergekit's ``pad_to_multiple_of``).
     """
-    rows = max(len(tokens), model_rows.get(positional, 0) if positional else 0)
-    rows = -(-rows // multiple) * multiple
+    least = max(len(tokens), model_rows.get(positional, 0) if positional else 0)
+    rows = -(-least // multiple) * multiple
     sources: dict[str, tuple[int, ...]] = {}
     for model, vocabulary in vocabularies.items():
         limit = model_rows[model]
@@ -115,16 +119,36 @@ def align_by_token(
             index = vocabulary.ids.get(token, MISSING) if token is not None else positional_index
             column.append(index if index < limit else MISSING)
         sources[model] = tuple(column)
-    return VocabAlignment(rows, sources, base)
+    pad_from = len(tokens) if multiple > 1 and rows > len(tokens) else None
+    return VocabAlignment(rows, sources, base, pad_from=pad_from)
 
 
-def align_rows(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAlignment) -> list[torch.Tensor]:
-    """Each ``(model, matrix)`` rearranged to the output rows, the rows it lacks filled (see the module doc).
+def align_rows(
+    matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAlignment, precision: torch.dtype | None = None
+) -> list[torch.Tensor]:
+    """Each ``(model, matrix)`` rearranged to the output rows, the rows it lacks filled (see the module doc);
+    padding rows (``VocabAlignment.pad_from``) take the mean of the rows before them, rounded to ``precision``
+    (the inputs' stored dtype, in which mergekit computes it).
 
     Memory: one output-sized copy per matrix; the fill works on the few rows
     some model lacks, not on whole matrices (an embedding of a 70B model is
     gigabytes).
     """
+    return _padded(_aligned(matrices, alignment), alignment.pad_from, precision)
+
+
+def _padded(outputs: list[torch.Tensor], pad_from: int | None, precision: torch.dtype | None) -> list[torch.Tensor]:
+    if pad_from is None:
+        return outputs
+    for output in outputs:
+        mean = output[:pad_from].mean(dim=0, keepdim=True)
+        if precision is not None:
+            mean = mean.to(precision).to(output.dtype)
+        output[pad_from:] = mean
+    return outputs
+
+
+def _aligned(matrices: Sequence[tuple[str, torch.Tensor]], alignment: VocabAlignment) -> list[torch.Tensor]:
     import torch
 
     gathered, present = [], []

@@ -15,8 +15,8 @@ Strategies:
 - mergekit's ``tokenizer:`` block: ``source`` as above (``union`` when left
   out); rows always match by token; ``tokens`` names where a token's rows
   come from (``alignment.RowOverride``); ``pad_to_multiple_of`` rounds the
-  rows up (rows no token names take each model's mean row, as transformers'
-  ``resize_token_embeddings`` does, never zeros).
+  rows up (the padding rows take each model's mean of its rows before them,
+  after the fill, in the stored dtype, as mergekit fills them; never zeros).
 
 With none of these and different sizes, the plan fails with the sizes and
 the three fixes. The output tokenizer comes from ``tokenizer_source``, else
