@@ -120,3 +120,27 @@ def test_resume_without_a_partial_folder_says_so(tmp_path, merge_setup) -> None:
 
     assert result.returncode == 2
     assert f"There is no interrupted merge to resume at {tmp_path / 'fresh.partial'}" in result.stderr
+
+
+def test_a_config_written_differently_that_plans_the_same_merge_resumes_it(tmp_path, merge_setup) -> None:
+    """The wizard reopens a recipe and saves it with every layer's value written out: the same plan, so the
+    interrupted merge of the original resumes under it, to the same bytes."""
+    config, reference, _, (base, chat) = merge_setup
+    out = tmp_path / "out"
+    assert tui_merge("run", str(config), str(out), fault="SIGKILL@60000").returncode == -signal.SIGKILL
+
+    rewritten = tmp_path / "rewritten.yaml"
+    rewritten.write_text(
+        "# the same merge, spelled otherwise\n"
+        f"merge_method: dare_ties\nbase_model: {base}\nmodels:\n"
+        f"  - model: {chat}\n    parameters:\n      density: 0.5\n      weight: [0.7, 0.7]\n"
+        "tui_merge:\n  seed: 3\n  shard_size: 30KB\n"
+    )
+    resumed = tui_merge("run", str(rewritten), str(out), "--resume")
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming:" in resumed.stderr
+    shards = {name: digest for name, digest in folder_digest(out).items() if name.endswith(".safetensors")}
+    assert shards == {
+        name: digest for name, digest in folder_digest(reference).items() if name.endswith(".safetensors")
+    }

@@ -516,14 +516,14 @@ async def test_a_lora_adapter_is_attached_to_a_model_row_and_taken_off_again(wor
         assert app.state.base == "base" and "base has no adapter now" in status_text(app)
 
 
-def interrupted_merge(workdir: Path, output: str) -> int:
+def interrupted_merge(workdir: Path, output: str, method: str = "slerp") -> int:
     """A merge of base and chat into ``output`` stopped after its first shard, as Ctrl-C leaves one; the shards."""
     from tui_merge.engine.events import ShardWritten
     from tui_merge.engine.job import MergeJob, run_job
     from tui_merge.engine.lock import partial_path
     from tui_merge.errors import TuiMergeError
 
-    state = state_with("base", "chat", method_name="slerp", output=output, shard_size="30KB")
+    state = state_with("base", "chat", method_name=method, output=output, shard_size="30KB")
     control = MergeControl()
     job = MergeJob(state.loaded_config(), workdir / output, models=state.infos, keep_partial=True)
     with pytest.raises(TuiMergeError):
@@ -532,25 +532,29 @@ def interrupted_merge(workdir: Path, output: str) -> int:
     return len(list(partial_path(workdir / output).glob("*.safetensors")))
 
 
-@pytest.mark.parametrize("answer", ["r", "s"])
+@pytest.mark.parametrize("answer", ["r", "s", "another config"])
 async def test_an_interrupted_merge_is_shown_on_review_and_run_resumes_it_or_starts_over(workdir, answer) -> None:
     from conftest import folder_digest
 
     from tui_merge.cli import main
     from tui_merge.tui.modals import ChoiceScreen
 
-    interrupted_merge(workdir, "merged")
+    interrupted_merge(workdir, "merged", method="linear" if answer == "another config" else "slerp")
     app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged", shard_size="30KB"), start_step=5)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()
         shown = str(app.screen.query_one("#destination", Static).content)
-        assert "merged.partial holds an interrupted merge, 1 shard(s) finished, which the run offers to resume" in shown
-        assert "Ready, but merged.partial holds an interrupted merge" in status_text(app)
+        if answer == "another config":
+            assert "merged.partial is left from a merge of another config or of inputs changed since" in shown
+        else:
+            assert "merged.partial holds this interrupted merge, 1 shard(s) finished, which the run offers" in shown
+        assert "Ready, but merged.partial " in status_text(app)
         await pilot.press("ctrl+n")
         await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
-        assert "Resume it" in app.screen.question and "start over" in app.screen.question
-        await pilot.press(answer)
+        assert "start over" in app.screen.question.lower()
+        assert ("Resume it" in app.screen.question) == (answer != "another config")
+        await pilot.press(answer if len(answer) == 1 else "s")
         await app.workers.wait_for_complete()
         await wait_until(pilot, lambda: "verified" in status_text(app))
         log = "\n".join(str(line.text) for line in app.screen.query_one("#log", RichLog).lines)

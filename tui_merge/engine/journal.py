@@ -29,18 +29,39 @@ _HASH_CHUNK = 16 << 20
 
 
 def plan_fingerprint(plan: Plan) -> str:
-    """A hash that changes when the config, the output layout or any input file changes."""
-    digest = hashlib.sha256(plan.loaded.text.encode())
+    """A hash that changes when anything that decides the shards' bytes changes: the method, the device, the
+    output layout, every tensor's inputs (their files and byte ranges), parameters, seed and row alignment, or
+    any input file (its size and modification time).
+
+    It is taken from the plan, not from the config's text: two configs that plan the same merge (a recipe
+    reopened and saved by the wizard, which writes every layer's value out) resume each other's work.
+    """
+    digest = hashlib.sha256(f"{plan.method.name}:{plan.config.tui_merge.device}".encode())
     for shard in plan.shards:
         digest.update(shard.file_name.encode())
         for index in shard.tasks:
-            task = plan.tasks[index]
-            digest.update(f"{task.name}:{task.shape}:{task.dtype}".encode())
+            digest.update(_task_signature(plan.tasks[index]).encode())
     files = sorted({file for task in plan.tasks for ref in task.reads for file in ref.entry.files})
     for file in files:
         status = file.stat()
         digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+def _task_signature(task) -> str:
+    """Everything about one task that its bytes depend on, with input files by their real path (the name a
+    config gives a model does not count)."""
+
+    def where(entry) -> str:
+        lora = entry.lora
+        adapter = f"+{where(lora.a)}/{where(lora.b)}*{lora.scale!r}{lora.transpose}" if lora is not None else ""
+        scale = f"~{where(entry.scale.entry)}{entry.scale.block}" if entry.scale is not None else ""
+        return f"{entry.file.resolve()}[{entry.begin}:{entry.end}]{entry.dtype}{entry.shape}{adapter}{scale}"
+
+    reads = [f"{where(ref.entry)}rows={ref.rows}" for ref in task.reads]
+    settings = (task.shape, task.dtype, task.merge, task.model_params, task.options, task.seed, task.vocab,
+                task.quantize, task.scales_of, task.base is not None, len(task.inputs))  # fmt: skip
+    return f"{task.name}:{settings!r}:{reads}"
 
 
 def file_sha256(path: Path) -> str:

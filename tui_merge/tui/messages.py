@@ -39,6 +39,10 @@ class PlanReady(Message):
     """The review step's plan summary is computed."""
 
     lines: list[str]
+    leftover: str | None = None
+    """What another merge left at the output (``review.leftover_merge``), judged against this plan."""
+    resumable: bool | None = None
+    """Whether the interrupted merge there is this plan's, so the Run step can resume it."""
 
 
 @dataclass

@@ -67,6 +67,9 @@ class WizardState:
     """Kept from a reopened config (the wizard does not edit it), so saving it again keeps it."""
     seed: int = 0
     config_path: str = "merge.yaml"
+    leftover_resumable: bool | None = None
+    """What Review found of an interrupted merge at the output: True when it is this plan's (the Run step
+    offers to resume it), False when it is another's (only starting over is offered), None when none."""
 
     @property
     def method(self) -> MethodSpec:

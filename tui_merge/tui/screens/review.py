@@ -12,13 +12,13 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui_merge.engine.plan import build_plan, plan_summary
+from tui_merge.engine.plan import Plan, build_plan, plan_summary
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.messages import PlanReady, WorkFailed
 from tui_merge.tui.step import StepScreen
 
 
-def destination(output: str, config_path: str, replace: bool) -> Text:
+def destination(output: str, config_path: str, replace: bool, leftover: str | None = None) -> Text:
     """Where the merge goes and where its config is saved, as the run will use them, and what is there now
     (an earlier merge it replaces, an interrupted one the Run step offers to resume, a run writing it)."""
     target = Path(output).expanduser()
@@ -26,7 +26,6 @@ def destination(output: str, config_path: str, replace: bool) -> Text:
         what = "exists; replaced once the merge has succeeded" if replace else "exists"
     else:
         what = "new folder"
-    leftover = leftover_merge(target)
     if leftover:
         what += f"; {leftover}"
     return Text.assemble(
@@ -34,23 +33,31 @@ def destination(output: str, config_path: str, replace: bool) -> Text:
     )
 
 
-def leftover_merge(output: Path) -> str | None:
-    """What another merge left at ``output``: a run writing it now, or an interrupted merge in ``OUT.partial``."""
-    from tui_merge.engine.journal import Journal
+def leftover_merge(output: Path, plan: Plan) -> tuple[str | None, bool | None]:
+    """What another merge left at ``output`` in words, and whether the Run step can resume it: a run writing
+    it now, or an interrupted merge in ``OUT.partial`` (resumable when its journal is this plan's)."""
+    from tui_merge.engine.journal import Journal, plan_fingerprint
     from tui_merge.engine.lock import lock_holder, partial_path
 
     holder = lock_holder(output)
     if holder is not None:
         pid = f" (pid {holder})" if holder > 0 else ""
-        return f"another tui-merge run{pid} is writing it now"
+        return f"another tui-merge run{pid} is writing it now", None
     partial = partial_path(output)
     if not partial.is_dir():
-        return None
+        return None, None
     try:
-        finished = len(Journal.load(partial).finished)
+        journal = Journal.load(partial)
     except TuiMergeError:
-        return f"{partial.name} is left from an interrupted merge the run cannot resume"
-    return f"{partial.name} holds an interrupted merge, {finished} shard(s) finished, which the run offers to resume"
+        return f"{partial.name} is left from an interrupted merge the run can only start over", False
+    if journal.fingerprint != plan_fingerprint(plan):
+        return (f"{partial.name} is left from a merge of another config or of inputs changed since, which the "
+                "run can only start over"), False  # fmt: skip
+    finished = len(journal.finished)
+    return (
+        f"{partial.name} holds this interrupted merge, {finished} shard(s) finished, which the run offers to resume",
+        True,
+    )
 
 
 class ReviewScreen(StepScreen):
@@ -75,6 +82,7 @@ class ReviewScreen(StepScreen):
         state = self.state
         self.planned = False
         self.failed = False
+        state.leftover_resumable = None
         where = destination(state.output, state.config_path, state.replace_output)
         self.query_one("#destination", Static).update(where)
         self.query_one("#yaml", Static).update(Syntax(state.config_text(), "yaml", theme="ansi_dark", word_wrap=True))
@@ -88,17 +96,21 @@ class ReviewScreen(StepScreen):
         try:
             plan = build_plan(self.state.loaded_config(), self.state.infos)
             lines = plan_summary(plan, Path(self.state.output))
+            leftover, resumable = leftover_merge(Path(self.state.output).expanduser(), plan)
         except TuiMergeError as error:
             self.post_message(WorkFailed(error.message))
             return
-        self.post_message(PlanReady(lines))
+        self.post_message(PlanReady(lines, leftover, resumable))
 
     def on_plan_ready(self, message: PlanReady) -> None:
         self.planned = True
+        state = self.state
+        state.leftover_resumable = message.resumable
         self.query_one("#plan", Static).update("\n".join(message.lines))
-        leftover = leftover_merge(Path(self.state.output).expanduser())
-        if leftover:
-            self.status(f"Ready, but {leftover}. ctrl+s saves the config, ctrl+n goes on.")
+        where = destination(state.output, state.config_path, state.replace_output, message.leftover)
+        self.query_one("#destination", Static).update(where)
+        if message.leftover:
+            self.status(f"Ready, but {message.leftover}. ctrl+s saves the config, ctrl+n goes on.")
         else:
             self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
         self.work_done()

@@ -99,11 +99,15 @@ class RunScreen(StepScreen):
             else:
                 self.wizard.previous_step(self.STEP)
 
-        question = (
-            f"{partial} holds an interrupted merge. Resume it (the finished shards are checked and kept: the same "
-            "bytes as tui-merge run --resume), or start over (it is removed)?"
-        )
-        self.app.push_screen(ChoiceScreen(question, [("r", "resume"), ("s", "start over")]), answered)
+        if self.state.leftover_resumable is False:
+            question = (f"{partial} is left from a merge of another config (or of inputs changed since), so it "
+                        "cannot be resumed. Start over (it is removed)?")  # fmt: skip
+            answers = [("s", "start over")]
+        else:
+            question = (f"{partial} holds an interrupted merge. Resume it (the finished shards are checked and "
+                        "kept: the same bytes as tui-merge run --resume), or start over (it is removed)?")  # fmt: skip
+            answers = [("r", "resume"), ("s", "start over")]
+        self.app.push_screen(ChoiceScreen(question, answers), answered)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="merge", description="merge")
     def merge(self, resume: bool = False) -> None:
