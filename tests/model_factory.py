@@ -163,3 +163,17 @@ def write_header_length(path: Path, length: int) -> None:
     data = bytearray(path.read_bytes())
     data[:8] = struct.pack("<Q", length)
     path.write_bytes(bytes(data))
+
+
+def edited_copy(source: Path, target: Path, edit) -> Path:
+    """A copy of the single-file model in ``source`` with ``edit(config, weights)`` applied to its parsed
+    config.json and its tensors (a dict by name), as a damaged or lying checkpoint would have them."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    weights = load_file(target / "model.safetensors")
+    edit(config, weights)
+    (target / "config.json").write_text(json.dumps(config))
+    save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+    return target

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from model_factory import edited_copy
 from tui_merge.cli import main
 
 HEAD, EMBEDDING = "lm_head.weight", "model.embed_tokens.weight"
@@ -17,17 +18,7 @@ HEAD, EMBEDDING = "lm_head.weight", "model.embed_tokens.weight"
 
 def copies(tmp_path: Path, sources: list[Path], edit) -> list[Path]:
     """Copies of ``sources`` with ``edit(config, weights)`` applied to each."""
-    made = []
-    for source in sources:
-        target = tmp_path / source.name
-        shutil.copytree(source, target)
-        config = json.loads((target / "config.json").read_text())
-        weights = load_file(target / "model.safetensors")
-        edit(config, weights)
-        (target / "config.json").write_text(json.dumps(config))
-        save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
-        made.append(target)
-    return made
+    return [edited_copy(source, tmp_path / source.name, edit) for source in sources]
 
 
 def merge(tmp_path: Path, a: Path, b: Path, extra: str = "") -> tuple[int, str]:

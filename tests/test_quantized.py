@@ -19,6 +19,7 @@ import torch
 from conftest import folder_digest
 from safetensors.torch import load_file, save_file
 
+from model_factory import edited_copy
 from tui_merge.cli import main
 
 BLOCK = (24, 20)
@@ -156,13 +157,7 @@ def test_quantize_without_fp8_inputs_is_refused(capsys, tmp_path, llama_base, ll
 def test_other_quantized_checkpoints_are_refused_before_anything_is_written(
     capsys, tmp_path, llama_base, llama_finetune, change, said
 ) -> None:
-    quantized = tmp_path / "quantized"
-    shutil.copytree(llama_finetune, quantized)
-    config = json.loads((quantized / "config.json").read_text())
-    weights = load_file(quantized / "model.safetensors")
-    change(config, weights)
-    (quantized / "config.json").write_text(json.dumps(config))
-    save_file(weights, quantized / "model.safetensors", metadata={"format": "pt"})
+    quantized = edited_copy(llama_finetune, tmp_path / "quantized", change)
     before = folder_digest(quantized)
 
     assert main(["run", str(linear_recipe(tmp_path, llama_base, quantized)), str(tmp_path / "out")]) == 2
