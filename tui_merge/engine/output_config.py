@@ -22,6 +22,24 @@ from tui_merge.vocab.output import agree_on_special_ids
 
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 
+PER_LAYER_VALUES = (
+    "layer_types", "mlp_layer_types", "layers_block_type", "layer_rope_theta", "no_rope_layers",
+    "num_key_value_heads_per_layer", "num_attention_heads_per_layer",
+)  # fmt: skip
+"""Config keys holding one value per layer (transformers checks some against ``num_hidden_layers``): a layer
+stacking merge writes the value of each output layer's source layer. Named here because a list of the
+depth's length is not always per-layer (a rope factor list can have that length by chance)."""
+
+LAYER_INDEX_LISTS = ("mlp_only_layers", "moe_layers", "cross_attention_layers", "hybrid_layer_ids")
+"""Config keys listing the indices of layers of a kind: a layer stacking merge lists the output layers whose
+source layer is listed."""
+
+LAYER_RULES = (
+    "first_k_dense_replace", "decoder_sparse_step", "moe_layer_freq", "sliding_window_pattern",
+    "interleave_moe_layer_step", "full_attention_interval",
+)  # fmt: skip
+"""Config keys that give a per-layer pattern as a rule; a stacking that breaks the rule is refused naming it."""
+
 
 def output_model_config(plan: Plan) -> dict:
     """The reference model's config.json with depth, vocabulary and dtype made true of the output."""
@@ -29,6 +47,8 @@ def output_model_config(plan: Plan) -> dict:
     target = config.get("text_config") if _nested(config) else config
     layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
     target[layer_key] = plan.num_layers
+    if plan.layer_sources is not None:
+        _follow_the_slices(target, plan, config is not target)
     if plan.vocab_rows is not None:
         target["vocab_size"] = plan.vocab_rows
     tokenizer = plan.vocabulary.tokenizer
@@ -45,6 +65,35 @@ def output_model_config(plan: Plan) -> dict:
         # Block-scaled FP8 inputs were read as their values: the output holds plain weights, and says so.
         config.pop("quantization_config", None)
     return config
+
+
+def _follow_the_slices(target: dict, plan: Plan, nested: bool) -> None:
+    """Per-layer arrays and layer index lists of ``target`` rewritten for the output's layers, each taken from
+    the config of the model its layer comes from."""
+
+    def source_config(info) -> dict:
+        raw = info.facts.raw
+        return raw.get("text_config", raw) if nested and isinstance(raw.get("text_config"), dict) else raw
+
+    sources = plan.layer_sources
+    for key in PER_LAYER_VALUES:
+        if not isinstance(target.get(key), list):
+            continue
+        values = []
+        for info, layer in sources:
+            own = source_config(info).get(key)
+            if not isinstance(own, list) or len(own) != info.depth:
+                raise BadInputError(
+                    f"{info.folder / 'config.json'} gives {key} with {len(own) if isinstance(own, list) else 'no'} "
+                    f"values for its {info.depth} layers, so the stacked layers' values cannot be known; correct it."
+                )
+            values.append(own[layer])
+        target[key] = values
+    for key in LAYER_INDEX_LISTS:
+        if isinstance(target.get(key), list) and all(isinstance(index, int) for index in target[key]):
+            target[key] = [
+                output for output, (info, layer) in enumerate(sources) if layer in (source_config(info).get(key) or [])
+            ]
 
 
 def _nested(config: dict) -> bool:
@@ -82,6 +131,13 @@ def _checked(plan: Plan, config: dict, shapes: dict[str, list[int]]) -> list[str
         ]
     fit = architecture_fit(config, shapes, source=source)
     problems = fit.problems(with_unexpected=False)
+    rules = [key for key in LAYER_RULES if plan.layer_sources is not None and _has_key(config, key)]
+    if problems and rules:
+        raise BadInputError(
+            f"{plan.loaded.source}: the layers the slices stack break {source}'s {rules[0]} rule (which layers are "
+            f"of which kind): {fit.model_class} built from it would have " + "; ".join(problems) + ". Choose slices "
+            "that keep the rule's pattern."
+        )
     if problems:
         raise BadInputError(
             f"{source} does not describe the merged tensors: {fit.model_class} built from it would have "
@@ -95,6 +151,11 @@ def _checked(plan: Plan, config: dict, shapes: dict[str, list[int]]) -> list[str
         return [f"{fit.model_class} has no place for {len(fit.unexpected)} merged tensor(s) ({listed}); "
                 "transformers will skip them when it loads the merge."]  # fmt: skip
     return []
+
+
+def _has_key(config: dict, key: str) -> bool:
+    return config.get(key) is not None or (isinstance(config.get("text_config"), dict) and
+                                          config["text_config"].get(key) is not None)  # fmt: skip
 
 
 def _check_generation_config(plan: Plan) -> None:

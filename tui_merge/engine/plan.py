@@ -126,6 +126,9 @@ class Plan:
     """Other things the user should read in the run log (module weights copied unmerged)."""
     quantize_block: tuple[int, int] | None = None
     """The FP8 block size when the output is quantized again (``tui_merge.quantize: fp8``), else None."""
+    layer_sources: tuple[tuple[ModelInfo, int], ...] | None = None
+    """For a ``slices:`` merge, where each output layer comes from: the model whose layer names it follows and
+    that model's layer; per-layer arrays of the output config follow it. None for a ``models:`` merge."""
     tie_word_embeddings: bool | None = None
     """The output's ``tie_word_embeddings`` where the reference's config.json lies about it (the tensors show
     the truth), else None: the config's own value stands."""
@@ -226,6 +229,7 @@ class _Planner:
         self.method = get_method(self.config.merge_method)
         self.models = models
         self.tasks: list[TensorTask] = []
+        self.layer_sources: list[tuple[ModelInfo, int]] | None = None
 
     def build(self) -> Plan:
         self.vocabulary = plan_vocabulary(self.loaded, self.models)
@@ -264,6 +268,7 @@ class _Planner:
             notes=tuple(notes),
             quantize_block=quantize_block,
             tie_word_embeddings=tie,
+            layer_sources=tuple(self.layer_sources) if self.layer_sources is not None else None,
         )
 
     def _quantize_block(self, reference: ModelInfo) -> tuple[int, int] | None:
@@ -322,9 +327,11 @@ class _Planner:
             if role.layer is None and role.component == "embed":
                 self._add_slice_task(0, name, name, 0.0, lambda source, name=name: name)
         output_layer = 0
+        self.layer_sources = []
         for slice_index, (output_slice, reference) in enumerate(zip(slices, references)):
             start = self._reference_source(output_slice).layer_range[0]
             for offset in range(output_slice.length):
+                self.layer_sources.append((reference, start + offset))
                 position = layer_position(offset, output_slice.length)
                 for name in _ordered_names(reference):
                     role = reference.roles[name]

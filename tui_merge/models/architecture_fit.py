@@ -87,14 +87,23 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
         kind = type(error).__name__
         raise BadInputError(f"transformers cannot build a model from {source} ({kind}: {error}).") from None
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    renames = _renames(model)
     tied = set(getattr(model, "all_tied_weights_keys", None) or {}) | set(
         getattr(model, "_tied_weights_keys", None) or []
     )
-    stored = {_loading_name(name, renames): tuple(shape) for name, shape in shapes.items()}
+    stored: dict[str, tuple[int, ...]] = {}
+    fused: set[str] = set()
+    """In-memory tensors the loader builds from several stored ones (experts fused into one tensor): their shape
+    is the loader's to make, not one stored tensor's."""
+    loading_name = _loading_names(model, expected)
+    for name, shape in shapes.items():
+        loaded, converted = loading_name(name)
+        stored[loaded] = tuple(shape)
+        if converted:
+            fused.add(loaded)
     prefix = getattr(model, "base_model_prefix", "")
     if prefix and not (set(stored) & set(expected)):
         stored = {f"{prefix}.{name}": shape for name, shape in stored.items()}
+        fused = {f"{prefix}.{name}" for name in fused}
     missing, unexpected = _as_the_loader_counts(
         model, {name for name in set(expected) - set(stored) if name not in tied}, set(stored) - set(expected)
     )
@@ -105,9 +114,39 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
         wrong_shape=[
             (name, stored[name], expected[name])
             for name in sorted(set(expected) & set(stored))
-            if expected[name] != stored[name]
+            if expected[name] != stored[name] and name not in fused
         ],
     )
+
+
+def _loading_names(model, expected: Mapping[str, Any]):
+    """A function from a stored tensor name to the name transformers' loader gives it in this model, and whether
+    a converter built that tensor from several stored ones (per-expert matrices fused into one).
+
+    The loader's own ``rename_source_key`` over the model's checkpoint conversion mapping (renamings, then at
+    most one converter, then the base model prefix added or taken off) where this transformers has them; else
+    the mapping's one-to-one renamings alone.
+    """
+    try:
+        from transformers.conversion_mapping import get_model_conversion_mapping
+        from transformers.core_model_loading import WeightConverter, rename_source_key
+
+        transforms = list(get_model_conversion_mapping(model))
+    except Exception:  # an older or newer transformers without them: the simple renamings, or none
+        renames = _renames(model)
+        return lambda name: (_loading_name(name, renames), False)
+    renamings = [transform for transform in transforms if not isinstance(transform, WeightConverter)]
+    converters = [transform for transform in transforms if isinstance(transform, WeightConverter)]
+    prefix = getattr(model, "base_model_prefix", None) or None
+
+    def loading_name(name: str) -> tuple[str, bool]:
+        try:
+            renamed, converted = rename_source_key(name, renamings, converters, prefix, expected)
+        except Exception:  # noqa: BLE001 - a key the mapping cannot take is compared as stored
+            return name, False
+        return renamed, converted is not None
+
+    return loading_name
 
 
 def _as_the_loader_counts(model, missing: set[str], unexpected: set[str]) -> tuple[set[str], set[str]]:

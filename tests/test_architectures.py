@@ -1,0 +1,123 @@
+"""Shapes beyond one stack of dense layers: mixtures of experts and per-layer config arrays.
+
+Each family is a tiny random-init model saved by transformers itself (a base
+and a fine-tune: the base plus small noise), so the names on disk are the
+ones real checkpoints of that family carry (per-expert matrices that
+transformers fuses when it loads them, ``layer_types`` of one value a layer).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tui_merge.cli import main
+
+SMALL = {
+    "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 32, "num_hidden_layers": 3,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 128,
+    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4, "num_experts_per_tok": 2,
+    "n_shared_experts": 1, "shared_expert_intermediate_size": 32, "kv_lora_rank": 16, "q_lora_rank": 16,
+    "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 8, "n_group": 1, "topk_group": 1,
+    "first_k_dense_replace": 1, "tie_word_embeddings": False, "max_position_embeddings": 64,
+    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+}  # fmt: skip
+"""Tiny sizes, set where the family's config has the key."""
+
+FAMILIES = ("mixtral", "qwen3_moe", "deepseek_v3", "gemma2", "qwen2")
+
+OWN_SIZES = {"deepseek_v3": {"num_key_value_heads": 4}}
+"""Families that need other sizes (multi-head latent attention has as many key/value heads as queries)."""
+
+
+def build_pair(folder: Path, model_type: str) -> tuple[Path, Path]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    defaults = AutoConfig.for_model(model_type)
+    sizes = {key: value for key, value in SMALL.items() if hasattr(defaults, key)} | OWN_SIZES.get(model_type, {})
+    config = AutoConfig.for_model(model_type, **sizes)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder / "base")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(folder / "tuned")
+    return folder / "base", folder / "tuned"
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def family(request, tmp_path_factory) -> tuple[str, Path, Path]:
+    folder = tmp_path_factory.mktemp(request.param)
+    return (request.param, *build_pair(folder, request.param))
+
+
+def run(folder: Path, recipe: str) -> Path:
+    (folder / "merge.yaml").write_text(recipe)
+    assert main(["run", str(folder / "merge.yaml"), str(folder / "out"), "--verify"]) == 0
+    return folder / "out"
+
+
+def finite_logits(folder: Path) -> bool:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        logits = model(torch.tensor([[3, 5, 7, 9]])).logits
+    return bool(torch.isfinite(logits).all())
+
+
+def test_a_linear_merge_is_the_mean_of_every_tensor_and_loads(tmp_path, family) -> None:
+    name, base, tuned = family
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {base}\n  - model: {tuned}\n")
+
+    a, b = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    merged = load_file(out / "model.safetensors")
+    assert set(merged) == set(a)  # the names on disk (per expert for the MoE families), as the parents store them
+    for tensor_name, tensor in merged.items():
+        assert torch.allclose(tensor, (a[tensor_name] + b[tensor_name]) / 2, atol=1e-6), (name, tensor_name)
+    assert finite_logits(out)
+
+
+def test_layer_stacking_follows_the_slices_in_per_layer_config_arrays(tmp_path, family) -> None:
+    name, base, tuned = family
+    out = run(
+        tmp_path,
+        f"merge_method: passthrough\nslices:\n  - sources: [{{model: {base}, layer_range: [0, 2]}}]\n"
+        f"  - sources: [{{model: {tuned}, layer_range: [1, 3]}}]\n",
+    )
+
+    config, parent = json.loads((out / "config.json").read_text()), json.loads((base / "config.json").read_text())
+    assert config["num_hidden_layers"] == 4
+    if "layer_types" in parent:
+        types = parent["layer_types"]
+        assert config["layer_types"] == [types[0], types[1], types[1], types[2]]
+    a, b = load_file(base / "model.safetensors"), load_file(tuned / "model.safetensors")
+    merged = load_file(out / "model.safetensors")
+    for output_layer, (source, layer) in enumerate([(a, 0), (a, 1), (b, 1), (b, 2)]):
+        prefix = f"model.layers.{layer}."
+        for tensor_name in (key for key in source if key.startswith(prefix)):
+            stacked = f"model.layers.{output_layer}." + tensor_name.removeprefix(prefix)
+            assert torch.equal(merged[stacked], source[tensor_name]), (name, stacked)
+    assert finite_logits(out)
+
+
+def test_a_stacking_that_breaks_a_layer_rule_is_refused_naming_it(tmp_path, capsys, tmp_path_factory) -> None:
+    """deepseek_v3's first layer is dense (first_k_dense_replace: 1), the others experts: a stack that puts an
+    expert layer first cannot be described by that rule."""
+    base, tuned = build_pair(tmp_path_factory.mktemp("deepseek"), "deepseek_v3")
+    (tmp_path / "merge.yaml").write_text(
+        f"merge_method: passthrough\nslices:\n  - sources: [{{model: {base}, layer_range: [1, 3]}}]\n"
+        f"  - sources: [{{model: {tuned}, layer_range: [0, 1]}}]\n"
+    )
+
+    assert main(["run", str(tmp_path / "merge.yaml"), str(tmp_path / "out")]) == 2
+
+    err = capsys.readouterr().err
+    assert "the layers the slices stack break" in err and "first_k_dense_replace rule" in err
+    assert not (tmp_path / "out").exists()
