@@ -121,3 +121,17 @@ def test_a_stacking_that_breaks_a_layer_rule_is_refused_naming_it(tmp_path, caps
     err = capsys.readouterr().err
     assert "the layers the slices stack break" in err and "first_k_dense_replace rule" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_lineage_of_a_model_without_attention_or_mlp_uses_the_matrices_it_has(tmp_path, capsys) -> None:
+    """A state space model (mamba) has neither: its mixer's matrices tell unrelated parents apart all the same."""
+    from transformers import MambaConfig, MambaForCausalLM
+
+    config = MambaConfig(hidden_size=32, num_hidden_layers=2, vocab_size=128, state_size=8)
+    for seed, name in ((0, "one"), (7, "other")):
+        torch.manual_seed(seed)
+        MambaForCausalLM(config).save_pretrained(tmp_path / name)
+
+    assert main(["inspect", str(tmp_path / "one"), str(tmp_path / "other")]) == 1  # not mergeable
+    out = capsys.readouterr().out
+    assert "do not share a base" in out and "backbone.layers.0.mixer." in out

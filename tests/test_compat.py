@@ -67,37 +67,75 @@ def test_lineage_similarity_is_the_cosine_of_the_probe_tensor(llama_base: Path, 
     assert expected > 0.99
 
 
+MLP_PROBE = "model.layers.0.mlp.down_proj.weight"
+"""The smallest MLP matrix of the first block (gate, up and down are one size; the first name wins)."""
+
+
 def test_unrelated_pretrains_are_an_error(llama_base: Path, llama_unrelated: Path) -> None:
     result = report(llama_base, llama_unrelated)
     lineage = next(finding for finding in result.findings if finding.code == "lineage")
-    expected = cosine(
-        load_numpy(llama_base / "model.safetensors")[PROBE], load_numpy(llama_unrelated / "model.safetensors")[PROBE]
-    )
+    a, b = load_numpy(llama_base / "model.safetensors"), load_numpy(llama_unrelated / "model.safetensors")
+    best, expected = max((cosine(a[name], b[name]), name) for name in (PROBE, MLP_PROBE))[::-1]
 
     assert not result.mergeable
     assert lineage.severity == "error"
     assert "do not share a base" in lineage.message
-    assert f"{expected:.3f}" in lineage.message
+    assert f"{expected:.3f} of {best}" in lineage.message
     assert abs(expected) < 0.3
+
+
+def test_a_probe_matrix_the_base_left_at_zero_does_not_part_two_fine_tunes(factory, llama_base: Path) -> None:
+    """A family that starts one matrix at zero: two fine-tunes of one base hold only their own changes there
+    (near orthogonal), but every matrix the base trained still says they are relatives."""
+    rng = np.random.default_rng(5)
+
+    def fine_tune(seed: int):
+        def edit(state: dict) -> None:
+            noise = np.random.default_rng(seed)
+            state[PROBE] = noise.normal(0, 0.02, state[PROBE].shape).astype(state[PROBE].dtype)  # zero in the base
+            state[MLP_PROBE] = state[MLP_PROBE] + noise.normal(0, 0.002, state[MLP_PROBE].shape).astype(np.float32)
+
+        return edit
+
+    first = edited_weights(factory, llama_base, "zero-probe-ft1", fine_tune(int(rng.integers(1000))))
+    second = edited_weights(factory, llama_base, "zero-probe-ft2", fine_tune(int(rng.integers(1000)) + 1))
+    a, b = load_numpy(first / "model.safetensors"), load_numpy(second / "model.safetensors")
+    assert abs(cosine(a[PROBE], b[PROBE])) < 0.3  # the first probe alone would call them unrelated
+
+    result = report(first, second)
+
+    lineage = next(finding for finding in result.findings if finding.code == "lineage")
+    assert result.mergeable and lineage.severity == "info", lineage.message
+    assert f"{cosine(a[MLP_PROBE], b[MLP_PROBE]):.3f} of {MLP_PROBE}" in lineage.message
+
+
+def test_a_constant_probe_matrix_never_calls_unrelated_models_relatives(factory, llama_base, llama_unrelated) -> None:
+    """Two unrelated models that both hold a matrix of ones: cosine 1 there, which says nothing."""
+
+    def ones(state: dict) -> None:
+        state[PROBE] = np.ones_like(state[PROBE])
+
+    first = edited_weights(factory, llama_base, "ones-a", ones)
+    second = edited_weights(factory, llama_unrelated, "ones-b", ones)
+
+    lineage = next(finding for finding in report(first, second).findings if finding.code == "lineage")
+    assert lineage.severity == "error" and PROBE not in lineage.message
 
 
 def test_a_distant_relative_is_a_warning(factory: ModelFactory, llama_base: Path) -> None:
     # Deltas as large as the weights themselves: what a long continued pretraining does.
     distant = factory.llama("llama-distant", finetune_seed=5)
-    edited = edited_weights(
-        factory,
-        distant,
-        "llama-distant-edit",
-        lambda state: state.__setitem__(
-            PROBE,
-            state[PROBE]
-            + np.random.default_rng(0).normal(0, state[PROBE].std() * 1.2, state[PROBE].shape).astype(np.float32),
-        ),
-    )
+
+    def moved(state: dict) -> None:
+        noise = np.random.default_rng(0)
+        for name, values in state.items():
+            if ".layers." in name and values.ndim == 2:
+                state[name] = values + noise.normal(0, values.std() * 1.2, values.shape).astype(np.float32)
+
+    edited = edited_weights(factory, distant, "llama-distant-edit", moved)
     result = report(llama_base, edited)
-    similarity = cosine(
-        load_numpy(llama_base / "model.safetensors")[PROBE], load_numpy(edited / "model.safetensors")[PROBE]
-    )
+    a, b = load_numpy(llama_base / "model.safetensors"), load_numpy(edited / "model.safetensors")
+    similarity = max(cosine(a[name], b[name]) for name in (PROBE, MLP_PROBE))
 
     assert 0.3 <= similarity < 0.9
     assert codes(result)["lineage"] == "warning"

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import ModelInfo
-from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_name
+from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_names
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -420,24 +420,25 @@ def _comparable_names(model: ModelInfo, other: ModelInfo) -> set[str]:
 def _lineage(base: ModelInfo, others: list[ModelInfo]) -> list[Finding]:
     if not others:
         return []
-    tensor = probe_tensor_name([base, *others])
-    if tensor is None:
-        return [Finding("lineage", "info", "No shared attention or MLP matrix to compare lineage with.")]
+    tensors = probe_tensor_names([base, *others])
+    if not tensors:
+        return [Finding("lineage", "info", "No shared matrix in a block to compare lineage with.")]
     findings = []
     for model in others:
-        probe = compare_lineage(base, model, tensor)
+        probe = compare_lineage(base, model, tensors)
         labels = (base.label, model.label)
         if probe.similarity is None:
             findings.append(
                 Finding(
                     "lineage",
                     "warning",
-                    f"{model.label}: {tensor} is all zeros here or in the base; lineage cannot be checked.",
+                    f"{model.label}: {', '.join(tensors)} hold one value throughout (zeros, ones) here or in the "
+                    "base; lineage cannot be checked.",
                     labels,
                 )  # fmt: skip
             )
             continue
-        measured = f"cosine similarity {probe.similarity:.3f} of {tensor}"
+        measured = f"cosine similarity {probe.similarity:.3f} of {probe.tensor}"
         if probe.similarity >= SAME_BASE_THRESHOLD:
             findings.append(
                 Finding("lineage", "info", f"{model.label} shares a base with {base.label} ({measured}).", labels)
