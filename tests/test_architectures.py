@@ -135,3 +135,34 @@ def test_lineage_of_a_model_without_attention_or_mlp_uses_the_matrices_it_has(tm
     assert main(["inspect", str(tmp_path / "one"), str(tmp_path / "other")]) == 1  # not mergeable
     out = capsys.readouterr().out
     assert "do not share a base" in out and "backbone.layers.0.mixer." in out
+
+
+ENCODER_DECODER_SIZES = {
+    "d_model": 32, "hidden_size": 32, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "dim_ff": 64, "dim_head": 8, "vocab_size": 512, "attention_window": [4, 4],
+    "max_encoder_position_embeddings": 64, "max_decoder_position_embeddings": 64,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model_type", ["led", "cpmant"])
+def test_a_vocab_size_that_legitimately_differs_from_the_embedding_rows_is_no_damage(tmp_path, model_type) -> None:
+    """led's token embedding is ``shared.weight`` (its position tables are not the vocabulary); cpmant's
+    embedding holds prompt rows beyond vocab_size. transformers builds and loads both, so they merge."""
+    from transformers import AutoConfig, AutoModel
+
+    defaults = AutoConfig.for_model(model_type)
+    config = AutoConfig.for_model(
+        model_type, **{key: value for key, value in ENCODER_DECODER_SIZES.items() if hasattr(defaults, key)}
+    )
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model.save_pretrained(tmp_path / "b")
+
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {tmp_path / 'a'}\n  - model: {tmp_path / 'b'}\n")
+
+    assert json.loads((out / "config.json").read_text())["vocab_size"] == 512  # as the parents say, not the rows

@@ -142,3 +142,20 @@ def test_separate_block_stacks_keep_their_own_prefix() -> None:
     prefixes = {classify_tensor(name).block_prefix for name in names}
 
     assert prefixes == {"model.layers", "vision_tower.encoder.layers"}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "falcon", "bert"])
+def test_rows_outside_the_layers_are_labelled_from_their_names(factory: ModelFactory, family: str) -> None:
+    """gpt2's and falcon's ``transformer.`` prefix is no head transform; bert's ``cls.predictions.transform`` is."""
+    from tui_merge.config.rendering import outside_rows
+
+    info = load_model_info(str(factory.family(family)))
+    labels = {row.filter: row.label for row in outside_rows(info)}
+
+    embedding = TOKEN_EMBEDDING[family].removesuffix(".weight")
+    assert labels[embedding] == ("word embeddings" if family in ("gpt2", "bert") else "embeddings"), labels
+    if family == "gpt2":
+        assert labels["transformer.wpe"] == "position embeddings"
+    transforms = {name: label for name, label in labels.items() if "head transform" in label}
+    assert all(".transform" in name for name in transforms), transforms
+    assert bool(transforms) == (family == "bert")

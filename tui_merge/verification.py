@@ -193,6 +193,7 @@ def _finite(info) -> tuple[Outcome, str]:
 
 
 def _config(info) -> tuple[Outcome, str]:
+    from tui_merge.models.architecture_fit import rows_as_built
     from tui_merge.vocab.tokenizer import tokenizer_facts
 
     problems = []
@@ -200,7 +201,7 @@ def _config(info) -> tuple[Outcome, str]:
     if facts.num_layers is not None and info.depth and facts.num_layers != info.depth:
         problems.append(f"config.json says {facts.num_layers} layers, the weights have {info.depth}")
     rows = info.vocab_rows if info.embedding_name else None
-    if rows is not None and facts.vocab_size is not None and facts.vocab_size != rows:
+    if rows is not None and facts.vocab_size is not None and facts.vocab_size != rows and not rows_as_built(info):
         problems.append(f"config.json says vocab_size {facts.vocab_size}, the embedding has {rows} rows")
     tokenizer = tokenizer_facts(info.folder)
     if tokenizer is not None and rows is not None and tokenizer.size > rows:

@@ -211,11 +211,15 @@ def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
     return rows
 
 
+_POSITION = re.compile(r"position|(^|\.)(wpe|embed_positions)(\.|$)")
+"""Position tables: ``position_embeddings``, gpt2's ``wpe``, bart's ``embed_positions``."""
+
+
 def outside_label(module: str, component: str, outside: list[str]) -> str:
     """What a module outside the layers is, from its name: ``position embeddings``, ``embedding norm``,
     ``pooler``, ``head transform``... (``embeddings`` alone when a model has one embedding table)."""
     lowered = module.lower()
-    if "position" in lowered and component in ("embed", "other"):
+    if _POSITION.search(lowered) and component in ("embed", "other"):
         return "position embeddings"
     if "token_type" in lowered:
         return "token-type embeddings"
@@ -223,9 +227,9 @@ def outside_label(module: str, component: str, outside: list[str]) -> str:
         return "pooler"
     if component == "norm" and "embed" in lowered:
         return "embedding norm"
-    if "transform" in lowered:
+    if re.search(r"(^|\.)transform(\.|$)", lowered):  # bert's cls.predictions.transform, not gpt2's transformer.
         return "head transform norm" if component == "norm" or "norm" in lowered else "head transform"
-    if component == "embed" and any("position" in name or "token_type" in name for name in outside):
+    if component == "embed" and any(_POSITION.search(name) or "token_type" in name for name in outside):
         return "word embeddings"
     return _COMPONENT_LABELS.get(component, component)
 

@@ -49,7 +49,10 @@ def output_model_config(plan: Plan) -> dict:
     target[layer_key] = plan.num_layers
     if plan.layer_sources is not None:
         _follow_the_slices(target, plan, config is not target)
-    if plan.vocab_rows is not None:
+    reference = plan.reference
+    tracks_rows = reference.facts.vocab_size in (None, reference.vocab_rows)
+    if plan.vocab_rows is not None and (tracks_rows or plan.vocab_rows != reference.vocab_rows):
+        # A vocab_size that legitimately differs from the rows (rows for prompts beyond it) stays as it is.
         target["vocab_size"] = plan.vocab_rows
     tokenizer = plan.vocabulary.tokenizer
     if tokenizer is not None:

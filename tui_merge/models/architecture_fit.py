@@ -172,6 +172,20 @@ def _as_the_loader_counts(model, missing: set[str], unexpected: set[str]) -> tup
     return missing, {name for name in unexpected if tolerated is None or tolerated.search(name) is None}
 
 
+def rows_as_built(model) -> bool:
+    """True when transformers, building the model config.json describes, gives the token embedding the rows the
+    checkpoint stores: a vocab_size that legitimately differs from them (rows for prompts or segments beyond
+    the vocabulary) is then no damage. Asked only when the two differ, since it imports transformers."""
+    name = model.embedding_name
+    if name is None or not known_model_type(model.facts.raw):
+        return False
+    try:
+        fit = architecture_fit(model.facts.raw, {name: model.tensors[name].shape}, source=model.folder / "config.json")
+    except BadInputError:
+        return False
+    return not fit.unexpected and not fit.wrong_shape
+
+
 def is_causal_language_model(config: dict[str, Any]) -> bool:
     """True when the class config.json names (else the model type's default) predicts the next token; an
     encoder (``BertModel``) or a masked language model is not one. False when transformers cannot tell."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tui_merge.errors import TuiMergeError
+from tui_merge.models.architecture_fit import rows_as_built
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_names
 
@@ -119,7 +120,7 @@ def _single_model(model: ModelInfo) -> list[Finding]:
                 (model.label,),
             )
         )
-    if model.facts.vocab_size is not None and model.vocab_rows != model.facts.vocab_size:
+    if model.facts.vocab_size is not None and model.vocab_rows != model.facts.vocab_size and not rows_as_built(model):
         findings.append(
             Finding(
                 "config_vocab",

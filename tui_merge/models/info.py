@@ -18,7 +18,9 @@ from tui_merge.models.safetensors_header import FLOAT_DTYPES
 
 # Position and token-type tables are embeddings too, and in small models can
 # have more rows than the vocabulary, so the token table is found by name.
-_TOKEN_EMBEDDING = re.compile(r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)\.weight$")
+_TOKEN_EMBEDDING = re.compile(
+    r"(^|\.)(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings)\.weight$|^shared\.weight$"
+)
 
 SAFETENSORS_TO_TORCH_DTYPE = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
 

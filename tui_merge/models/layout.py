@@ -64,7 +64,7 @@ _HEAD_RULES = _rules(
 # ``post_attention_layernorm`` is a norm, not attention.
 _SHARED_RULES = _rules(
     (r"(?i)(norm|(^|\.|_)ln(_?\w+)?\.)", "norm"),
-    (r"(^|\.|_)(embed\w*|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings)\.", "embed"),
+    (r"(^|\.|_)(embed\w*|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings)\.|^shared\.", "embed"),
     (r"(attn|attention|(^|\.)(q|k|v|o|qkv|query|key|value)(_proj)?\.)", "attn"),
     (
         r"(mlp|ffn|feed_forward|experts|(^|\.)(fc\d|fc_in|fc_out|c_fc|gate_proj|up_proj|down_proj"
