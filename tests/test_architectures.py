@@ -166,3 +166,46 @@ def test_a_vocab_size_that_legitimately_differs_from_the_embedding_rows_is_no_da
     out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {tmp_path / 'a'}\n  - model: {tmp_path / 'b'}\n")
 
     assert json.loads((out / "config.json").read_text())["vocab_size"] == 512  # as the parents say, not the rows
+
+
+def _albert():
+    from transformers import AlbertConfig
+
+    return AlbertConfig(hidden_size=32, embedding_size=16, num_hidden_layers=3, num_attention_heads=4,
+                        intermediate_size=64, vocab_size=128)  # fmt: skip
+
+
+def _swin():
+    from transformers import SwinConfig
+
+    return SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[2, 4], window_size=2)
+
+
+@pytest.mark.parametrize("make_config", [_albert, _swin], ids=["albert shares one block", "swin heads per stage"])
+def test_families_whose_config_is_not_one_count_per_stack_merge_as_transformers_builds_them(
+    tmp_path, make_config
+) -> None:
+    """albert runs 3 layers on one block of weights; swin gives its heads per stage. transformers builds both
+    from their config.json, so neither is damage: they merge, verify, and keep their config's counts."""
+    from transformers import AutoModel
+
+    config = make_config()
+    torch.manual_seed(0)
+    model = AutoModel.from_config(config)
+    model.save_pretrained(tmp_path / "a")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model.save_pretrained(tmp_path / "b")
+
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {tmp_path / 'a'}\n  - model: {tmp_path / 'b'}\n")
+
+    written, parent = (
+        json.loads((out / "config.json").read_text()),
+        json.loads((tmp_path / "a" / "config.json").read_text()),
+    )
+    for key in ("num_hidden_layers", "num_heads", "depths"):
+        assert written.get(key) == parent.get(key), key
+    merged, a, b = (load_file(folder / "model.safetensors") for folder in (out, tmp_path / "a", tmp_path / "b"))
+    for name, tensor in merged.items():
+        assert torch.allclose(tensor, (a[name] + b[name]) / 2, atol=1e-6), name

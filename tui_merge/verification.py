@@ -193,12 +193,12 @@ def _finite(info) -> tuple[Outcome, str]:
 
 
 def _config(info) -> tuple[Outcome, str]:
-    from tui_merge.models.architecture_fit import rows_as_built
+    from tui_merge.models.architecture_fit import built_exactly, rows_as_built
     from tui_merge.vocab.tokenizer import tokenizer_facts
 
     problems = []
     facts = info.facts
-    if facts.num_layers is not None and info.depth and facts.num_layers != info.depth:
+    if facts.num_layers is not None and info.depth and facts.num_layers != info.depth and not built_exactly(info):
         problems.append(f"config.json says {facts.num_layers} layers, the weights have {info.depth}")
     rows = info.vocab_rows if info.embedding_name else None
     if rows is not None and facts.vocab_size is not None and facts.vocab_size != rows and not rows_as_built(info):

@@ -46,7 +46,10 @@ def output_model_config(plan: Plan) -> dict:
     config = json.loads(json.dumps(plan.reference.facts.raw))
     target = config.get("text_config") if _nested(config) else config
     layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
-    target[layer_key] = plan.num_layers
+    declared = plan.reference.facts.num_layers
+    if plan.layer_sources is not None or declared in (None, plan.reference.depth):
+        # A count that legitimately differs from the numbered blocks (layers sharing one block) stays as it is.
+        target[layer_key] = plan.num_layers
     if plan.layer_sources is not None:
         _follow_the_slices(target, plan, config is not target)
     reference = plan.reference

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,27 @@ def rows_as_built(model) -> bool:
     except BadInputError:
         return False
     return not fit.unexpected and not fit.wrong_shape
+
+
+MOST_LAYERS_BUILT = 512
+"""Beyond this many layers a config is not built to be asked (building takes about a millisecond a layer on the
+meta device, and a hostile count of millions would take minutes); real models have at most a few hundred."""
+
+
+@lru_cache(maxsize=64)
+def built_exactly(model) -> bool:
+    """True when transformers builds, from the model's config.json, a model that takes every stored tensor with
+    its shape and needs no other: then a layer count that differs from the numbered blocks (layers that share
+    one block's weights, blocks nested in groups) is how the family is made, not damage. Asked only when the
+    config and the weights seem to disagree, since it imports transformers."""
+    if not known_model_type(model.facts.raw) or (model.facts.num_layers or 0) > MOST_LAYERS_BUILT:
+        return False
+    shapes = {name: entry.shape for name, entry in model.tensors.items()}
+    try:
+        fit = architecture_fit(model.facts.raw, shapes, source=model.folder / "config.json")
+    except BadInputError:
+        return False
+    return not fit.problems()
 
 
 def is_causal_language_model(config: dict[str, Any]) -> bool:

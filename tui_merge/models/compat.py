@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tui_merge.errors import TuiMergeError
-from tui_merge.models.architecture_fit import rows_as_built
+from tui_merge.models.architecture_fit import built_exactly, rows_as_built
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.lineage import SAME_BASE_THRESHOLD, UNRELATED_THRESHOLD, compare_lineage, probe_tensor_names
 
@@ -110,7 +110,7 @@ def _single_model(model: ModelInfo) -> list[Finding]:
     if model.quantization is not None and not model.quantization.readable:
         findings.append(Finding("quantized", "error", model.quantization.refusal(model.label), (model.label,)))
     declared = model.facts.num_layers
-    if declared is not None and model.depth and declared != model.depth:
+    if declared is not None and model.depth and declared != model.depth and not built_exactly(model):
         findings.append(
             Finding(
                 "config_depth",

@@ -73,6 +73,13 @@ def read_config_facts(folder: Path) -> ConfigFacts:
     counts = {}
     for key, (least, most) in _COUNT_BOUNDS.items():
         found = _first(raw, text, _ALIASES[key])
+        if found and isinstance(found[1], (list, dict)):
+            # Per stage (swin's heads) or per tower (lxmert's layers): every value must be a sane count, and no
+            # one of them is the model's; the tensors' shapes speak for it.
+            values = found[1].values() if isinstance(found[1], dict) else found[1]
+            for index, value in enumerate(values):
+                count(path, f"{found[0]}[{index}]", value, least=least, most=most)
+            found = None
         counts[key] = count(path, found[0], found[1], least=least, most=most) if found else None
     counts["num_kv_heads"] = _kv_heads(raw, counts["num_heads"], counts["num_kv_heads"])
     theta = _first(raw, text, _ALIASES["rope_theta"])
