@@ -209,3 +209,71 @@ def test_families_whose_config_is_not_one_count_per_stack_merge_as_transformers_
     merged, a, b = (load_file(folder / "model.safetensors") for folder in (out, tmp_path / "a", tmp_path / "b"))
     for name, tensor in merged.items():
         assert torch.allclose(tensor, (a[name] + b[name]) / 2, atol=1e-6), name
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny llava (a 3-layer llama beside a 2-layer CLIP tower whose layers hold more tensors), as saved."""
+    from transformers import AutoModelForImageTextToText, CLIPVisionConfig, LlamaConfig, LlavaConfig
+
+    text = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=128)  # fmt: skip
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, projection_dim=16)  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForImageTextToText.from_config(LlavaConfig(text_config=text, vision_config=vision,
+                                                                image_token_index=120))  # fmt: skip
+    folder = tmp_path_factory.mktemp("llava")
+    model.save_pretrained(folder / "a")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    model.save_pretrained(folder / "b")
+    return folder / "a", folder / "b"
+
+
+def test_a_vision_language_model_s_language_stack_is_the_one_its_config_names(llava) -> None:
+    from tui_merge.config.rendering import outside_rows
+    from tui_merge.models.info import load_model_info
+
+    info = load_model_info(str(llava[0]))
+
+    assert info.depth == 3 and info.block_prefix == "language_model.model.layers"
+    assert info.stack_depths["vision_tower.encoder.layers"] == 2
+    labels = {row.filter: row.label for row in outside_rows(info)}
+    assert labels["vision_tower.embeddings.patch_embedding"] == "vision tower patch embeddings"
+    assert labels["multi_modal_projector.linear_1"] == "projector"
+
+
+def test_a_gradient_runs_over_each_stack_s_own_depth(tmp_path, llava) -> None:
+    """Weights [1, 0] for the base and [0, 1] for the other: each stack's last layer is the other model's."""
+    a, b = llava
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n    parameters: {{weight: [1, 0]}}\n"
+                        f"  - model: {b}\n    parameters: {{weight: [0, 1]}}\n")  # fmt: skip
+
+    first, second, merged = (load_file(folder / "model.safetensors") for folder in (a, b, out))
+    for name, tensor in merged.items():
+        for prefix, depth in (("vision_tower.encoder.layers.", 2), ("language_model.model.layers.", 3)):
+            if name.startswith(prefix):
+                t = int(name.removeprefix(prefix).split(".")[0]) / (depth - 1)
+                expected = (1 - t) * first[name] + t * second[name]
+                assert torch.allclose(tensor, expected, atol=1e-6), name
+
+
+def test_layer_stacking_a_vision_language_model_keeps_its_tower(tmp_path, llava) -> None:
+    a, b = llava
+    out = run(
+        tmp_path,
+        f"merge_method: passthrough\nslices:\n  - sources: [{{model: {a}, layer_range: [0, 2]}}]\n"
+        f"  - sources: [{{model: {b}, layer_range: [1, 3]}}]\n",
+    )
+
+    first, merged = load_file(a / "model.safetensors"), load_file(out / "model.safetensors")
+    tower = [name for name in first if name.startswith("vision_tower.")]
+    assert tower and all(torch.equal(merged[name], first[name]) for name in tower)
+    assert json.loads((out / "config.json").read_text())["text_config"]["num_hidden_layers"] == 4
+    from transformers import AutoModelForImageTextToText
+
+    model = AutoModelForImageTextToText.from_pretrained(out)
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[3, 5, 7]])).logits).all()

@@ -215,10 +215,29 @@ _POSITION = re.compile(r"position|(^|\.)(wpe|embed_positions)(\.|$)")
 """Position tables: ``position_embeddings``, gpt2's ``wpe``, bart's ``embed_positions``."""
 
 
+_TOWER = re.compile(r"(vision|visual|audio|speech)")
+"""A tower beside the language model, named by its prefix: its rows say so (``vision tower final norm``)."""
+
+
 def outside_label(module: str, component: str, outside: list[str]) -> str:
     """What a module outside the layers is, from its name: ``position embeddings``, ``embedding norm``,
-    ``pooler``, ``head transform``... (``embeddings`` alone when a model has one embedding table)."""
+    ``pooler``, ``head transform``, ``projector``, ``vision tower patch embeddings``... (``embeddings`` alone
+    when a model has one embedding table)."""
     lowered = module.lower()
+    if "projector" in lowered or "multi_modal" in lowered:
+        return "projector"
+    tower = _TOWER.search(lowered.split(".")[0])
+    if tower:
+        kind = "vision" if tower[1] in ("vision", "visual") else "audio"
+        return f"{kind} tower " + _plain_label(lowered, component, outside).removeprefix("word ")
+    return _plain_label(lowered, component, outside)
+
+
+def _plain_label(lowered: str, component: str, outside: list[str]) -> str:
+    if "patch" in lowered and component in ("embed", "other"):
+        return "patch embeddings"
+    if "class_embedding" in lowered:
+        return "class embedding"
     if _POSITION.search(lowered) and component in ("embed", "other"):
         return "position embeddings"
     if "token_type" in lowered:

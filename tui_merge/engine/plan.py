@@ -299,7 +299,9 @@ class _Planner:
         depth = reference.depth
         for name in _ordered_names(reference):
             role = reference.roles[name]
-            place = TensorPlace(name, layer_position(role.layer, depth))
+            # A gradient runs over each stack's own depth: a vision tower's last layer is its stack's end too.
+            stack_depth = reference.stack_depths.get(role.block_prefix, depth) if role.block_prefix else depth
+            place = TensorPlace(name, layer_position(role.layer, stack_depth))
             levels = {
                 model: [params_by_model.get(model, {}), self.config.model_parameters(model), self.config.parameters]
                 for model in input_names
@@ -324,8 +326,15 @@ class _Planner:
             self._add_outside_tasks(options.embeddings_from, embeddings=True)
         for name in _ordered_names(first) if not options.embeddings_from else []:
             role = first.roles[name]
-            if role.layer is None and role.component == "embed":
+            if role.layer is None and role.component == "embed" and not first.in_tower(name):
                 self._add_slice_task(0, name, name, 0.0, lambda source, name=name: name)
+        for name in _ordered_names(first):
+            role = first.roles[name]
+            if first.in_tower(name):
+                # Another stack (a vision tower, an audio encoder) with its embeddings and norms: the slices stack
+                # the language model's layers, and the tower comes whole from the first slice's model.
+                position = layer_position(role.layer, first.stack_depths.get(role.block_prefix, 1))
+                self._add_slice_task(0, name, name, position, lambda source, name=name: name)
         output_layer = 0
         self.layer_sources = []
         for slice_index, (output_slice, reference) in enumerate(zip(slices, references)):
@@ -349,7 +358,7 @@ class _Planner:
             self._add_outside_tasks(options.head_from, embeddings=False)
         for name in _ordered_names(last) if not options.head_from else []:
             role = last.roles[name]
-            if role.layer is None and role.component != "embed":
+            if role.layer is None and role.component != "embed" and not last.in_tower(name):
                 self._add_slice_task(len(slices) - 1, name, name, 0.0, lambda source, name=name: name)
         return first, output_layer
 

@@ -63,16 +63,48 @@ class ModelInfo:
         return stored
 
     @cached_property
+    def stack_depths(self) -> dict[str, int]:
+        """Every stack of numbered blocks (``model.layers``, a vision tower's ``vision_tower.encoder.layers``...)
+        and how many blocks the weights hold in it."""
+        layers: dict[str, set[int]] = {}
+        for role in self.roles.values():
+            if role.block_prefix is not None and role.layer is not None:
+                layers.setdefault(role.block_prefix, set()).add(role.layer)
+        return {prefix: len(indices) for prefix, indices in layers.items()}
+
+    @cached_property
     def block_prefix(self) -> str | None:
-        """Name prefix of the main stack of numbered blocks, e.g. ``model.layers``."""
+        """Name prefix of the main stack of numbered blocks, e.g. ``model.layers``: the one as deep as config.json
+        (or its text sub-config) says the model is, so a vision tower with more tensors is never taken for the
+        language model; else the stack holding the most tensors."""
         counts = Counter(role.block_prefix for role in self.roles.values() if role.block_prefix)
+        declared = [prefix for prefix, depth in self.stack_depths.items() if depth == self.facts.num_layers]
+        if declared:
+            return max(declared, key=lambda prefix: counts[prefix])
         return counts.most_common(1)[0][0] if counts else None
 
     @cached_property
+    def tower_roots(self) -> tuple[str, ...]:
+        """The name prefixes of the stacks beside the main one (``vision_tower``): each stack's shortest prefix
+        that the main stack's does not share, so the tower's own embeddings and norms go with it."""
+        main = (self.block_prefix or "").split(".")
+        roots = []
+        for prefix in self.stack_depths:
+            if prefix == self.block_prefix:
+                continue
+            parts = prefix.split(".")
+            shared = next((i for i, (a, b) in enumerate(zip(parts, main)) if a != b), min(len(parts), len(main)))
+            roots.append(".".join(parts[: shared + 1]))
+        return tuple(dict.fromkeys(roots))
+
+    def in_tower(self, name: str) -> bool:
+        """True for a tensor of a stack beside the main one, in its layers or around them."""
+        return any(name == root or name.startswith(root + ".") for root in self.tower_roots)
+
+    @cached_property
     def depth(self) -> int:
-        """Number of numbered blocks found in the weights (not what config.json claims)."""
-        layers = {role.layer for role in self.roles.values() if role.block_prefix == self.block_prefix}
-        return len(layers - {None})
+        """Number of numbered blocks found in the main stack's weights (not what config.json claims)."""
+        return self.stack_depths.get(self.block_prefix, 0) if self.block_prefix else 0
 
     @cached_property
     def embedding_name(self) -> str | None:
