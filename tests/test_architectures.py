@@ -243,6 +243,8 @@ def test_a_vision_language_model_s_language_stack_is_the_one_its_config_names(ll
     labels = {row.filter: row.label for row in outside_rows(info)}
     assert labels["vision_tower.embeddings.patch_embedding"] == "vision tower patch embeddings"
     assert labels["multi_modal_projector.linear_1"] == "projector"
+    assert labels["vision_tower.pre_layrnorm"] == "vision tower embedding norm"
+    assert labels["vision_tower.post_layernorm"] == "vision tower final norm"
 
 
 def test_a_gradient_runs_over_each_stack_s_own_depth(tmp_path, llava) -> None:

@@ -244,8 +244,8 @@ def _plain_label(lowered: str, component: str, outside: list[str]) -> str:
         return "token-type embeddings"
     if "pooler" in lowered:
         return "pooler"
-    if component == "norm" and "embed" in lowered:
-        return "embedding norm"
+    if component == "norm" and ("embed" in lowered or re.search(r"(^|\.)pre_?lay", lowered)):
+        return "embedding norm"  # CLIP's pre_layrnorm normalises the embeddings before the first layer
     if re.search(r"(^|\.)transform(\.|$)", lowered):  # bert's cls.predictions.transform, not gpt2's transformer.
         return "head transform norm" if component == "norm" or "norm" in lowered else "head transform"
     if component == "embed" and any(_POSITION.search(name) or "token_type" in name for name in outside):
