@@ -28,10 +28,11 @@ SMALL = {
 }  # fmt: skip
 """Tiny sizes, set where the family's config has the key."""
 
-FAMILIES = ("mixtral", "qwen3_moe", "deepseek_v3", "gemma2", "qwen2")
+FAMILIES = ("mixtral", "qwen3_moe", "deepseek_v3", "gemma2", "qwen2", "falcon_h1", "qwen3_next")
 
-OWN_SIZES = {"deepseek_v3": {"num_key_value_heads": 4}}
-"""Families that need other sizes (multi-head latent attention has as many key/value heads as queries)."""
+OWN_SIZES = {"deepseek_v3": {"num_key_value_heads": 4}, "qwen3_next": {"full_attention_interval": 2}}
+"""Families that need other sizes: multi-head latent attention has as many key/value heads as queries, and a
+qwen3_next of three layers needs a full-attention layer among them to run (every second, not every fourth)."""
 
 
 def build_pair(folder: Path, model_type: str) -> tuple[Path, Path]:

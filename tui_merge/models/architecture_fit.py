@@ -79,7 +79,7 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
         )
     transformers.logging.set_verbosity_error()
     try:
-        described = CONFIG_MAPPING[model_type].from_dict(dict(config))
+        described = _as_read(CONFIG_MAPPING[model_type], config)
         with torch.device("meta"):
             model = _model_class(described)._from_config(described)
     except MemoryError:  # short of memory is not a damaged file: said as such by the CLI
@@ -217,11 +217,18 @@ def is_causal_language_model(config: dict[str, Any]) -> bool:
     if not known_model_type(config):
         return False
     try:
-        model_class = _model_class(CONFIG_MAPPING[config["model_type"]].from_dict(dict(config)))
+        model_class = _model_class(_as_read(CONFIG_MAPPING[config["model_type"]], config))
     except Exception:  # transformers raises many kinds; a config it cannot read names no language model
         return False
     causal = transformers.AutoModelForCausalLM._model_mapping
     return model_class is causal.get(model_class.config_class, None)
+
+
+def _as_read(config_class, config: dict[str, Any]):
+    """The config object transformers makes of ``config`` when it reads config.json: floats JSON cannot hold,
+    which it writes as ``{"__float__": "Infinity"}``, decoded first (falcon_h1's ``time_step_limit``)."""
+    decode = getattr(config_class, "_decode_special_floats", None)
+    return config_class.from_dict(decode(dict(config)) if decode is not None else dict(config))
 
 
 def _renames(model) -> list[tuple[str, str]]:
