@@ -42,14 +42,18 @@ def build_pair(folder: Path, model_type: str) -> tuple[Path, Path]:
     sizes = {key: value for key, value in SMALL.items() if hasattr(defaults, key)} | OWN_SIZES.get(model_type, {})
     config = AutoConfig.for_model(model_type, **sizes)
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
-    model.save_pretrained(folder / "base")
+    return save_pair(AutoModelForCausalLM.from_config(config), folder / "base", folder / "tuned")
+
+
+def save_pair(model, base: Path, tuned: Path) -> tuple[Path, Path]:
+    """``model`` saved as a base, then, plus noise of 1 % (a fine-tune), as a second model."""
+    model.save_pretrained(base)
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator))
-    model.save_pretrained(folder / "tuned")
-    return folder / "base", folder / "tuned"
+    model.save_pretrained(tuned)
+    return base, tuned
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -158,11 +162,7 @@ def test_a_vocab_size_that_legitimately_differs_from_the_embedding_rows_is_no_da
     )
     torch.manual_seed(0)
     model = AutoModel.from_config(config)
-    model.save_pretrained(tmp_path / "a")
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.01 * torch.randn_like(parameter))
-    model.save_pretrained(tmp_path / "b")
+    save_pair(model, tmp_path / "a", tmp_path / "b")
 
     out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {tmp_path / 'a'}\n  - model: {tmp_path / 'b'}\n")
 
@@ -193,11 +193,7 @@ def test_families_whose_config_is_not_one_count_per_stack_merge_as_transformers_
     config = make_config()
     torch.manual_seed(0)
     model = AutoModel.from_config(config)
-    model.save_pretrained(tmp_path / "a")
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.01 * torch.randn_like(parameter))
-    model.save_pretrained(tmp_path / "b")
+    save_pair(model, tmp_path / "a", tmp_path / "b")
 
     out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {tmp_path / 'a'}\n  - model: {tmp_path / 'b'}\n")
 
@@ -225,12 +221,7 @@ def llava(tmp_path_factory) -> tuple[Path, Path]:
     model = AutoModelForImageTextToText.from_config(LlavaConfig(text_config=text, vision_config=vision,
                                                                 image_token_index=120))  # fmt: skip
     folder = tmp_path_factory.mktemp("llava")
-    model.save_pretrained(folder / "a")
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.01 * torch.randn_like(parameter))
-    model.save_pretrained(folder / "b")
-    return folder / "a", folder / "b"
+    return save_pair(model, folder / "a", folder / "b")
 
 
 def test_a_vision_language_model_s_language_stack_is_the_one_its_config_names(llava) -> None:
