@@ -239,7 +239,11 @@ def _paragraph(text: str) -> str:
 
 _GENERATED = (
     arg("--print-yaml", action="store_true", help="print the equivalent config and stop"),
-    arg("--force", action="store_true", help="replace an existing output once the merge succeeded"),
+    arg(
+        "--force",
+        action="store_true",
+        help="replace an earlier merge (or an empty folder) at OUT once the merge succeeded",
+    ),
     arg("--resume", action="store_true", help="continue an interrupted merge of the same command"),
     arg(
         "--allow-crimes",
@@ -281,7 +285,8 @@ COMMANDS: tuple[Command, ...] = (
             arg("output", metavar="OUT", nargs="?", help="output folder"),
             arg("-o", "--output", dest="output_option", metavar="OUT", help="output folder"),
             arg("--dry-run", action="store_true", help="validate and print the plan; write nothing"),
-            arg("--force", action="store_true", help="replace an existing OUT, once the merge has succeeded"),
+            arg("--force", action="store_true",
+                help="replace an earlier merge (or an empty folder) at OUT after success"),
             arg("--resume", action="store_true",
                 help="continue an interrupted merge from OUT.partial (same config and inputs)"),
             arg("--allow-nonfinite", action="store_true",
