@@ -271,3 +271,27 @@ def test_layer_stacking_a_vision_language_model_keeps_its_tower(tmp_path, llava)
     model = AutoModelForImageTextToText.from_pretrained(out)
     with torch.no_grad():
         assert torch.isfinite(model(input_ids=torch.tensor([[3, 5, 7]])).logits).all()
+
+
+def test_layer_stacking_an_encoder_decoder_stacks_the_decoder_and_says_so_in_its_own_key(tmp_path) -> None:
+    """t5's ``num_layers`` is its encoder's depth; stacking the decoder writes ``num_decoder_layers``."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(d_model=32, d_ff=64, num_layers=3, num_decoder_layers=3, num_heads=4, d_kv=8, vocab_size=128)
+    a, b = save_pair(T5ForConditionalGeneration(config), tmp_path / "a", tmp_path / "b")
+
+    out = run(
+        tmp_path,
+        f"merge_method: passthrough\nslices:\n  - sources: [{{model: {a}, layer_range: [0, 2]}}]\n"
+        f"  - sources: [{{model: {b}, layer_range: [1, 3]}}]\n",
+    )
+
+    written = json.loads((out / "config.json").read_text())
+    assert (written["num_layers"], written["num_decoder_layers"]) == (3, 4)
+    first, merged = load_file(a / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all(torch.equal(merged[name], first[name]) for name in first if name.startswith("encoder."))
+    model = T5ForConditionalGeneration.from_pretrained(out)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[3, 5, 7]]), decoder_input_ids=torch.tensor([[0, 4]])).logits
+    assert torch.isfinite(logits).all()

@@ -45,7 +45,7 @@ def output_model_config(plan: Plan) -> dict:
     """The reference model's config.json with depth, vocabulary and dtype made true of the output."""
     config = json.loads(json.dumps(plan.reference.facts.raw))
     target = config.get("text_config") if _nested(config) else config
-    layer_key = next((key for key in _LAYER_KEYS if key in target), "num_hidden_layers")
+    layer_key = _depth_key(target, plan.reference.block_prefix)
     declared = plan.reference.facts.num_layers
     if plan.layer_sources is not None or declared in (None, plan.reference.depth):
         # A count that legitimately differs from the numbered blocks (layers sharing one block) stays as it is.
@@ -71,6 +71,23 @@ def output_model_config(plan: Plan) -> dict:
         # Block-scaled FP8 inputs were read as their values: the output holds plain weights, and says so.
         config.pop("quantization_config", None)
     return config
+
+
+_STACK_DEPTH_KEYS = {"decoder": ("num_decoder_layers", "decoder_layers"), "encoder": ("num_encoder_layers",
+                                                                                      "encoder_layers")}  # fmt: skip
+"""Depth keys of the two stacks of an encoder-decoder, whose plain ``num_layers`` is the encoder's (t5)."""
+
+
+def _depth_key(config: dict, block_prefix: str | None) -> str:
+    """The config key that gives the main stack's depth: a decoder's own key when the stack the merge counts is
+    an encoder-decoder's decoder (``num_decoder_layers``), else the usual one."""
+    first = (block_prefix or "").split(".")[0]
+    for stack, keys in _STACK_DEPTH_KEYS.items():
+        if stack in first:
+            found = next((key for key in keys if key in config), None)
+            if found is not None:
+                return found
+    return next((key for key in _LAYER_KEYS if key in config), "num_hidden_layers")
 
 
 def _follow_the_slices(target: dict, plan: Plan, nested: bool) -> None:
