@@ -72,6 +72,7 @@ class OutputLock:
             if not _lock_or_wait(descriptor):
                 holder = _read_holder(descriptor)
                 os.close(descriptor)
+                self._remove_created()
                 raise BadInputError(busy_message(self.output, holder)) from None
             if _still_named(descriptor, self.path):
                 break
