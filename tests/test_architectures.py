@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -295,3 +296,22 @@ def test_layer_stacking_an_encoder_decoder_stacks_the_decoder_and_says_so_in_its
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([[3, 5, 7]]), decoder_input_ids=torch.tensor([[0, 4]])).logits
     assert torch.isfinite(logits).all()
+
+
+def test_experts_stored_fused_are_merged_expert_by_expert(tmp_path, tmp_path_factory) -> None:
+    """gpt_oss stores its experts fused ([experts, ...] in one tensor): slerp takes each expert's own angle, as
+    it does for checkpoints that store one tensor per expert, not one angle across all of them."""
+    from reference_math import numpy_slerp
+
+    base, tuned = build_pair(tmp_path_factory.mktemp("gpt_oss"), "gpt_oss")
+    out = run(tmp_path, f"merge_method: slerp\nbase_model: {base}\nmodels:\n  - model: {base}\n  - model: {tuned}\n"
+                        "parameters: {t: 0.4}\n")  # fmt: skip
+
+    a, b, merged = (load_file(folder / "model.safetensors") for folder in (base, tuned, out))
+    fused = [name for name in merged if ".experts." in name and merged[name].dim() == 3]  # biases start at zero
+    assert fused
+    for name in fused:
+        expected = np.stack([numpy_slerp(0.4, a[name][e].numpy(), b[name][e].numpy()) for e in range(a[name].shape[0])])
+        np.testing.assert_allclose(merged[name].numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    whole = numpy_slerp(0.4, a[fused[0]].numpy(), b[fused[0]].numpy())
+    assert not np.allclose(merged[fused[0]].numpy(), whole, rtol=1e-5, atol=1e-6)  # one angle for all differs

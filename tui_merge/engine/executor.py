@@ -38,7 +38,7 @@ from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import DISK_MARGIN, resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
-from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks
+from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks, rows_entry
 from tui_merge.engine.threads import threads_for_merging
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
@@ -340,6 +340,12 @@ def merge_pieces(
     so a replay is byte-identical.
     ``checkpoint`` runs before every block (a pause or stop of the merge).
     """
+    if task.per_expert:
+        for expert in range(task.shape[0]):
+            checkpoint()
+            yield from merge_pieces(plan, _one_expert(task, expert), kernel, reader, device, allow_nonfinite,
+                                    checkpoint)  # fmt: skip
+        return
     blocks = _row_blocks(plan, task)
     if blocks is None:
         yield merge_task(plan, task, kernel, reader, device, allow_nonfinite)
@@ -385,6 +391,20 @@ def merge_pieces(
         if kept is not None:
             del kept[start]  # the merge is the block's last use: memory shrinks as the output grows
         yield _run_kernel(plan, task, merger.merge, inputs)
+
+
+def _one_expert(task: TensorTask, expert: int) -> TensorTask:
+    """Expert ``expert`` of a fused experts tensor as a task of its own: every input's slice of the first
+    dimension, and a seed of its own for the random methods."""
+
+    def sliced(ref: InputTensor | None) -> InputTensor | None:
+        return None if ref is None else replace(ref, entry=rows_entry(ref.entry, expert, expert + 1))
+
+    return replace(
+        task, shape=(1, *task.shape[1:]), inputs=tuple(sliced(ref) for ref in task.inputs), base=sliced(task.base),
+        fill_from=tuple(sliced(ref) for ref in task.fill_from), per_expert=False,
+        seed=(task.seed * 1_000_003 + expert) & 0x7FFF_FFFF_FFFF_FFFF,
+    )  # fmt: skip
 
 
 BLOCK_BYTES = READ_BLOCK_BYTES

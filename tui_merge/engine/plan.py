@@ -16,6 +16,7 @@ buffers) are copied from the reference model unmerged.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ class TensorTask:
     scales_of: str | None = None
     """For the ``..._scale_inv`` tensor of a quantized output weight: that weight's name (its scales come from
     quantizing it)."""
+    per_expert: bool = False
+    """A mixture of experts' matrices stored fused, one expert per index of the first dimension
+    (``mlp.experts.down_proj`` [experts, ...]): merged expert by expert, as per-expert checkpoints are."""
 
     @property
     def reads(self) -> tuple[InputTensor, ...]:
@@ -197,6 +201,11 @@ def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
 def build_plan(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Plan:
     """Plan the merge of ``loaded`` over the inspected ``models`` (keyed by config name)."""
     return _Planner(loaded, models).build()
+
+
+_FUSED_EXPERTS = re.compile(r"\.experts\.(?!\d)[^.]+$")
+"""Experts stored fused in one tensor (``mlp.experts.gate_up_proj``, its ``_bias``), not one module per expert
+(``mlp.experts.3.w1.weight``): the first dimension counts the experts."""
 
 
 def _quantized(tasks: tuple[TensorTask, ...], block: tuple[int, int]) -> tuple[TensorTask, ...]:
@@ -474,7 +483,18 @@ class _Planner:
             options[spec.name] = value
         seed = tensor_seed(self.config.tui_merge.seed, name)
         task = TensorTask(name, stored.shape, stored.dtype, tuple(refs), tuple(model_params), base_ref, options, seed)
-        self.tasks.append(self._fit_rows(task, reference))
+        task = self._fit_rows(task, reference)
+        if (
+            _FUSED_EXPERTS.search(name)
+            and len(task.shape) >= 2
+            and task.vocab is None
+            and all(
+                ref.entry.begin is not None and ref.entry.lora is None and ref.entry.scale is None and ref.rows is None
+                for ref in task.reads
+            )
+        ):
+            task = replace(task, per_expert=True)
+        self.tasks.append(task)
 
     def _input(self, model_key: str, tensor_name: str, reference_entry: TensorEntry) -> InputTensor:
         model = _model_name(model_key)

@@ -53,6 +53,14 @@ def row_blocks(
     return [(start, min(start + step, shape[0])) for start in range(0, shape[0], step)]
 
 
+def rows_entry(entry: TensorEntry, start: int, stop: int) -> TensorEntry:
+    """The table entry of rows ``start:stop`` of a stored tensor (row-major storage makes them one byte range)."""
+    row_bytes = entry.nbytes // entry.shape[0] if entry.shape[0] else 0
+    begin = entry.begin + start * row_bytes
+    return TensorEntry(entry.name, entry.dtype, (stop - start, *entry.shape[1:]), entry.file, begin,
+                       begin + (stop - start) * row_bytes)  # fmt: skip
+
+
 class InputChanged(BadInputError):
     """An input file shrank or changed while the merge read it; the merge stops with ``OUT.partial`` kept."""
 
@@ -141,11 +149,7 @@ class TensorReader:
             return entry.scale.apply(self.read_rows(replace(entry, scale=None), start, stop), self, start)
         if entry.begin is None:
             return self.read(entry)[start:stop]
-        row_bytes = entry.nbytes // entry.shape[0] if entry.shape[0] else 0
-        begin = entry.begin + start * row_bytes
-        part = TensorEntry(entry.name, entry.dtype, (stop - start, *entry.shape[1:]), entry.file, begin,
-                           begin + (stop - start) * row_bytes)  # fmt: skip
-        return self.read(part)
+        return self.read(rows_entry(entry, start, stop))
 
     def _descriptor(self, path: Path) -> int:
         if path not in self._descriptors:
