@@ -25,7 +25,8 @@ import torch
 CAUSAL = (
     "llama", "mistral", "qwen2", "qwen3", "gemma2", "phi3", "olmo2", "starcoder2", "gpt2", "gpt_neox",
     "mixtral", "qwen2_moe", "qwen3_moe", "deepseek_v2", "deepseek_v3", "granitemoe", "glm4_moe", "gpt_oss",
-    "qwen3_next", "falcon_h1",
+    "qwen3_next", "falcon_h1", "olmo", "olmoe", "cohere", "stablelm", "granite", "gemma", "gemma3_text", "phi",
+    "nemotron", "smollm3", "ernie4_5", "ernie4_5_moe", "dots1", "exaone4", "seed_oss", "hunyuan_v1_dense",
 )  # fmt: skip
 """Causal language models built from their default config shrunk to ``SMALL``."""
 

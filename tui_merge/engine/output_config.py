@@ -36,7 +36,8 @@ source layer is listed."""
 
 LAYER_RULES = (
     "first_k_dense_replace", "decoder_sparse_step", "moe_layer_freq", "sliding_window_pattern",
-    "interleave_moe_layer_step", "full_attention_interval",
+    "interleave_moe_layer_step", "full_attention_interval", "moe_layer_start_index", "moe_layer_end_index",
+    "moe_layer_interval",
 )  # fmt: skip
 """Config keys that give a per-layer pattern as a rule; a stacking that breaks the rule is refused naming it."""
 
@@ -157,9 +158,9 @@ def _checked(plan: Plan, config: dict, shapes: dict[str, list[int]]) -> list[str
     rules = [key for key in LAYER_RULES if plan.layer_sources is not None and _has_key(config, key)]
     if problems and rules:
         raise BadInputError(
-            f"{plan.loaded.source}: the layers the slices stack break {source}'s {rules[0]} rule (which layers are "
-            f"of which kind): {fit.model_class} built from it would have " + "; ".join(problems) + ". Choose slices "
-            "that keep the rule's pattern."
+            f"{plan.loaded.source}: the layers the slices stack break {source}'s {' / '.join(rules)} rule (which "
+            f"layers are of which kind): {fit.model_class} built from it would have " + "; ".join(problems) + ". "
+            "Choose slices that keep the rule's pattern."
         )
     if problems:
         raise BadInputError(
