@@ -73,12 +73,12 @@ def check_output_safety(output: Path, *, force: bool = False) -> None:
     """
     target = output.expanduser().resolve()
     try:
-        target.exists()
+        exists = target.exists()
     except OSError as error:  # a folder on the way that this user may not enter
         raise BadInputError(
             f"Cannot write in {target.parent} ({error.strerror}); choose an output folder where you may create files."
         ) from None
-    if target.exists() and not target.is_dir():
+    if exists and not target.is_dir():
         raise BadInputError(
             f"Output {output} is a file, not a folder; --force replaces a model folder, never a file: choose "
             "another output path."
