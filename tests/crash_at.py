@@ -20,24 +20,33 @@ from tui_merge.engine import executor
 from tui_merge.engine.events import TensorMerged
 
 
-def crash_at(fault: str) -> None:
-    """Make every merge of this process send ``SIGNAL`` to itself once ``BYTES`` (``SIGNAL@BYTES``) are written."""
-    name, _, limit = fault.partition("@")
+def after_each_event(hook) -> None:
+    """Make every merge of this process call ``hook(event)`` after its own callback, for each event."""
     real_execute = executor.execute
-    sent = False
 
     def execute(*args, on_event=None, **kwargs):
         def hooked(event) -> None:
-            nonlocal sent
             if on_event is not None:
                 on_event(event)
-            if isinstance(event, TensorMerged) and event.bytes_written and event.bytes_done >= int(limit) and not sent:
-                sent = True
-                os.kill(os.getpid(), getattr(signal, name))
+            hook(event)
 
         return real_execute(*args, on_event=hooked, **kwargs)
 
     executor.execute = execute
+
+
+def crash_at(fault: str) -> None:
+    """Make every merge of this process send ``SIGNAL`` to itself once ``BYTES`` (``SIGNAL@BYTES``) are written."""
+    name, _, limit = fault.partition("@")
+    sent = False
+
+    def send(event) -> None:
+        nonlocal sent
+        if isinstance(event, TensorMerged) and event.bytes_written and event.bytes_done >= int(limit) and not sent:
+            sent = True
+            os.kill(os.getpid(), getattr(signal, name))
+
+    after_each_event(send)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from tui_merge.engine import executor
+from crash_at import after_each_event
+
 from tui_merge.engine.events import TensorMerged
 
 WAIT_SECONDS = 120
@@ -23,24 +24,18 @@ WAIT_SECONDS = 120
 
 def hold_after_first_tensor(folder: Path) -> None:
     """Make every merge of this process wait for ``folder/go`` once it has merged one tensor."""
-    real_execute = executor.execute
     held = False
 
-    def execute(*args, on_event=None, **kwargs):
-        def hooked(event) -> None:
-            nonlocal held
-            if on_event is not None:
-                on_event(event)
-            if isinstance(event, TensorMerged) and not held:
-                held = True
-                (folder / "merging").write_text("")
-                deadline = time.monotonic() + WAIT_SECONDS
-                while not (folder / "go").exists() and time.monotonic() < deadline:
-                    time.sleep(0.02)
+    def hold(event) -> None:
+        nonlocal held
+        if isinstance(event, TensorMerged) and not held:
+            held = True
+            (folder / "merging").write_text("")
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not (folder / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
 
-        return real_execute(*args, on_event=hooked, **kwargs)
-
-    executor.execute = execute
+    after_each_event(hold)
 
 
 if __name__ == "__main__":
