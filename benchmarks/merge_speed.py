@@ -4,6 +4,7 @@ Run from the repository root (not part of the test suite; it writes gigabytes):
 
     .venv/bin/python benchmarks/merge_speed.py --preset 1b
     .venv/bin/python benchmarks/merge_speed.py --preset 0.5b --methods linear,ties2 --json out.json
+    .venv/bin/python benchmarks/merge_speed.py --preset moe64 --methods linear,ties2
 
 It builds a base and two fine-tunes (base plus small deltas) under
 ``--work`` once, measures the floor in the same run (importing torch, reading
@@ -46,6 +47,15 @@ PRESETS = {
     "2b": (2560, 22, 6912, 32000, 20),
     "7b": (4096, 32, 11008, 32000, 32),
 }
+
+MOE_PRESETS = {
+    # name: (hidden, layers, expert intermediate, vocab, heads, experts, experts stored fused)
+    "moe64": (768, 6, 384, 32000, 12, 64, False),
+    "moe64_fused": (768, 6, 384, 32000, 12, 64, True),
+}
+"""qwen3_moe-shaped mixtures of 64 experts a layer: one tensor per expert matrix (``mlp.experts.7.up_proj``), or
+every expert of a layer in two tensors (``mlp.experts.gate_up_proj`` [64, 2 x 384, 768]) that tui-merge merges
+matrix by matrix; either way memory must stay as flat as for a dense model."""
 
 METHODS = {
     "linear": "merge_method: linear\nmodels:\n  - model: {base}\n  - model: {ft1}\nparameters: {{weight: 0.5}}\n",
@@ -111,22 +121,49 @@ def tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int) -> di
     return shapes
 
 
+def moe_tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int, experts: int,
+                      fused: bool) -> dict[str, tuple[int, ...]]:  # fmt: skip
+    shapes = {
+        name: shape for name, shape in tensor_shapes(hidden, layers, intermediate, vocab).items() if ".mlp." not in name
+    }
+    for layer in range(layers):
+        prefix = f"model.layers.{layer}.mlp."
+        shapes[f"{prefix}gate.weight"] = (experts, hidden)
+        if fused:
+            shapes[f"{prefix}experts.gate_up_proj"] = (experts, 2 * intermediate, hidden)
+            shapes[f"{prefix}experts.down_proj"] = (experts, hidden, intermediate)
+            continue
+        for expert in range(experts):
+            shapes[f"{prefix}experts.{expert}.gate_proj.weight"] = (intermediate, hidden)
+            shapes[f"{prefix}experts.{expert}.up_proj.weight"] = (intermediate, hidden)
+            shapes[f"{prefix}experts.{expert}.down_proj.weight"] = (hidden, intermediate)
+    return shapes
+
+
 def build_models(work: Path, preset: str) -> dict[str, Path]:
     """Base and two fine-tunes of the preset, built once and reused."""
     import torch
     from safetensors.torch import save_file
 
-    hidden, layers, intermediate, vocab, heads = PRESETS[preset]
     folders = {name: work / f"{preset}-{name}" for name in ("base", "ft1", "ft2")}
     if all((folder / "model.safetensors").is_file() for folder in folders.values()):
         return folders
-    config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
-        "intermediate_size": intermediate, "num_hidden_layers": layers, "num_attention_heads": heads,
+    if preset in MOE_PRESETS:
+        hidden, layers, intermediate, vocab, heads, experts, fused = MOE_PRESETS[preset]
+        shapes = moe_tensor_shapes(hidden, layers, intermediate, vocab, experts, fused)
+        family = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": experts,
+                  "num_experts_per_tok": 8, "moe_intermediate_size": intermediate, "decoder_sparse_step": 1,
+                  "mlp_only_layers": [], "intermediate_size": 4 * intermediate,
+                  "head_dim": hidden // heads}  # fmt: skip
+    else:
+        hidden, layers, intermediate, vocab, heads = PRESETS[preset]
+        shapes = tensor_shapes(hidden, layers, intermediate, vocab)
+        family = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "intermediate_size": intermediate}
+    config = family | {
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
         "num_key_value_heads": heads, "vocab_size": vocab, "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
     }  # fmt: skip
-    shapes = tensor_shapes(hidden, layers, intermediate, vocab)
     generator = torch.Generator().manual_seed(0)
     base = {name: (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16) for name, shape in shapes.items()}
     for name, folder in folders.items():
@@ -206,7 +243,7 @@ def floor(inputs: list[Path], work: Path) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="1b")
+    parser.add_argument("--preset", choices=sorted(PRESETS | MOE_PRESETS), default="1b")
     parser.add_argument(
         "--methods",
         default=",".join(METHODS),

@@ -65,9 +65,45 @@ def others() -> dict[str, Callable[[], torch.nn.Module]]:
             "num_key_value_heads": 2, "vocab_size": 128}  # fmt: skip
     vision = {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
               "image_size": 32, "patch_size": 8}  # fmt: skip
+    qwen_vision = {"depth": 2, "hidden_size": 16, "out_hidden_size": 32, "intermediate_size": 32, "num_heads": 2,
+                   "patch_size": 4, "spatial_merge_size": 2}  # fmt: skip
     return {
         "llava": lambda: t.AutoModelForImageTextToText.from_config(t.LlavaConfig(
             text_config=t.LlamaConfig(**text), vision_config=t.CLIPVisionConfig(**vision), image_token_index=120)),
+        "qwen2_vl": lambda: t.Qwen2VLForConditionalGeneration(t.Qwen2VLConfig(
+            text_config=text | {"head_dim": 8, "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}},
+            vision_config={"depth": 2, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2,
+                           "patch_size": 4, "spatial_merge_size": 2}, image_token_id=120, video_token_id=121)),
+        "qwen2_5_vl": lambda: t.Qwen2_5_VLForConditionalGeneration(t.Qwen2_5_VLConfig(
+            text_config=text | {"head_dim": 8, "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}},
+            vision_config=qwen_vision | {"fullatt_block_indexes": [1]}, image_token_id=120, video_token_id=121)),
+        "qwen3_vl": lambda: t.Qwen3VLForConditionalGeneration(t.Qwen3VLConfig(
+            text_config=text | {"head_dim": 8, "rope_scaling": {"rope_type": "default", "mrope_section": [1, 1, 2]}},
+            vision_config=qwen_vision | {"deepstack_visual_indexes": [1], "num_position_embeddings": 16},
+            image_token_id=120, video_token_id=121)),
+        "gemma3": lambda: t.Gemma3ForConditionalGeneration(t.Gemma3Config(
+            text_config=text | {"head_dim": 8, "sliding_window": 8}, vision_config=vision, mm_tokens_per_image=4,
+            image_token_index=120, boi_token_index=121, eoi_token_index=122)),
+        "llama4": lambda: t.Llama4ForConditionalGeneration(t.Llama4Config(
+            text_config=text | {"head_dim": 8, "intermediate_size_mlp": 64, "num_local_experts": 2,
+                                "interleave_moe_layer_step": 2},
+            vision_config=vision | {"vision_output_dim": 32, "projector_input_dim": 32, "projector_output_dim": 32},
+            image_token_index=120)),
+        "internvl": lambda: t.InternVLForConditionalGeneration(t.InternVLConfig(
+            text_config=text | {"model_type": "qwen2"},
+            vision_config=vision | {"image_size": [32, 32], "patch_size": [8, 8]}, image_token_id=120)),
+        "mistral3": lambda: t.Mistral3ForConditionalGeneration(t.Mistral3Config(
+            text_config=text | {"model_type": "mistral", "head_dim": 8},
+            vision_config=vision | {"head_dim": 8, "model_type": "pixtral"}, image_token_index=120,
+            spatial_merge_size=2)),
+        "granitemoehybrid": lambda: t.GraniteMoeHybridForCausalLM(t.GraniteMoeHybridConfig(
+            **text, num_local_experts=4, num_experts_per_tok=2, shared_intermediate_size=32,
+            layer_types=["mamba", "attention", "mamba"], mamba_n_heads=4, mamba_d_head=16, mamba_d_state=8,
+            mamba_n_groups=1, mamba_expand=2)),
+        "falcon": lambda: t.FalconForCausalLM(t.FalconConfig(hidden_size=32, num_hidden_layers=3,
+                                                             num_attention_heads=4, vocab_size=128)),
+        "roberta": lambda: t.RobertaModel(t.RobertaConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                                          intermediate_size=64, vocab_size=128)),
         "mamba": lambda: t.MambaForCausalLM(t.MambaConfig(hidden_size=32, num_hidden_layers=3, vocab_size=128,
                                                            state_size=8)),
         "t5": lambda: t.T5ForConditionalGeneration(t.T5Config(d_model=32, d_ff=64, num_layers=3, num_decoder_layers=3,

@@ -315,3 +315,92 @@ def test_experts_stored_fused_are_merged_expert_by_expert(tmp_path, tmp_path_fac
         np.testing.assert_allclose(merged[name].numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=name)
     whole = numpy_slerp(0.4, a[fused[0]].numpy(), b[fused[0]].numpy())
     assert not np.allclose(merged[fused[0]].numpy(), whole, rtol=1e-5, atol=1e-6)  # one angle for all differs
+
+
+@pytest.fixture(scope="module")
+def qwen2_vl(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny qwen2_vl: its vision tower's merger is an ``nn.Sequential`` (``mlp.0``, a GELU, ``mlp.2``)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 128,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}}  # fmt: skip
+    vision = {"depth": 2, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 4,
+              "spatial_merge_size": 2}  # fmt: skip
+    torch.manual_seed(0)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=120, video_token_id=121)
+    folder = tmp_path_factory.mktemp("qwen2_vl")
+    return save_pair(Qwen2VLForConditionalGeneration(config), folder / "a", folder / "b")
+
+
+def test_numbered_modules_of_a_sequential_are_no_stack_of_layers(tmp_path, qwen2_vl) -> None:
+    """``visual.merger.mlp.0`` and ``.2`` are a projector's two matrices: a gradient gives them the value of the
+    tensors outside the stacks (its first point), never a position past the end of a two-layer stack."""
+    from tui_merge.config.rendering import outside_rows
+    from tui_merge.models.info import load_model_info
+
+    a, b = qwen2_vl
+    info = load_model_info(str(a))
+    assert info.stack_depths == {"model.layers": 3, "visual.blocks": 2}
+    assert {row.filter: row.label for row in outside_rows(info)}["visual.merger.mlp"] == "projector"
+
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n    parameters: {{weight: [1, 0]}}\n"
+                        f"  - model: {b}\n    parameters: {{weight: [0, 1]}}\n")  # fmt: skip
+    first, merged = load_file(a / "model.safetensors"), load_file(out / "model.safetensors")
+    for name in (name for name in merged if name.startswith("visual.merger.")):
+        assert torch.allclose(merged[name], first[name], atol=1e-6), name
+
+
+def _stored_fused(per_expert: Path, folder: Path) -> Path:
+    """The same model as ``per_expert``, stored with its experts fused as transformers holds them in memory
+    (``mlp.experts.gate_up_proj`` [experts, 2 x intermediate, hidden], ``mlp.experts.down_proj``)."""
+    import shutil
+
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(per_expert)
+    folder.mkdir()
+    shutil.copy(per_expert / "config.json", folder / "config.json")
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()},
+              folder / "model.safetensors", metadata={"format": "pt"})  # fmt: skip
+    return folder
+
+
+@pytest.mark.parametrize("method", ["slerp", "ties"])
+def test_a_fused_and_a_per_expert_copy_of_one_model_merge_to_the_same_numbers(tmp_path, method) -> None:
+    """Expert e's gate and up projections are ``gate_up_proj[e, :I]`` and ``[e, I:]`` of the fused copy: each
+    is merged as the matrix it is, so slerp's angle and ties' threshold are the per-expert checkpoint's."""
+    base, tuned = build_pair(tmp_path / "per_expert", "qwen3_moe")
+    fused_base, fused_tuned = (_stored_fused(folder, tmp_path / f"fused_{folder.name}") for folder in (base, tuned))
+    recipe = {"slerp": "merge_method: slerp\nbase_model: {a}\nmodels:\n  - model: {a}\n  - model: {b}\n"
+                       "parameters: {{t: 0.4}}\n",
+              "ties": "merge_method: ties\nbase_model: {a}\nmodels:\n  - model: {b}\n"
+                      "    parameters: {{density: 0.5, weight: 1}}\n"}[method]  # fmt: skip
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    per_expert = load_file(run(tmp_path / "one", recipe.format(a=base, b=tuned)) / "model.safetensors")
+    fused = load_file(run(tmp_path / "two", recipe.format(a=fused_base, b=fused_tuned)) / "model.safetensors")
+
+    gate_up = [name for name in fused if name.endswith("mlp.experts.gate_up_proj")]
+    assert gate_up
+    for name in gate_up:
+        layer = name.removesuffix("gate_up_proj")
+        half = fused[name].shape[1] // 2
+        for expert in range(fused[name].shape[0]):
+            gate, up = per_expert[f"{layer}{expert}.gate_proj.weight"], per_expert[f"{layer}{expert}.up_proj.weight"]
+            down = per_expert[f"{layer}{expert}.down_proj.weight"]
+            assert torch.allclose(fused[name][expert, :half], gate, atol=1e-6), (name, expert)
+            assert torch.allclose(fused[name][expert, half:], up, atol=1e-6), (name, expert)
+            assert torch.allclose(fused[f"{layer}down_proj"][expert], down, atol=1e-6), (name, expert)
+
+
+def test_inspect_names_every_stack_and_its_depth(qwen2_vl, capsys) -> None:
+    a, _ = qwen2_vl
+    assert main(["inspect", str(a)]) == 0
+    table = capsys.readouterr().out
+    assert "other stacks" in table and "visual.blocks x2" in table
+
+    assert main(["inspect", "--json", str(a)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    found = summary["models"][0] if "models" in summary else summary
+    assert found["stacks"] == {"model.layers": 3, "visual.blocks": 2} and found["main_stack"] == "model.layers"

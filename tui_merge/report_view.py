@@ -21,6 +21,7 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("model type", lambda m: m.facts.model_type or "unknown"),
     ("class", lambda m: ", ".join(m.facts.architectures) or "unknown"),
     ("layers", lambda m: m.depth),
+    ("other stacks", lambda m: _other_stacks(m)),
     ("hidden size", lambda m: m.facts.hidden_size),
     ("attention heads", lambda m: m.facts.num_heads),
     ("key/value heads", lambda m: m.facts.num_kv_heads),
@@ -35,6 +36,12 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("adapter", lambda m: m.adapter_summary),
     ("folder", lambda m: str(m.folder) if m.source.from_cache else m.source.argument.partition("+")[0]),
 )
+
+
+def _other_stacks(model: ModelInfo) -> str | None:
+    """The stacks beside the main one (a vision tower's ``visual.blocks x32``, t5's encoder), or None."""
+    others = [f"{prefix} x{depth}" for prefix, depth in model.stack_depths.items() if prefix != model.block_prefix]
+    return ", ".join(others) or None
 
 
 def findings_grid(report: CompatibilityReport) -> Table:

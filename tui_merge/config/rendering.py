@@ -194,7 +194,9 @@ def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
     ]
 
     def module_of(name: str) -> str:
-        return name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+        module = name.rsplit(".", 1)[0] if name.endswith((".weight", ".bias")) else name
+        # The numbered children of an ``nn.Sequential`` outside the layers are one module (a projector's MLP).
+        return re.sub(r"\.\d+$", "", module)
 
     def clashes(text: str, module: str) -> bool:
         others = [name for name in outside if module_of(name) != module]
@@ -224,8 +226,8 @@ def outside_label(module: str, component: str, outside: list[str]) -> str:
     ``pooler``, ``head transform``, ``projector``, ``vision tower patch embeddings``... (``embeddings`` alone
     when a model has one embedding table)."""
     lowered = module.lower()
-    if "projector" in lowered or "multi_modal" in lowered:
-        return "projector"
+    if re.search(r"projector|multi_modal|(^|\.)merger(\.|$)", lowered):  # qwen-vl's patch merger projects too
+        return "projector norm" if component == "norm" else "projector"
     tower = _TOWER.search(lowered.split(".")[0])
     if tower:
         kind = "vision" if tower[1] in ("vision", "visual") else "audio"

@@ -38,7 +38,7 @@ from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import DISK_MARGIN, resume_command
 from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
-from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, row_blocks, rows_entry
+from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, part_entry, row_blocks
 from tui_merge.engine.threads import threads_for_merging
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
@@ -340,10 +340,10 @@ def merge_pieces(
     so a replay is byte-identical.
     ``checkpoint`` runs before every block (a pause or stop of the merge).
     """
-    if task.per_expert:
-        for expert in range(task.shape[0]):
+    if task.expert_matrices:
+        for matrix in range(task.shape[0] * task.expert_matrices):
             checkpoint()
-            yield from merge_pieces(plan, _one_expert(task, expert), kernel, reader, device, allow_nonfinite,
+            yield from merge_pieces(plan, _one_matrix(task, matrix), kernel, reader, device, allow_nonfinite,
                                     checkpoint)  # fmt: skip
         return
     blocks = _row_blocks(plan, task)
@@ -393,17 +393,20 @@ def merge_pieces(
         yield _run_kernel(plan, task, merger.merge, inputs)
 
 
-def _one_expert(task: TensorTask, expert: int) -> TensorTask:
-    """Expert ``expert`` of a fused experts tensor as a task of its own: every input's slice of the first
-    dimension, and a seed of its own for the random methods."""
+def _one_matrix(task: TensorTask, matrix: int) -> TensorTask:
+    """Matrix ``matrix`` of a fused experts tensor as a task of its own (expert ``matrix // k``'s ``k``-th
+    matrix, e.g. its gate or its up projection): every input's bytes of it, and a seed of its own for the
+    random methods."""
+    count = task.shape[0] * task.expert_matrices
+    shape = (1, task.shape[1] // task.expert_matrices, *task.shape[2:])
 
     def sliced(ref: InputTensor | None) -> InputTensor | None:
-        return None if ref is None else replace(ref, entry=rows_entry(ref.entry, expert, expert + 1))
+        return None if ref is None else replace(ref, entry=part_entry(ref.entry, matrix, count, shape))
 
     return replace(
-        task, shape=(1, *task.shape[1:]), inputs=tuple(sliced(ref) for ref in task.inputs), base=sliced(task.base),
-        fill_from=tuple(sliced(ref) for ref in task.fill_from), per_expert=False,
-        seed=(task.seed * 1_000_003 + expert) & 0x7FFF_FFFF_FFFF_FFFF,
+        task, shape=shape, inputs=tuple(sliced(ref) for ref in task.inputs), base=sliced(task.base),
+        fill_from=tuple(sliced(ref) for ref in task.fill_from), expert_matrices=0,
+        seed=(task.seed * 1_000_003 + matrix) & 0x7FFF_FFFF_FFFF_FFFF,
     )  # fmt: skip
 
 

@@ -60,7 +60,8 @@ def _task_signature(task) -> str:
 
     reads = [f"{where(ref.entry)}rows={ref.rows}" for ref in task.reads]
     settings = (task.shape, task.dtype, task.merge, task.model_params, task.options, task.seed, task.vocab,
-                task.quantize, task.scales_of, task.per_expert, task.base is not None, len(task.inputs))  # fmt: skip
+                task.quantize, task.scales_of, task.expert_matrices, task.base is not None,
+                len(task.inputs))  # fmt: skip
     return f"{task.name}:{settings!r}:{reads}"
 
 

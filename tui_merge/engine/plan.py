@@ -28,6 +28,7 @@ from tui_merge.engine.disk import free_space
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.checkpoint import TensorEntry
+from tui_merge.models.fused_experts import matrices_per_expert
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.json_file import read_json_object
 from tui_merge.models.safetensors_header import DTYPE_SIZES, FLOAT_DTYPES
@@ -76,9 +77,10 @@ class TensorTask:
     scales_of: str | None = None
     """For the ``..._scale_inv`` tensor of a quantized output weight: that weight's name (its scales come from
     quantizing it)."""
-    per_expert: bool = False
-    """A mixture of experts' matrices stored fused, one expert per index of the first dimension
-    (``mlp.experts.down_proj`` [experts, ...]): merged expert by expert, as per-expert checkpoints are."""
+    expert_matrices: int = 0
+    """For a mixture of experts' matrices stored fused, one expert per index of the first dimension
+    (``mlp.experts.gate_up_proj`` [experts, ...]): how many matrices each expert's slice concatenates (gate and
+    up: 2), each merged as a tensor of its own, as per-expert checkpoints are; 0 for any other tensor."""
 
     @property
     def reads(self) -> tuple[InputTensor, ...]:
@@ -493,7 +495,8 @@ class _Planner:
                 for ref in task.reads
             )
         ):
-            task = replace(task, per_expert=True)
+            matrices = matrices_per_expert(reference.facts.model_type, name)
+            task = replace(task, expert_matrices=matrices if task.shape[1] % matrices == 0 else 1)
         self.tasks.append(task)
 
     def _input(self, model_key: str, tensor_name: str, reference_entry: TensorEntry) -> InputTensor:

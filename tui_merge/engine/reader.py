@@ -61,6 +61,14 @@ def rows_entry(entry: TensorEntry, start: int, stop: int) -> TensorEntry:
                        begin + (stop - start) * row_bytes)  # fmt: skip
 
 
+def part_entry(entry: TensorEntry, index: int, count: int, shape: tuple[int, ...]) -> TensorEntry:
+    """The table entry of part ``index`` of ``count`` equal consecutive byte ranges of a stored tensor, read as
+    ``shape`` (one expert's gate matrix of a fused experts tensor)."""
+    part_bytes = entry.nbytes // count
+    begin = entry.begin + index * part_bytes
+    return TensorEntry(entry.name, entry.dtype, shape, entry.file, begin, begin + part_bytes)
+
+
 class InputChanged(BadInputError):
     """An input file shrank or changed while the merge read it; the merge stops with ``OUT.partial`` kept."""
 

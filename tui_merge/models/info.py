@@ -11,7 +11,7 @@ from typing import Any
 
 from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint
 from tui_merge.models.config_facts import ConfigFacts, read_config_facts
-from tui_merge.models.layout import TensorRole, classify_tensor, family_layout
+from tui_merge.models.layout import TensorRole, classify_tensors, family_layout
 from tui_merge.models.quantization import Quantization, read_quantization, with_block_scales
 from tui_merge.models.resolve import ResolvedModel
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
@@ -171,6 +171,8 @@ class ModelInfo:
             "architectures": list(facts.architectures),
             "layers": self.depth,
             "config_layers": facts.num_layers,
+            "stacks": dict(self.stack_depths),
+            "main_stack": self.block_prefix,
             "hidden_size": facts.hidden_size,
             "attention_heads": facts.num_heads,
             "kv_heads": facts.num_kv_heads,
@@ -211,7 +213,7 @@ def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
     if source.adapter is not None:
         checkpoint = apply_adapter(checkpoint, read_adapter(source.adapter), source.label.partition("+")[0])
     layout = family_layout(facts.model_type)
-    roles = {name: classify_tensor(name, layout) for name in checkpoint.tensors}
+    roles = classify_tensors(checkpoint.tensors, layout)
     return ModelInfo(source=source, facts=facts, checkpoint=checkpoint, roles=roles, quantization=quantization)
 
 

@@ -15,6 +15,7 @@ architecture are still found.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -110,6 +111,26 @@ def classify_tensor(name: str, layout: FamilyLayout = _GENERIC) -> TensorRole:
             block_prefix=block["prefix"],
         )
     return TensorRole(layer=None, component=_component(name, layout, in_block=False), block_prefix=None)
+
+
+def classify_tensors(names: Iterable[str], layout: FamilyLayout = _GENERIC) -> dict[str, TensorRole]:
+    """Classify every tensor of one model, then take back what only looked like a stack.
+
+    A name's first ``.<n>.`` is a guess where no known container name (``layers``, ``h``, ``blocks``) says so.
+    Such a guess whose indices leave gaps is an ``nn.Sequential`` of matrices and activations (qwen2_vl's
+    ``visual.merger.mlp.0`` and ``.2``, a projector), not a stack of layers: its tensors sit outside the stacks,
+    so a gradient never places them past the end of a two-"layer" stack.
+    """
+    roles = {name: classify_tensor(name, layout) for name in names}
+    indices: dict[str, set[int]] = {}
+    for name, role in roles.items():
+        if role.block_prefix is not None and role.layer is not None and not _KNOWN_BLOCK.match(name):
+            indices.setdefault(role.block_prefix, set()).add(role.layer)
+    sequential = {prefix for prefix, found in indices.items() if found != set(range(len(found)))}
+    for name, role in roles.items():
+        if role.block_prefix in sequential:
+            roles[name] = TensorRole(layer=None, component=_component(name, layout, in_block=False), block_prefix=None)
+    return roles
 
 
 def _component(name: str, layout: FamilyLayout, *, in_block: bool) -> Component:
