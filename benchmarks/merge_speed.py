@@ -121,12 +121,14 @@ def tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int) -> di
     return shapes
 
 
-def moe_tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int, experts: int,
+def moe_tensor_shapes(hidden: int, layers: int, intermediate: int, vocab: int, heads: int, experts: int,
                       fused: bool) -> dict[str, tuple[int, ...]]:  # fmt: skip
     shapes = {
         name: shape for name, shape in tensor_shapes(hidden, layers, intermediate, vocab).items() if ".mlp." not in name
     }
     for layer in range(layers):
+        shapes[f"model.layers.{layer}.self_attn.q_norm.weight"] = (hidden // heads,)
+        shapes[f"model.layers.{layer}.self_attn.k_norm.weight"] = (hidden // heads,)
         prefix = f"model.layers.{layer}.mlp."
         shapes[f"{prefix}gate.weight"] = (experts, hidden)
         if fused:
@@ -150,7 +152,7 @@ def build_models(work: Path, preset: str) -> dict[str, Path]:
         return folders
     if preset in MOE_PRESETS:
         hidden, layers, intermediate, vocab, heads, experts, fused = MOE_PRESETS[preset]
-        shapes = moe_tensor_shapes(hidden, layers, intermediate, vocab, experts, fused)
+        shapes = moe_tensor_shapes(hidden, layers, intermediate, vocab, heads, experts, fused)
         family = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "num_experts": experts,
                   "num_experts_per_tok": 8, "moe_intermediate_size": intermediate, "decoder_sparse_step": 1,
                   "mlp_only_layers": [], "intermediate_size": 4 * intermediate,
