@@ -404,3 +404,90 @@ def test_inspect_names_every_stack_and_its_depth(qwen2_vl, capsys) -> None:
     summary = json.loads(capsys.readouterr().out)
     found = summary["models"][0] if "models" in summary else summary
     assert found["stacks"] == {"model.layers": 3, "visual.blocks": 2} and found["main_stack"] == "model.layers"
+
+
+def test_the_wizard_grid_has_a_section_for_each_stack_and_its_values_reach_that_stack(tmp_path, qwen2_vl) -> None:
+    """The vision tower's two layers are rows of their own (``vision tower 0``, ``1``): set to t 0 and 1, they
+    write a filtered gradient that the merge applies to the tower's layers alone; the config loads back."""
+    from reference_math import numpy_slerp
+
+    from tui_merge.config import parse_config
+    from tui_merge.models.info import load_model_info
+    from tui_merge.wizard.state import WizardState
+
+    a, b = (str(folder) for folder in qwen2_vl)
+    infos = {name: load_model_info(name) for name in (a, b)}
+    state = WizardState(models=[a, b], infos=infos, method_name="slerp", base=a)
+    grid = state.rebuild_grid()
+    labels = [row.label for row in grid.rows]
+    assert labels[-5:] == ["layer 0", "layer 1", "layer 2", "vision tower 0", "vision tower 1"]
+    for label, t in (("vision tower 0", 0.0), ("vision tower 1", 1.0), ("layer 1", 0.3)):
+        grid.set(labels.index(label), 0, t)
+    text = state.config_text()
+    assert "- filter: visual.blocks.  # vision tower layers" in text
+    assert WizardState.from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
+
+    out = run(tmp_path, text)
+    first, second, merged = (load_file(Path(folder) / "model.safetensors") for folder in (a, b, out))
+    for name, tensor in merged.items():
+        if name.startswith("visual.blocks."):
+            expected = first[name] if name.startswith("visual.blocks.0.") else second[name]
+        elif name.startswith("model.layers.") and tensor.dim() == 2:  # biases start at zero: no angle
+            t = {0: 0.5, 1: 0.3, 2: 0.5}[int(name.split(".")[2])]
+            expected = torch.from_numpy(numpy_slerp(t, first[name].numpy(), second[name].numpy())).float()
+        else:
+            continue
+        assert torch.allclose(tensor, expected, atol=1e-6), name
+
+
+def test_a_template_writes_one_row_per_layer_of_each_stack(tmp_path, qwen2_vl) -> None:
+    a, b = qwen2_vl
+    assert main(["template", "--method", "slerp", str(a), str(b), "-o", str(tmp_path / "t.yaml")]) == 0
+    text = (tmp_path / "t.yaml").read_text()
+    assert "# vision tower 1" in text and "# vision tower 2" not in text and "# layer 2" in text
+    assert "visual.merger.mlp  # projector" in text
+
+
+def test_layer_figures_keep_each_stack_s_layers_apart(qwen2_vl) -> None:
+    """A tower's layer 0 is not pooled with the language model's layer 0."""
+    from tui_merge.models.changes import measure_changes
+    from tui_merge.models.info import load_model_info
+
+    a, b = (str(folder) for folder in qwen2_vl)
+    report = measure_changes([(a, load_model_info(a)), (b, load_model_info(b))], cache=False)
+    first, second = load_file(Path(a) / "model.safetensors"), load_file(Path(b) / "model.safetensors")
+
+    def relative(prefix: str, part: str) -> float:
+        names = [name for name in first if name.startswith(prefix) and part in name and first[name].is_floating_point()]
+        delta = sum(float(((second[n].double() - first[n].double()) ** 2).sum()) for n in names)
+        return (delta / sum(float((first[n].double() ** 2).sum()) for n in names)) ** 0.5
+
+    assert report.change(b, 0, "mlp") == pytest.approx(relative("model.layers.0.", ".mlp."), rel=1e-6)
+    assert report.change(b, "visual.blocks.0", "mlp") == pytest.approx(relative("visual.blocks.0.", ".mlp."), rel=1e-6)
+
+
+def test_splitting_by_component_splits_the_main_stack_and_leaves_the_tower_one_value_a_layer(qwen2_vl) -> None:
+    """The tower names its attention ``attn``, the language model ``self_attn``: the split is the language
+    model's, and the tower's rows, written first, keep their one value a layer."""
+    from tui_merge.config import parse_config
+    from tui_merge.engine.plan import build_plan
+    from tui_merge.models.info import load_model_info
+    from tui_merge.wizard.state import WizardState
+
+    a, b = (str(folder) for folder in qwen2_vl)
+    infos = {name: load_model_info(name) for name in (a, b)}
+    state = WizardState(models=[a, b], infos=infos, method_name="slerp", base=a)
+    grid = state.rebuild_grid()
+    assert state.set_split(True) is None
+    grid = state.grid
+    attention = next(index for index, column in enumerate(grid.columns) if column.part and column.part.part == "attn")
+    labels = [row.label for row in grid.rows]
+    grid.set(labels.index("layer 2"), attention, 0.9)
+    grid.set(labels.index("vision tower 1"), attention, 0.7)  # no such cell: the tower is not split
+    grid.set(labels.index("vision tower 1"), len(grid.columns) - 1, 0.2)
+
+    plan = build_plan(parse_config(state.config_text(), "merge.yaml"), infos)
+    t = {task.name: task.options["t"] for task in plan.tasks}
+    assert t["model.layers.2.self_attn.q_proj.weight"] == pytest.approx(0.9)
+    assert t["model.layers.2.mlp.up_proj.weight"] == pytest.approx(0.5)
+    assert t["visual.blocks.1.attn.qkv.weight"] == pytest.approx(0.2)

@@ -96,7 +96,7 @@ def print_changes(changes: ChangeReport, console: Console) -> None:
         console.print(_layer_table(layers, rows))
 
 
-def _layer_table(layers: list[int | None], rows: list[list[str]]) -> Table:
+def _layer_table(layers: list[int | str | None], rows: list[list[str]]) -> Table:
     table = Table(box=None, padding=(0, 2, 0, 0))
     table.add_column("layer")
     for component in COMPONENTS:

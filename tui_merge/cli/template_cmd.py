@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from tui_merge.config.loading import parse_config
-from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe
+from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe, stack_rows
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.info import ModelInfo, load_model_info, repeated_model, same_model_sentence
@@ -50,7 +50,8 @@ def template_recipe(method: MethodSpec, names: list[str], models: list[ModelInfo
 
     def value(name: str, default: object) -> object:
         if name == varying:
-            return PerLayer([(row, default) for row in rows], [default] * reference.depth)
+            return PerLayer([(row, default) for row in rows], [default] * reference.depth,
+                            stacks=[(stack, [default] * stack.depth) for stack in stack_rows(reference)])  # fmt: skip
         return default
 
     recipe_models = []
@@ -71,7 +72,9 @@ def template_recipe(method: MethodSpec, names: list[str], models: list[ModelInfo
         dtype=reference.weight_dtype or "bfloat16",
         tui_merge={"seed": 0},
         comments=[
-            f"{method.name} merge of {len(names)} models, {reference.depth} layers; written by tui-merge template.",
+            f"{method.name} merge of {len(names)} models, {reference.depth} layers"
+            + "".join(f", {stack.label} of {stack.depth}" for stack in stack_rows(reference))
+            + "; written by tui-merge template.",
             f"{method.summary}.",
             "Edit the values, then: tui-merge run THIS_FILE OUT",
             "A per-layer list holds one value per layer, layer 0 first; the filter rows",

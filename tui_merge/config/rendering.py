@@ -5,9 +5,16 @@ tensor group outside the layers, then a catch-all whose value is a gradient
 with one anchor per layer, so anchor i is exactly layer i's value. Each value
 sits on its own line with the layer in a comment, ready to edit by hand.
 
+A model of several stacks (a vision tower beside the language model, t5's
+encoder beside its decoder) gets a filtered gradient per stack beside the
+main one, one anchor per layer of that stack, written before the catch-all:
+a gradient runs over each stack's own depth, so anchor i is that stack's
+layer i. The catch-all covers the main stack's layers.
+
 A value split by component (the classic slerp recipe's separate attention and
 MLP curves) adds a filtered gradient per component between the outside rows
-and the catch-all, which then covers the rest of each layer (its norms).
+and the catch-all, which then covers the rest of each layer (its norms). The
+split applies to the main stack; the other stacks keep one value a layer.
 
 The layout and its comments are written here line by line, but every scalar
 (a model path, a filter, an option) is emitted by PyYAML, so a folder named
@@ -43,6 +50,17 @@ class OutsideRow:
 
 
 @dataclass(frozen=True)
+class StackRow:
+    """A stack of layers beside the main one (a vision tower's ``visual.blocks``), selected by a filter."""
+
+    filter: str
+    """The stack's prefix and a dot: ``visual.blocks.``."""
+    label: str
+    """What it is, e.g. ``vision tower``; its layers are labelled ``vision tower 0``..."""
+    depth: int
+
+
+@dataclass(frozen=True)
 class ComponentFilter:
     """A filter that selects one component (attention or MLP) in every layer and nothing else there."""
 
@@ -63,6 +81,8 @@ class PerLayer:
     outside: list[tuple[OutsideRow, float]]
     layers: list[float]
     parts: list[tuple[ComponentFilter, list[float]]] = field(default_factory=list)
+    stacks: list[tuple[StackRow, list[float]]] = field(default_factory=list)
+    """One value per layer of each stack beside the main one."""
 
 
 @dataclass
@@ -130,6 +150,9 @@ def _parameter(name: str, value: Any, indent: int) -> list[str]:
     lines = [f"{pad}{name}:"]
     for row, row_value in value.outside:
         lines += [f"{pad}  - filter: {scalar(row.filter)}  # {row.label}", f"{pad}    value: {number(row_value)}"]
+    for stack, layers in value.stacks:
+        lines.append(f"{pad}  - filter: {scalar(stack.filter)}  # {stack.label} layers")
+        lines += _gradient(pad + "    ", layers, f"{stack.label} ")
     for part, layers in value.parts:
         lines.append(f"{pad}  - filter: {scalar(part.filter)}  # {part.label}")
         lines += _gradient(pad + "    ", layers)
@@ -138,8 +161,8 @@ def _parameter(name: str, value: Any, indent: int) -> list[str]:
     return lines
 
 
-def _gradient(pad: str, layers: list[float]) -> list[str]:
-    return [f"{pad}value:"] + [f"{pad}  - {number(value)}  # layer {index}" for index, value in enumerate(layers)]
+def _gradient(pad: str, layers: list[float], label: str = "layer ") -> list[str]:
+    return [f"{pad}value:"] + [f"{pad}  - {number(value)}  # {label}{index}" for index, value in enumerate(layers)]
 
 
 _YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+")
@@ -213,6 +236,39 @@ def outside_rows(reference: ModelInfo) -> list[OutsideRow]:
     return rows
 
 
+def stack_rows(reference: ModelInfo) -> list[StackRow]:
+    """One row per stack beside the main one, labelled from its prefix (``vision tower``, ``encoder``), with a
+    filter that matches that stack's layers and no other tensor. A stack whose prefix another name shares is
+    left out: its layers then take the main stack's curve, over their own depth."""
+    names = list(reference.roles)
+    rows: list[StackRow] = []
+    for prefix, depth in reference.stack_depths.items():
+        if prefix == reference.block_prefix:
+            continue
+        text = prefix + "."
+        if any(text in name and reference.roles[name].block_prefix != prefix for name in names):
+            continue
+        rows.append(StackRow(text, _stack_kind(prefix), depth))
+    kinds = [row.label for row in rows]
+    return [
+        StackRow(row.filter, f"{row.label} {row.filter.rstrip('.').rsplit('.', 1)[-1]}", row.depth)
+        if kinds.count(row.label) > 1
+        else row
+        for row in rows
+    ]
+
+
+def _stack_kind(prefix: str) -> str:
+    lowered = prefix.lower()
+    tower = _TOWER.search(lowered)
+    if tower:
+        return "vision tower" if tower[1] in ("vision", "visual") else "audio tower"
+    for kind in ("encoder", "decoder"):
+        if kind in lowered.split("."):
+            return kind
+    return prefix
+
+
 _POSITION = re.compile(r"position|(^|\.)(wpe|embed_positions)(\.|$)")
 """Position tables: ``position_embeddings``, gpt2's ``wpe``, bart's ``embed_positions``."""
 
@@ -265,9 +321,15 @@ def component_filters(reference: ModelInfo) -> list[ComponentFilter]:
     component's tensors share (``self_attn``, ``mlp``), written with its dots
     (``.attention.``) when the bare word also occurs in another tensor's name
     (``post_attention_layernorm``): a filter must match nothing else inside
-    the layers, or the split would leak.
+    the layers, or the split would leak. The layers of a stack with a row of its
+    own (``stack_rows``: its filter comes first) are not split and not counted.
     """
-    layer_names = {name: role for name, role in reference.roles.items() if role.layer is not None}
+    own_rows = {row.filter for row in stack_rows(reference)}
+    layer_names = {
+        name: role
+        for name, role in reference.roles.items()
+        if role.layer is not None and f"{role.block_prefix}." not in own_rows
+    }
     filters = []
     for part in ("attn", "mlp"):
         members = [name for name, role in layer_names.items() if role.component == part]

@@ -11,6 +11,10 @@ other than the reference (the base, else the first model):
   weights the same way, near 0 where they are unrelated, negative where
   they fight. None where either task vector is zero.
 
+A layer of the main stack is named by its index; a layer of another stack
+(a vision tower) by its prefix and index, ``visual.blocks.3``, so a tower's
+layer 3 is never pooled with the language model's.
+
 Tensors are read a block of rows at a time, as the merge reads them (flat
 memory, nothing written); sums are float64. Only floating-point tensors
 with the reference's shape in every model count (a resized vocabulary's
@@ -43,7 +47,10 @@ COMPONENTS = ("attention", "mlp", "norm", "other")
 
 _GROUP = {"attn": "attention", "mlp": "mlp", "norm": "norm"}
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
+
+Layer = int | str | None
+"""A main-stack layer's index, ``prefix.index`` for another stack's layer, None outside the layers."""
 
 Progress = Callable[[int, int], None]
 """Called with (bytes read so far, bytes to read)."""
@@ -58,7 +65,7 @@ class LayerChange:
     """How far one model moved one component of one layer (``layer`` None: outside the layers)."""
 
     model: str
-    layer: int | None
+    layer: Layer
     component: str
     relative_change: float | None
     """None when the reference's norm there is zero."""
@@ -69,7 +76,7 @@ class PairCosine:
     """Whether two models moved one component of one layer the same way."""
 
     models: tuple[str, str]
-    layer: int | None
+    layer: Layer
     component: str
     cosine: float | None
 
@@ -82,20 +89,20 @@ class ChangeReport:
     changes: list[LayerChange]
     pairs: list[PairCosine]
 
-    def change(self, model: str, layer: int | None, component: str) -> float | None:
+    def change(self, model: str, layer: Layer, component: str) -> float | None:
         """One model's relative change, or None when it was not measured."""
         return self._changes.get((model, layer, component))
 
-    def cosine(self, first: str, second: str, layer: int | None, component: str) -> float | None:
+    def cosine(self, first: str, second: str, layer: Layer, component: str) -> float | None:
         """The cosine of two models' task vectors, or None."""
         return self._pairs.get((first, second, layer, component), self._pairs.get((second, first, layer, component)))
 
     @property
-    def _changes(self) -> dict[tuple[str, int | None, str], float | None]:
+    def _changes(self) -> dict[tuple[str, Layer, str], float | None]:
         return {(item.model, item.layer, item.component): item.relative_change for item in self.changes}
 
     @property
-    def _pairs(self) -> dict[tuple[str, str, int | None, str], float | None]:
+    def _pairs(self) -> dict[tuple[str, str, Layer, str], float | None]:
         return {(*item.models, item.layer, item.component): item.cosine for item in self.pairs}
 
     def to_json(self) -> dict[str, Any]:
@@ -156,12 +163,13 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
     tensors = _shared_tensors(reference, others)
     total = sum(reference.tensors[name].nbytes + sum(info.tensors[name].nbytes for info in others)
                 for name in tensors)  # fmt: skip
-    groups: dict[tuple[int | None, str], _Sums] = {}
+    groups: dict[tuple[Layer, str], _Sums] = {}
     done = 0
     with TensorReader() as reader:
         for name in tensors:
             role = reference.roles[name]
-            sums = groups.setdefault((role.layer, _GROUP.get(role.component, "other")), _Sums(len(others)))
+            sums = groups.setdefault((layer_key(reference, name), _GROUP.get(role.component, "other")),
+                                     _Sums(len(others)))  # fmt: skip
             entries = [reference.tensors[name], *(info.tensors[name] for info in others)]
             for start, stop in row_blocks(entries[0].shape) if entries[0].shape else [(0, 1)]:
                 if control is not None and control.checkpoint():
@@ -171,7 +179,7 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
             done += sum(entry.nbytes for entry in entries)
             if on_progress is not None:
                 on_progress(done, total)
-    order = sorted(groups, key=lambda key: (key[0] is not None, key[0] or 0, COMPONENTS.index(key[1])))
+    order = sorted(groups, key=lambda key: (_layer_order(key[0]), COMPONENTS.index(key[1])))
     changes, pairs = [], []
     for layer, component in order:
         sums = groups[(layer, component)]
@@ -180,6 +188,24 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
         for first, second in combinations(range(len(others)), 2):
             pairs.append(((first, second, layer, component), sums.cosine(first, second)))
     return {"changes": changes, "pairs": pairs}
+
+
+def layer_key(info: ModelInfo, name: str) -> Layer:
+    """The layer a tensor's figures go with: its index in the main stack, ``prefix.index`` in another."""
+    role = info.roles[name]
+    if role.layer is None or role.block_prefix == info.block_prefix:
+        return role.layer
+    return f"{role.block_prefix}.{role.layer}"
+
+
+def _layer_order(layer: Layer) -> tuple[int, str, int]:
+    """Outside first, then the main stack's layers, then each other stack's, each in index order."""
+    if layer is None:
+        return (0, "", 0)
+    if isinstance(layer, int):
+        return (1, "", layer)
+    prefix, _, index = layer.rpartition(".")
+    return (2, prefix, int(index))
 
 
 class _Sums:

@@ -91,11 +91,16 @@ class Insight:
     def _components(self, row: GridRow) -> tuple[str, ...]:
         return _SHOWN if row.layer is not None else (outside_component(row),)
 
+    @staticmethod
+    def _layer(row: GridRow) -> int | str | None:
+        """The figures' key for the row: another stack's layers are keyed by their prefix."""
+        return f"{row.stack.filter}{row.layer}" if row.stack is not None else row.layer
+
     def _change(self, model: str, row: GridRow) -> Text:
         cell = Text()
         numbers = []
         for component in self._components(row):
-            value = self.report.change(model, row.layer, component)
+            value = self.report.change(model, self._layer(row), component)
             largest = self.largest[component]
             fraction = 0.0 if value is None or largest == 0 else value / largest
             cell.append(level(fraction), style="cyan")
@@ -108,7 +113,7 @@ class Insight:
         cell = Text()
         numbers = []
         for component in self._components(row):
-            value = self.report.cosine(*pair, row.layer, component)
+            value = self.report.cosine(*pair, self._layer(row), component)
             if value is None:
                 cell.append("·", style="dim")
                 numbers.append("  –  ")

@@ -1,14 +1,16 @@
 """The layer table's data and edits, without any UI: rows are tensor groups, columns per-layer quantities.
 
-Rows are the groups outside the layers (embeddings, final norm, head) and
-then one row per layer; columns are the quantity a layer table edits: ``t``
+Rows are the groups outside the layers (embeddings, final norm, head), then
+one row per layer of the main stack, then one section per other stack (a
+vision tower's layers, labelled ``vision tower 0``...); columns are the quantity a layer table edits: ``t``
 for slerp-like methods, else each model's weight. Every edit is undoable.
 A column turns into a config value (filter rows plus one anchor per layer)
 and back.
 
 Split by component, a quantity has three columns: its attention, its MLP,
 and the rest of each layer (norms), which also holds the rows outside the
-layers; the attention and MLP cells of those rows do not exist.
+layers and the other stacks' rows; the attention and MLP cells of those rows
+do not exist.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui_merge.config.rendering import ComponentFilter, OutsideRow, PerLayer
+from tui_merge.config.rendering import ComponentFilter, OutsideRow, PerLayer, StackRow
 from tui_merge.methods.registry import ParamSpec
 
 NUDGE = 0.05
@@ -30,6 +32,13 @@ class GridRow:
     label: str
     outside: OutsideRow | None = None
     layer: int | None = None
+    stack: StackRow | None = None
+    """The stack beside the main one that the layer belongs to; None for the main stack's layers."""
+
+    @property
+    def main_layer(self) -> bool:
+        """True for a layer of the main stack."""
+        return self.layer is not None and self.stack is None
 
 
 @dataclass(frozen=True)
@@ -61,11 +70,18 @@ class LayerGrid:
 
     @classmethod
     def filled(
-        cls, outside: list[OutsideRow], depth: int, columns: list[GridColumn], defaults: list[float]
+        cls,
+        outside: list[OutsideRow],
+        depth: int,
+        columns: list[GridColumn],
+        defaults: list[float],
+        stacks: tuple[StackRow, ...] | list[StackRow] = (),
     ) -> LayerGrid:
         """A grid with every row of a column at that column's default."""
         rows = [GridRow(row.label, outside=row) for row in outside]
         rows += [GridRow(f"layer {index}", layer=index) for index in range(depth)]
+        rows += [GridRow(f"{stack.label} {index}", layer=index, stack=stack) for stack in stacks
+                 for index in range(stack.depth)]  # fmt: skip
         return cls(rows, columns, [list(defaults) for _ in rows])
 
     @property
@@ -86,8 +102,8 @@ class LayerGrid:
         return f"{spec.label} {spec.part.part if spec.part else 'rest'}"
 
     def exists(self, row: int, column: int) -> bool:
-        """False for a component cell of a row outside the layers."""
-        return self.rows[row].layer is not None or self.columns[column].part is None
+        """False for a component cell of a row outside the main stack's layers."""
+        return self.rows[row].main_layer or self.columns[column].part is None
 
     def value(self, row: int, column: int) -> float:
         """One cell."""
@@ -154,8 +170,8 @@ class LayerGrid:
         return True
 
     def profile(self, column: int) -> list[float]:
-        """The column's values over the layers, for a sparkline."""
-        return [self.values[index][column] for index, row in enumerate(self.rows) if row.layer is not None]
+        """The column's values over the main stack's layers, for a sparkline."""
+        return [self.values[index][column] for index, row in enumerate(self.rows) if row.main_layer]
 
     def per_layer(self, key: str) -> PerLayer:
         """A quantity's columns as a config value."""
@@ -166,7 +182,12 @@ class LayerGrid:
             for index, column in enumerate(self.columns)
             if column.key == key and column.part is not None
         ]
-        return PerLayer(outside, self.profile(whole), parts)
+        stacks = list(dict.fromkeys(row.stack for row in self.rows if row.stack is not None))
+        per_stack = [
+            (stack, [self.values[index][whole] for index, row in enumerate(self.rows) if row.stack == stack])
+            for stack in stacks
+        ]
+        return PerLayer(outside, self.profile(whole), parts, per_stack)
 
     def with_parts(self, parts: list[ComponentFilter]) -> LayerGrid:
         """The grid split into ``parts`` plus the rest (or joined again when ``parts`` is empty).

@@ -22,6 +22,7 @@ from tui_merge.config.rendering import (
     component_filters,
     outside_rows,
     render_recipe,
+    stack_rows,
 )
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
@@ -149,7 +150,7 @@ class WizardState:
             labels = distinct_labels([self.infos[model] for model in merged])
             columns = [GridColumn(model, _short(label), spec) for model, label in zip(merged, labels)]
             defaults = [round(1 / len(merged), 2)] * len(merged) if merged else []
-        grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults)
+        grid = LayerGrid.filled(outside_rows(reference), reference.depth, columns, defaults, stack_rows(reference))
         if self.split:
             grid = grid.with_parts(self.component_parts())
         self.grid = grid
@@ -308,7 +309,7 @@ class WizardState:
                 def value_of(
                     row: GridRow, levels: list[dict[str, Any]] = levels, part: ComponentFilter | None = column.part
                 ) -> float | None:
-                    if row.layer is None and part is not None:
+                    if not row.main_layer and part is not None:
                         return None
                     place = _place(reference, row, part, filters if state.split else None)
                     for level in levels:
@@ -334,12 +335,16 @@ def _place(
     if row.outside is not None:
         name = next((name for name in reference.tensors if row.outside.filter in name), row.outside.filter)
         return TensorPlace(name, 0.0)
-    names = sorted(name for name, role in reference.roles.items() if role.layer == row.layer)
+    prefix, depth = (row.stack.filter.removesuffix("."), row.stack.depth) if row.stack else (
+        reference.block_prefix, reference.depth)  # fmt: skip
+    names = sorted(
+        name for name, role in reference.roles.items() if role.layer == row.layer and role.block_prefix == prefix
+    )
     if part is not None:
         names = [name for name in names if part.filter in name] or names
     elif split_filters:
         names = [name for name in names if not any(text in name for text in split_filters)] or names
-    return TensorPlace(names[0] if names else f"layers.{row.layer}.", layer_position(row.layer, reference.depth))
+    return TensorPlace(names[0] if names else f"{prefix}.{row.layer}.", layer_position(row.layer, depth))
 
 
 def _short(label: str, width: int = 14) -> str:

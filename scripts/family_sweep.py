@@ -1,0 +1,134 @@
+"""Every model type transformers builds, shrunk to a tiny size: does tui-merge merge it as transformers loads it?
+
+Run from the repository root: ``.venv/bin/python scripts/family_sweep.py [--jobs N] [types...]``. For each
+model type of transformers' config mapping (or those named): its default config with the common size keys
+shrunk (in the config and each sub-config), built by the first auto class that takes it, saved with
+``save_pretrained`` as a base and a fine-tune (the base plus noise of 5 % of each tensor's spread), then merged
+linearly with ``tui-merge run --verify``. Each family runs in a child process with a time limit. The report
+counts the families that merge, those transformers itself cannot build at this size (left out), and lists
+every refusal by tui-merge with its first error line: each is a checkpoint transformers builds and loads,
+so each is a bug unless the merge itself cannot be made right. Nothing here is a test; it takes a while.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+SIZES = {
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 8, "d_model": 32, "d_ff": 64, "d_kv": 8, "num_layers": 2,
+    "num_decoder_layers": 2, "num_heads": 4, "encoder_layers": 2, "decoder_layers": 2,
+    "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+    "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64, "max_position_embeddings": 64,
+    "moe_intermediate_size": 32, "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4,
+    "num_experts_per_tok": 2, "shared_expert_intermediate_size": 32, "depth": 2, "embed_dim": 32,
+}  # fmt: skip
+"""Size keys set wherever a config has them."""
+
+CHILD = r"""
+import json, sys, torch
+from pathlib import Path
+model_type, folder = sys.argv[1], Path(sys.argv[2])
+sizes = json.loads(sys.argv[3])
+import transformers
+from transformers import AutoConfig
+from transformers.utils import logging
+logging.set_verbosity_error()
+
+def shrink(config):
+    for key, value in sizes.items():
+        current = getattr(config, key, None)
+        if isinstance(current, int) and not isinstance(current, bool):
+            try:
+                setattr(config, key, value)
+            except Exception:
+                pass
+    for key in list(vars(config)):
+        value = getattr(config, key, None)
+        if isinstance(value, transformers.PretrainedConfig):
+            shrink(value)
+    for key in ("layer_types", "mlp_layer_types", "layers_block_type"):
+        if isinstance(getattr(config, key, None), list):
+            setattr(config, key, None)
+    return config
+
+try:
+    config = shrink(AutoConfig.for_model(model_type))
+    model = None
+    for name in ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM", "AutoModel"):
+        try:
+            model = getattr(transformers, name).from_config(config)
+            break
+        except Exception:
+            continue
+    if model is None:
+        raise RuntimeError("no auto class")
+    if sum(p.numel() for p in model.parameters()) > 20_000_000:
+        raise RuntimeError("too large")
+    torch.manual_seed(0)
+    model.save_pretrained(folder / "a")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.is_floating_point() and parameter.numel() > 1:
+                parameter.add_(0.05 * parameter.std().nan_to_num() * torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(folder / "b")
+except Exception as error:
+    print("NOT BUILT", type(error).__name__, str(error)[:100].replace("\n", " "))
+    sys.exit(0)
+from tui_merge.cli import main
+(folder / "m.yaml").write_text(f"merge_method: linear\nmodels:\n  - model: {folder / 'a'}\n  - model: {folder / 'b'}\n")
+import contextlib, io
+err = io.StringIO()
+with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+    status = main(["run", str(folder / "m.yaml"), str(folder / "out"), "--verify"])
+said = next((line for line in err.getvalue().splitlines() if "error" in line or "FAIL" in line), "")
+print("MERGED" if status == 0 else "REFUSED " + said.replace(str(folder) + "/", "")[:300])
+"""
+
+
+def one(model_type: str, scratch: Path, timeout: int) -> tuple[str, str]:
+    folder = scratch / model_type
+    folder.mkdir()
+    try:
+        done = subprocess.run([sys.executable, "-c", CHILD, model_type, str(folder), json.dumps(SIZES)],
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return model_type, "NOT BUILT timeout"
+    finally:
+        subprocess.run(["rm", "-rf", str(folder)], check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("MERGED", "REFUSED", "NOT BUILT"))]
+    return model_type, lines[-1] if lines else f"CRASHED {done.stderr.strip().splitlines()[-1:]}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("types", nargs="*", help="only these model types (default: every one)")
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--timeout", type=int, default=180, help="seconds a family may take")
+    args = parser.parse_args()
+    from transformers import CONFIG_MAPPING
+
+    types = args.types or sorted(CONFIG_MAPPING.keys())
+    results: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
+        for model_type, said in pool.map(lambda name: one(name, Path(scratch), args.timeout), types):
+            results[model_type] = said
+            print(f"{model_type}: {said}", flush=True)
+    kinds = Counter(said.split(" ")[0] for said in results.values())
+    print(f"\n{len(results)} model types: " + ", ".join(f"{count} {kind.lower()}" for kind, count in kinds.items()))
+    for model_type, said in results.items():
+        if not said.startswith(("MERGED", "NOT BUILT")):
+            print(f"  {model_type}: {said}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
