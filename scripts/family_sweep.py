@@ -4,7 +4,7 @@ Run from the repository root: ``.venv/bin/python scripts/family_sweep.py [--jobs
 model type of transformers' config mapping (or those named): its default config with the common size keys
 shrunk (in the config and each sub-config), built by the first auto class that takes it, saved with
 ``save_pretrained`` as a base and a fine-tune (the base plus noise of 5 % of each tensor's spread), then merged
-linearly with ``tui-merge run --verify``. Each family runs in a child process with a time limit. The report
+linearly with ``tui-merge run --verify``. Families run 16 to a child process, each with a time limit. The report
 counts the families that merge, those transformers itself cannot build at this size (left out), and lists
 every refusal by tui-merge with its first error line: each is a checkpoint transformers builds and loads,
 so each is a bug unless the merge itself cannot be made right. Nothing here is a test; it takes a while.
@@ -33,14 +33,26 @@ SIZES = {
 """Size keys set wherever a config has them."""
 
 CHILD = r"""
-import json, sys, torch
+import contextlib, io, json, shutil, signal, sys, torch
 from pathlib import Path
-model_type, folder = sys.argv[1], Path(sys.argv[2])
-sizes = json.loads(sys.argv[3])
+types, scratch, sizes, timeout = sys.argv[1].split(","), Path(sys.argv[2]), json.loads(sys.argv[3]), int(sys.argv[4])
 import transformers
 from transformers import AutoConfig
 from transformers.utils import logging
+from tui_merge.cli import main
 logging.set_verbosity_error()
+
+
+class TooLong(Exception):
+    pass
+
+
+def alarm(signum, frame):
+    raise TooLong
+
+
+signal.signal(signal.SIGALRM, alarm)
+
 
 def shrink(config):
     for key, value in sizes.items():
@@ -54,58 +66,82 @@ def shrink(config):
         value = getattr(config, key, None)
         if isinstance(value, transformers.PretrainedConfig):
             shrink(value)
+    depth = getattr(config, "num_hidden_layers", None)
     for key in ("layer_types", "mlp_layer_types", "layers_block_type"):
-        if isinstance(getattr(config, key, None), list):
-            setattr(config, key, None)
+        value = getattr(config, key, None)
+        if isinstance(value, list) and isinstance(depth, int) and len(value) > depth:
+            setattr(config, key, value[:depth])
     return config
 
-try:
+
+def build(model_type, folder):
     config = shrink(AutoConfig.for_model(model_type))
-    model = None
+    errors = []
     for name in ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM", "AutoModel"):
         try:
             model = getattr(transformers, name).from_config(config)
             break
-        except Exception:
-            continue
-    if model is None:
-        raise RuntimeError("no auto class")
+        except Exception as error:
+            errors.append(f"{type(error).__name__}: {str(error)[:80]}")
+    else:
+        raise RuntimeError(errors[-1].replace(chr(10), " "))
     if sum(p.numel() for p in model.parameters()) > 20_000_000:
         raise RuntimeError("too large")
-    torch.manual_seed(0)
     model.save_pretrained(folder / "a")
+    try:
+        _, info = type(model).from_pretrained(folder / "a", output_loading_info=True)
+    except Exception as error:
+        raise RuntimeError(f"transformers cannot load its own save: {type(error).__name__}: {str(error)[:80]}")
+    if info["missing_keys"] or info["mismatched_keys"]:
+        raise RuntimeError("transformers reloads its own save with missing or mismatched weights")
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for parameter in model.parameters():
             if parameter.is_floating_point() and parameter.numel() > 1:
-                parameter.add_(0.05 * parameter.std().nan_to_num() * torch.randn(parameter.shape, generator=generator))
+                spread = parameter.std().nan_to_num()
+                parameter.add_(0.05 * spread * torch.randn(parameter.shape, generator=generator))
     model.save_pretrained(folder / "b")
-except Exception as error:
-    print("NOT BUILT", type(error).__name__, str(error)[:100].replace("\n", " "))
-    sys.exit(0)
-from tui_merge.cli import main
-(folder / "m.yaml").write_text(f"merge_method: linear\nmodels:\n  - model: {folder / 'a'}\n  - model: {folder / 'b'}\n")
-import contextlib, io
-err = io.StringIO()
-with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-    status = main(["run", str(folder / "m.yaml"), str(folder / "out"), "--verify"])
-said = next((line for line in err.getvalue().splitlines() if "error" in line or "FAIL" in line), "")
-print("MERGED" if status == 0 else "REFUSED " + said.replace(str(folder) + "/", "")[:300])
+
+
+for model_type in types:
+    folder = scratch / model_type
+    signal.alarm(timeout)
+    try:
+        torch.manual_seed(0)
+        try:
+            build(model_type, folder)
+        except TooLong:
+            raise
+        except Exception as error:
+            print(f"RESULT {model_type}: NOT BUILT {type(error).__name__} {str(error)[:120]}", flush=True)
+            continue
+        recipe = f"merge_method: linear\nmodels:\n  - model: {folder / 'a'}\n  - model: {folder / 'b'}\n"
+        (folder / "m.yaml").write_text(recipe)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main(["run", str(folder / "m.yaml"), str(folder / "out"), "--verify"])
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        said = next((line for line in lines if "error" in line or "FAIL" in line), lines[-1] if lines else "")
+        said = said.replace(str(folder) + "/", "")[:300]
+        print(f"RESULT {model_type}: " + ("MERGED" if status == 0 else "REFUSED " + said), flush=True)
+    except TooLong:
+        print(f"RESULT {model_type}: NOT BUILT timeout", flush=True)
+    except BaseException as error:
+        print(f"RESULT {model_type}: CRASHED {type(error).__name__} {str(error)[:200]}", flush=True)
+    finally:
+        signal.alarm(0)
+        shutil.rmtree(folder, ignore_errors=True)
 """
 
 
-def one(model_type: str, scratch: Path, timeout: int) -> tuple[str, str]:
-    folder = scratch / model_type
-    folder.mkdir()
-    try:
-        done = subprocess.run([sys.executable, "-c", CHILD, model_type, str(folder), json.dumps(SIZES)],
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return model_type, "NOT BUILT timeout"
-    finally:
-        subprocess.run(["rm", "-rf", str(folder)], check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(("MERGED", "REFUSED", "NOT BUILT"))]
-    return model_type, lines[-1] if lines else f"CRASHED {done.stderr.strip().splitlines()[-1:]}"
+def chunk(types: list[str], scratch: Path, timeout: int) -> list[tuple[str, str]]:
+    """Run a few families in one child process (one import of torch and transformers for all of them)."""
+    command = [sys.executable, "-c", CHILD, ",".join(types), str(scratch), json.dumps(SIZES), str(timeout)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    said = dict(line.removeprefix("RESULT ").split(": ", 1) for line in done.stdout.splitlines()
+                if line.startswith("RESULT "))  # fmt: skip
+    last = (done.stderr.strip().splitlines() or ["?"])[-1][:200]
+    return [(name, said.get(name, f"CRASHED the child stopped: {last}")) for name in types]
 
 
 def main() -> int:
@@ -118,10 +154,12 @@ def main() -> int:
 
     types = args.types or sorted(CONFIG_MAPPING.keys())
     results: dict[str, str] = {}
+    chunks = [types[start : start + 16] for start in range(0, len(types), 16)]
     with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
-        for model_type, said in pool.map(lambda name: one(name, Path(scratch), args.timeout), types):
-            results[model_type] = said
-            print(f"{model_type}: {said}", flush=True)
+        for found in pool.map(lambda names: chunk(names, Path(scratch), args.timeout), chunks):
+            for model_type, said in found:
+                results[model_type] = said
+                print(f"{model_type}: {said}", flush=True)
     kinds = Counter(said.split(" ")[0] for said in results.values())
     print(f"\n{len(results)} model types: " + ", ".join(f"{count} {kind.lower()}" for kind, count in kinds.items()))
     for model_type, said in results.items():

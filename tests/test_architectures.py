@@ -491,3 +491,70 @@ def test_splitting_by_component_splits_the_main_stack_and_leaves_the_tower_one_v
     assert t["model.layers.2.self_attn.q_proj.weight"] == pytest.approx(0.9)
     assert t["model.layers.2.mlp.up_proj.weight"] == pytest.approx(0.5)
     assert t["visual.blocks.1.attn.qkv.weight"] == pytest.approx(0.2)
+
+
+def _modules_recipe(a: Path, b: Path, *, projector: bool = True, vision: str = "vision_tower") -> str:
+    text = (
+        "merge_method: linear\nmodules:\n"
+        f"  text_decoder:\n    models:\n      - model: {a}\n        parameters: {{weight: 0.7}}\n"
+        f"      - model: {b}\n        parameters: {{weight: 0.3}}\n"
+        f"  {vision}:\n    models:\n      - model: {a}\n      - model: {b}\n    parameters: {{weight: 0.5}}\n"
+    )
+    if projector:
+        text += (
+            f"  multi_modal_projector:\n    models:\n      - model: {a}\n        parameters: {{weight: 1.0}}\n"
+            f"      - model: {b}\n        parameters: {{weight: 0.0}}\n"
+        )
+    return text
+
+
+def test_mergekit_modules_give_each_part_its_own_values(tmp_path, qwen2_vl) -> None:
+    """mergekit's ``modules:``: the language model at 0.7/0.3, the vision tower (its layers, patch embedding)
+    at 0.5/0.5, the projector wholly from the first model; the output's recipe is the text as written."""
+    a, b = qwen2_vl
+    out = run(tmp_path, _modules_recipe(a, b))
+
+    first, second, merged = (load_file(folder / "model.safetensors") for folder in (a, b, out))
+    for name, tensor in merged.items():
+        if name.startswith("visual.merger."):
+            weights = (1.0, 0.0)
+        elif name.startswith("visual."):
+            weights = (0.5, 0.5)
+        else:
+            weights = (0.7, 0.3)
+        assert torch.allclose(tensor, weights[0] * first[name] + weights[1] * second[name], atol=1e-6), name
+    assert (out / "tui_merge_config.yaml").read_text() == _modules_recipe(a, b)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "said"),
+    [
+        (lambda a, b: _modules_recipe(a, b, projector=False), "no module names the projector"),
+        (lambda a, b: _modules_recipe(a, b, vision="audio_tower"), "module 'audio_tower' names no part"),
+        (lambda a, b: _modules_recipe(a, b).replace(f"      - model: {b}\n    parameters: {{weight: 0.5}}",
+                                                    "    parameters: {weight: 0.5}"), "lists other models"),
+    ],
+    ids=["a part no module names", "a module of no part", "modules of other models"],
+)  # fmt: skip
+def test_modules_that_cannot_be_read_are_refused_in_a_sentence(tmp_path, capsys, qwen2_vl, recipe, said) -> None:
+    (tmp_path / "merge.yaml").write_text(recipe(*qwen2_vl))
+
+    assert main(["run", str(tmp_path / "merge.yaml"), str(tmp_path / "out")]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_module_of_slices_is_a_slices_recipe_and_the_wizard_leaves_modules_to_the_editor(
+    tmp_path, capsys, llava
+) -> None:
+    a, b = llava
+    recipe = (
+        "merge_method: passthrough\nmodules:\n  text_decoder:\n    slices:\n"
+        f"      - sources: [{{model: {a}, layer_range: [0, 2]}}]\n"
+        f"      - sources: [{{model: {b}, layer_range: [1, 3]}}]\n"
+    )
+    out = run(tmp_path, recipe)
+    assert json.loads((out / "config.json").read_text())["text_config"]["num_hidden_layers"] == 4
+
+    assert main(["wizard", "--config", str(tmp_path / "merge.yaml")]) == 2
+    assert "gives each part its own models with modules:" in capsys.readouterr().err

@@ -203,7 +203,7 @@ def test_a_required_parameter_must_be_given() -> None:
             "merge_method: slerp\nbase_model: a\nmodels: [{model: a}, {model: b}, {model: c}]\nparameters: {t: 0.5}\n",
             "slerp takes exactly 1 model besides the base, got 2 (b, c)",
         ),
-        ("merge_method: linear\n", "give either models or slices"),
+        ("merge_method: linear\n", "give either models, slices or modules"),
         ("merge_method: linear\nmodels: [{model: a}]\ndtype: float8\n", "merge.yaml:3: dtype: unknown dtype 'float8'"),
         (
             "merge_method: linear\nmodels: [{model: a}]\ntokenizer_source: 'model:'\n",

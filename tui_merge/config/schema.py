@@ -203,6 +203,21 @@ class TokenizerSettings(_Strict):
         return value
 
 
+class OutputModule(_Strict):
+    """One entry of mergekit's ``modules:``: a part of the model (``text_decoder``, ``vision_tower``) with its
+    own models or slices and parameters (``config/modules.py`` reads it)."""
+
+    models: list[ModelEntry] | None = None
+    slices: list[OutputSlice] | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _models_or_slices(self) -> OutputModule:
+        if (not self.models) == (not self.slices):
+            raise ValueError("a module gives either models or slices (exactly one of them)")
+        return self
+
+
 class MergeConfig(_Strict):
     """A whole merge recipe."""
 
@@ -210,6 +225,8 @@ class MergeConfig(_Strict):
     base_model: str | None = None
     models: list[ModelEntry] | None = None
     slices: list[OutputSlice] | None = None
+    modules: dict[str, OutputModule] | None = None
+    """mergekit's per-part recipe; read as ``models:`` with filtered parameters once the models are known."""
     parameters: dict[str, Any] = Field(default_factory=dict)
     input_model_parameters: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """mergekit 0.0.2's per-model parameters, by model: below a ``models:`` entry's own and a slice's, above
@@ -237,8 +254,10 @@ class MergeConfig(_Strict):
 
     @model_validator(mode="after")
     def _models_or_slices(self) -> MergeConfig:
-        if (self.models is None) == (self.slices is None):
-            raise ValueError("give either models or slices (exactly one of them)")
+        if sum(part is not None for part in (self.models, self.slices, self.modules)) != 1:
+            raise ValueError("give either models, slices or modules (exactly one of them)")
+        if self.modules is not None and not self.modules:
+            raise ValueError("modules is empty; name at least one module")
         if self.models is not None and not self.models:
             raise ValueError("models is empty; list at least one model")
         if self.slices is not None and not self.slices:
@@ -277,6 +296,10 @@ class MergeConfig(_Strict):
             names.append(entry.model)
         for output_slice in self.slices or []:
             names.extend(source.model for source in output_slice.sources)
+        for module in (self.modules or {}).values():
+            names.extend(entry.model for entry in module.models or [])
+            for output_slice in module.slices or []:
+                names.extend(source.model for source in output_slice.sources)
         names += [name for name in (self.tui_merge.embeddings_from, self.tui_merge.head_from) if name]
         return list(dict.fromkeys(names))
 

@@ -86,7 +86,7 @@ def compatibility_gate(job: MergeJob, models: dict[str, ModelInfo]) -> list[str]
     names = config.referenced_models()
     infos = [models[name] for name in names]
     base = models[config.base_model] if config.base_model else infos[0]
-    method = config.merge_method if config.models is not None else "passthrough"
+    method = config.merge_method if config.slices is None else "passthrough"
     report = check_compatibility(infos, base=base, method=method)
     warnings = []
     for finding in report.findings:

@@ -235,6 +235,10 @@ def tensor_seed(seed: int, name: str) -> int:
 
 class _Planner:
     def __init__(self, loaded: LoadedConfig, models: dict[str, ModelInfo]) -> None:
+        if loaded.config.modules is not None:
+            from tui_merge.config.modules import expand_modules
+
+            loaded = expand_modules(loaded, models[loaded.config.referenced_models()[0]])
         self.loaded = loaded
         self.config = loaded.config
         self.method = get_method(self.config.merge_method)

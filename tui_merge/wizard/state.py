@@ -254,8 +254,9 @@ class WizardState:
         """The state that renders to an equivalent config (models-mode configs only)."""
         config = loaded.config
         if config.models is None:
+            what = "gives each part its own models with modules:" if config.modules else "stacks layers with slices"
             raise BadInputError(
-                f"{loaded.source} stacks layers with slices, which the wizard does not edit; edit it in a text "
+                f"{loaded.source} {what}, which the wizard does not edit; edit it in a text "
                 "editor and replay it with tui-merge run."
             )
         block = config.tokenizer
