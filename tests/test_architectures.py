@@ -558,3 +558,22 @@ def test_one_module_of_slices_is_a_slices_recipe_and_the_wizard_leaves_modules_t
 
     assert main(["wizard", "--config", str(tmp_path / "merge.yaml")]) == 2
     assert "gives each part its own models with modules:" in capsys.readouterr().err
+
+
+def test_a_fused_query_key_value_that_transformers_splits_on_loading_is_no_missing_tensor(tmp_path) -> None:
+    """nomic_bert stores ``attn.Wqkv``; transformers' conversion mapping splits it into ``q_proj``, ``k_proj`` and
+    ``v_proj`` when it loads: the output check names all three as present, as the loader builds them."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model("nomic_bert", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, vocab_size=128)  # fmt: skip
+    torch.manual_seed(0)
+    a, b = save_pair(AutoModel.from_config(config), tmp_path / "a", tmp_path / "b")
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+
+    first, second, merged = (load_file(folder / "model.safetensors") for folder in (a, b, out))
+    assert any(name.endswith("Wqkv.weight") for name in merged)
+    for name, tensor in merged.items():
+        assert torch.allclose(tensor, (first[name] + second[name]) / 2, atol=1e-6), name
+    _, info = AutoModel.from_pretrained(out, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]

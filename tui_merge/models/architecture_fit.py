@@ -95,12 +95,13 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
     fused: set[str] = set()
     """In-memory tensors the loader builds from several stored ones (experts fused into one tensor): their shape
     is the loader's to make, not one stored tensor's."""
-    loading_name = _loading_names(model, expected)
+    loading_names = _loading_names(model, expected)
     for name, shape in shapes.items():
-        loaded, converted = loading_name(name)
-        stored[loaded] = tuple(shape)
-        if converted:
-            fused.add(loaded)
+        loaded, converted = loading_names(name)
+        for target in loaded:
+            stored[target] = tuple(shape)
+            if converted:
+                fused.add(target)
     prefix = getattr(model, "base_model_prefix", "")
     if prefix and not (set(stored) & set(expected)):
         stored = {f"{prefix}.{name}": shape for name, shape in stored.items()}
@@ -121,12 +122,15 @@ def architecture_fit(config: dict[str, Any], shapes: Mapping[str, Sequence[int]]
 
 
 def _loading_names(model, expected: Mapping[str, Any]):
-    """A function from a stored tensor name to the name transformers' loader gives it in this model, and whether
-    a converter built that tensor from several stored ones (per-expert matrices fused into one).
+    """A function from a stored tensor name to the names transformers' loader gives what it builds from it in
+    this model, and whether a converter is involved (per-expert matrices fused into one tensor, a fused
+    ``query_key_value`` split into ``q_proj``, ``k_proj`` and ``v_proj``): the shapes are then the loader's to
+    make, not one stored tensor's.
 
     The loader's own ``rename_source_key`` over the model's checkpoint conversion mapping (renamings, then at
-    most one converter, then the base model prefix added or taken off) where this transformers has them; else
-    the mapping's one-to-one renamings alone.
+    most one converter, then the base model prefix added or taken off) where this transformers has them; a
+    converter with several targets gives each of them, named as the first one is. Without them, the mapping's
+    one-to-one renamings alone.
     """
     try:
         from transformers.conversion_mapping import get_model_conversion_mapping
@@ -135,19 +139,32 @@ def _loading_names(model, expected: Mapping[str, Any]):
         transforms = list(get_model_conversion_mapping(model))
     except Exception:  # an older or newer transformers without them: the simple renamings, or none
         renames = _renames(model)
-        return lambda name: (_loading_name(name, renames), False)
+        return lambda name: ([_loading_name(name, renames)], False)
     renamings = [transform for transform in transforms if not isinstance(transform, WeightConverter)]
     converters = [transform for transform in transforms if isinstance(transform, WeightConverter)]
     prefix = getattr(model, "base_model_prefix", None) or None
 
-    def loading_name(name: str) -> tuple[str, bool]:
+    def loading_names(name: str) -> tuple[list[str], bool]:
         try:
             renamed, converted = rename_source_key(name, renamings, converters, prefix, expected)
         except Exception:  # noqa: BLE001 - a key the mapping cannot take is compared as stored
-            return name, False
-        return renamed, converted is not None
+            return [name], False
+        if converted is None:
+            return [renamed], False
+        converter = next((item for item in converters if converted in (item.source_patterns or [])), None)
+        targets = [_literal(target) for target in (getattr(converter, "target_patterns", None) or [])]
+        if len(targets) < 2 or targets[0] not in renamed:
+            return [renamed], True
+        return [renamed.replace(targets[0], target, 1) for target in targets], True
 
-    return loading_name
+    return loading_names
+
+
+def _literal(pattern: str) -> str:
+    """A conversion pattern as the text it matches (``\\.self_attn\\.`` is ``.self_attn.``)."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", str(pattern)).strip("^$")
 
 
 def _as_the_loader_counts(model, missing: set[str], unexpected: set[str]) -> tuple[set[str], set[str]]:
