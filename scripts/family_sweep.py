@@ -130,13 +130,15 @@ for model_type in types:
         print(f"RESULT {model_type}: CRASHED {type(error).__name__} {str(error)[:200]}", flush=True)
     finally:
         signal.alarm(0)
-        shutil.rmtree(folder, ignore_errors=True)
+        if len(sys.argv) < 6:
+            shutil.rmtree(folder, ignore_errors=True)
 """
 
 
-def chunk(types: list[str], scratch: Path, timeout: int) -> list[tuple[str, str]]:
+def chunk(types: list[str], scratch: Path, timeout: int, keep: bool = False) -> list[tuple[str, str]]:
     """Run a few families in one child process (one import of torch and transformers for all of them)."""
     command = [sys.executable, "-c", CHILD, ",".join(types), str(scratch), json.dumps(SIZES), str(timeout)]
+    command += ["keep"] if keep else []
     done = subprocess.run(command, capture_output=True, text=True)
     said = dict(line.removeprefix("RESULT ").split(": ", 1) for line in done.stdout.splitlines()
                 if line.startswith("RESULT "))  # fmt: skip
@@ -149,14 +151,17 @@ def main() -> int:
     parser.add_argument("types", nargs="*", help="only these model types (default: every one)")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--timeout", type=int, default=180, help="seconds a family may take")
+    parser.add_argument("--keep", type=Path, help="build the models in this folder and keep them, to look into")
     args = parser.parse_args()
     from transformers import CONFIG_MAPPING
 
     types = args.types or sorted(CONFIG_MAPPING.keys())
     results: dict[str, str] = {}
     chunks = [types[start : start + 16] for start in range(0, len(types), 16)]
-    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(args.jobs) as pool:
-        for found in pool.map(lambda names: chunk(names, Path(scratch), args.timeout), chunks):
+    with tempfile.TemporaryDirectory() as temporary, ThreadPoolExecutor(args.jobs) as pool:
+        scratch = args.keep or Path(temporary)
+        scratch.mkdir(parents=True, exist_ok=True)
+        for found in pool.map(lambda names: chunk(names, scratch, args.timeout, bool(args.keep)), chunks):
             for model_type, said in found:
                 results[model_type] = said
                 print(f"{model_type}: {said}", flush=True)

@@ -8,6 +8,7 @@ transformers fuses when it loads them, ``layer_types`` of one value a layer).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -577,3 +578,121 @@ def test_a_fused_query_key_value_that_transformers_splits_on_loading_is_no_missi
         assert torch.allclose(tensor, (first[name] + second[name]) / 2, atol=1e-6), name
     _, info = AutoModel.from_pretrained(out, output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_infinities_every_parent_holds_are_limits_the_merge_keeps(tmp_path, capsys) -> None:
+    """gemma4_audio's clipped linears store ``input_max = inf`` until calibrated: the same infinity in every
+    parent is a bound, not damage; the merge keeps it and verify passes. An infinity in one parent only is
+    damage, refused naming the tensor."""
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model("gemma4_audio", hidden_size=32, num_attention_heads=4, num_hidden_layers=2,
+                                  subsampling_conv_channels=[16, 8], output_proj_dims=32)  # fmt: skip
+    torch.manual_seed(0)
+    a, b = save_pair(AutoModel.from_config(config), tmp_path / "a", tmp_path / "b")
+    first, second = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    limits = [name for name, tensor in first.items() if torch.isinf(tensor).any()]
+    assert limits and all(torch.equal(first[name], second[name]) for name in limits)
+
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+    merged = load_file(out / "model.safetensors")
+    for name, tensor in merged.items():
+        assert (
+            torch.equal(tensor, first[name])
+            if name in limits
+            else torch.allclose(tensor, (first[name] + second[name]) / 2, atol=1e-6)
+        ), name
+
+    second[limits[0]] = torch.zeros_like(second[limits[0]])
+    save_file(second, b / "model.safetensors", metadata={"format": "pt"})
+    (tmp_path / "again.yaml").write_text(f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+    assert main(["run", str(tmp_path / "again.yaml"), str(tmp_path / "out2")]) == 2
+    assert f"Input tensor {limits[0]} of" in capsys.readouterr().err
+
+
+def test_a_renaming_meant_for_other_tensors_leaves_a_name_the_model_has(tmp_path) -> None:
+    """deepseek_v4's conversion mapping renames ``.norm.`` (its attention's) to ``.kv_norm.``; the loader keeps
+    ``model.norm.weight`` as it is, since the model has that name, and so does the output check."""
+    base, tuned = build_pair(tmp_path / "models", "deepseek_v4")
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {base}\n  - model: {tuned}\n")
+
+    merged = load_file(out / "model.safetensors")
+    assert "model.norm.weight" in merged
+    assert finite_logits(out)
+
+
+def test_a_merge_of_whole_models_adds_no_depth_key_the_config_did_not_have(tmp_path) -> None:
+    """moonshine counts its stacks in encoder_num_hidden_layers and decoder_num_hidden_layers; a
+    num_hidden_layers written beside them would be read by transformers as the decoder's depth."""
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.for_model("moonshine", hidden_size=32, intermediate_size=64, encoder_num_hidden_layers=3,
+                                  decoder_num_hidden_layers=2, encoder_num_attention_heads=4,
+                                  decoder_num_attention_heads=4, vocab_size=128)  # fmt: skip
+    torch.manual_seed(0)
+    a, b = save_pair(AutoModel.from_config(config), tmp_path / "a", tmp_path / "b")
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+
+    written, parent = (json.loads((folder / "config.json").read_text()) for folder in (out, a))
+    assert "num_hidden_layers" not in written
+    assert (written["encoder_num_hidden_layers"], written["decoder_num_hidden_layers"]) == (3, 2)
+    assert {key: value for key, value in written.items() if key not in ("dtype", "torch_dtype")} == {
+        key: value for key, value in parent.items() if key not in ("dtype", "torch_dtype")
+    }
+
+
+SHRUNK = {
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 8, "d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 4,
+    "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64, "decoder_ffn_dim": 64, "max_position_embeddings": 64, "embed_dim": 32, "depth": 2,
+}  # fmt: skip
+"""Sizes set wherever a family's default config (or a sub-config of it) has the key, as scripts/family_sweep.py
+shrinks every family transformers builds."""
+
+
+def _shrunk(config):
+    from transformers import PretrainedConfig
+
+    for key, value in SHRUNK.items():
+        current = getattr(config, key, None)
+        if isinstance(current, int) and not isinstance(current, bool):
+            with contextlib.suppress(NotImplementedError):  # prophetnet's num_hidden_layers is no setting
+                setattr(config, key, value)
+    for value in list(vars(config).values()):
+        if isinstance(value, PretrainedConfig):
+            _shrunk(value)
+    depth = getattr(config, "num_hidden_layers", None)
+    if isinstance(getattr(config, "layer_types", None), list) and isinstance(depth, int):
+        config.layer_types = config.layer_types[:depth]
+    return config
+
+
+@pytest.mark.parametrize(
+    "model_type",
+    ["pp_chart2table", "convnext", "prophetnet", "glm_image_vqmodel", "lara_mini", "gte"],
+)
+def test_families_the_sweep_found_refused_merge_as_transformers_loads_them(tmp_path, model_type) -> None:
+    """Each was refused although transformers builds and loads it: a class its config names for another config
+    (pp_chart2table), a depth key that is an alias (convnext's num_stages, prophetnet's, which a written
+    num_hidden_layers would overwrite), a count of 0 layers (a VQ model), fused projections that the loader
+    splits (lara_mini's in_proj, gte's qkv)."""
+    import transformers
+
+    config = _shrunk(transformers.AutoConfig.for_model(model_type))
+    for auto in ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM", "AutoModel"):
+        try:
+            model = getattr(transformers, auto).from_config(config)
+            break
+        except (ValueError, KeyError):
+            continue
+    torch.manual_seed(0)
+    a, b = save_pair(model, tmp_path / "a", tmp_path / "b")
+    out = run(tmp_path, f"merge_method: linear\nmodels:\n  - model: {a}\n  - model: {b}\n")
+
+    first, second, merged = (load_file(folder / "model.safetensors") for folder in (a, b, out))
+    assert set(merged) == set(first)
+    for name, tensor in merged.items():
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor, (first[name] + second[name]) / 2, atol=1e-6), name

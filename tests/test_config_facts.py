@@ -68,7 +68,7 @@ def test_multimodal_text_config_supplies_the_language_model_facts(tmp_path: Path
         ("{ not json", "is not valid JSON"),
         ("[1, 2]", "is not a JSON object"),
         ('{"hidden_size": "big"}', 'gives hidden_size as "big", which must be a whole number'),
-        ('{"num_hidden_layers": -2}', "gives num_hidden_layers as -2, which must be a whole number from 1"),
+        ('{"num_hidden_layers": -2}', "gives num_hidden_layers as -2, which must be a whole number from 0"),
         ('{"num_hidden_layers": 2.5}', "gives num_hidden_layers as 2.5, which must be a whole number"),
         ('{"num_hidden_layers": true}', "gives num_hidden_layers as true"),
         ('{"vocab_size": Infinity}', "gives vocab_size as inf, which must be a whole number"),
@@ -94,6 +94,13 @@ def test_config_json_beyond_a_megabyte_is_refused_unread(tmp_path: Path) -> None
 
     with pytest.raises(BadInputError, match="refused unread"):
         read_config_facts(tmp_path)
+
+
+def test_zero_layers_is_a_model_of_no_stack(tmp_path: Path) -> None:
+    """transformers writes num_hidden_layers 0 for models without a stack of layers (glm_image's VQ model)."""
+    (tmp_path / "config.json").write_text('{"num_hidden_layers": 0}')
+
+    assert read_config_facts(tmp_path).num_layers == 0
 
 
 def test_four_point_zero_layers_read_as_four(tmp_path: Path) -> None:

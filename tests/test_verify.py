@@ -87,6 +87,16 @@ def test_config_that_disagrees_with_the_weights_fails(copy) -> None:
     assert "config.json says vocab_size 300, the embedding has 256 rows" in detail
 
 
+def test_a_special_token_id_past_the_embedding_is_said_not_failed(copy) -> None:
+    """starcoder2's and canine's default configs name a bos id past their vocabulary; transformers only warns."""
+    config = json.loads((copy / "config.json").read_text())
+    config["bos_token_id"] = 300
+    (copy / "config.json").write_text(json.dumps(config))
+
+    assert outcomes(copy)["config"] == "info"
+    assert "bos_token_id 300 is past the embedding's 256 rows" in details(copy)["config"]
+
+
 def test_index_gaps_fail(copy) -> None:
     index = json.loads((copy / "model.safetensors.index.json").read_text())
     dropped = "model.norm.weight"

@@ -187,9 +187,49 @@ def _finite(info) -> tuple[Outcome, str]:
             checked += 1
             if not all_finite(tensor):
                 bad.append(name)
+    limits = _limits_of_the_parents(info, bad) if bad else []
+    bad = [name for name in bad if name not in limits]
     if bad:
         return "failed", f"{len(bad)} tensor(s) hold NaN or Inf: {', '.join(bad[:_EXAMPLES])}"
+    if limits:
+        return "passed", (f"{checked} floating-point tensors, all finite but {len(limits)} holding the infinities "
+                          f"every parent holds there ({', '.join(limits[:_EXAMPLES])})")  # fmt: skip
     return "passed", f"{checked} floating-point tensors, all finite"
+
+
+def _limits_of_the_parents(info, names: list[str]) -> list[str]:
+    """Of ``names`` (tensors holding NaN or Inf), those whose infinities every input of the recipe holds at the
+    same places with the same signs, and no NaN: a limit the architecture keeps (gemma4_audio's clipping
+    bounds), which the merge carries over. None without the recipe's inputs at hand."""
+    import torch
+
+    from tui_merge.engine.prepare import prepare
+    from tui_merge.engine.reader import TensorReader
+
+    recipe = info.folder / "tui_merge_config.yaml"
+    if not recipe.is_file():
+        return []
+    try:
+        plan = prepare(recipe)
+    except TuiMergeError:
+        return []
+    tasks = {task.name: task for task in plan.tasks}
+    kept = []
+    with TensorReader() as reader:
+        for name in names:
+            task = tasks.get(name)
+            if task is None or task.vocab is not None:
+                continue
+            output = reader.read(info.tensors[name]).float()
+            refs = [*task.inputs, *([task.base] if task.base is not None else [])]
+            limits = torch.isinf(output)
+            if torch.isnan(output).any() or not refs:
+                continue
+            parents = [reader.read(ref.entry).float() for ref in refs]
+            if all(parent.shape == output.shape and torch.equal(torch.isinf(parent), limits)
+                   and torch.equal(parent[limits], output[limits]) for parent in parents):  # fmt: skip
+                kept.append(name)
+    return kept
 
 
 def _config(info) -> tuple[Outcome, str]:
@@ -206,15 +246,21 @@ def _config(info) -> tuple[Outcome, str]:
     tokenizer = tokenizer_facts(info.folder)
     if tokenizer is not None and rows is not None and tokenizer.size > rows:
         problems.append(f"the tokenizer has ids up to {tokenizer.size - 1}, past the embedding's {rows} rows")
+    # A special token id past the embedding is how some families ship (starcoder2's, canine's defaults):
+    # transformers loads the model and only warns, and the parents hold the same ids, so it is said, not failed.
+    notes = []
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         values = facts.raw.get(key)
         values = values if isinstance(values, list) else [values]
         if rows is not None and any(isinstance(value, int) and value >= rows for value in values):
-            problems.append(f"config.json's {key} {facts.raw.get(key)} is past the embedding's {rows} rows")
+            notes.append(f"config.json's {key} {facts.raw.get(key)} is past the embedding's {rows} rows")
     if problems:
-        return "failed", "; ".join(problems)
+        return "failed", "; ".join(problems + notes)
+    if notes:
+        return "info", "; ".join(notes) + " (transformers loads it and only warns)"
     tokens = f", tokenizer of {tokenizer.size} ids" if tokenizer is not None else ", no tokenizer"
-    return "passed", f"{info.depth} layers, {rows} vocabulary rows{tokens}"
+    vocabulary = f"{rows} vocabulary rows" if rows is not None else "no token embedding"
+    return "passed", f"{info.depth} layers, {vocabulary}{tokens}"
 
 
 def _recipe(info) -> tuple[Outcome, str]:

@@ -47,11 +47,12 @@ def output_model_config(plan: Plan) -> dict:
     config = json.loads(json.dumps(plan.reference.facts.raw))
     target = config.get("text_config") if _nested(config) else config
     layer_key = _depth_key(target, plan.reference.block_prefix)
-    declared = plan.reference.facts.num_layers
-    if plan.layer_sources is not None or declared in (None, plan.reference.depth):
-        # A count that legitimately differs from the numbered blocks (layers sharing one block) stays as it is.
-        target[layer_key] = plan.num_layers
     if plan.layer_sources is not None:
+        # Only a stacking changes the depth. A merge of whole models keeps the reference's keys as they are: a
+        # count that legitimately differs from the numbered blocks (layers sharing one block), or no count at
+        # all where the config names its stacks otherwise (moonshine's decoder_num_hidden_layers, which a new
+        # num_hidden_layers would overwrite, since transformers takes it as an alias).
+        target[layer_key] = plan.num_layers
         _follow_the_slices(target, plan, config is not target)
     reference = plan.reference
     tracks_rows = reference.facts.vocab_size in (None, reference.vocab_rows)
@@ -74,8 +75,10 @@ def output_model_config(plan: Plan) -> dict:
     return config
 
 
-_STACK_DEPTH_KEYS = {"decoder": ("num_decoder_layers", "decoder_layers"), "encoder": ("num_encoder_layers",
-                                                                                      "encoder_layers")}  # fmt: skip
+_STACK_DEPTH_KEYS = {
+    "decoder": ("num_decoder_layers", "decoder_layers", "decoder_num_hidden_layers"),
+    "encoder": ("num_encoder_layers", "encoder_layers", "encoder_num_hidden_layers"),
+}
 """Depth keys of the two stacks of an encoder-decoder, whose plain ``num_layers`` is the encoder's (t5)."""
 
 

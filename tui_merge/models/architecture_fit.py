@@ -147,6 +147,10 @@ def _loading_names(model, expected: Mapping[str, Any]):
     def loading_names(name: str) -> tuple[list[str], bool]:
         try:
             renamed, converted = rename_source_key(name, renamings, converters, prefix, expected)
+            if renamed not in expected and name in expected:
+                # As the loader does: a name the model already has was not meant to be renamed
+                # (deepseek_v4's ``.norm.`` renaming is its attention's, not the final ``model.norm``).
+                renamed, converted = rename_source_key(name, [], [], prefix, expected)
         except Exception:  # noqa: BLE001 - a key the mapping cannot take is compared as stored
             return [name], False
         if converted is None:
@@ -280,7 +284,8 @@ def _loading_name(name: str, renames: list[tuple[str, str]]) -> str:
 
 def _model_class(config):
     """The class config.json's ``architectures`` names, when transformers has it for this config; else the
-    causal language model of the model type, else its bare model (an encoder)."""
+    model type's causal language model, image-text-to-text or sequence-to-sequence model, else its bare model
+    (an encoder; pp_chart2table names a class of another config)."""
     import transformers
 
     for name in getattr(config, "architectures", None) or []:
@@ -288,7 +293,8 @@ def _model_class(config):
         is_model = isinstance(found, type) and issubclass(found, transformers.PreTrainedModel)
         if is_model and isinstance(config, found.config_class):
             return found
-    for auto in (transformers.AutoModelForCausalLM, transformers.AutoModel):
+    autos = ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM", "AutoModel")
+    for auto in (getattr(transformers, name) for name in autos if hasattr(transformers, name)):
         if type(config) in auto._model_mapping:
             return auto._model_mapping[type(config)]
     raise ValueError(f"no model class for {type(config).__name__}")

@@ -51,7 +51,7 @@ class ConfigFacts:
 
 
 _COUNT_BOUNDS: dict[str, tuple[int, int]] = {
-    "num_layers": (1, 10_000),
+    "num_layers": (0, 10_000),  # 0: a model of no stack of layers (a VQ image tokenizer) says so
     "hidden_size": (1, 1 << 20),
     "num_heads": (1, 1 << 16),
     "num_kv_heads": (1, 1 << 16),
