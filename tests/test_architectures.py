@@ -696,3 +696,34 @@ def test_families_the_sweep_found_refused_merge_as_transformers_loads_them(tmp_p
     for name, tensor in merged.items():
         if tensor.is_floating_point():
             assert torch.allclose(tensor, (first[name] + second[name]) / 2, atol=1e-6), name
+
+
+def test_a_mixture_of_experts_splits_into_router_shared_experts_and_experts(tmp_path) -> None:
+    """Split by component, qwen2_moe's layers get a router column (``mlp.gate.``) and a shared-experts column
+    (``shared_expert``, its gate too) before the MLP's, so each takes its own value."""
+    from tui_merge.config import parse_config
+    from tui_merge.engine.plan import build_plan
+    from tui_merge.models.info import load_model_info
+    from tui_merge.wizard.state import WizardState
+
+    a, b = (str(folder) for folder in build_pair(tmp_path, "qwen2_moe"))
+    infos = {name: load_model_info(name) for name in (a, b)}
+    state = WizardState(models=[a, b], infos=infos, method_name="slerp", base=a)
+    state.rebuild_grid()
+    assert state.set_split(True) is None
+    grid = state.grid
+    column = {column.part.part if column.part else "rest": index for index, column in enumerate(grid.columns)}
+    assert list(column) == ["attn", "router", "shared", "mlp", "rest"]
+    row = {row.label: index for index, row in enumerate(grid.rows)}
+    grid.set(row["layer 1"], column["router"], 0.9)
+    grid.set(row["layer 1"], column["shared"], 0.2)
+    grid.set(row["layer 1"], column["mlp"], 0.7)
+
+    text = state.config_text()
+    t = {task.name: task.options["t"] for task in build_plan(parse_config(text, "merge.yaml"), infos).tasks}
+    assert t["model.layers.1.mlp.gate.weight"] == pytest.approx(0.9)
+    assert t["model.layers.1.mlp.shared_expert.up_proj.weight"] == pytest.approx(0.2)
+    assert t["model.layers.1.mlp.shared_expert_gate.weight"] == pytest.approx(0.2)
+    assert t["model.layers.1.mlp.experts.2.up_proj.weight"] == pytest.approx(0.7)
+    assert t["model.layers.1.self_attn.q_proj.weight"] == pytest.approx(0.5)
+    assert WizardState.from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values

@@ -34,6 +34,7 @@ import yaml
 
 if TYPE_CHECKING:
     from tui_merge.models.info import ModelInfo
+    from tui_merge.models.layout import TensorRole
 
 _COMPONENT_LABELS = {"embed": "embeddings", "norm": "final norm", "head": "output head", "other": "other"}
 
@@ -343,6 +344,27 @@ def component_filters(reference: ModelInfo) -> list[ComponentFilter]:
         if candidate is None:
             return []
         filters.append(ComponentFilter(part, candidate, _PART_LABELS[part]))
+    return [filters[0], *_expert_filters(layer_names), filters[1]]
+
+
+_ROUTER = re.compile(r"(?P<filter>\.[^.]+\.(gate|router)\.)(weight|bias|e_score_correction_bias)$")
+"""A mixture of experts' router: ``mlp.gate.weight``, mixtral's ``block_sparse_moe.gate.weight``, gpt_oss's
+``mlp.router.bias``, deepseek's ``mlp.gate.e_score_correction_bias``."""
+
+
+def _expert_filters(layer_names: dict[str, TensorRole]) -> list[ComponentFilter]:
+    """A mixture of experts' router and shared experts as parts of their own, written before the MLP's filter
+    (first match wins) so their values are their own: ``mlp.gate.`` and ``shared_expert`` (qwen2_moe's
+    ``shared_expert`` and ``shared_expert_gate``, deepseek's ``shared_experts``). Each only where its filter
+    matches nothing else inside the layers."""
+    filters = []
+    routers = {match["filter"] for name in layer_names if (match := _ROUTER.search(name))}
+    if len(routers) == 1:
+        text = routers.pop()
+        if all(_ROUTER.search(name) for name in layer_names if text in name):
+            filters.append(ComponentFilter("router", text.lstrip("."), "router"))
+    if any("shared_expert" in name for name in layer_names):
+        filters.append(ComponentFilter("shared", "shared_expert", "shared experts"))
     return filters
 
 

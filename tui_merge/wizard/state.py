@@ -56,7 +56,8 @@ class WizardState:
     grid_note: str | None = None
     """What the last rebuild of the table could not keep, to be said when the table is shown."""
     split: bool = False
-    """The layer values are split into attention, MLP and the rest of each layer."""
+    """The layer values are split into attention, MLP (a mixture of experts: its router and shared experts
+    too) and the rest of each layer."""
     output: str = ""
     replace_output: bool = False
     """The user confirmed replacing an existing non-empty output folder (after success only)."""

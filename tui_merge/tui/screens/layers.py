@@ -130,7 +130,8 @@ class LayersScreen(StepScreen):
             return
         self._show(self.state.grid)
         if self.state.split:
-            self.status("split into attention, MLP and the rest of each layer; s joins them again")
+            parts = ", ".join(part.label for part in self.state.component_parts())
+            self.status(f"split into {parts} and the rest of each layer; s joins them again")
         else:
             self.status("joined: each layer has one value again (the rest column's)")
 
