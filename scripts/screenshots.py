@@ -90,6 +90,47 @@ def second_finetune(folder: Path) -> str:
     return "demo-code"
 
 
+def vision_language_pair(folder: Path) -> tuple[str, str]:
+    """A tiny qwen2_vl and a fine-tune of it: a language model of 3 layers beside a vision tower of 2."""
+    import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 128,
+            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}}  # fmt: skip
+    vision = {"depth": 2, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 4,
+              "spatial_merge_size": 2}  # fmt: skip
+    torch.manual_seed(0)
+    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=120, video_token_id=121)
+    return _pair(Qwen2VLForConditionalGeneration(config), folder, "vl")
+
+
+def experts_pair(folder: Path) -> tuple[str, str]:
+    """A tiny qwen2_moe (4 experts, a shared expert) and a fine-tune of it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(
+        "qwen2_moe", hidden_size=32, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=3,
+        shared_expert_intermediate_size=32, num_attention_heads=4, num_key_value_heads=2, num_experts=4,
+        num_experts_per_tok=2, vocab_size=128,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return _pair(AutoModelForCausalLM.from_config(config), folder, "moe")
+
+
+def _pair(model, folder: Path, name: str) -> tuple[str, str]:
+    import torch
+
+    model.save_pretrained(folder / f"{name}-base")
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01 * torch.randn(parameter.shape, generator=generator))
+    model.save_pretrained(folder / f"{name}-tuned")
+    return f"{name}-base", f"{name}-tuned"
+
+
 async def main() -> None:
     OUTPUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -122,6 +163,12 @@ async def main() -> None:
         await shoot("help-layers", WizardApp(state_for(base, chat, method_name="slerp"), start_step=3), ("f1",))
         code = second_finetune(Path(folder))
         await shoot("4-layers-three", WizardApp(state_for(base, chat, code, method_name="ties"), start_step=3))
+        vl_base, vl_tuned = vision_language_pair(Path(folder))
+        await shoot("4-layers-vision", WizardApp(state_for(vl_base, vl_tuned, method_name="slerp"), start_step=3),
+                    (*["down"] * 9, "0", "down", "1"))  # fmt: skip
+        moe_base, moe_tuned = experts_pair(Path(folder))
+        await shoot("4-layers-experts", WizardApp(state_for(moe_base, moe_tuned, method_name="slerp"), start_step=3),
+                    ("s", *["down"] * 4, "right", *["plus"] * 4, "right", "minus", "minus"))  # fmt: skip
         wide = (120, 40)
         await shoot("1-models-120x40", WizardApp(state_for(base, chat, code, base=base)), ("tab",), size=wide)
         await shoot("2-analysis-120x40", WizardApp(state_for(base, chat, code), start_step=1), size=wide)

@@ -727,3 +727,25 @@ def test_a_mixture_of_experts_splits_into_router_shared_experts_and_experts(tmp_
     assert t["model.layers.1.mlp.experts.2.up_proj.weight"] == pytest.approx(0.7)
     assert t["model.layers.1.self_attn.q_proj.weight"] == pytest.approx(0.5)
     assert WizardState.from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
+
+
+async def test_the_layers_step_edits_a_vision_tower_s_rows_with_the_keyboard(qwen2_vl) -> None:
+    """Driven as a user would: the tower's rows come after the language model's, and a key there changes the
+    tower's layer alone."""
+    from tui_merge.models.info import load_model_info
+    from tui_merge.tui.app import WizardApp
+    from tui_merge.wizard.state import WizardState
+
+    a, b = (str(folder) for folder in qwen2_vl)
+    state = WizardState(models=[a, b], infos={name: load_model_info(name) for name in (a, b)}, method_name="slerp")
+    app = WizardApp(state, start_step=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        grid = app.state.grid
+        tower = next(index for index, row in enumerate(grid.rows) if row.label == "vision tower 1")
+        await pilot.press(*["down"] * tower, "plus", "plus")
+        await pilot.pause()
+        assert grid.value(tower, 0) == pytest.approx(0.6)
+        assert grid.profile(0) == [0.5, 0.5, 0.5]
+        assert "- 0.60  # vision tower 1" in app.state.config_text()
