@@ -749,3 +749,21 @@ async def test_the_layers_step_edits_a_vision_tower_s_rows_with_the_keyboard(qwe
         assert grid.value(tower, 0) == pytest.approx(0.6)
         assert grid.profile(0) == [0.5, 0.5, 0.5]
         assert "- 0.60  # vision tower 1" in app.state.config_text()
+
+
+def test_a_stacking_moves_a_layer_rule_s_indices_to_the_stacked_layers(tmp_path, tmp_path_factory) -> None:
+    """ernie4_5_moe's experts run from moe_layer_start_index to moe_layer_end_index (the parents' last layer,
+    2): stacking four layers moves the end to the output's last layer, and transformers builds them as stacked."""
+    base, tuned = build_pair(tmp_path_factory.mktemp("ernie"), "ernie4_5_moe")
+    parent = json.loads((base / "config.json").read_text())
+    assert (parent["moe_layer_start_index"], parent["moe_layer_end_index"]) == (1, 2)
+
+    out = run(
+        tmp_path,
+        f"merge_method: passthrough\nslices:\n  - sources: [{{model: {base}, layer_range: [0, 2]}}]\n"
+        f"  - sources: [{{model: {tuned}, layer_range: [1, 3]}}]\n",
+    )
+
+    written = json.loads((out / "config.json").read_text())
+    assert (written["num_hidden_layers"], written["moe_layer_start_index"], written["moe_layer_end_index"]) == (4, 1, 3)
+    assert finite_logits(out)

@@ -54,6 +54,7 @@ def output_model_config(plan: Plan) -> dict:
         # num_hidden_layers would overwrite, since transformers takes it as an alias).
         target[layer_key] = plan.num_layers
         _follow_the_slices(target, plan, config is not target)
+        _fit_layer_rules(config, target, plan)
     reference = plan.reference
     tracks_rows = reference.facts.vocab_size in (None, reference.vocab_rows)
     if plan.vocab_rows is not None and (tracks_rows or plan.vocab_rows != reference.vocab_rows):
@@ -121,6 +122,65 @@ def _follow_the_slices(target: dict, plan: Plan, nested: bool) -> None:
             target[key] = [
                 output for output, (info, layer) in enumerate(sources) if layer in (source_config(info).get(key) or [])
             ]
+
+
+_RULE_FITS: dict[str, dict[str, int]] = {}
+"""Rule values found for a stacked config (keyed by the config and the tensors), so the gate and the writer,
+which both build the output config, search once."""
+
+
+def _fit_layer_rules(config: dict, target: dict, plan: Plan) -> None:
+    """Rewrite the rules of ``target`` that say which layers are of which kind (``moe_layer_end_index``,
+    ``first_k_dense_replace``...) so that transformers builds the stacked layers as they are.
+
+    A rule is an index into the parents' layers; each is tried as it is, and moved to the output index of the
+    first stacked layer at or after it (a start, a count of leading dense layers) or of the last one at or
+    before it (an end): ernie4_5_moe's ``moe_layer_end_index`` of a 3-layer parent (2) becomes 3 for a stack of
+    four layers. The first combination with which transformers' model takes every tensor with its shape is
+    written. None fitting, the rules stay as they are and the output check refuses the stack naming them.
+    Asked of transformers only for a stacking whose config holds such a rule.
+    """
+    import itertools
+
+    rules = [key for key in LAYER_RULES if isinstance(target.get(key), int) and not isinstance(target[key], bool)]
+    if not rules:
+        return
+    shapes = {task.name: list(task.shape) for task in plan.tasks if task.scales_of is None}
+    key = hashlib.sha256(json.dumps([config, shapes], sort_keys=True, default=str).encode()).hexdigest()
+    if key not in _RULE_FITS:
+        if len(_RULE_FITS) >= 64:
+            _RULE_FITS.clear()
+        _RULE_FITS[key] = _search_rules(config, target, plan, rules, shapes, itertools.product)
+    target.update(_RULE_FITS[key])
+
+
+def _search_rules(config, target, plan, rules, shapes, product) -> dict[str, int]:
+    from tui_merge.models.architecture_fit import architecture_fit, known_model_type
+
+    if not known_model_type(config):
+        return {}
+    source_layers = [layer for _, layer in plan.layer_sources]
+
+    def at_or_after(value: int) -> int:
+        return next((output for output, layer in enumerate(source_layers) if layer >= value), len(source_layers))
+
+    def at_or_before(value: int) -> int:
+        return max((output for output, layer in enumerate(source_layers) if layer <= value), default=-1)
+
+    choices = [dict.fromkeys([target[rule], at_or_after(target[rule]), at_or_before(target[rule])]) for rule in rules]
+    original = {rule: target[rule] for rule in rules}
+    try:
+        for values in product(*choices):
+            target.update(zip(rules, values))
+            try:
+                fit = architecture_fit(config, shapes, source=plan.reference.folder / "config.json")
+            except BadInputError:
+                continue
+            if not fit.problems(with_unexpected=False):
+                return dict(zip(rules, values))
+    finally:
+        target.update(original)
+    return {}
 
 
 def _nested(config: dict) -> bool:
