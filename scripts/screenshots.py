@@ -91,18 +91,13 @@ def second_finetune(folder: Path) -> str:
 
 
 def vision_language_pair(folder: Path) -> tuple[str, str]:
-    """A tiny qwen2_vl and a fine-tune of it: a language model of 3 layers beside a vision tower of 2."""
+    """A tiny qwen2_vl (the support table's) and a fine-tune of it: a language model of 3 layers beside a vision
+    tower of 2."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from support_table import others
 
-    text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 128,
-            "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]}}  # fmt: skip
-    vision = {"depth": 2, "embed_dim": 16, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2, "patch_size": 4,
-              "spatial_merge_size": 2}  # fmt: skip
     torch.manual_seed(0)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=120, video_token_id=121)
-    return _pair(Qwen2VLForConditionalGeneration(config), folder, "vl")
+    return _pair(others()["qwen2_vl"](), folder, "vl")
 
 
 def experts_pair(folder: Path) -> tuple[str, str]:
