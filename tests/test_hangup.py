@@ -136,7 +136,12 @@ def test_the_wizard_hands_its_merge_to_the_headless_path_when_its_terminal_hangs
 
     hang_up(master, held)
 
-    assert exit_status(pid) == 0, log_path(output).read_text() if log_path(output).exists() else "no log"
+    try:
+        status = exit_status(pid)
+    except AssertionError as error:
+        stacks = (held / "stacks.txt").read_text() if (held / "stacks.txt").exists() else "no stacks"
+        raise AssertionError(f"{error}; its threads after a minute:\n{stacks}") from None
+    assert status == 0, log_path(output).read_text() if log_path(output).exists() else "no log"
     log = log_path(output).read_text()
     assert "the wizard's terminal hung up; its merge into" in log and "goes on here without one" in log
     assert f"{output} passed verification." in log

@@ -9,6 +9,7 @@ so a test can close the wizard's terminal while it is merging.
 
 from __future__ import annotations
 
+import faulthandler
 import sys
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from tui_merge.wizard.state import WizardState
 
 if __name__ == "__main__":
     folder, config, output = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # Still running after a minute is a hang: every thread's stack goes to FOLDER/stacks.txt for the test to show.
+    stacks = (folder / "stacks.txt").open("w")
+    faulthandler.dump_traceback_later(60, file=stacks)
     hold_after_first_tensor(folder)
     state = WizardState.load(config)
     state.output = output
