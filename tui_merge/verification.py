@@ -201,8 +201,7 @@ def _limits_of_the_parents(info, names: list[str]) -> list[str]:
     """Of ``names`` (tensors holding NaN or Inf), those whose infinities every input of the recipe holds at the
     same places with the same signs, and no NaN: a limit the architecture keeps (gemma4_audio's clipping
     bounds), which the merge carries over. None without the recipe's inputs at hand."""
-    import torch
-
+    from tui_merge.engine.executor import shared_infinities
     from tui_merge.engine.prepare import prepare
     from tui_merge.engine.reader import TensorReader
 
@@ -220,14 +219,9 @@ def _limits_of_the_parents(info, names: list[str]) -> list[str]:
             task = tasks.get(name)
             if task is None or task.vocab is not None:
                 continue
-            output = reader.read(info.tensors[name]).float()
             refs = [*task.inputs, *([task.base] if task.base is not None else [])]
-            limits = torch.isinf(output)
-            if torch.isnan(output).any() or not refs:
-                continue
-            parents = [reader.read(ref.entry).float() for ref in refs]
-            if all(parent.shape == output.shape and torch.equal(torch.isinf(parent), limits)
-                   and torch.equal(parent[limits], output[limits]) for parent in parents):  # fmt: skip
+            tensors = [reader.read(entry).float() for entry in (info.tensors[name], *(ref.entry for ref in refs))]
+            if shared_infinities(tensors) is not None:
                 kept.append(name)
     return kept
 

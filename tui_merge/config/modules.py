@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from tui_merge.config.loading import LoadedConfig, parse_config
+from tui_merge.config.parameters import is_conditions
 from tui_merge.config.rendering import outside_rows, stack_rows
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
@@ -106,7 +107,10 @@ def expand_modules(loaded: LoadedConfig, reference: ModelInfo) -> LoadedConfig:
         (only,) = modules.values()
         data["slices"] = only["slices"]
         if only.get("parameters"):
-            data["parameters"] = _before(only["parameters"], data.get("parameters") or {})
+            top = dict(data.get("parameters") or {})
+            for key, value in only["parameters"].items():
+                top[key] = _ahead_of(value if is_conditions(value) else [{"value": value}], top.get(key))
+            data["parameters"] = top
         return _parsed(data, loaded)
     parts = model_parts(reference)
     by_part: dict[str, str] = {}
@@ -157,7 +161,7 @@ def expand_modules(loaded: LoadedConfig, reference: ModelInfo) -> LoadedConfig:
                 # A model entry's own value outranks its module's: it goes before the module's conditions.
                 conditions[:0] = [{"filter": f, "value": value} for f in filters]
     for key, conditions in top_conditions.items():
-        top[key] = _before({key: conditions}, top)[key]
+        top[key] = _ahead_of(conditions, top.get(key))
     if top:
         data["parameters"] = top
     first_module = modules[first_name]
@@ -170,19 +174,11 @@ def expand_modules(loaded: LoadedConfig, reference: ModelInfo) -> LoadedConfig:
     return _parsed(data, loaded)
 
 
-def _before(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
-    """Parameters where ``first``'s conditions come before ``then``'s value for the same name (first match wins):
-    a value of ``then`` becomes the catch-all, a conditions list of it is appended."""
-    merged = dict(then)
-    for key, value in first.items():
-        conditions = value if isinstance(value, list) and value and isinstance(value[0], dict) else [{"value": value}]
-        if key not in then:
-            merged[key] = conditions
-            continue
-        rest = then[key]
-        tail = rest if isinstance(rest, list) and rest and isinstance(rest[0], dict) else [{"value": rest}]
-        merged[key] = [*conditions, *tail]
-    return merged
+def _ahead_of(conditions: list[dict[str, Any]], rest: Any) -> list[dict[str, Any]]:
+    """``conditions`` first (first match wins), then ``rest``: its own conditions, or its value as the catch-all."""
+    if rest is None:
+        return conditions
+    return [*conditions, *(rest if is_conditions(rest) else [{"value": rest}])]
 
 
 def _parsed(data: dict[str, Any], loaded: LoadedConfig) -> LoadedConfig:

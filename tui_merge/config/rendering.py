@@ -261,9 +261,9 @@ def stack_rows(reference: ModelInfo) -> list[StackRow]:
 
 def _stack_kind(prefix: str) -> str:
     lowered = prefix.lower()
-    tower = _TOWER.search(lowered)
+    tower = _tower_kind(lowered)
     if tower:
-        return "vision tower" if tower[1] in ("vision", "visual") else "audio tower"
+        return f"{tower} tower"
     for kind in ("encoder", "decoder"):
         if kind in lowered.split("."):
             return kind
@@ -285,11 +285,16 @@ def outside_label(module: str, component: str, outside: list[str]) -> str:
     lowered = module.lower()
     if re.search(r"projector|multi_modal|(^|\.)merger(\.|$)", lowered):  # qwen-vl's patch merger projects too
         return "projector norm" if component == "norm" else "projector"
-    tower = _TOWER.search(lowered.split(".")[0])
-    if tower:
-        kind = "vision" if tower[1] in ("vision", "visual") else "audio"
+    kind = _tower_kind(lowered.split(".")[0])
+    if kind:
         return f"{kind} tower " + _plain_label(lowered, component, outside).removeprefix("word ")
     return _plain_label(lowered, component, outside)
+
+
+def _tower_kind(text: str) -> str | None:
+    """``vision`` or ``audio`` when ``text`` names a tower beside the language model, else None."""
+    tower = _TOWER.search(text)
+    return None if tower is None else "vision" if tower[1] in ("vision", "visual") else "audio"
 
 
 def _plain_label(lowered: str, component: str, outside: list[str]) -> str:

@@ -441,18 +441,13 @@ def merge_task(
     """Compute one output tensor in float32 on ``device`` and cast it to the output dtype."""
     if not task.merge:
         return reader.read(task.inputs[0].entry)
+    # Without a vocabulary to align, every input is read first: infinities they all share are set aside below.
+    lenient = allow_nonfinite or task.vocab is None
+    tensors = [_prepare(reader, ref, device, lenient) for ref in task.inputs]
+    base = _prepare(reader, task.base, device, lenient) if task.base else None
     limits = None
     if task.vocab is None and not allow_nonfinite:
-        tensors = [_prepare(reader, ref, device, True) for ref in task.inputs]
-        base = _prepare(reader, task.base, device, True) if task.base else None
         tensors, base, limits = _set_limits_aside(task, tensors, base)
-        if limits is not None:
-            result = _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
-            result[limits.to(result.device)] = limits_values(limits, task, reader, device).to(result.dtype)
-            return result
-        return _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
-    tensors = [_prepare(reader, ref, device, allow_nonfinite) for ref in task.inputs]
-    base = _prepare(reader, task.base, device, allow_nonfinite) if task.base else None
     if task.vocab is not None:
         extra = [ref for ref in (task.base, *task.fill_from) if ref is not None]
         matrices = [*zip([ref.model for ref in task.inputs], tensors)]
@@ -461,13 +456,17 @@ def merge_task(
         ]
         aligned = align_rows(matrices, task.vocab, _stored_precision(task.reads))
         tensors, base = aligned[: len(tensors)], (aligned[len(tensors)] if base is not None else None)
-    return _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
+    result = _run_kernel(plan, task, kernel, _inputs(plan, task, tensors, base))
+    if limits is not None:
+        places, values = limits
+        result[places.to(result.device)] = values.to(device=result.device, dtype=result.dtype)
+    return result
 
 
 def _set_limits_aside(
     task: TensorTask, tensors: list[torch.Tensor], base: torch.Tensor | None
-) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
-    """The inputs ready to merge, and the positions of the infinities they all share (None when there are none).
+) -> tuple[list[torch.Tensor], torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+    """The inputs ready to merge, and the places and values of the infinities they all share (None when none).
 
     An infinity every input holds at the same place with the same sign is a limit the architecture keeps
     (gemma4_audio's clipping bounds, ``input_max = inf``), not damage: those places are merged as zeros and get
@@ -477,22 +476,25 @@ def _set_limits_aside(
     everyone = [*tensors, *([base] if base is not None else [])]
     if all(all_finite(tensor) for tensor in everyone):
         return tensors, base, None
-    limits = torch.isinf(everyone[0])
-    shared = all(
-        not torch.isnan(tensor).any() and torch.equal(torch.isinf(tensor), limits)
-        and torch.equal(tensor[limits], everyone[0][limits])
-        for tensor in everyone
-    )  # fmt: skip
-    if not shared:
+    places = shared_infinities(everyone)
+    if places is None:
         for ref, tensor in zip(refs, everyone):
             _checked(tensor, ref, allow_nonfinite=False)
-    zeroed = [tensor.masked_fill(limits, 0.0) for tensor in tensors]
-    return zeroed, base.masked_fill(limits, 0.0) if base is not None else None, limits
+    values = everyone[0][places]
+    zeroed = [tensor.masked_fill(places, 0.0) for tensor in tensors]
+    return zeroed, base.masked_fill(places, 0.0) if base is not None else None, (places, values)
 
 
-def limits_values(limits: torch.Tensor, task: TensorTask, reader: TensorReader, device: str) -> torch.Tensor:
-    """The shared infinities themselves, from the first input."""
-    return reader.read(task.inputs[0].entry).to(device=device, dtype=torch.float32)[limits]
+def shared_infinities(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """Where every tensor holds the same infinity (a mask), when those are all their non-finite values and they
+    hold no NaN; None otherwise. The merge keeps such infinities and verify accepts them."""
+    places = torch.isinf(tensors[0])
+    shared = all(
+        tensor.shape == places.shape and not torch.isnan(tensor).any()
+        and torch.equal(torch.isinf(tensor), places) and torch.equal(tensor[places], tensors[0][places])
+        for tensor in tensors
+    )  # fmt: skip
+    return places if shared else None
 
 
 def _stored_precision(refs: tuple[InputTensor, ...]) -> torch.dtype:

@@ -14,6 +14,7 @@ candidate of a sweep ask it once. A check that fails is never remembered.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 
 from tui_merge.engine.plan import Plan
@@ -140,8 +141,6 @@ def _fit_layer_rules(config: dict, target: dict, plan: Plan) -> None:
     written. None fitting, the rules stay as they are and the output check refuses the stack naming them.
     Asked of transformers only for a stacking whose config holds such a rule.
     """
-    import itertools
-
     rules = [key for key in LAYER_RULES if isinstance(target.get(key), int) and not isinstance(target[key], bool)]
     if not rules:
         return
@@ -150,11 +149,11 @@ def _fit_layer_rules(config: dict, target: dict, plan: Plan) -> None:
     if key not in _RULE_FITS:
         if len(_RULE_FITS) >= 64:
             _RULE_FITS.clear()
-        _RULE_FITS[key] = _search_rules(config, target, plan, rules, shapes, itertools.product)
+        _RULE_FITS[key] = _search_rules(config, target, plan, rules, shapes)
     target.update(_RULE_FITS[key])
 
 
-def _search_rules(config, target, plan, rules, shapes, product) -> dict[str, int]:
+def _search_rules(config, target, plan, rules, shapes) -> dict[str, int]:
     from tui_merge.models.architecture_fit import architecture_fit, known_model_type
 
     if not known_model_type(config):
@@ -170,7 +169,7 @@ def _search_rules(config, target, plan, rules, shapes, product) -> dict[str, int
     choices = [dict.fromkeys([target[rule], at_or_after(target[rule]), at_or_before(target[rule])]) for rule in rules]
     original = {rule: target[rule] for rule in rules}
     try:
-        for values in product(*choices):
+        for values in itertools.product(*choices):
             target.update(zip(rules, values))
             try:
                 fit = architecture_fit(config, shapes, source=plan.reference.folder / "config.json")

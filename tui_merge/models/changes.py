@@ -195,7 +195,12 @@ def layer_key(info: ModelInfo, name: str) -> Layer:
     role = info.roles[name]
     if role.layer is None or role.block_prefix == info.block_prefix:
         return role.layer
-    return f"{role.block_prefix}.{role.layer}"
+    return stack_layer(role.block_prefix, role.layer)
+
+
+def stack_layer(prefix: str, layer: int) -> str:
+    """How the figures name layer ``layer`` of the stack ``prefix`` beside the main one: ``visual.blocks.3``."""
+    return f"{prefix.rstrip('.')}.{layer}"
 
 
 def _layer_order(layer: Layer) -> tuple[int, str, int]:

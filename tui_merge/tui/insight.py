@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from tui_merge.models.changes import ChangeReport
+from tui_merge.models.changes import ChangeReport, stack_layer
 from tui_merge.wizard.grid import GridRow
 
 _LEVELS = "▁▂▃▄▅▆▇█"
@@ -94,7 +94,7 @@ class Insight:
     @staticmethod
     def _layer(row: GridRow) -> int | str | None:
         """The figures' key for the row: another stack's layers are keyed by their prefix."""
-        return f"{row.stack.filter}{row.layer}" if row.stack is not None else row.layer
+        return stack_layer(row.stack.filter, row.layer) if row.stack is not None else row.layer
 
     def _change(self, model: str, row: GridRow) -> Text:
         cell = Text()
