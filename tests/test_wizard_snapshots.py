@@ -74,7 +74,15 @@ async def settle_layers(pilot) -> None:
         if pilot.app.screen.query_one(LayerTable).insight is not None:
             break
         await pilot.pause(0.05)
-    await pilot.pause()
+    # The figure columns change the table's widths once more after they arrive; on a busy machine that layout
+    # can land after the next key. Wait until two pictures of the screen a moment apart are the same.
+    shown = None
+    for _ in range(100):
+        await pilot.pause(0.05)
+        picture = pilot.app.export_screenshot()
+        if picture == shown:
+            break
+        shown = picture
 
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
