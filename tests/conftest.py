@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
-import pytest
+# No test may reach the real Hub: huggingface_hub reads this once, at import. Tests of the Hub path point it at
+# a server on 127.0.0.1 instead (the ``hub`` fixture) and lift the flag for themselves.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
-from model_factory import ModelFactory
-from tui_merge.samples import SampleShape
+import pytest  # noqa: E402
+from hub_server import HubServer  # noqa: E402
+
+from model_factory import ModelFactory  # noqa: E402
+from tui_merge.samples import SampleShape  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +66,25 @@ def llama_chat_tokens(factory: ModelFactory) -> Path:
 def llama_reordered(factory: ModelFactory) -> Path:
     """A fine-tune with 256 tokens like the base, three pairs of them at each other's ids."""
     return factory.llama_tokens("llama-reordered", finetune_seed=5, swapped=3)
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A stand-in Hub on 127.0.0.1 that huggingface_hub is pointed at (its endpoint and URL template), online,
+    with an empty cache at ``tmp_path/hf-cache``."""
+    from huggingface_hub import constants
+
+    with HubServer() as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        yield server
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

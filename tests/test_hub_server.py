@@ -5,24 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
-
-
-@pytest.fixture
-def hub(monkeypatch, tmp_path):
-    """A HubServer that huggingface_hub is pointed at (its endpoint and URL template), with an empty cache."""
-    from huggingface_hub import constants
-
-    with HubServer() as server:
-        monkeypatch.setattr(constants, "ENDPOINT", server.url)
-        monkeypatch.setattr(
-            constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
-        )
-        monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        yield server
 
 
 def test_huggingface_hub_reads_a_safetensors_header_with_range_requests(hub, llama_base) -> None:

@@ -53,7 +53,8 @@ def test_a_revision_picks_that_snapshot(tmp_path: Path, llama_base: Path) -> Non
     add_to_cache(tmp_path, "acme/tiny", llama_base, "c" * 40)
     older = tmp_path / "models--acme--tiny" / "snapshots" / ("d" * 40)
     older.mkdir()
-    (older / "config.json").symlink_to(tmp_path / "models--acme--tiny" / "snapshots" / ("c" * 40) / "config.json")
+    for file in (tmp_path / "models--acme--tiny" / "snapshots" / ("c" * 40)).iterdir():
+        (older / file.name).symlink_to(file)
 
     assert resolve_model(f"acme/tiny@{'d' * 40}", cache_dir=tmp_path).folder == older
 
@@ -70,9 +71,10 @@ def test_the_cached_model_inspects_like_the_folder(tmp_path: Path, llama_base: P
     cached = load_model_info("acme/tiny-llama", cache_dir=tmp_path).summary()
     direct = load_model_info(str(llama_base)).summary()
 
-    where = {"folder", "label", "from_cache"}
+    where = {"folder", "label", "from_cache", "commit"}
     assert {key: cached[key] for key in cached.keys() - where} == {key: direct[key] for key in direct.keys() - where}
     assert cached["from_cache"] and cached["label"] == "acme/tiny-llama"
+    assert cached["commit"] == "f" * 40 and direct["commit"] is None
 
 
 def test_an_uncached_hub_id_says_how_to_fetch_it_and_downloads_nothing(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
+    DownloadProgress,
+    FileDownloaded,
     Log,
     MergeEvent,
     MergeFinished,
@@ -145,7 +147,7 @@ class _TerminalProgress:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("[bold]merging"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=None),
             TextColumn("{task.fields[tensors]}"),
             DownloadColumn(binary_units=True),
@@ -155,6 +157,8 @@ class _TerminalProgress:
             expand=True,
         )
         self.task = None
+        self.download_task = None
+        self.file_task = None
 
     def __enter__(self) -> _TerminalProgress:
         self.progress.start()
@@ -164,9 +168,16 @@ class _TerminalProgress:
         self.progress.stop()
 
     def handle(self, event: MergeEvent) -> None:
-        if isinstance(event, MergeStarted):
+        if isinstance(event, DownloadProgress):
+            self._download(event)
+        elif isinstance(event, FileDownloaded) and self.file_task is not None:
+            self.progress.console.print(f"downloaded {event.repo_id}/{event.file} ({human_bytes(event.size)})")
+        elif isinstance(event, MergeStarted):
+            for task in (self.download_task, self.file_task):
+                if task is not None:
+                    self.progress.remove_task(task)
             plan = event.plan
-            self.task = self.progress.add_task("merge", total=plan.bytes_to_write, tensors=f"0/{len(plan.tasks)}")
+            self.task = self.progress.add_task("merging", total=plan.bytes_to_write, tensors=f"0/{len(plan.tasks)}")
         elif isinstance(event, TensorMerged) and self.task is not None:
             self.progress.update(self.task, completed=event.bytes_done, tensors=f"{event.index}/{event.total}")
         elif isinstance(event, Log):
@@ -175,6 +186,15 @@ class _TerminalProgress:
             self.progress.stop()
         _closing_lines(event)
 
+    def _download(self, event: DownloadProgress) -> None:
+        """Two bars: every file the merge needs, and the one arriving now."""
+        files = f"{event.index}/{event.count} files"
+        if self.download_task is None:
+            self.download_task = self.progress.add_task("downloading", total=event.bytes_total, tensors=files)
+            self.file_task = self.progress.add_task("", total=event.size, tensors="")
+        self.progress.update(self.download_task, completed=event.bytes_done, tensors=files)
+        self.progress.update(self.file_task, completed=event.received, total=event.size, description=f"  {event.file}")
+
 
 class _PlainProgress:
     """Timestamped lines, a few per merge, that read well in a nohup log."""
@@ -182,6 +202,9 @@ class _PlainProgress:
     def __init__(self) -> None:
         self.reported = -PLAIN_REPORT_EVERY
         self.started = time.monotonic()
+        self.download_reported = -PLAIN_REPORT_EVERY
+        self.download_started: tuple[float, int] | None = None
+        """When the first download figure came, and its bytes: the rate counts from there."""
 
     def __enter__(self) -> _PlainProgress:
         return self
@@ -190,7 +213,12 @@ class _PlainProgress:
         pass
 
     def handle(self, event: MergeEvent) -> None:
-        if isinstance(event, MergeStarted):
+        if isinstance(event, DownloadProgress):
+            self._download(event)
+        elif isinstance(event, FileDownloaded):
+            self._line(f"downloaded {event.repo_id}/{event.file} ({human_bytes(event.size)}), sha256 checked")
+        elif isinstance(event, MergeStarted):
+            self.started = time.monotonic()
             plan = event.plan
             self._line(
                 f"merging {len(plan.tasks)} tensors ({human_bytes(plan.bytes_to_write)}) with "
@@ -209,6 +237,25 @@ class _PlainProgress:
         elif isinstance(event, MergeFinished):
             self._line("done")
         _closing_lines(event)
+
+    def _download(self, event: DownloadProgress) -> None:
+        """A line each tenth of the whole download: bytes, rate and time left."""
+        now = time.monotonic()
+        if self.download_started is None:
+            self.download_started = (now, event.bytes_done)
+        percent = 100 * event.bytes_done // max(event.bytes_total, 1)
+        if percent < self.download_reported + PLAIN_REPORT_EVERY:
+            return
+        self.download_reported = percent
+        started, before = self.download_started
+        rate = (event.bytes_done - before) / (now - started) if now - started > 0.5 else 0
+        pace = (
+            f", {human_bytes(int(rate))}/s, {(event.bytes_total - event.bytes_done) / rate:.0f} s left" if rate else ""
+        )
+        self._line(
+            f"download {percent:3d}% {human_bytes(event.bytes_done)} of {human_bytes(event.bytes_total)}{pace} "
+            f"(file {event.index}/{event.count}: {event.file})"
+        )
 
     def _line(self, text: str) -> None:
         print(f"{datetime.now():%Y-%m-%d %H:%M:%S} {text}", file=sys.stderr, flush=True)

@@ -34,8 +34,15 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
     ("size", lambda m: human_bytes(m.total_bytes)),
     ("weights", lambda m: f"{m.checkpoint.format} x{len(m.checkpoint.files)}"),
     ("adapter", lambda m: m.adapter_summary),
-    ("folder", lambda m: str(m.folder) if m.source.from_cache else m.source.argument.partition("+")[0]),
+    ("folder", lambda m: _where(m)),
 )
+
+
+def _where(model: ModelInfo) -> str:
+    """The folder as given; a hub id's snapshot in the cache; ``Hub @commit`` while its weights are on the Hub."""
+    if model.source.hub is not None and not model.downloaded:
+        return f"Hub @{model.source.hub.commit[:12]}"
+    return str(model.folder) if model.source.from_cache else model.source.argument.partition("+")[0]
 
 
 def _other_stacks(model: ModelInfo) -> str | None:

@@ -34,10 +34,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         console = Console(highlight=False)
         print_report(report, console)
+        _say_hub_reads(models, console)
         if changes is not None:
             console.print()
             print_changes(changes, console)
     return 0 if report.mergeable else 1
+
+
+def _say_hub_reads(models: list[ModelInfo], console: Console) -> None:
+    """How much of each Hub model's weights was read by range, so a person sees that nothing was downloaded."""
+    from tui_merge.report_view import human_bytes
+
+    remote = [model for model in models if model.source.hub is not None and not model.downloaded]
+    if remote:
+        reads = ", ".join(f"{model.label} {human_bytes(model.source.hub.fetched)}" for model in remote)
+        console.print(
+            Text(f"Read from the Hub by range (headers, lineage probes), weights not downloaded: {reads}.", "dim")
+        )
 
 
 def _measure(models: list[ModelInfo], base: ModelInfo) -> ChangeReport | None:

@@ -46,7 +46,11 @@ examples:
   tui-merge run merge.yaml --dry-run            validate and show the plan, write nothing
   nohup tui-merge run merge.yaml ./merged > merge.log 2>&1 &
   tui-merge run merge.yaml ./merged --resume    continue after Ctrl-C, kill or a lost SSH session
+  tui-merge run merge.yaml ./merged --download  fetch from the Hub only the weight files it reads
 
+Hub ids the cache lacks are planned from the Hub's metadata and headers; the
+weights are fetched only with --download (into the Hugging Face cache, checked
+against the Hub's sha256). HF_HUB_OFFLINE=1 keeps every lookup in the cache.
 The config speaks mergekit's YAML dialect; options of our own go under
 tui_merge: (vocab, shard_size, device, seed, copy_tokenizer). Vocabularies of
 different sizes need tui_merge: {vocab: truncate | pad | union} or mergekit's
@@ -295,6 +299,9 @@ COMMANDS: tuple[Command, ...] = (
             arg("--allow-crimes", action="store_true",
                 help="merge models of different architectures or lineages anyway (mergekit's flag); the "
                      "finding is printed as a warning and kept in the model card"),
+            arg("--download", action="store_true",
+                help="download from the Hub the weight files the merge reads that the cache lacks (only those; "
+                     "sha256-checked), after every check has passed"),
         ),
     ),
     Command(

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     job = MergeJob(
         loaded, Path(output), replace=args.force, resume=args.resume, keep_partial=True,
         allow_nonfinite=args.allow_nonfinite, verify=args.verify, allow_crimes=args.allow_crimes,
+        download=args.download,
     )  # fmt: skip
     return run_in_console(job)
 

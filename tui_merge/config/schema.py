@@ -9,9 +9,9 @@ which ranges is checked against the method registry in ``validation``.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DTYPE_ALIASES = {
     "float32": "float32", "fp32": "float32", "float": "float32",
@@ -36,6 +36,27 @@ def parse_size(text: str | int) -> int:
     return int(number * scale)
 
 
+def _model_reference(value: Any) -> Any:
+    """mergekit's long form of a model, ``{model: {path: org/a, revision: v1}, lora: {path: ...}}`` (or the
+    inner ``{path, revision}`` alone), as the short text it stands for: ``org/a@v1+lora``."""
+
+    def path(part: Any) -> Any:
+        if isinstance(part, dict) and set(part) <= {"path", "revision"} and isinstance(part.get("path"), str):
+            return f"{part['path']}@{part['revision']}" if part.get("revision") else part["path"]
+        return part
+
+    if isinstance(value, dict) and "model" in value and set(value) <= {"model", "lora"}:
+        model, lora = path(value["model"]), path(value.get("lora"))
+        if isinstance(model, str) and (lora is None or isinstance(lora, str)):
+            return f"{model}+{lora}" if lora else model
+    return path(value)
+
+
+ModelName = Annotated[str, BeforeValidator(_model_reference)]
+"""A model as a recipe names it: a folder, ``org/name[@revision]``, optionally ``+adapter``; mergekit's long
+form (``{model: {path: ..., revision: ...}}``) is read as the same text."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -43,14 +64,14 @@ class _Strict(BaseModel):
 class ModelEntry(_Strict):
     """One entry of ``models:``."""
 
-    model: str
+    model: ModelName
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class SliceSource(_Strict):
     """One model's layers within an output slice."""
 
-    model: str
+    model: ModelName
     layer_range: tuple[int, int]
     """Half-open: ``[0, 16]`` is layers 0 to 15."""
     parameters: dict[str, Any] = Field(default_factory=dict)
@@ -222,7 +243,7 @@ class MergeConfig(_Strict):
     """A whole merge recipe."""
 
     merge_method: str
-    base_model: str | None = None
+    base_model: ModelName | None = None
     models: list[ModelEntry] | None = None
     slices: list[OutputSlice] | None = None
     modules: dict[str, OutputModule] | None = None

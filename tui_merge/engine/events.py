@@ -103,8 +103,37 @@ class Verified:
     report: VerifyReport
 
 
+@dataclass(frozen=True)
+class DownloadProgress:
+    """Bytes of one file from the Hub so far, and of every file the merge needs (``engine.download``)."""
+
+    repo_id: str
+    file: str
+    index: int
+    """1-based number of the file among those downloaded."""
+    count: int
+    received: int
+    size: int
+    bytes_done: int
+    """Bytes of every file so far."""
+    bytes_total: int
+
+    def can_replace(self, older: object) -> bool:
+        """A newer progress event makes an older queued one redundant."""
+        return isinstance(older, DownloadProgress)
+
+
+@dataclass(frozen=True)
+class FileDownloaded:
+    """One file from the Hub is in the cache, its size and sha256 checked."""
+
+    repo_id: str
+    file: str
+    size: int
+
+
 MergeEvent = (
     MergeStarted | TensorMerged | ShardWritten | Log | MergeFinished | MergeFailed | VerificationStarted | CheckDone
-    | Verified
+    | Verified | DownloadProgress | FileDownloaded
 )  # fmt: skip
 EventCallback = Callable[[MergeEvent], None]

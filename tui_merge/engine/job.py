@@ -15,6 +15,7 @@ from pathlib import Path
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.validation import unweighted_models
 from tui_merge.engine.control import MergeControl
+from tui_merge.engine.download import check_download_space, download, needed_files, refusal
 from tui_merge.engine.events import CheckDone, EventCallback, Log, MergeSummary, VerificationStarted, Verified
 from tui_merge.engine.lock import OutputLock
 from tui_merge.engine.output_config import output_config_gate
@@ -49,6 +50,9 @@ class MergeJob:
     """Check the merged folder afterwards (``tui-merge verify``)."""
     allow_crimes: bool = False
     """Merge across an architecture or lineage finding on purpose (mergekit's ``--allow-crimes``)."""
+    download: bool = False
+    """Fetch the weight files the merge reads that are on the Hub, not in the cache (``engine.download``);
+    without it such a merge is refused, saying what it would fetch."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,12 @@ def _run_locked(job: MergeJob, lock: OutputLock, emit: EventCallback, control: M
     if unweighted and not weighted:
         emit(Log("info", f"no model gives a weight: {len(unweighted)} models merged with equal weights"))
     check_output(plan, job.output, force=job.replace, resume=job.resume)
+    needed = needed_files(ref.entry for task in plan.tasks for ref in task.reads)
+    if needed:
+        if not job.download:
+            raise BadInputError(refusal(needed))
+        check_download_space(needed, job.output, plan.bytes_to_write)
+        download(needed, emit=emit, control=control)
     from tui_merge.engine import executor  # torch comes with it: mistakes in the inputs are said before
 
     summary = executor.execute(

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from tui_merge.config.pinning import pinned_recipe
 from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME, manifest_text
@@ -138,7 +139,7 @@ class OutputWriter:
                 shutil.copytree(source, self.partial / name)
             else:
                 shutil.copyfile(source, self.partial / name)
-        self._write_text(RECIPE_NAME, plan.loaded.text)
+        self._write_text(RECIPE_NAME, pinned_recipe(plan.loaded.text, plan.models))
         self._write_text("README.md", model_card(plan))
         if journal is not None:
             shards = {name: (shard.size, shard.sha256) for name, shard in journal.finished.items()}
@@ -227,7 +228,7 @@ def model_card(plan: Plan) -> str:
     config = plan.config
     parents = "\n".join(f"- {name}" for name in config.referenced_models())
     base = f"\nBase model: {config.base_model}\n" if config.base_model else ""
-    recipe = yaml.safe_dump(yaml.safe_load(plan.loaded.text), sort_keys=False).rstrip()
+    recipe = yaml.safe_dump(yaml.safe_load(pinned_recipe(plan.loaded.text, plan.models)), sort_keys=False).rstrip()
     warnings = "".join(f"- {warning}\n" for warning in plan.warnings)
     warned = f"Warnings found before merging:\n\n{warnings}\n" if warnings else ""
     return (

@@ -19,6 +19,7 @@ from tui_merge.models.safetensors_header import DTYPE_SIZES, read_safetensors_he
 from tui_merge.models.torch_checkpoint import load_torch_state_dict, safetensors_dtype, tensor_byte_ranges
 
 if TYPE_CHECKING:
+    from tui_merge.models.hub import HubRepo
     from tui_merge.models.lora import LoraUpdate
     from tui_merge.models.quantization import BlockScale
 
@@ -41,6 +42,14 @@ class TensorEntry:
     """A LoRA adapter's change, added when the tensor is read (``models.lora``)."""
     scale: BlockScale | None = None
     """Per-block scales of a block-scaled FP8 weight, applied when it is read (``models.quantization``)."""
+    hub: HubRepo | None = None
+    """The Hub repository that ``file`` (its snapshot path in the cache) comes from, when it was not downloaded
+    at inspection: its bytes are read by range until it is (``models.hub``)."""
+
+    @property
+    def downloaded(self) -> bool:
+        """False for a tensor of a Hub repository whose file is not in the cache yet."""
+        return self.hub is None or self.file.is_file()
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -88,6 +97,72 @@ def read_checkpoint(folder: Path) -> Checkpoint:
     )
 
 
+def weights_complete(folder: Path) -> bool:
+    """True when ``folder`` holds every weight file its layout names: each shard of an index, or the files
+    themselves. A cached repository whose metadata alone was fetched (a preflight) holds none."""
+    indexes = sorted(folder.glob("*.safetensors.index.json")) or sorted(folder.glob("pytorch_model.bin.index.json"))
+    if indexes:
+        try:
+            shards = set(_read_weight_map(_only(indexes, folder)).values())
+        except BadInputError:
+            return True  # damaged: let the reader say so
+        return all((folder / shard).is_file() for shard in shards)
+    return any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+
+
+def read_hub_checkpoint(repo: HubRepo) -> Checkpoint:
+    """The tensor table of a Hub repository from its safetensors headers, read by range (a shard already in the
+    cache is read there); its index was fetched with the metadata."""
+    folder = repo.snapshot
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if indexes:
+        index = _only(indexes, folder)
+        weight_map = _read_weight_map(index)
+        shards = sorted(set(weight_map.values()))
+    else:
+        weight_map = None
+        shards = sorted(name for name in repo.files if "/" not in name and name.endswith(".safetensors"))
+    if not shards:
+        bins = sorted(name for name in repo.files if "/" not in name and name.endswith(".bin"))
+        if bins:
+            fetch = f"hf download {repo.repo_id} --revision {repo.commit} --include '*.bin' '*.json'"
+            raise BadInputError(
+                f"{repo.repo_id} on the Hub stores its weights only as PyTorch .bin files, whose tensor table "
+                f"cannot be read without downloading them; fetch them with `{fetch}`, then inspect again."
+            )
+        raise BadInputError(f"{repo.repo_id} on the Hub holds no safetensors weights; it cannot be merged.")
+    missing = [shard for shard in shards if shard not in repo.files]
+    if missing:
+        raise BadInputError(
+            f"{repo.repo_id}'s weight index names {missing[0]}, which the repository does not have; "
+            "its index and shards disagree: tell its owners, or pick another revision."
+        )
+    remote = [shard for shard in shards if not (folder / shard).is_file()]
+    headers = repo.headers(remote)
+    tables: dict[str, dict[str, TensorEntry]] = {}
+    for shard in shards:
+        path = folder / shard
+        if shard in headers:
+            tables[shard] = {
+                name: TensorEntry(name, entry.dtype, entry.shape, path, entry.begin, entry.end, hub=repo)
+                for name, entry in headers[shard].items()
+            }
+        else:
+            tables[shard] = file_tensors(path, "safetensors")
+    if weight_map is None:
+        return _joined({folder / shard: table for shard, table in tables.items()}, "safetensors")
+    tensors: dict[str, TensorEntry] = {}
+    for name, shard in weight_map.items():
+        entry = tables[shard].get(name)
+        if entry is None:
+            raise BadInputError(
+                f"{repo.repo_id}'s weight index says tensor {name!r} is in {shard}, but that shard does not "
+                "contain it; tell its owners, or pick another revision."
+            )
+        tensors[name] = entry
+    return Checkpoint(format="safetensors", files=tuple(folder / shard for shard in shards), tensors=tensors)
+
+
 def _only(indexes: list[Path], folder: Path) -> Path:
     preferred = folder / "model.safetensors.index.json"
     if preferred in indexes:
@@ -99,16 +174,21 @@ def _only(indexes: list[Path], folder: Path) -> Path:
 
 
 def _from_files(files: list[Path], fmt: CheckpointFormat) -> Checkpoint:
+    return _joined({file: file_tensors(file, fmt) for file in files}, fmt)
+
+
+def _joined(tables: dict[Path, dict[str, TensorEntry]], fmt: CheckpointFormat) -> Checkpoint:
+    """One table from several weight files' tables (by file), none of them repeating a tensor of another."""
     tensors: dict[str, TensorEntry] = {}
-    for file in files:
-        for entry in file_tensors(file, fmt).values():
+    for file, table in tables.items():
+        for entry in table.values():
             if entry.name in tensors:
                 raise BadInputError(
                     f"Tensor {entry.name!r} is stored in both {tensors[entry.name].file} and {file}; "
                     "remove the stray weight file from the folder."
                 )
             tensors[entry.name] = entry
-    return Checkpoint(format=fmt, files=tuple(files), tensors=tensors)
+    return Checkpoint(format=fmt, files=tuple(tables), tensors=tensors)
 
 
 def _from_index(index: Path, fmt: CheckpointFormat) -> Checkpoint:

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint
+from tui_merge.models.checkpoint import Checkpoint, TensorEntry, read_checkpoint, read_hub_checkpoint
 from tui_merge.models.config_facts import ConfigFacts, read_config_facts
 from tui_merge.models.layout import TensorRole, classify_tensors, family_layout
 from tui_merge.models.quantization import Quantization, read_quantization, with_block_scales
@@ -151,6 +151,11 @@ class ModelInfo:
         return sum(entry.numel for entry in self.tensors.values())
 
     @property
+    def downloaded(self) -> bool:
+        """False while some weight file of a Hub repository is not in the cache (``models.hub``)."""
+        return all(entry.downloaded for entry in self.tensors.values())
+
+    @property
     def adapter_summary(self) -> str | None:
         """``my-lora: r 8 on 24 tensors`` for a ``model+adapter`` reference, else None."""
         if self.source.adapter is None:
@@ -167,6 +172,9 @@ class ModelInfo:
             "label": self.label,
             "folder": str(self.folder),
             "from_cache": self.source.from_cache,
+            "commit": self.source.commit,
+            "downloaded": self.downloaded,
+            "hub_bytes_read": self.source.hub.fetched if self.source.hub is not None else 0,
             "model_type": facts.model_type,
             "architectures": list(facts.architectures),
             "layers": self.depth,
@@ -200,13 +208,13 @@ class ModelInfo:
 
 
 def load_model_info(argument: str, cache_dir: Path | None = None) -> ModelInfo:
-    """Inspect the model named by ``argument`` (folder or cached hub id, optionally ``+`` a LoRA adapter) from
-    headers only."""
+    """Inspect the model named by ``argument`` (folder or hub id, optionally ``+`` a LoRA adapter) from headers
+    only: a hub id whose weights the cache lacks is read from the Hub by range (``models.hub``)."""
     from tui_merge.models.lora import apply_adapter, read_adapter, resolve_reference
 
     source = resolve_reference(argument, cache_dir)
     facts = read_config_facts(source.folder)
-    checkpoint = read_checkpoint(source.folder)
+    checkpoint = read_checkpoint(source.folder) if source.hub is None else read_hub_checkpoint(source.hub)
     quantization = read_quantization(facts.raw, checkpoint.tensors, source.folder / "config.json")
     if quantization is not None and quantization.readable:
         checkpoint = with_block_scales(checkpoint, quantization.block, source.folder)

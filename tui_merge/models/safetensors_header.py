@@ -53,37 +53,49 @@ def read_safetensors_header(path: Path) -> dict[str, HeaderEntry]:
         size = path.stat().st_size
         with path.open("rb") as handle:
             prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise BadInputError(
-                    f"{path} is {size} bytes, too short to be a safetensors file; "
-                    "it is empty or truncated: download or copy it again."
-                )
-            (header_len,) = struct.unpack("<Q", prefix)
-            if header_len > MAX_HEADER_BYTES and header_len <= size - 8:
-                raise BadInputError(
-                    f"{path} declares a {header_len}-byte header, more than the {MAX_HEADER_BYTES >> 20} MiB any "
-                    "real checkpoint needs (about 130 bytes a tensor); the file is padded or damaged: download it "
-                    "again or save it with safetensors."
-                )
-            if header_len > size - 8:
-                raise BadInputError(
-                    f"{path} declares a {header_len}-byte header but the file holds {size} bytes; "
-                    "it is truncated or not a safetensors file: download or copy it again."
-                )
+            header_len = header_length(path, prefix, size)
             raw = handle.read(header_len)
     except OSError as error:
         raise BadInputError(f"Cannot read {path}: {error.strerror or error}.") from error
-    header = parse_json_object(raw, f"The header of {path}", "the file is damaged or not safetensors")
+    return parse_header(path, header_len, raw, size)
+
+
+def header_length(where: Path | str, prefix: bytes, size: int) -> int:
+    """The header length that a safetensors file of ``size`` bytes declares in its first 8 bytes ``prefix``,
+    checked: ``where`` names the file (a path, or a file of a Hub repository) in the sentence."""
+    if len(prefix) < 8:
+        raise BadInputError(
+            f"{where} is {size} bytes, too short to be a safetensors file; "
+            "it is empty or truncated: download or copy it again."
+        )
+    (header_len,) = struct.unpack("<Q", prefix[:8])
+    if header_len > MAX_HEADER_BYTES and header_len <= size - 8:
+        raise BadInputError(
+            f"{where} declares a {header_len}-byte header, more than the {MAX_HEADER_BYTES >> 20} MiB any "
+            "real checkpoint needs (about 130 bytes a tensor); the file is padded or damaged: download it "
+            "again or save it with safetensors."
+        )
+    if header_len > size - 8:
+        raise BadInputError(
+            f"{where} declares a {header_len}-byte header but the file holds {size} bytes; "
+            "it is truncated or not a safetensors file: download or copy it again."
+        )
+    return header_len
+
+
+def parse_header(where: Path | str, header_len: int, raw: bytes, size: int) -> dict[str, HeaderEntry]:
+    """Every tensor of the header ``raw`` (the JSON after the length) of a ``size``-byte file, checked."""
+    header = parse_json_object(raw, f"The header of {where}", "the file is damaged or not safetensors")
     metadata = header.get("__metadata__", {})
     if not isinstance(metadata, dict) or not all(
         isinstance(key, str) and isinstance(value, str) for key, value in metadata.items()
     ):
-        raise BadInputError(f"{path} has __metadata__ that is not a map of text to text; the file is damaged.")
+        raise BadInputError(f"{where} has __metadata__ that is not a map of text to text; the file is damaged.")
     data_start = 8 + header_len
     entries = {
-        name: _entry(path, name, spec, data_start, size) for name, spec in header.items() if name != "__metadata__"
+        name: _entry(where, name, spec, data_start, size) for name, spec in header.items() if name != "__metadata__"
     }
-    _check_no_overlap(path, entries)
+    _check_no_overlap(where, entries)
     return entries
 
 
@@ -92,7 +104,7 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 62
 
 
-def _entry(path: Path, name: str, spec: object, data_start: int, size: int) -> HeaderEntry:
+def _entry(path: Path | str, name: str, spec: object, data_start: int, size: int) -> HeaderEntry:
     dtype = spec.get("dtype") if isinstance(spec, dict) else None
     shape = spec.get("shape") if isinstance(spec, dict) else None
     offsets = spec.get("data_offsets") if isinstance(spec, dict) else None
@@ -127,7 +139,7 @@ def _entry(path: Path, name: str, spec: object, data_start: int, size: int) -> H
     return HeaderEntry(dtype=dtype, shape=shape, begin=data_start + begin, end=data_start + end)
 
 
-def _check_no_overlap(path: Path, entries: dict[str, HeaderEntry]) -> None:
+def _check_no_overlap(path: Path | str, entries: dict[str, HeaderEntry]) -> None:
     """Refuse two tensors that claim the same bytes: one of them would be merged from the other's values."""
     placed = sorted((entry.begin, entry.end, name) for name, entry in entries.items() if entry.end > entry.begin)
     for (_, first_end, first), (second_begin, _, second) in zip(placed, placed[1:]):

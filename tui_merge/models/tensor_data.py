@@ -28,8 +28,9 @@ def read_float64(entry: TensorEntry) -> numpy.ndarray:
     """One floating-point tensor's values as a flat float64 array.
 
     A plain stored tensor (safetensors, or a ``.bin`` one whose bytes were
-    located) is read with numpy from its own bytes, so a question about one
-    tensor (``inspect``'s lineage) does not wait a second for torch to load;
+    located) is read with numpy from its own bytes (by range from the Hub
+    when its file is not downloaded), so a question about one tensor
+    (``inspect``'s lineage) does not wait a second for torch to load;
     anything else (an adapter's update, bfloat16 in a mapped ``.bin``) goes
     through the merge's reader.
     """
@@ -41,11 +42,16 @@ def read_float64(entry: TensorEntry) -> numpy.ndarray:
         and entry.begin is not None
         and entry.dtype in (*_NUMPY_FLOATS, "BF16")
     ):
-        try:
-            with entry.file.open("rb") as handle:
-                data = os.pread(handle.fileno(), entry.nbytes, entry.begin)
-        except OSError as error:
-            raise BadInputError(f"Cannot read {entry.file}: {error.strerror or error}.") from None
+        if not entry.downloaded:
+            from tui_merge.models.hub import file_name
+
+            data = entry.hub.read_range(file_name(entry.hub, entry.file), entry.begin, entry.end)
+        else:
+            try:
+                with entry.file.open("rb") as handle:
+                    data = os.pread(handle.fileno(), entry.nbytes, entry.begin)
+            except OSError as error:
+                raise BadInputError(f"Cannot read {entry.file}: {error.strerror or error}.") from None
         if len(data) != entry.nbytes:
             raise BadInputError(
                 f"{entry.file} ended while reading tensor {entry.name!r}: the file was truncated or rewritten"

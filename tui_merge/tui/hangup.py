@@ -63,7 +63,7 @@ def continue_headless(handover: Handover) -> int:
         return 0
     job = MergeJob(
         state.loaded_config(), output, models=state.infos, replace=state.replace_output,
-        resume=partial_path(output).is_dir(), keep_partial=True, verify=True,
+        resume=partial_path(output).is_dir(), keep_partial=True, verify=True, download=state.download,
     )  # fmt: skip
     try:
         return run_in_console(job, plain_progress=True)

@@ -273,7 +273,7 @@ class CachePicker(Dialog[str | None]):
             if self.entries:
                 yield OptionList(*[Option(text, id=repo) for repo, text in self.entries])
             else:
-                yield Static("The cache holds no models (tui-merge never downloads; use hf download first).")
+                yield Static("The cache holds no models; type a hub id (org/name) to inspect it from the Hub.")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

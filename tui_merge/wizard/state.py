@@ -61,6 +61,8 @@ class WizardState:
     output: str = ""
     replace_output: bool = False
     """The user confirmed replacing an existing non-empty output folder (after success only)."""
+    download: bool = False
+    """The user agreed to download from the Hub the weight files the merge reads (``engine.download``)."""
     out_dtype: str | None = None
     shard_size: str = "5GB"
     device: str = "auto"

@@ -16,6 +16,8 @@ from textual.worker import Worker, WorkerState
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import (
     CheckDone,
+    DownloadProgress,
+    FileDownloaded,
     Log,
     MergeFailed,
     MergeFinished,
@@ -76,11 +78,37 @@ class RunScreen(StepScreen):
         """What the app hands to the headless path if the terminal hangs up (the merge thread sets its events)."""
         state = self.state
         self.query_one("#run-title", Static).update(Text(f"Merging into {state.output}", style="bold"))
-        partial = partial_path(Path(state.output).expanduser())
-        if partial.is_dir() and lock_holder(Path(state.output).expanduser()) is None:
+        on_hub = [info.label for info in state.infos.values() if not info.downloaded]
+        if on_hub and not state.download:
+            self.ask_about_download(on_hub)
+        else:
+            self.begin()
+
+    def begin(self) -> None:
+        """Ask about a leftover partial output, or start the merge."""
+        partial = partial_path(Path(self.state.output).expanduser())
+        if partial.is_dir() and lock_holder(Path(self.state.output).expanduser()) is None:
             self.ask_about_leftover(partial)
         else:
             self.start_merge()
+
+    def ask_about_download(self, on_hub: list[str]) -> None:
+        """Some weights are on the Hub: download the files the merge reads (``run --download``), or go back.
+        The default (escape) downloads nothing."""
+
+        def answered(key: str | None) -> None:
+            if key == "d":
+                self.state.download = True
+                self.begin()
+            else:
+                self.wizard.previous_step(self.STEP)
+
+        names = ", ".join(on_hub)
+        question = (
+            f"The weights of {names} are on the Hub, not in the local cache. Download the files this merge reads "
+            "(only those, each checked against the Hub's sha256) into the Hugging Face cache?"
+        )
+        self.app.push_screen(ChoiceScreen(question, [("d", "download")]), answered)
 
     def start_merge(self, resume: bool = False) -> None:
         """Start the merge's worker (resuming ``OUT.partial`` with ``resume``)."""
@@ -116,6 +144,7 @@ class RunScreen(StepScreen):
             job = MergeJob(
                 state.loaded_config(), Path(state.output), models=state.infos,
                 save_config=Path(state.config_path), replace=state.replace_output, verify=True, resume=resume,
+                download=state.download,
             )  # fmt: skip
             run_job(job, on_event=lambda event: self.post_message(EngineEvent(event)), control=self.control)
             self.handover.completed.set()
@@ -127,7 +156,16 @@ class RunScreen(StepScreen):
     def on_engine_event(self, message: EngineEvent) -> None:
         event = message.event
         log = self.query_one("#log", RichLog)
-        if isinstance(event, MergeStarted):
+        if isinstance(event, DownloadProgress):
+            self.query_one("#progress", ProgressBar).update(total=event.bytes_total, progress=event.bytes_done)
+            self.query_one("#current", Static).update(
+                f"downloading {event.index}/{event.count} · {human_bytes(event.received)} of "
+                f"{human_bytes(event.size)} · {event.repo_id}/{event.file}"
+            )
+        elif isinstance(event, FileDownloaded):
+            log.write(f"downloaded {event.repo_id}/{event.file} ({human_bytes(event.size)}), sha256 checked")
+        elif isinstance(event, MergeStarted):
+            self.started = time.monotonic()
             self.query_one("#progress", ProgressBar).update(total=event.plan.bytes_to_write, progress=0)
             log.write(f"merging {len(event.plan.tasks)} tensors ({human_bytes(event.plan.bytes_to_write)})")
         elif isinstance(event, TensorMerged):
