@@ -152,3 +152,14 @@ def test_a_preflighted_repo_is_read_from_the_hub_again_until_its_weights_are_dow
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(BadInputError, match="without all its weights, and HF_HUB_OFFLINE keeps"):
         load_model_info("org/base")
+
+
+def test_compare_refuses_a_model_whose_weights_are_on_the_hub_naming_the_download(hub, llama_base) -> None:
+    from tui_merge.evaluation.scoring import model_folder
+
+    commit = hub.add("org/base", llama_base)
+
+    with pytest.raises(BadInputError) as caught:
+        model_folder("org/base")
+
+    assert f"hf download org/base --revision {commit}" in caught.value.message

@@ -270,7 +270,9 @@ COMMANDS: tuple[Command, ...] = (
             what each fine-tune changed per layer and component, and where fine-tunes agree."""),
         _INSPECT_EXAMPLES,
         (
-            arg("models", nargs="+", metavar="MODEL", help="model folder or cached hub id (org/name[@rev])"),
+            arg("models", nargs="+", metavar="MODEL",
+                help="model folder or hub id (org/name[@rev]); one the cache lacks is read from the Hub, its "
+                     "weights by range only"),
             arg("--base", metavar="MODEL", help="the model the others are compared with (default: the first one)"),
             arg("--method", metavar="NAME",
                 help="the merge method you plan to use; passthrough accepts models of different depth"),
@@ -319,7 +321,7 @@ COMMANDS: tuple[Command, ...] = (
             text editor and replay it with tui-merge run."""),
         _TEMPLATE_EXAMPLES,
         (
-            arg("models", nargs="+", metavar="MODEL", help="model folder or cached hub id"),
+            arg("models", nargs="+", metavar="MODEL", help="model folder or hub id"),
             arg("--method", default="linear", help="merge method (default: linear)"),
             arg("--base", metavar="MODEL", help="the base model (default: the first, for methods that use one)"),
             arg("-o", "--output", required=True, metavar="FILE", help="where to write the config"),

@@ -57,10 +57,15 @@ def resolve_device(device: str) -> str:
 
 
 def model_folder(argument: str) -> Path:
-    """The local folder of a model argument (a folder or a cached hub id); adapters are not loaded here."""
+    """The local folder of a model argument (a folder or a hub id in the cache); adapters are not loaded here."""
     from tui_merge.models.lora import resolve_reference
 
     source = resolve_reference(argument)
+    if source.hub is not None:
+        raise BadInputError(
+            f"{argument}'s weights are on the Hub, not in the local cache, and compare loads whole models: fetch "
+            f"it with `hf download {source.hub.repo_id} --revision {source.hub.commit}` first."
+        )
     if source.adapter is not None:
         raise BadInputError(
             f"{argument} names a LoRA adapter; compare loads models with transformers as they are stored, so "

@@ -26,8 +26,10 @@ class ModelsScreen(StepScreen):
 
     STEP = 0
     HELP = (
-        "Type a model folder (right arrow accepts the completion) or a hub id that is in the "
-        "local Hugging Face cache, then enter. ctrl+o browses folders, starting beside the model added last: "
+        "Type a model folder (right arrow accepts the completion) or a hub id (org/name, org/name@revision), "
+        "then enter. A hub id the local Hugging Face cache lacks is inspected from the Hub with nothing of its "
+        "weights downloaded; the Run step asks before it downloads the files the merge reads. "
+        "ctrl+o browses folders, starting beside the model added last: "
         "enter opens a folder, p picks the highlighted one, backspace goes to the parent, ~ home, and / or . "
         "types a path to jump to. ctrl+l lists the cache.\n\n"
         "In the table (tab to reach it): b marks the base model, shift+up / shift+down "
@@ -50,7 +52,7 @@ class ModelsScreen(StepScreen):
     """The model an adapter is being attached to or taken off, while the new reference is inspected."""
 
     def compose_body(self) -> ComposeResult:
-        yield Static("Add models: type a folder or a cached hub id and press enter.", classes="hint")
+        yield Static("Add models: type a folder or a hub id (org/name) and press enter.", classes="hint")
         yield TextField(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
         table = DataTable(id="models", cursor_type="row", zebra_stripes=True)
         table.add_columns("", "model", "architecture", "layers", "size")

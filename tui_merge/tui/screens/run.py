@@ -72,6 +72,8 @@ class RunScreen(StepScreen):
         self.succeeded = False
         """True once the merge is complete and verified."""
         self.started = time.monotonic()
+        self.downloaded = False
+        """True once a file came from the Hub for this merge."""
         self.merging = False
         """True once the merge has been started (an interrupted merge's question may come first)."""
         self.handover = Handover(self.state)
@@ -163,9 +165,11 @@ class RunScreen(StepScreen):
                 f"{human_bytes(event.size)} · {event.repo_id}/{event.file}"
             )
         elif isinstance(event, FileDownloaded):
+            self.downloaded = True
             log.write(f"downloaded {event.repo_id}/{event.file} ({human_bytes(event.size)}), sha256 checked")
         elif isinstance(event, MergeStarted):
-            self.started = time.monotonic()
+            if self.downloaded:  # the merge's rate counts from its own start, not the download's
+                self.started = time.monotonic()
             self.query_one("#progress", ProgressBar).update(total=event.plan.bytes_to_write, progress=0)
             log.write(f"merging {len(event.plan.tasks)} tensors ({human_bytes(event.plan.bytes_to_write)})")
         elif isinstance(event, TensorMerged):
