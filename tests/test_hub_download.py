@@ -76,6 +76,9 @@ def test_a_merge_of_hub_models_is_refused_without_download_saying_what_it_would_
     err = capsys.readouterr().err
     assert "on the Hub, not in the cache: 2 files" in err and "rerun with --download" in err
     assert not (tmp_path / "out").exists() and cached_weights(tmp_path) == set()
+    assert main(["run", str(config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "from the Hub   org/base@" in out and "1 of its files" in out and cached_weights(tmp_path) == set()
 
 
 def test_download_fetches_only_what_the_merge_reads_and_the_merge_equals_the_local_one(
@@ -258,3 +261,31 @@ async def test_the_wizard_asks_before_downloading_escape_goes_back_and_d_downloa
         assert "downloaded org/chat/model.safetensors" in log and "sha256 checked" in log
     assert (workdir / "merged" / "model.safetensors").is_file()
     assert cached_weights(workdir) == {"model.safetensors"}
+
+
+def test_huggingface_hub_s_own_bars_are_off_while_it_downloads_for_us_and_on_again_after(
+    hub, llama_base, llama_finetune, tmp_path, monkeypatch
+) -> None:
+    import huggingface_hub
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()  # the test session's own setting, restored at the end
+    enable_progress_bars()  # as a person's shell has them
+    real = huggingface_hub.hf_hub_download
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(are_progress_bars_disabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
+    hub.add("org/base", llama_base)
+    hub.add("org/chat", llama_finetune)
+    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+
+    assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 0
+
+    assert len(seen) > 2 and all(seen)  # metadata files and weights alike
+    assert not are_progress_bars_disabled()
+    if was_disabled:
+        disable_progress_bars()

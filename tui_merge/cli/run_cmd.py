@@ -34,5 +34,14 @@ def run(args: argparse.Namespace) -> int:
 
 def print_plan(plan: Plan, output: Path | None) -> None:
     """The dry-run summary: what would be read and written, and whether it fits."""
+    from tui_merge.engine.download import needed_files
+    from tui_merge.report_view import human_bytes
+
     warnings = [f"warning: {warning}" for warning in plan.warnings]
-    print("\n".join([*warnings, *plan_summary(plan, output), "The config is valid; nothing was written (dry run)."]))
+    hub = [
+        f"  from the Hub   {group.repo.repo_id}@{group.repo.commit[:12]}: {len(group.files)} of its files, "
+        f"{human_bytes(group.nbytes)} to download (run with --download)"
+        for group in needed_files(ref.entry for task in plan.tasks for ref in task.reads)
+    ]
+    done = "The config is valid; nothing was written (dry run)."
+    print("\n".join([*warnings, *plan_summary(plan, output), *hub, done]))

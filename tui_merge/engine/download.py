@@ -30,7 +30,7 @@ from pathlib import Path
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import DownloadProgress, EventCallback, FileDownloaded, Log
 from tui_merge.errors import BadInputError, TuiMergeError
-from tui_merge.models.hub import HubFile, HubRepo, file_name, hub_errors
+from tui_merge.models.hub import HubFile, HubRepo, file_name, hub_errors, own_progress
 from tui_merge.report_view import human_bytes
 
 ATTEMPTS = 6
@@ -116,6 +116,14 @@ def download(needed: list[NeededFiles], *, emit: EventCallback, control: MergeCo
     total = sum(group.nbytes for group in needed)
     count = sum(len(group.files) for group in needed)
     emit(Log("info", f"downloading {count} files ({human_bytes(total)}) from the Hub"))
+    with own_progress():
+        _download_all(needed, total, count, emit, control)
+    emit(Log("info", f"downloaded and checked {count} files ({human_bytes(total)})"))
+
+
+def _download_all(
+    needed: list[NeededFiles], total: int, count: int, emit: EventCallback, control: MergeControl | None
+) -> None:
     done = 0
     index = 0
     for group in needed:
@@ -130,7 +138,6 @@ def download(needed: list[NeededFiles], *, emit: EventCallback, control: MergeCo
             _check(group.repo, file, path)
             done += file.size
             emit(FileDownloaded(group.repo.repo_id, file.name, file.size))
-    emit(Log("info", f"downloaded and checked {count} files ({human_bytes(total)})"))
 
 
 def _fetch(repo: HubRepo, file: HubFile, report: Callable[[int], None], control: MergeControl | None) -> Path:

@@ -113,6 +113,21 @@ class HubRepo:
             return dict(zip(names, pool.map(self.header, names)))
 
 
+@contextmanager
+def own_progress() -> Iterator[None]:
+    """huggingface_hub's progress bars off while it works for us: our own progress is shown instead, and its
+    bars on stderr would tear through the wizard's screen or the run's bar."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
 def is_offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) keeps huggingface_hub off the network."""
     from huggingface_hub import constants
@@ -145,7 +160,7 @@ def open_hub_repo(repo_id: str, revision: str | None, cache_dir: Path | None, ma
     if marker == "adapter_config.json":  # an adapter is megabytes, and read whole to be applied
         wanted += [file for file in files.values() if "/" not in file.name and file.name.endswith(".safetensors")]
     snapshot = None
-    with hub_errors(repo_id, revision):
+    with hub_errors(repo_id, revision), own_progress():
         for file in wanted:
             fetched = Path(hf_hub_download(repo_id, file.name, revision=info.sha, cache_dir=cache_dir))
             if file.name == marker:
