@@ -54,6 +54,8 @@ class HubServer:
         self.commits: dict[str, dict[str, Path]] = {}
         """Each repository's commits and the folder each serves."""
         self.gated: set[str] = set()
+        self.token = "hf_stand_in_token"
+        """The one token that opens a gated repository (``Authorization: Bearer <token>``)."""
         self.sent: Counter[str] = Counter()
         self.faults: dict[str, Fault] = {}
         """File name -> the fault its next GETs meet."""
@@ -141,7 +143,7 @@ def _handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "RepoNotFound", "Repository not found")
                 return
             repo = match["repo"]
-            if repo in hub.gated and not cdn and not self.headers.get("Authorization"):
+            if repo in hub.gated and not cdn and self.headers.get("Authorization") != f"Bearer {hub.token}":
                 self._error(401, "GatedRepo", "Access to this repository is restricted")
                 return
             commit = hub.resolve(repo, match["revision"] or "main")

@@ -289,3 +289,22 @@ def test_huggingface_hub_s_own_bars_are_off_while_it_downloads_for_us_and_on_aga
     assert not are_progress_bars_disabled()
     if was_disabled:
         disable_progress_bars()
+
+
+def test_a_gated_repo_opens_with_hf_token_which_is_never_printed_nor_written(
+    hub, llama_base, llama_finetune, tmp_path, monkeypatch, capsys
+) -> None:
+    hub.add("org/base", llama_base, gated=True)
+    hub.add("org/chat", llama_finetune, gated=True)
+    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 2
+    assert "org/base is gated: accept its licence" in capsys.readouterr().err
+
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    assert main(["inspect", "org/base", "org/chat"]) == 0
+    assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 0
+
+    shown = capsys.readouterr()
+    assert hub.token not in shown.out + shown.err
+    written = [path for path in (tmp_path / "out").rglob("*") if path.is_file()] + [config]
+    assert all(hub.token.encode() not in path.read_bytes() for path in written)
