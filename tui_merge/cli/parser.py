@@ -18,14 +18,15 @@ from tui_merge import __version__
 _DESCRIPTION = """\
 Merge the weights of fine-tuned language models: see whether models can be
 merged before spending an hour on it, merge them from a keyboard-only wizard or
-a replayable config, and verify the result. Models are local folders or hub ids already in the local
-Hugging Face cache; nothing is ever downloaded."""
+a replayable config, and verify the result. Models are local folders or hub ids
+(org/name): one the local Hugging Face cache lacks is inspected from the Hub
+without its weights, which come only with run --download."""
 
 _EXAMPLES = """\
 examples:
-  tui-merge                               open the wizard (the plain one when TERM is dumb)
-  tui-merge plain ./base ./chat           the wizard as prompts, one question at a time
-  tui-merge demo                          the wizard on tiny sample models, no download
+  tui-merge                               the wizard (plain when TERM is dumb)
+  tui-merge plain ./base ./chat           the wizard as prompts, one at a time
+  tui-merge demo                          the wizard on tiny sample models
   tui-merge inspect ./base ./chat         can these two be merged?
   tui-merge template ./base ./chat --method slerp -o merge.yaml
   tui-merge run merge.yaml ./merged       merge headlessly from a config
@@ -35,18 +36,20 @@ examples:
   tui-merge circuit ./base ./best ./second ./out   Circuit-Merge's arguments
   tui-merge blockmerge --model_path1 ./a --model_path2 ./b \\
       --output_model_path ./out --gradient_values '[1, 0.5, 0]'
-  tui-merge legacy ./out --merge ./a --merge ./b --base-model ./base   mergekit-legacy
+  tui-merge legacy ./out --merge ./a --merge ./b --base-model ./base
   tui-merge bakllama layers.yaml ./out     a bakllama layer-stacking config
 """
 
 _RUN_EXAMPLES = """\
 examples:
-  tui-merge run merge.yaml ./merged             merge (mergekit's argument order)
-  tui-merge run merge.yaml -o ./merged          the same
-  tui-merge run merge.yaml --dry-run            validate and show the plan, write nothing
+  tui-merge run merge.yaml ./merged       merge (mergekit's argument order)
+  tui-merge run merge.yaml -o ./merged    the same
+  tui-merge run merge.yaml --dry-run      validate, show the plan, write nothing
   nohup tui-merge run merge.yaml ./merged > merge.log 2>&1 &
-  tui-merge run merge.yaml ./merged --resume    continue after Ctrl-C, kill or a lost SSH session
-  tui-merge run merge.yaml ./merged --download  fetch from the Hub only the weight files it reads
+  tui-merge run merge.yaml ./merged --resume
+      continue after Ctrl-C, kill or a lost SSH session
+  tui-merge run merge.yaml ./merged --download
+      fetch from the Hub only the weight files the merge reads
 
 Hub ids the cache lacks are planned from the Hub's metadata and headers; the
 weights are fetched only with --download (into the Hugging Face cache, checked
@@ -64,7 +67,8 @@ exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 _TEMPLATE_EXAMPLES = """\
 examples:
   tui-merge template ./base ./chat --method slerp -o merge.yaml
-  tui-merge template ./base ./chat ./code --method ties --base ./base -o ties.yaml
+  tui-merge template ./base ./chat ./code --method ties --base ./base \\
+      -o ties.yaml
 """
 
 _INSPECT_EXAMPLES = """\
@@ -80,8 +84,8 @@ folder, damaged weights, unreadable config).
 
 _VERIFY_EXAMPLES = """\
 examples:
-  tui-merge verify ./merged                 structural checks, one tensor at a time
-  tui-merge verify ./merged --probe         and a perplexity comparison with the parents
+  tui-merge verify ./merged           structural checks, one tensor at a time
+  tui-merge verify ./merged --probe   and perplexity beside the parents'
   tui-merge run merge.yaml ./merged --verify
 
 exit status: 0 every check passed, 1 a check failed, 2 bad input.
@@ -107,8 +111,9 @@ exit status: 0 merged, 1 the merge failed, 2 bad input, 130 interrupted.
 
 _COMPARE_EXAMPLES = """\
 examples:
-  tui-merge compare ./merged ./base ./chat            perplexity on the built-in text
-  tui-merge compare ./merged ./chat --text notes.txt --prompt "The capital of France is"
+  tui-merge compare ./merged ./base ./chat     perplexity on the built-in text
+  tui-merge compare ./merged ./chat --text notes.txt \\
+      --prompt "The capital of France is"
   tui-merge compare ./merged ./base --json > scores.json
 
 Perplexity is exp of the mean next-token loss, as transformers computes it
@@ -123,8 +128,10 @@ head are skipped, and said so.
 _SWEEP_EXAMPLES = """\
 examples:
   tui-merge sweep merge.yaml --vary t=0.2,0.5,0.8 -o best.yaml
-  tui-merge sweep ties.yaml --vary models[0].density=0.3,0.5,0.7 --vary lambda=0.8,1
-  tui-merge sweep slerp.yaml --vary "t=[0,0.5,1],[1,0.5,0],0.5" --text notes.txt --keep
+  tui-merge sweep ties.yaml --vary models[0].density=0.3,0.5,0.7 \\
+      --vary lambda=0.8,1
+  tui-merge sweep slerp.yaml --vary "t=[0,0.5,1],[1,0.5,0],0.5" \\
+      --text notes.txt --keep
 
 NAME is a global parameter (t), parameters.NAME, or models[I].NAME; values
 are YAML, so a value may be a gradient. Every candidate is validated before
@@ -138,8 +145,10 @@ _LEGACY_EXAMPLES = """\
 examples:
   tui-merge legacy ./merged --merge ./chat --merge ./code --base-model ./base \\
       --density 0.5 --weight 0.6 --weight 0.4
-  tui-merge legacy ./merged --method slerp --merge ./a --base-model ./b --weight 0.3
-  tui-merge legacy ./merged --merge ./a --merge ./b --method linear --print-yaml > merge.yaml
+  tui-merge legacy ./merged --method slerp --merge ./a --base-model ./b \\
+      --weight 0.3
+  tui-merge legacy ./merged --merge ./a --merge ./b --method linear \\
+      --print-yaml > merge.yaml
 
 mergekit-legacy's rules: one --weight or --density applies to every model,
 several give one per model (--merge order, then a base model that is not
@@ -198,7 +207,7 @@ missing, 2 bad input (no recipe in the card, an invalid recipe, FILE exists).
 
 _DEMO_EXAMPLES = """\
 examples:
-  tui-merge demo                    build the sample models (once) and open the wizard
+  tui-merge demo                    build the sample models once, open them
   tui-merge demo --dir /tmp/demo    keep the sample models somewhere else
 """
 
@@ -308,7 +317,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "methods", "tui_merge.cli.methods_cmd:run", "list the merge methods, or describe one",
-        "List the merge methods with what they do, or show one method's parameters and defaults.",
+        "List the merge methods with what they do, or show one method's parameters\nand defaults.",
         "examples:\n  tui-merge methods\n  tui-merge methods ties\n",
         (arg("name", nargs="?", metavar="NAME", help="a method to describe"),),
     ),
