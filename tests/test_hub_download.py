@@ -243,8 +243,7 @@ async def test_the_wizard_asks_before_downloading_escape_goes_back_and_d_downloa
     from tui_merge.tui.app import WizardApp
     from tui_merge.tui.modals import ChoiceScreen
 
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
+    commits = [hub.add("org/base", llama_base), hub.add("org/chat", llama_finetune)]
     state = state_with("org/base", "org/chat", method_name="slerp", output="merged")
     app = WizardApp(state, start_step=6)
     async with app.run_test(size=SIZE) as pilot:
@@ -261,6 +260,12 @@ async def test_the_wizard_asks_before_downloading_escape_goes_back_and_d_downloa
         assert "downloaded org/chat/model.safetensors" in log and "sha256 checked" in log
     assert (workdir / "merged" / "model.safetensors").is_file()
     assert cached_weights(workdir) == {"model.safetensors"}
+    saved = (workdir / "merge.yaml").read_text()
+    assert f"model: org/base@{commits[0]}" in saved and f"model: org/chat@{commits[1]}" in saved
+    assert main(["run", "merge.yaml", "again"]) == 0  # the pinned config replays from the cache
+    assert (workdir / "again" / "model.safetensors").read_bytes() == (
+        workdir / "merged" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_huggingface_hub_s_own_bars_are_off_while_it_downloads_for_us_and_on_again_after(

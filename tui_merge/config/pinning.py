@@ -17,13 +17,26 @@ from collections.abc import Mapping
 from tui_merge.models.info import ModelInfo
 
 
+def pinned_name(name: str, info: ModelInfo) -> str:
+    """``org/a@<commit>`` for a hub id named ``name`` (at a branch, a tag, or nothing); anything else as named."""
+    commit = info.source.commit
+    repo_id, _, revision = name.partition("@")
+    if commit is None or revision == commit or "+" in name or info.source.argument != name:
+        return name
+    return f"{repo_id}@{commit}"
+
+
 def pinned_recipe(text: str, models: Mapping[str, ModelInfo]) -> str:
     """``text`` with every unpinned hub id among ``models`` (by the name the recipe gives) at its commit."""
     for name, info in models.items():
-        commit = info.source.commit
-        repo_id, _, revision = name.partition("@")
-        if commit is None or revision == commit or "+" in name or info.source.argument != name:
+        pinned = pinned_name(name, info)
+        if pinned == name:
             continue
         value = re.compile(rf"(?m)(?<=[:\-\[,]\s)(?P<quote>[\"']?){re.escape(name)}(?P=quote)(?=\s*(?:#|,|\]|\}}|$))")
-        text = value.sub(rf"\g<quote>{repo_id}@{commit}\g<quote>", text)
+        text = value.sub(rf"\g<quote>{pinned}\g<quote>", text)
     return text
+
+
+def pinned_models(models: Mapping[str, ModelInfo]) -> dict[str, ModelInfo]:
+    """``models`` keyed by their pinned names, as the pinned recipe names them."""
+    return {pinned_name(name, info): info for name, info in models.items()}

@@ -267,5 +267,5 @@ def merge(state: WizardState) -> int:
     from tui_merge.engine.job import MergeJob
     from tui_merge.headless import run_in_console
 
-    job = MergeJob(state.loaded_config(), Path(state.output), models=state.infos, keep_partial=True)
+    job = MergeJob(state.loaded_config(), Path(state.output), models=state.job_models(), keep_partial=True)
     return run_in_console(job, plain_progress=True)

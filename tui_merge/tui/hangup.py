@@ -62,7 +62,7 @@ def continue_headless(handover: Handover) -> int:
         _say(f"the merge had finished before the hangup: {output} is complete.")
         return 0
     job = MergeJob(
-        state.loaded_config(), output, models=state.infos, replace=state.replace_output,
+        state.loaded_config(), output, models=state.job_models(), replace=state.replace_output,
         resume=partial_path(output).is_dir(), keep_partial=True, verify=True, download=state.download,
     )  # fmt: skip
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tui_merge.config.loading import LoadedConfig, parse_config
 from tui_merge.config.parameters import TensorPlace, evaluate, is_conditions, layer_position
+from tui_merge.config.pinning import pinned_models, pinned_recipe
 from tui_merge.config.rendering import (
     ComponentFilter,
     Recipe,
@@ -234,8 +235,12 @@ class WizardState:
         return parameters
 
     def config_text(self) -> str:
-        """The config the merge will run, as YAML text."""
-        return render_recipe(self.recipe())
+        """The config the merge will run, as YAML text, each hub id pinned to its commit (``config.pinning``)."""
+        return pinned_recipe(render_recipe(self.recipe()), self.infos)
+
+    def job_models(self) -> dict[str, ModelInfo]:
+        """The inspected models by the names ``config_text`` gives them (a hub id at its commit)."""
+        return pinned_models(self.infos)
 
     def loaded_config(self) -> LoadedConfig:
         """The config text parsed and validated, as ``tui-merge run`` would."""

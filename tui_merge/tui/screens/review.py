@@ -94,7 +94,7 @@ class ReviewScreen(StepScreen):
     @work(thread=True, exit_on_error=False, exclusive=True, group="plan", description="plan the merge")
     def plan(self) -> None:
         try:
-            plan = build_plan(self.state.loaded_config(), self.state.infos)
+            plan = build_plan(self.state.loaded_config(), self.state.job_models())
             lines = plan_summary(plan, Path(self.state.output))
             leftover, resumable = leftover_merge(Path(self.state.output).expanduser(), plan)
         except TuiMergeError as error:

@@ -144,7 +144,7 @@ class RunScreen(StepScreen):
         state = self.state
         try:
             job = MergeJob(
-                state.loaded_config(), Path(state.output), models=state.infos,
+                state.loaded_config(), Path(state.output), models=state.job_models(),
                 save_config=Path(state.config_path), replace=state.replace_output, verify=True, resume=resume,
                 download=state.download,
             )  # fmt: skip
