@@ -60,6 +60,13 @@ def write(tmp_path: Path, template: str, **names: str) -> Path:
     return config
 
 
+def two_repos(hub, base: Path, other: Path, tmp_path: Path) -> Path:
+    """``base`` and ``other`` served as org/base and org/chat, and a slerp config of them."""
+    hub.add("org/base", base)
+    hub.add("org/chat", other)
+    return write(tmp_path, SLERP, base="org/base", other="org/chat")
+
+
 def cached_weights(tmp_path: Path) -> set[str]:
     return {path.name for path in (tmp_path / "hf-cache").rglob("*") if path.name.endswith(".safetensors")}
 
@@ -67,9 +74,7 @@ def cached_weights(tmp_path: Path) -> set[str]:
 def test_a_merge_of_hub_models_is_refused_without_download_saying_what_it_would_fetch(
     hub, llama_base, llama_finetune, tmp_path, capsys
 ) -> None:
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
 
     assert main(["run", str(config), str(tmp_path / "out")]) == 2
 
@@ -124,10 +129,8 @@ def test_a_dropped_connection_is_resumed_and_a_busy_hub_waited_for(
     from tui_merge.engine import download
 
     monkeypatch.setattr(download, "BACKOFF_SECONDS", (0,))
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
     hub.faults["model.safetensors"] = Fault(times=1, drop_after=50_000)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
 
     assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 0
 
@@ -153,10 +156,8 @@ def test_a_hub_that_stays_busy_is_one_sentence(hub, llama_base, llama_finetune, 
     from tui_merge.engine import download
 
     monkeypatch.setattr(download, "BACKOFF_SECONDS", (0,))
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
     hub.faults["model.safetensors"] = Fault(times=100, status=503, retry_after=0)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
 
     assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 1
 
@@ -168,9 +169,7 @@ def test_a_hub_that_stays_busy_is_one_sentence(hub, llama_base, llama_finetune, 
 def test_a_file_that_arrives_damaged_is_refused_and_removed_from_the_cache(
     hub, llama_base, llama_finetune, tmp_path, capsys
 ) -> None:
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
     hub.corrupt.add("model.safetensors")  # the whole file only: header reads by range see true bytes
 
     assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 2
@@ -185,9 +184,7 @@ def test_a_file_that_arrives_damaged_is_refused_and_removed_from_the_cache(
 def test_a_stop_during_the_download_leaves_nothing_at_the_output_and_the_next_run_completes(
     hub, llama_base, llama_finetune, tmp_path
 ) -> None:
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
     control = MergeControl()
 
     def stop_on_progress(event) -> None:
@@ -206,9 +203,7 @@ def test_a_stop_during_the_download_leaves_nothing_at_the_output_and_the_next_ru
 def test_the_disk_is_checked_before_the_first_byte(hub, llama_base, llama_finetune, tmp_path, monkeypatch, capsys):
     from tui_merge.engine import download
 
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
     monkeypatch.setattr(download, "free_bytes", lambda folder: 1000)
 
     assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 2
@@ -284,9 +279,7 @@ def test_huggingface_hub_s_own_bars_are_off_while_it_downloads_for_us_and_on_aga
         return real(*args, **kwargs)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", recording)
-    hub.add("org/base", llama_base)
-    hub.add("org/chat", llama_finetune)
-    config = write(tmp_path, SLERP, base="org/base", other="org/chat")
+    config = two_repos(hub, llama_base, llama_finetune, tmp_path)
 
     assert main(["run", str(config), str(tmp_path / "out"), "--download"]) == 0
 

@@ -151,16 +151,10 @@ def read_hub_checkpoint(repo: HubRepo) -> Checkpoint:
             tables[shard] = file_tensors(path, "safetensors")
     if weight_map is None:
         return _joined({folder / shard: table for shard, table in tables.items()}, "safetensors")
-    tensors: dict[str, TensorEntry] = {}
-    for name, shard in weight_map.items():
-        entry = tables[shard].get(name)
-        if entry is None:
-            raise BadInputError(
-                f"{repo.repo_id}'s weight index says tensor {name!r} is in {shard}, but that shard does not "
-                "contain it; tell its owners, or pick another revision."
-            )
-        tensors[name] = entry
-    return Checkpoint(format="safetensors", files=tuple(folder / shard for shard in shards), tensors=tensors)
+    files = tuple(folder / shard for shard in shards)
+    where = f"{repo.repo_id}'s weight index"
+    return _mapped(weight_map, tables, Checkpoint("safetensors", files, {}), where, "tell its owners, or pick "
+                   "another revision")  # fmt: skip
 
 
 def _only(indexes: list[Path], folder: Path) -> Path:
@@ -202,16 +196,24 @@ def _from_index(index: Path, fmt: CheckpointFormat) -> Checkpoint:
                 f"{index} names shard {shard}, which is missing from {index.parent}; download the missing shard."
             )
         tables[shard] = file_tensors(path, fmt)
-    tensors: dict[str, TensorEntry] = {}
+    files = tuple(index.parent / shard for shard in shards)
+    return _mapped(weight_map, tables, Checkpoint(fmt, files, {}), str(index), "the index and the shards come "
+                   "from different downloads")  # fmt: skip
+
+
+def _mapped(
+    weight_map: dict[str, str], tables: dict[str, dict[str, TensorEntry]], empty: Checkpoint, where: str, why: str
+) -> Checkpoint:
+    """``empty`` holding every tensor of an index's ``weight_map``, found in its shard's table; a tensor the
+    index places in a shard that lacks it is refused (``where`` names the index, ``why`` says what to do)."""
     for name, shard in weight_map.items():
         entry = tables[shard].get(name)
         if entry is None:
             raise BadInputError(
-                f"{index} says tensor {name!r} is in {shard}, but that shard does not contain it; "
-                "the index and the shards come from different downloads."
+                f"{where} says tensor {name!r} is in {shard}, but that shard does not contain it; {why}."
             )
-        tensors[name] = entry
-    return Checkpoint(format=fmt, files=tuple(index.parent / shard for shard in shards), tensors=tensors)
+        empty.tensors[name] = entry
+    return empty
 
 
 def _read_weight_map(index: Path) -> dict[str, str]:
