@@ -174,6 +174,19 @@ def test_unknown_key_suggests_the_nearest() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("merge_methd: linear\nmodels: [{model: a}]\n",
+         "merge.yaml:1: unknown key merge_methd; did you mean 'merge_method', which is missing?"),
+        ("merge_method: linear\nmodels:\n  - modle: a\n",
+         "merge.yaml:3: unknown key models[0].modle; did you mean 'model', which is missing?"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_required_key_is_named_with_the_missing_one(text: str, expected: str) -> None:
+    assert error_of(text) == expected
+
+
 def test_a_global_parameter_given_per_model_is_explained() -> None:
     message = error_of(
         """\

@@ -137,6 +137,8 @@ def test_export_strips_our_block_and_keeps_comments(capsys, tmp_path) -> None:
 
     assert main(["export", "--mergekit", str(recipe)]) == 0
     assert capsys.readouterr().out == "# my merge\nmerge_method: linear\nmodels:\n  - model: a  # first\n"
+    assert main(["export", str(recipe)]) == 0  # mergekit's is the only dialect, so the flag is optional
+    assert capsys.readouterr().out == "# my merge\nmerge_method: linear\nmodels:\n  - model: a  # first\n"
 
 
 def test_methods_lists_and_describes(capsys) -> None:

@@ -340,10 +340,11 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "export", "tui_merge.cli.export_cmd:run", "print a config as a plain mergekit recipe",
         "Print the config without its tui_merge: block, comments kept, for mergekit.",
-        "examples:\n  tui-merge export --mergekit merge.yaml > mergekit.yaml\n",
+        "examples:\n  tui-merge export merge.yaml > mergekit.yaml\n  tui-merge export --mergekit merge.yaml\n",
         (
             arg("config", metavar="CONFIG", help="the merge config"),
-            arg("--mergekit", action="store_true", required=True, help="mergekit's dialect (the only one)"),
+            arg("--mergekit", action="store_true",
+                help="mergekit's dialect: the only one, so also what export writes without it"),
         ),
     ),
     Command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,14 @@ _KNOWN_KEYS = (
 
 
 def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int]) -> str:
-    first = error.errors()[0]
-    path: KeyPath = tuple(part for part in first["loc"] if not isinstance(part, str) or "[" not in part)
+    errors = error.errors()
+    misspelt = _misspelt_required_key(errors)
+    if misspelt is not None:
+        typed, wanted = misspelt
+        return (f"{source}:{line_of(lines, typed)}: unknown key {format_path(typed)}; did you mean "
+                f"{str(wanted[-1])!r}, which is missing?")  # fmt: skip
+    first = errors[0]
+    path = _key_path(first)
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
         hint = suggestion(str(path[-1]), _KNOWN_KEYS)
@@ -215,6 +222,25 @@ def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int]) ->
     if not path:
         return f"{source}:1: {message}."
     return f"{source}:{line_of(lines, path)}: {format_path(path)}: {message}."
+
+
+def _key_path(error: Any) -> KeyPath:
+    return tuple(part for part in error["loc"] if not isinstance(part, str) or "[" not in part)
+
+
+def _misspelt_required_key(errors: list[Any]) -> tuple[KeyPath, KeyPath] | None:
+    """An unknown key that is a misspelling of a missing required one beside it (``merge_methd`` where
+    ``merge_method`` is missing): the two paths, so one sentence names both."""
+    missing = [_key_path(error) for error in errors if error["type"] == "missing"]
+    for error in errors:
+        if error["type"] != "extra_forbidden":
+            continue
+        typed = _key_path(error)
+        beside = {str(path[-1]): path for path in missing if path[:-1] == typed[:-1]}
+        close = difflib.get_close_matches(str(typed[-1]), list(beside), n=1, cutoff=0.6)
+        if close:
+            return typed, beside[close[0]]
+    return None
 
 
 def sentence_end(text: str) -> str:
