@@ -55,6 +55,21 @@ def shard_count(folder: Path) -> int:
     return len(list(folder.glob("model-*.safetensors")))
 
 
+def test_a_stop_before_the_first_shard_says_one_thing_and_the_resume_starts_over(tmp_path, llama_base, llama_finetune):
+    config = tmp_path / "merge.yaml"
+    config.write_text(CONFIG.format(base=llama_base, chat=llama_finetune).replace("30KB", "5GB"))
+    out = tmp_path / "out"
+
+    stopped = tui_merge("run", str(config), str(out), fault="SIGINT@1")
+
+    assert stopped.returncode == 130 and not out.exists()
+    resume = f"tui-merge run {config} -o {out} --resume"
+    assert f"no shard was finished, so {resume} starts over in {out}.partial" in stopped.stderr
+    assert "continue with" not in stopped.stderr and "Traceback" not in stopped.stderr
+    assert tui_merge("run", str(config), str(out), "--resume").returncode == 0
+    assert (out / "model.safetensors").is_file()
+
+
 @pytest.mark.parametrize("at_bytes", [1, 60_000, 10**12])
 def test_sigkill_leaves_nothing_at_out_and_resume_is_byte_identical(tmp_path, merge_setup, at_bytes) -> None:
     config, reference, digests, inputs = merge_setup

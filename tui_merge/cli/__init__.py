@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib
 import os
 import resource  # imported at start: with the address space used up, even this import could fail
+import shutil
 import sys
+import textwrap
 from contextlib import suppress
 
 from tui_merge.cli.parser import build_parser
@@ -89,6 +91,12 @@ def short_of_memory(limit: int | None) -> str:
 
 
 def _say(text: str) -> None:
-    """Print to stderr, unless the terminal is gone (a closed SSH session): the exit status still tells."""
+    """Print to stderr, unless the terminal is gone (a closed SSH session): the exit status still tells. On a
+    terminal the text is wrapped at words to its width (a terminal breaks a long line inside words); a log or a
+    pipe gets one line, which grep finds whole."""
     with suppress(OSError):
+        if sys.stderr.isatty():
+            width = shutil.get_terminal_size().columns
+            text = "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False)
+                             for line in text.splitlines())  # fmt: skip
         print(text, file=sys.stderr, flush=True)

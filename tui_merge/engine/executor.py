@@ -300,14 +300,12 @@ class _Run:
             return MergeCancelled(f"Merge cancelled; nothing was written at {self.output}.")
         finished = len(self.journal.finished) if self.journal is not None else 0
         partial = partial_path(self.output)
-        kept = (
-            f"{finished} of {len(self.plan.shards)} shards are finished and kept in {partial}"
-            if finished
-            else "no shard was finished yet (a resume starts over; smaller tui_merge.shard_size keeps more work), "
-            f"the partial folder is {partial}"
-        )
-        return kind(f"{reason}; nothing is at {self.output} yet, {kept}: continue with "
-                    f"{resume_command(self.plan.loaded, self.output)}")  # fmt: skip
+        resume = resume_command(self.plan.loaded, self.output)
+        if not finished:
+            return kind(f"{reason}; nothing is at {self.output} yet and no shard was finished, so {resume} starts "
+                        f"over in {partial} (a smaller tui_merge.shard_size keeps more of a long merge)")  # fmt: skip
+        return kind(f"{reason}; nothing is at {self.output} yet, {finished} of {len(self.plan.shards)} shards are "
+                    f"finished and kept in {partial}: continue with {resume}")  # fmt: skip
 
 
 def _io_error(error: OSError) -> str:
