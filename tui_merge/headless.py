@@ -51,13 +51,14 @@ STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SI
 _MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "info": "info"}
 
 
-def run_in_console(job: MergeJob, *, plain_progress: bool = False) -> int:
+def run_in_console(job: MergeJob, *, plain_progress: bool = False, quiet: bool = False) -> int:
     """Run ``job`` with progress on stderr; the exit status (1 when verification fails).
 
-    A progress bar on a terminal, timestamped lines otherwise or with ``plain_progress``.
+    A progress bar on a terminal, timestamped lines otherwise or with ``plain_progress``; with ``quiet`` no
+    progress at all, only warnings and the result.
     """
     bar = sys.stderr.isatty() and not plain_progress
-    reporter = _TerminalProgress() if bar else _PlainProgress()
+    reporter = _QuietProgress() if quiet else _TerminalProgress() if bar else _PlainProgress()
     control = MergeControl()
     with _stop_on_signals(control):
         with suppress(OSError, ValueError):
@@ -194,6 +195,21 @@ class _TerminalProgress:
             self.file_task = self.progress.add_task("", total=event.size, tensors="")
         self.progress.update(self.download_task, completed=event.bytes_done, tensors=files)
         self.progress.update(self.file_task, completed=event.received, total=event.size, description=f"  {event.file}")
+
+
+class _QuietProgress:
+    """No progress: the warnings and the closing lines only."""
+
+    def __enter__(self) -> _QuietProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    def handle(self, event: MergeEvent) -> None:
+        if isinstance(event, Log) and event.level == "warning":
+            print(event.text, file=sys.stderr, flush=True)
+        _closing_lines(event)
 
 
 class _PlainProgress:

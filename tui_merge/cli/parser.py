@@ -9,6 +9,7 @@ adding a command is adding a row.
 from __future__ import annotations
 
 import argparse
+import importlib
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -244,6 +245,9 @@ class Command:
     description: str
     epilog: str
     args: tuple[Arg | OneOf, ...] = field(default_factory=tuple)
+    more: str | None = None
+    """``module:function`` that adds arguments of its own to the command's parser (a group of another tool's
+    options), imported only when the parser is built."""
 
 
 def _paragraph(text: str) -> str:
@@ -314,6 +318,7 @@ COMMANDS: tuple[Command, ...] = (
                 help="download from the Hub the weight files the merge reads that the cache lacks (only those; "
                      "sha256-checked), after every check has passed"),
         ),
+        more="tui_merge.cli.mergekit_flags:add_mergekit_flags",
     ),
     Command(
         "methods", "tui_merge.cli.methods_cmd:run", "list the merge methods, or describe one",
@@ -555,5 +560,8 @@ def build_parser() -> argparse.ArgumentParser:
                     group.add_argument(*one.flags, **one.options)
             else:
                 sub.add_argument(*item.flags, **item.options)
+        if command.more:
+            module, _, function = command.more.partition(":")
+            getattr(importlib.import_module(module), function)(sub)
         sub.set_defaults(handler=command.handler)
     return parser

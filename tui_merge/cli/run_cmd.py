@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tui_merge.cli.mergekit_flags import apply_mergekit_flags
 from tui_merge.config.loading import load_config
 from tui_merge.engine.job import MergeJob, plan_job
 from tui_merge.engine.plan import Plan, plan_summary
@@ -17,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output_option or args.output
     if args.output_option and args.output and args.output_option != args.output:
         raise BadInputError(f"Two outputs given ({args.output} and -o {args.output_option}); give one.")
-    loaded = load_config(Path(args.config))
+    loaded = apply_mergekit_flags(load_config(Path(args.config)), args)
     if args.dry_run:
         plan = plan_job(MergeJob(loaded, Path(output or "."), allow_crimes=args.allow_crimes))
         print_plan(plan, Path(output) if output else None)
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         allow_nonfinite=args.allow_nonfinite, verify=args.verify, allow_crimes=args.allow_crimes,
         download=args.download,
     )  # fmt: skip
-    return run_in_console(job)
+    return run_in_console(job, plain_progress=args.verbose > 0, quiet=args.quiet)
 
 
 def print_plan(plan: Plan, output: Path | None) -> None:
