@@ -97,3 +97,52 @@ async def test_escape_stops_a_continuation_at_the_next_token(workdir, monkeypatc
         assert panel_text(screen, 1) == ""  # the next model never started
         await pilot.press("escape")
         await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+
+
+MARKUP = "[bold]not bold[/bold] [link=x]y[/link] [red"
+
+
+async def test_a_model_s_words_are_shown_as_written_and_a_failure_is_said_with_the_wizard_still_up(
+    workdir, monkeypatch
+) -> None:
+    from types import SimpleNamespace
+
+    from tui_merge.evaluation import scoring
+
+    calls = []
+
+    def continuation(model, tokenizer, prompt, max_new_tokens, streamer=None):
+        calls.append(prompt)
+        if len(calls) == 1:
+            streamer.on_text(MARKUP)
+            return MARKUP
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(
+        scoring, "text_streamer", lambda tokenizer, on_text, stop=None: SimpleNamespace(on_text=on_text)
+    )
+    monkeypatch.setattr(scoring, "continuation", continuation)
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_try(pilot, app)
+        await pilot.press(*PROMPT, "enter")
+        await wait_until(pilot, lambda: status(screen).startswith("failed"), seconds=60)
+        assert panel_text(screen, 0) == MARKUP
+        assert status(screen) == "failed: RuntimeError: CUDA out of memory"
+        await wait_until(pilot, lambda: not screen.running)
+        assert app.is_running and isinstance(app.screen, TryScreen)
+
+
+async def test_f1_shows_try_s_help_and_escape_closes_it_staying_in_try(workdir) -> None:
+    from tui_merge.tui.modals import HelpScreen
+
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_try(pilot, app)
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        said = [what for _, what in app.screen.keys]
+        assert any(what.startswith("score every model") for what in said) and any("stop" in what for what in said)
+        assert "perplexity" in app.screen.text
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen)

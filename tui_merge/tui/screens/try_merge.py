@@ -5,7 +5,10 @@ in a worker thread, one model in memory at a time (as ``tui-merge
 compare``): the continuations stream into their panels token by token, the
 perplexity table fills in as each model is scored. escape stops the work at
 the next token or window; pressed again (or with nothing running) it goes
-back to the Run step.
+back to the Run step. The workers only post messages (the screen's handlers
+draw them); what a model writes is shown as plain text, never as markup, and
+a failure of torch or the disk during the work is said in the status line,
+leaving the wizard running.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.fields import TextField
@@ -43,7 +48,46 @@ class TryScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "stop/back", tooltip="stop what is running, else back to the Run step"),
         Binding("ctrl+s", "perplexity", "score", tooltip="score every model on the text file (or the sample)"),
+        Binding("f1", "help", "help", tooltip="this help, with every key of Try"),
     ]
+    HELP = (
+        "Type a prompt and press enter: the merge and each parent continue it greedily, one model in memory at "
+        "a time, the text streaming into each model's panel. A parent that cannot be loaded (no tokenizer files, "
+        "an adapter) is skipped and says why.\n\n"
+        "ctrl+s scores every model on a text file (type its path in the field below the panels; empty scores "
+        "the built-in sample): perplexity, the exponential of the mean next-token loss, lower is better. A "
+        "merge close to its parents' perplexity kept what they knew; a much higher one lost it. The demo's "
+        "models are untrained, so their text is noise and their perplexity near the vocabulary size.\n\n"
+        "escape stops what is running at the next token or window; with nothing running it goes back to the "
+        "Run step."
+    )
+
+    class Said(Message):
+        """A line for the status."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class PanelShows(Message):
+        """What a model's panel shows now."""
+
+        def __init__(self, index: int, text: Text) -> None:
+            super().__init__()
+            self.index, self.text = index, text
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, TryScreen.PanelShows) and message.index == self.index
+
+    class ScoresShown(Message):
+        """The perplexities so far."""
+
+        def __init__(self, scores: list) -> None:
+            super().__init__()
+            self.scores = list(scores)
+
+    class WorkEnded(Message):
+        """The running work has ended (done, stopped or failed)."""
 
     def __init__(self, output: Path, parents: list[tuple[str, Path | None, str | None]]) -> None:
         """``output`` is the merge; ``parents`` are (label, folder, why it cannot be loaded or None)."""
@@ -58,7 +102,7 @@ class TryScreen(Screen):
         with Horizontal(id="panels"):
             for index, (label, _, _) in enumerate(self.models):
                 panel = Static("", id=f"panel-{index}", classes="panel")
-                panel.border_title = label
+                panel.border_title = Text(label)
                 yield panel
         yield TextField(placeholder="text file to score with ctrl+s (empty: the built-in sample)", id="text",
                         suggester=PathSuggester())  # fmt: skip
@@ -75,8 +119,34 @@ class TryScreen(Screen):
                 self._panel(index).update(Text(f"skipped: {reason}", style="dim"))
 
     def say(self, text: str) -> None:
-        """Put ``text`` in the status line."""
-        self.query_one("#try-status", Static).update(text)
+        """Put ``text`` in the status line (as plain text: a path or a model's words may hold brackets)."""
+        self.query_one("#try-status", Static).update(Text(text))
+
+    def on_try_screen_said(self, message: Said) -> None:
+        self.say(message.text)
+
+    def on_try_screen_panel_shows(self, message: PanelShows) -> None:
+        self._panel(message.index).update(message.text)
+
+    def on_try_screen_scores_shown(self, message: ScoresShown) -> None:
+        self._show_scores(message.scores)
+
+    def on_try_screen_work_ended(self, message: WorkEnded) -> None:
+        self.running = False
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failure the work did not expect (its own are said as they happen): said, and the screen free."""
+        if event.state == WorkerState.ERROR and event.worker.group == "try":
+            error = event.worker.error
+            self.say(f"failed: {type(error).__name__}: {error}")
+            self.running = False
+
+    def action_help(self) -> None:
+        """Show Try's help and every key it takes."""
+        from tui_merge.tui.modals import HelpScreen
+        from tui_merge.tui.step import step_keys
+
+        self.app.push_screen(HelpScreen("Try the merge", self.HELP, step_keys(self)))
 
     def _panel(self, index: int) -> Static:
         return self.query_one(f"#panel-{index}", Static)
@@ -94,7 +164,7 @@ class TryScreen(Screen):
         self.running = True
         self.generate(prompt)
 
-    @work(thread=True, exclusive=True, group="try", description="continue a prompt")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="try", description="continue a prompt")
     def generate(self, prompt: str) -> None:
         from tui_merge.evaluation.scoring import (
             continuation,
@@ -113,14 +183,14 @@ class TryScreen(Screen):
                     continue
                 why = skip_reason(folder)
                 if why:
-                    self.app.call_from_thread(self._panel(index).update, Text(f"skipped: {why}", style="dim"))
+                    self.post_message(self.PanelShows(index, Text(f"skipped: {why}", style="dim")))
                     continue
-                self.app.call_from_thread(self.say, f"continuing with {label}…")
+                self.post_message(self.Said(f"continuing with {label}…"))
                 texts[index] = ""
 
                 def shown(piece: str, index: int = index) -> None:
                     texts[index] += piece
-                    self.app.call_from_thread(self._panel(index).update, texts[index])
+                    self.post_message(self.PanelShows(index, Text(texts[index])))
 
                 model, tokenizer = load_causal_model(folder, device)
                 try:
@@ -129,7 +199,7 @@ class TryScreen(Screen):
                 finally:
                     del model
                     free_memory()
-            self.app.call_from_thread(self.say, "done: each model continued the prompt greedily")
+            self.post_message(self.Said("done: each model continued the prompt greedily"))
 
     def action_perplexity(self) -> None:
         if self.running:
@@ -140,7 +210,7 @@ class TryScreen(Screen):
         self.query_one("#scores", DataTable).clear()
         self.score(self.query_one("#text", Input).value.strip() or None)
 
-    @work(thread=True, exclusive=True, group="try", description="score the models")
+    @work(thread=True, exclusive=True, exit_on_error=False, group="try", description="score the models")
     def score(self, text_path: str | None) -> None:
         from tui_merge.evaluation.sample_text import scored_text
         from tui_merge.evaluation.scoring import score_models
@@ -150,15 +220,15 @@ class TryScreen(Screen):
             text = scored_text(text_path)
             scores = []
             for label, folder in loadable:
-                self.app.call_from_thread(self.say, f"scoring {label}…")
-                progress = lambda model, done, total, label=label: self.app.call_from_thread(  # noqa: E731
-                    self.say, f"scoring {label}: window {done}/{total}"
+                self.post_message(self.Said(f"scoring {label}…"))
+                progress = lambda model, done, total, label=label: self.post_message(  # noqa: E731
+                    self.Said(f"scoring {label}: window {done}/{total}")
                 )
                 result = score_models([str(folder)], text, [], on_progress=progress, stop=self.stop)[0]
                 scores.append((label, result))
-                self.app.call_from_thread(self._show_scores, scores)
+                self.post_message(self.ScoresShown(scores))
             source = text_path or "the built-in sample"
-            self.app.call_from_thread(self.say, f"perplexity on {source}: lower is better")
+            self.post_message(self.Said(f"perplexity on {source}: lower is better"))
 
     @contextmanager
     def _reporting(self) -> Iterator[None]:
@@ -169,11 +239,13 @@ class TryScreen(Screen):
         try:
             yield
         except Stopped:
-            self.app.call_from_thread(self.say, "stopped")
+            self.post_message(self.Said("stopped"))
         except TuiMergeError as error:
-            self.app.call_from_thread(self.say, error.message)
+            self.post_message(self.Said(error.message))
+        except (RuntimeError, OSError, ValueError) as error:  # torch out of memory, a file gone, a bad config
+            self.post_message(self.Said(f"failed: {type(error).__name__}: {error}"))
         finally:
-            self.running = False
+            self.post_message(self.WorkEnded())
 
     def _show_scores(self, scores: list) -> None:
         table = self.query_one("#scores", DataTable)
@@ -182,11 +254,11 @@ class TryScreen(Screen):
         best = min(values) if len(values) > 1 else None
         for label, result in scores:
             if result.perplexity is None:
-                table.add_row(label, "-", "-", Text(f"skipped: {result.skipped}", style="dim"))
+                table.add_row(Text(label), "-", "-", Text(f"skipped: {result.skipped}", style="dim"))
                 continue
             lowest = result.perplexity == best
             style = "bold green" if lowest else ""
-            table.add_row(label, Text(f"{result.perplexity:.3f}", style=style), str(result.tokens),
+            table.add_row(Text(label), Text(f"{result.perplexity:.3f}", style=style), str(result.tokens),
                           Text("lowest" if lowest else "", style=style))  # fmt: skip
 
     def action_back(self) -> None:
