@@ -562,3 +562,31 @@ async def test_an_interrupted_merge_is_shown_on_review_and_run_resumes_it_or_sta
     assert not (workdir / "merged.partial").exists()
     assert main(["run", "merge.yaml", str(workdir / "replay")]) == 0
     assert folder_digest(workdir / "merged") == folder_digest(workdir / "replay")
+
+
+@pytest.mark.parametrize("changed_on_disk", [False, True])
+async def test_a_reopened_config_is_saved_back_without_asking_unless_it_changed_on_disk(
+    workdir, changed_on_disk
+) -> None:
+    from tui_merge.cli import main
+    from tui_merge.tui.modals import ChoiceScreen
+    from tui_merge.tui.screens.run import RunScreen
+    from tui_merge.wizard.state import WizardState
+
+    assert main(["template", "base", "chat", "--method", "slerp", "-o", "big.yaml"]) == 0
+    state = WizardState.load("big.yaml")
+    state.output = "merged"
+    if changed_on_disk:
+        Path("big.yaml").write_text(Path("big.yaml").read_text() + "# edited elsewhere\n")
+    app = WizardApp(state, start_step=5)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.screen.pending() is None)
+        await pilot.press("ctrl+n")
+        if changed_on_disk:
+            await wait_until(pilot, lambda: isinstance(app.screen, ChoiceScreen))
+            assert "big.yaml already holds another config" in app.screen.question
+            await pilot.press("escape")
+        else:
+            await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
+            await app.workers.wait_for_complete()
+    assert (workdir / "merged").is_dir() != changed_on_disk

@@ -223,6 +223,7 @@ class WizardApp(App):
             try:
                 self.state.loaded_config()
                 Path(self.state.config_path).write_text(self.state.config_text(), encoding="utf-8")
+                self.state.config_read = self.state.config_text()
             except (TuiMergeError, OSError) as error:
                 self.notify(getattr(error, "message", str(error)), severity="error")
                 return
@@ -231,12 +232,14 @@ class WizardApp(App):
         self.claim_config_path(write)
 
     def claim_config_path(self, then: Callable[[], None]) -> None:
-        """Run ``then`` once the config path may be written: it is free, holds this config already, or the
-        person chose to replace it or to save under a new name (an earlier merge's recipe is never lost
-        without asking)."""
+        """Run ``then`` once the config path may be written: it is free, holds this config already, holds what
+        this session read or wrote there (a reopened config, saved back), or the person chose to replace it or to
+        save under a new name (an earlier merge's recipe, or a file changed on disk since, is never lost without
+        asking)."""
         path = Path(self.state.config_path)
         try:
-            taken = path.is_file() and path.read_text(encoding="utf-8") != self.state.config_text()
+            held = path.read_text(encoding="utf-8") if path.is_file() else None
+            taken = held is not None and held not in (self.state.config_text(), self.state.config_read)
         except (OSError, UnicodeDecodeError):
             taken = path.exists()
         if not taken:

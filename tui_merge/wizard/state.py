@@ -72,6 +72,9 @@ class WizardState:
     """Kept from a reopened config (the wizard does not edit it), so saving it again keeps it."""
     seed: int = 0
     config_path: str = "merge.yaml"
+    config_read: str | None = None
+    """The text this session read from ``config_path`` (a reopened config) or wrote there last: while the file
+    still holds it, it is this session's and is replaced without asking."""
     leftover_resumable: bool | None = None
     """What Review found of an interrupted merge at the output: True when it is this plan's (the Run step
     offers to resume it), False when it is another's (only starting over is offered), None when none."""
@@ -255,6 +258,7 @@ class WizardState:
         loaded = load_config(Path(path))
         state = cls.from_config(loaded, inspect_models(loaded, cache_dir))
         state.config_path = path
+        state.config_read = loaded.text
         return state
 
     @classmethod

@@ -129,7 +129,12 @@ class ReviewScreen(StepScreen):
 
     def go_on(self) -> None:
         """Merge, once the config path is free or the person chose how to save it."""
-        self.wizard.claim_config_path(lambda: self.wizard.next_step(self.STEP))
+
+        def merge() -> None:
+            self.state.config_read = self.state.config_text()  # what the Run step writes there
+            self.wizard.next_step(self.STEP)
+
+        self.wizard.claim_config_path(merge)
 
     def problem(self) -> str | None:
         return None if self.planned else "The config cannot run; go back (escape) and change it."
