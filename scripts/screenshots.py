@@ -141,7 +141,7 @@ async def main() -> None:
         await shoot(
             "4-layers",
             WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
-            ("down", "down", "down", "1", "m", "down", "down", "down", "0", "g", "up", "plus"),
+            ("down", "1", "m", "down", "down", "down", "0", "g", "up", "plus"),
         )
         await shoot(
             "4-layers-split",

@@ -421,7 +421,11 @@ def test_the_wizard_grid_has_a_section_for_each_stack_and_its_values_reach_that_
     state = WizardState(models=[a, b], infos=infos, method_name="slerp", base=a)
     grid = state.rebuild_grid()
     labels = [row.label for row in grid.rows]
-    assert labels[-5:] == ["layer 0", "layer 1", "layer 2", "vision tower 0", "vision tower 1"]
+    # In the order the model runs: the tower (between its own rows), the projector, the layers, norm and head.
+    assert labels[labels.index("vision tower 0") :] == [
+        "vision tower 0", "vision tower 1", "projector norm", "projector", "layer 0", "layer 1", "layer 2",
+        "final norm", "output head",
+    ]  # fmt: skip
     for label, t in (("vision tower 0", 0.0), ("vision tower 1", 1.0), ("layer 1", 0.3)):
         grid.set(labels.index(label), 0, t)
     text = state.config_text()

@@ -244,7 +244,7 @@ async def test_the_focused_output_field_is_marked_and_review_shows_what_the_run_
 async def test_layer_values_survive_adding_and_removing_a_model_and_a_method_round_trip(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("down", "down", "down", "plus", "plus")  # layer 0, base's weight: 0.60
+        await pilot.press("down", "plus", "plus")  # layer 0 (under the embeddings), base's weight: 0.60
         assert app.state.grid.per_layer("base").layers[0] == 0.6
         await pilot.press("escape", "escape", "escape")  # back to Models
         app.screen.query_one("#path").focus()

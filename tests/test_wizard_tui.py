@@ -263,7 +263,7 @@ async def test_whole_merge_by_keys_then_headless_replay_is_byte_identical(workdi
         await app.workers.wait_for_complete()
         await pilot.pause()
         await pilot.press("ctrl+n", "down", "ctrl+n")  # method: slerp
-        await pilot.press("down", "down", "down", "1", "m", "down", "0", "g", "up", "plus")  # layers
+        await pilot.press("down", "1", "m", "down", "0", "g", "up", "plus")  # layers: embeddings, then layer 0
         await pilot.press("ctrl+n", *"merged", "ctrl+n")  # output
         await app.workers.wait_for_complete()
         await pilot.pause()

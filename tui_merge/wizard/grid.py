@@ -77,11 +77,23 @@ class LayerGrid:
         defaults: list[float],
         stacks: tuple[StackRow, ...] | list[StackRow] = (),
     ) -> LayerGrid:
-        """A grid with every row of a column at that column's default."""
-        rows = [GridRow(row.label, outside=row) for row in outside]
-        rows += [GridRow(f"layer {index}", layer=index) for index in range(depth)]
-        rows += [GridRow(f"{stack.label} {index}", layer=index, stack=stack) for stack in stacks
-                 for index in range(stack.depth)]  # fmt: skip
+        """A grid with every row of a column at that column's default, its rows in the order the model runs:
+        the embeddings (and any other row outside the layers), each other stack (a vision tower, an encoder)
+        between its own embeddings and norms, the projector, the layers, then the final norm and the head."""
+        towers = tuple(stack.label for stack in stacks)
+
+        def place(row: OutsideRow) -> int:
+            if row.label.startswith("projector"):
+                return 4
+            if towers and row.label.startswith(towers):
+                return 3 if row.component == "norm" else 1
+            return {"norm": 6, "head": 7}.get(row.component, 0)
+
+        placed = [(place(row), GridRow(row.label, outside=row)) for row in outside]
+        placed += [(2, GridRow(f"{stack.label} {index}", layer=index, stack=stack)) for stack in stacks
+                   for index in range(stack.depth)]  # fmt: skip
+        placed += [(5, GridRow(f"layer {index}", layer=index)) for index in range(depth)]
+        rows = [row for _, row in sorted(placed, key=lambda pair: pair[0])]  # stable: each group keeps its order
         return cls(rows, columns, [list(defaults) for _ in rows])
 
     @property
