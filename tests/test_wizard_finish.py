@@ -590,3 +590,33 @@ async def test_a_reopened_config_is_saved_back_without_asking_unless_it_changed_
             await wait_until(pilot, lambda: isinstance(app.screen, RunScreen))
             await app.workers.wait_for_complete()
     assert (workdir / "merged").is_dir() != changed_on_disk
+
+
+async def test_every_layer_key_says_what_it_did_and_a_typed_value_fills_the_marked_range(workdir) -> None:
+    from tui_merge.tui.layer_table import LayerTable
+
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one(LayerTable)
+        await wait_until(pilot, lambda: table.grid is not None)
+
+        async def press(*keys: str) -> str:
+            await pilot.press(*keys)
+            await pilot.pause()
+            return status_text(app)
+
+        assert (await press("down", "m")).startswith("marked layer 0")
+        assert (await press("down", "plus")) == "layer 1 t: 0.55"
+        assert (await press("g")) == "t filled from layer 0 (0.50) to layer 1 (0.55)" and table.mark is None
+        assert (await press("u")).startswith("undone") and table.grid.value(2, 0) == 0.5
+        assert (await press("ctrl+r")).startswith("redone") and table.grid.value(2, 0) == 0.55
+        assert (await press("c")).startswith("copied layer 1")
+        assert (await press("up", "v")) == "pasted layer 1's values into layer 0"
+        assert (await press("1")) == "layer 0 taken wholly from the second model"
+        await press("up", "m", "down", "down", "e")
+        assert "from embeddings to layer 1" in status_text(app)
+        await pilot.press("end", *["backspace"] * 6, *"0.7", "enter")
+        await pilot.pause()
+        assert status_text(app) == "t set to 0.70 from embeddings to layer 1" and table.mark is None
+        assert [table.grid.value(row, 0) for row in range(3)] == [0.7, 0.7, 0.7]
+        assert table.grid.value(3, 0) == 0.5  # past the range: untouched

@@ -5,7 +5,10 @@ this widget draws it and turns keys into grid edits. It tells its screen
 what happened with typed messages: ``Changed`` after every edit (the
 screen redraws the sparklines), ``EditRequested`` when a value is to be
 typed, ``SplitRequested`` for ``s`` (splitting needs the wizard's state),
-and ``Said`` for a line of feedback.
+and ``Said`` for a line of feedback: every key says what it did, so the
+status never shows an earlier key's words. With a row marked (``m``), a
+typed value applies to every row from the mark to the cursor; a fill or a
+typed range clears the mark.
 """
 
 from __future__ import annotations
@@ -114,6 +117,8 @@ class LayerTable(DataTable):
         """The row marked with ``m``, where a gradient fill starts."""
         self.clipboard: list[float] | None = None
         """The row copied with ``c``."""
+        self.copied_from = ""
+        """The label of the row copied with ``c``."""
         self.bar_width = 6
         """Cells of each value's bar, set from the terminal's width when the grid is shown."""
         self.insight: Insight | None = None
@@ -163,8 +168,20 @@ class LayerTable(DataTable):
         return self.cursor_row, max(self.cursor_column - 1, 0)
 
     def set_value(self, value: float) -> None:
-        """Set the cell under the cursor (a value typed in the editor)."""
-        self._edit(lambda row, column: self.grid.set(row, column, value))
+        """Set the cell under the cursor to a value typed in the editor; with a row marked, every row from the
+        mark to the cursor in that column (the mark is then cleared)."""
+        if self.mark is None or self.position is None:
+            self._edit(lambda row, column: self.grid.set(row, column, value), self._cell_said)
+            return
+        start = self.mark
+        self.mark = None
+        self._edit(
+            lambda row, column: self.grid.set_range(column, start, row, value),
+            lambda row, column: (
+                f"{self._column_name(column)} set to {self.grid.value(row, column):.2f} from "
+                f"{self.grid.rows[start].label} to {self.grid.rows[row].label}"
+            ),
+        )
 
     def _cell(self, row: int, column: int) -> Text:
         """The value and a bar on the parameter's range (0..1 unless the parameter says otherwise)."""
@@ -186,7 +203,8 @@ class LayerTable(DataTable):
             for column in range(len(self.grid.columns)):
                 self.update_cell(f"r{index}", f"c{column}", self._cell(index, column))
 
-    def _edit(self, change) -> None:
+    def _edit(self, change, said) -> None:
+        """Apply ``change(row, column)`` at the cursor, redraw, and say ``said(row, column)`` (read after it)."""
         position = self.position
         if position is None:
             if self.grid is not None:
@@ -194,49 +212,89 @@ class LayerTable(DataTable):
             return
         change(*position)
         self._redraw()
+        self.post_message(self.Said(said(*position)))
         self.post_message(self.Changed(self))
 
+    def _column_name(self, column: int) -> str:
+        return self.grid.heading(column)
+
+    def _cell_said(self, row: int, column: int) -> str:
+        """``layer 2 t: 0.55``, or why the cell has no value."""
+        if not self.grid.exists(row, column):
+            return "Attention and MLP columns have no value outside the layers; the rest column sets it."
+        return f"{self.grid.rows[row].label} {self._column_name(column)}: {self.grid.value(row, column):.2f}"
+
     def action_nudge(self, direction: int) -> None:
-        self._edit(lambda row, column: self.grid.nudge(row, column, direction * NUDGE))
+        self._edit(lambda row, column: self.grid.nudge(row, column, direction * NUDGE), self._cell_said)
 
     def action_fine(self, direction: int) -> None:
-        self._edit(lambda row, column: self.grid.nudge(row, column, direction * FINE_NUDGE))
+        self._edit(lambda row, column: self.grid.nudge(row, column, direction * FINE_NUDGE), self._cell_said)
 
     def action_mark(self) -> None:
         if self.position is None:
             return
         self.mark = self.position[0]
         self._redraw()
-        self.post_message(self.Said(f"marked {self.grid.rows[self.mark].label}; move and press g to fill a gradient"))
+        self.post_message(
+            self.Said(
+                f"marked {self.grid.rows[self.mark].label}; move, then g fills a gradient or e types a value "
+                "for the rows between"
+            )  # fmt: skip
+        )
 
     def action_gradient(self) -> None:
         if self.mark is None:
             self.post_message(self.Said("Mark a row with m first.", error=True))
             return
-        self._edit(lambda row, column: self.grid.fill_gradient(column, self.mark, row))
+        start = self.mark
+        self.mark = None
+        self._edit(
+            lambda row, column: self.grid.fill_gradient(column, start, row),
+            lambda row, column: (
+                f"{self._column_name(column)} filled from {self.grid.rows[start].label} "
+                f"({self.grid.value(start, column):.2f}) to {self.grid.rows[row].label} "
+                f"({self.grid.value(row, column):.2f})"
+            ),
+        )
 
     def action_copy_row(self) -> None:
         if self.position is None:
             return
         self.clipboard = self.grid.copy_row(self.position[0])
-        self.post_message(self.Said(f"copied {self.grid.rows[self.position[0]].label}"))
+        self.copied_from = self.grid.rows[self.position[0]].label
+        self.post_message(self.Said(f"copied {self.copied_from}; v pastes it into another row"))
 
     def action_paste_row(self) -> None:
-        if self.clipboard is not None:
-            self._edit(lambda row, column: self.grid.paste_row(row, self.clipboard))
+        if self.clipboard is None:
+            self.post_message(self.Said("Copy a row with c first.", error=True))
+            return
+        self._edit(
+            lambda row, column: self.grid.paste_row(row, self.clipboard),
+            lambda row, column: f"pasted {self.copied_from}'s values into {self.grid.rows[row].label}",
+        )
 
     def action_take(self, model: int) -> None:
-        self._edit(lambda row, column: self.grid.take_from(row, model))
+        which = "first" if model == 0 else "second"
+        self._edit(
+            lambda row, column: self.grid.take_from(row, model),
+            lambda row, column: f"{self.grid.rows[row].label} taken wholly from the {which} model",
+        )
 
     def action_undo(self) -> None:
-        if self.grid is not None and self.grid.undo():
-            self._redraw()
-            self.post_message(self.Changed(self))
+        self._history(self.grid.undo if self.grid is not None else None, "undone", "nothing to undo")
 
     def action_redo(self) -> None:
-        if self.grid is not None and self.grid.redo():
-            self._redraw()
-            self.post_message(self.Changed(self))
+        self._history(self.grid.redo if self.grid is not None else None, "redone", "nothing to redo")
+
+    def _history(self, step, done: str, nothing: str) -> None:
+        if step is None:
+            return
+        if not step():
+            self.post_message(self.Said(nothing))
+            return
+        self._redraw()
+        self.post_message(self.Said(f"{done}; u undoes, ctrl+r redoes"))
+        self.post_message(self.Changed(self))
 
     def action_split(self) -> None:
         if self.grid is not None:

@@ -128,6 +128,14 @@ class LayerGrid:
         self._remember()
         self.values[row][column] = self.columns[column].clamp(value)
 
+    def set_range(self, column: int, start: int, end: int, value: float) -> None:
+        """Set rows ``start`` to ``end`` (inclusive, either order) of one column to ``value``, as one edit."""
+        low, high = sorted((start, end))
+        self._remember()
+        for row in range(low, high + 1):
+            if self.exists(row, column):
+                self.values[row][column] = self.columns[column].clamp(value)
+
     def nudge(self, row: int, column: int, delta: float) -> None:
         """Add ``delta`` to one cell."""
         self.set(row, column, self.values[row][column] + delta)

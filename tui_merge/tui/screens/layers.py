@@ -28,7 +28,9 @@ class LayersScreen(StepScreen):
     HELP = (
         "Arrows move. + / - nudge the cell by 0.05, ] / [ by 0.01 (terminals do not "
         "report shift with + and -). e or enter types a value. m marks a row, g fills a "
-        "linear gradient from the mark to the cursor in that column. c / v copy and "
+        "linear gradient from the mark to the cursor in that column, and e with a row marked types one value "
+        "for every row from the mark to the cursor (either clears the mark). The status line says what each "
+        "key did. c / v copy and "
         "paste a row. 0 / 1 take the layer wholly from the first / second model. "
         "u undoes, ctrl+r redoes. Each value has a bar on the parameter's range (0 to 1 for weights and t), "
         "so the column of bars draws the curve over depth. "
@@ -141,6 +143,11 @@ class LayersScreen(StepScreen):
         editor.value = f"{event.value:g}"
         editor.display = True
         editor.focus()
+        table = self.query_one(LayerTable)
+        if table.mark is not None:
+            rows = table.grid.rows
+            self.status(f"type the value for every row from {rows[table.mark].label} to {rows[event.row].label}; "
+                        "enter sets them, escape keeps them")  # fmt: skip
 
     @on(TextField.Submitted, "#cell-editor")
     def value_typed(self, event: TextField.Submitted) -> None:
