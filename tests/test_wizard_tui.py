@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import threading
 
 import pytest
 from conftest import folder_digest
+from rich.console import Console
 from textual.widgets import DataTable, Input, RadioButton, RadioSet, Static
 
 from tui_merge.cli import main
@@ -73,8 +75,14 @@ async def test_analysis_step_blocks_on_errors_and_offers_the_vocab_fix(workdir) 
         await app.workers.wait_for_complete()
         await pilot.pause()
         await pilot.press("ctrl+n")
-        assert "Cannot merge: other and base do not share a base" in status_text(app)
+        assert status_text(app) == "Cannot merge: the error above blocks it; escape goes back."
         assert app.screen.STEP == 1
+        # The blocking sentence is said once, at the top of the step, not again below the table.
+        console = Console(width=80, record=True, file=io.StringIO())
+        for part in ("#verdict", "#report"):
+            console.print(app.screen.query_one(part, Static).content)
+        shown = console.export_text()
+        assert shown.count("do not share a base") == 1 and "ERROR" not in shown
 
     app = WizardApp(state_with("base", "wide-vocab"), start_step=1)
     async with app.run_test(size=SIZE) as pilot:

@@ -51,12 +51,15 @@ def _other_stacks(model: ModelInfo) -> str | None:
     return ", ".join(others) or None
 
 
-def findings_grid(report: CompatibilityReport) -> Table:
-    """Severity in the left column, message and fixes on the right, wrapped under the message."""
+def findings_grid(report: CompatibilityReport, *, errors: bool = True) -> Table:
+    """Severity in the left column, message and fixes on the right, wrapped under the message; without the
+    errors when ``errors`` is False (a screen that shows them in full above)."""
     grid = Table.grid(padding=(0, 1))
     grid.add_column(no_wrap=True)
     grid.add_column()
     for finding in report.findings:
+        if not errors and finding.severity == "error":
+            continue
         body: list[RenderableType] = [Text(finding.message)]
         if finding.fixes:
             fixes = Table.grid(padding=(0, 1))

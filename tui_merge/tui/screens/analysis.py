@@ -70,7 +70,9 @@ class AnalysisScreen(StepScreen):
     async def on_report_ready(self, message: ReportReady) -> None:
         self.report = message.report
         self.query_one("#verdict", Static).update(verdict(self.report))
-        self.query_one("#report", Static).update(Group(models_table(self.report), "", findings_grid(self.report)))
+        # The errors are in full at the top (they decide the step); below the table come the other findings.
+        below = findings_grid(self.report, errors=False)
+        self.query_one("#report", Static).update(Group(models_table(self.report), "", below))
         vocab = next((finding for finding in self.report.findings if finding.code in _CHOICES_FOR), None)
         if vocab is not None:
             await self._offer_vocab_choices(vocab)
@@ -111,7 +113,7 @@ class AnalysisScreen(StepScreen):
     def problem(self) -> str | None:
         if self.report is None:
             return "The analysis failed; go back (escape) and change the models."
-        errors = [finding for finding in self.report.findings if finding.severity == "error"]
-        if errors:
-            return f"Cannot merge: {errors[0].message}"
+        errors = sum(finding.severity == "error" for finding in self.report.findings)
+        if errors:  # each is in full at the top of the step
+            return f"Cannot merge: the error{'s' * (errors > 1)} above block{'s' * (errors == 1)} it; escape goes back."
         return None
