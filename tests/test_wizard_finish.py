@@ -620,3 +620,17 @@ async def test_every_layer_key_says_what_it_did_and_a_typed_value_fills_the_mark
         assert status_text(app) == "t set to 0.70 from embeddings to layer 1" and table.mark is None
         assert [table.grid.value(row, 0) for row in range(3)] == [0.7, 0.7, 0.7]
         assert table.grid.value(3, 0) == 0.5  # past the range: untouched
+
+
+async def test_hints_and_saves_are_said_in_the_status_line_never_in_a_toast_over_it(workdir) -> None:
+    from textual.widgets._toast import Toast
+
+    hint = "To see the lineage check, add demo-unrelated."
+    app = WizardApp(state_with("base", "chat", method_name="slerp", output="merged"), start_step=5, hint=hint)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: status_text(app) == hint)
+        await wait_until(pilot, lambda: app.screen.pending() is None)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: status_text(app) == "Saved merge.yaml")
+        assert not list(app.query(Toast)) and not list(app.screen.query(Toast))
+    assert (workdir / "merge.yaml").is_file()

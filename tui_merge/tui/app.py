@@ -120,7 +120,7 @@ class WizardApp(App):
             self.push_screen(screens[index]())
         self.call_after_refresh(lambda: self._fit_to(self.size.width, self.size.height))  # above the steps
         if self.hint:
-            self.notify(self.hint, timeout=15)
+            self.call_after_refresh(self.tell, self.hint)
 
     def on_unmount(self) -> None:
         self._heed_hangups(False)
@@ -209,11 +209,20 @@ class WizardApp(App):
         try:
             state = WizardState.load(path, self.cache_dir)
         except TuiMergeError as error:
-            self.notify(error.message, severity="error", timeout=10)
+            self.tell(error.message, error=True)
             return
         self.state = state
         self.jump_to(len(STEP_NAMES) - 2)
-        self.notify(f"Loaded {path}; escape goes back through the steps to edit it.")
+        self.call_after_refresh(self.tell, f"Loaded {path}; escape goes back through the steps to edit it.")
+
+    def tell(self, text: str, *, error: bool = False) -> None:
+        """Say ``text`` in the status line of the step shown (under any dialog over it), never in a toast that
+        would cover that line or the dialog."""
+        from tui_merge.tui.step import StepScreen
+
+        step = next((screen for screen in reversed(self.screen_stack) if isinstance(screen, StepScreen)), None)
+        if step is not None:
+            step.status(text, error=error)
 
     def save_config(self) -> None:
         """Write the current config to its path and say where (asking first if that would replace another)."""
@@ -225,9 +234,9 @@ class WizardApp(App):
                 Path(self.state.config_path).write_text(self.state.config_text(), encoding="utf-8")
                 self.state.config_read = self.state.config_text()
             except (TuiMergeError, OSError) as error:
-                self.notify(getattr(error, "message", str(error)), severity="error")
+                self.tell(getattr(error, "message", str(error)), error=True)
                 return
-            self.notify(f"Saved {self.state.config_path}")
+            self.tell(f"Saved {self.state.config_path}")
 
         self.claim_config_path(write)
 
@@ -250,7 +259,7 @@ class WizardApp(App):
         def answered(key: str | None) -> None:
             if key == "n":
                 self.state.config_path = str(free)
-                self.notify(f"The config will be saved as {free}.")
+                self.tell(f"The config will be saved as {free}.")
             if key in ("o", "n"):
                 then()
 

@@ -189,6 +189,8 @@ class FolderPicker(Dialog[str | None]):
         Binding("tilde", "go_home", "home", tooltip="go to your home folder"),
     ]
 
+    KEYS = "enter opens · p picks · backspace: parent · ~ home · / or . types a path"
+
     def __init__(self, start: Path, title: str = "Choose a model folder") -> None:
         super().__init__()
         self.start = start
@@ -199,7 +201,7 @@ class FolderPicker(Dialog[str | None]):
             yield Label(Text(self.title_text, style="bold"))
             yield TextField(str(self.start), id="folder", compact=True, select_on_focus=False)
             yield DirectoryTree(self.start)
-            yield Static(Text("enter opens · p picks · backspace: parent · ~ home · / or . types a path", style="dim"))
+            yield Static(Text(self.KEYS, style="dim"), id="picker-line")
 
     def on_mount(self) -> None:
         self.query_one(DirectoryTree).focus()
@@ -243,10 +245,12 @@ class FolderPicker(Dialog[str | None]):
         if not folder.is_absolute():
             folder = self.folder / folder
         folder = folder.resolve()
+        line = self.query_one("#picker-line", Static)
         if folder.is_dir():
             self.go(folder)
-        else:
-            self.notify(f"{event.value.strip()} is not a folder.", severity="error")
+            line.update(Text(self.KEYS, style="dim"))
+        else:  # said in the dialog's own line: a toast would cover the dialog
+            line.update(Text(f"{event.value.strip()} is not a folder.", style="bold red"))
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         self.dismiss(str(event.path.parent))
