@@ -124,6 +124,14 @@ async def test_escape_pauses_the_merge_and_no_lets_it_finish(workdir, monkeypatc
 
 async def test_ctrl_q_while_merging_asks_once_then_stops_cleanly_and_quits(workdir, monkeypatch) -> None:
     hold_the_merge(monkeypatch, until=lambda control: control.paused)
+    exits = []
+    real_exit = WizardApp.exit
+
+    def recorded_exit(self, *args, **kwargs):
+        exits.append(kwargs)
+        return real_exit(self, *args, **kwargs)
+
+    monkeypatch.setattr(WizardApp, "exit", recorded_exit)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
@@ -131,6 +139,28 @@ async def test_ctrl_q_while_merging_asks_once_then_stops_cleanly_and_quits(workd
         await pilot.press("y")
         await wait_until(pilot, lambda: not app.is_running)
     assert not (workdir / "merged").exists() and not (workdir / "merged.partial").exists()
+    assert app.return_code == 130  # the shell learns that the merge did not happen
+    said = str(exits[-1].get("message"))
+    assert "merge cancelled; nothing was written at merged" in said and "saved as merge.yaml" in said
+
+
+async def test_a_cancelled_merge_leaves_no_bar_nor_merging_title_behind(workdir, monkeypatch) -> None:
+    from textual.widgets import ProgressBar
+
+    hold_the_merge(monkeypatch, until=lambda control: control.paused)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.screen.finished)
+        title = str(app.screen.query_one("#run-title", Static).render())
+        assert title.startswith("Merge cancelled; nothing was written at merged") and "Merging" not in title
+        assert not app.screen.query_one("#progress", ProgressBar).display
+        log = "\n".join(str(line.text) for line in app.screen.query_one("#log", RichLog).lines)
+        assert "cancelled: Merge cancelled" in log
+    assert not (workdir / "merged").exists()
 
 
 async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(workdir, monkeypatch) -> None:

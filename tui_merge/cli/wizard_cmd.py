@@ -42,7 +42,7 @@ def open_wizard(state: WizardState, hint: str | None = None, start_step: int = 0
             raise  # drawing on a terminal that is gone may fail: the merge still goes on below
     if app.handover is not None:
         return continue_headless(app.handover)
-    return 0
+    return app.return_code or 0
 
 
 def run(args: argparse.Namespace) -> int:

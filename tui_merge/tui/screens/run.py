@@ -234,7 +234,12 @@ class RunScreen(StepScreen):
     def on_work_failed(self, message: WorkFailed) -> None:
         self._finish()
         self.status(message.message, error=True)
-        if not self.control.stopped:
+        if self.control.stopped:  # cancelled: the screen says so everywhere, no bar or title of a merge left
+            self.query_one("#run-title", Static).update(Text(message.message, style="bold"))
+            self.query_one("#progress", ProgressBar).display = False
+            self.query_one("#current", Static).update("")
+            self.query_one("#log", RichLog).write(f"cancelled: {message.message}")
+        else:
             self.app.push_screen(ErrorScreen(message.message))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -292,10 +297,16 @@ class RunScreen(StepScreen):
 
     @work(exclusive=True, group="quit", description="quit once the merge has stopped")
     async def quit_when_stopped(self) -> None:
+        """Quit once the merge has stopped, saying in the shell what became of it (exit status 130)."""
         for worker in self.workers:
             if worker.group == "merge":
                 await worker.wait()
-        self.app.exit()
+        state = self.state
+        said = (
+            f"tui-merge: merge cancelled; nothing was written at {state.output}. The config is saved as "
+            f"{state.config_path}: tui-merge run {state.config_path} {state.output} runs it."
+        )
+        self.app.exit(return_code=130, message=said)
 
     def problem(self) -> str | None:
         return "This is the last step." if self.finished else "The merge is running."
