@@ -146,3 +146,27 @@ def test_demo_builds_models_once_and_inspects_them(capsys, tmp_path: Path) -> No
 
 def built_names(folder: Path) -> list[str]:
     return [path.name for path in folder.iterdir()]
+
+
+def test_inspect_cuts_long_folders_from_the_left_and_writes_home_as_tilde_either_way(
+    capsys, tmp_path: Path, monkeypatch, llama_base: Path, llama_finetune: Path
+) -> None:
+    import shutil
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "80")
+    shared = tmp_path / ("a-long-shared-folder-of-checkpoints-" * 2) / "runs"
+    shutil.copytree(llama_base, shared / "model-base")
+    shutil.copytree(llama_finetune, shared / "model-chat")
+    typed_with_tilde = "~/" + str((shared / "model-base").relative_to(tmp_path))
+
+    assert main(["inspect", typed_with_tilde, str(shared / "model-chat")]) == 0
+
+    folder_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("folder"))
+    assert "runs/model-base" in folder_row and "runs/model-chat" in folder_row  # the tails that differ stay
+    assert folder_row.count("…") == 2 and len(folder_row.rstrip()) <= 80
+    monkeypatch.setenv("COLUMNS", "400")  # wide enough for whole paths: the two forms of home read alike
+    assert main(["inspect", typed_with_tilde, str(shared / "model-chat")]) == 0
+    folder_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("folder"))
+    assert folder_row.split()[1:] == [f"~/{shared.relative_to(tmp_path)}/model-base",
+                                      f"~/{shared.relative_to(tmp_path)}/model-chat"]  # fmt: skip

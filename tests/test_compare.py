@@ -107,7 +107,7 @@ def test_the_table_marks_the_lowest_perplexity(capsys, llama_base, tuned_with_to
     assert main(["compare", str(llama_base), str(tuned_with_tokenizer)]) == 0
     lines = capsys.readouterr().out.splitlines()
     marked = [line for line in lines if line.rstrip().endswith("lowest")]
-    assert len(marked) == 1 and marked[0].startswith(Path(lowest).as_posix()[:20])
+    assert len(marked) == 1 and marked[0].startswith(Path(lowest).name + " ")  # titled by name, as Try does
 
 
 @pytest.mark.parametrize(
@@ -128,3 +128,14 @@ def test_bad_input_is_one_sentence(capsys, tmp_path, llama_base, extra, expected
     assert main(["compare", str(llama_base), *argv]) == 2
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
+
+
+def test_models_are_titled_by_name_with_the_parent_where_two_names_agree(tmp_path) -> None:
+    from tui_merge.cli.compare_cmd import short_names
+
+    first, second = str(tmp_path / "run-a" / "checkpoint-500"), str(tmp_path / "run-b" / "checkpoint-500")
+    merged = str(tmp_path / "merged")
+
+    assert short_names([merged, first, second, "org/model"]) == {
+        merged: "merged", first: "run-a/checkpoint-500", second: "run-b/checkpoint-500", "org/model": "org/model",
+    }  # fmt: skip

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -38,11 +41,44 @@ _ROWS: tuple[tuple[str, Callable[[ModelInfo], Any]], ...] = (
 )
 
 
-def _where(model: ModelInfo) -> str:
-    """The folder as given; a hub id's snapshot in the cache; ``Hub @commit`` while its weights are on the Hub."""
+def _where(model: ModelInfo) -> str | TailOf:
+    """The folder as given when relative; an absolute one (typed with ``~`` or not) with the home folder as
+    ``~``, cut from the left when narrow; a hub id's snapshot the same way; ``Hub @commit`` while its weights
+    are on the Hub."""
     if model.source.hub is not None and not model.downloaded:
         return f"Hub @{model.source.hub.commit[:12]}"
-    return str(model.folder) if model.source.from_cache else model.source.argument.partition("+")[0]
+    typed = model.source.argument.partition("+")[0]
+    if not model.source.from_cache and not Path(typed).expanduser().is_absolute():
+        return typed
+    folder = str(model.folder) if model.source.from_cache else os.path.normpath(Path(typed).expanduser().absolute())
+    home = str(Path.home())
+    if folder == home or folder.startswith(home + "/"):
+        folder = "~" + folder[len(home) :]
+    return TailOf(folder)
+
+
+class TailOf:
+    """A path that a narrow column cuts from the left (``…/demo/demo-base``), keeping the part that tells two
+    folders apart, where rich would cut the end they share."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TailOf) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(min(len(self.text), 12), len(self.text))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        yield Text(self.text if len(self.text) <= width else "…" + self.text[len(self.text) - width + 1 :])
 
 
 def _other_stacks(model: ModelInfo) -> str | None:
@@ -84,6 +120,7 @@ def models_table(report: CompatibilityReport) -> Table:
             continue  # a fact no model has (rope theta of an encoder) is left out, not shown as None
         base_value = value(report.base)
         cells = [
+            value(model) if isinstance(value(model), TailOf) else
             Text("-" if value(model) is None else str(value(model)),
                  style="bold yellow" if title != "folder" and value(model) != base_value else "")
             for model in report.models

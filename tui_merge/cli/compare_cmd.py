@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -67,6 +68,22 @@ def perplexity_caption(text_path: str | None) -> str:
     return f"Perplexity on {text_path or f'the built-in sample: {SAMPLE_SOURCE}'}"
 
 
+def short_names(models: list[str]) -> dict[str, str]:
+    """A short title for each model argument, as the wizard's Try shows them: a folder's name (with its parent's
+    where two names would read the same), a hub id as it is."""
+    from tui_merge.models.resolve import is_hub_id
+
+    def short(model: str, parents: int) -> str:
+        if is_hub_id(model):
+            return model
+        parts = Path(model).expanduser().resolve().parts
+        return "/".join(parts[-1 - parents :])
+
+    names = {model: short(model, 0) for model in models}
+    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return {model: short(model, 1) if name in repeated else name for model, name in names.items()}
+
+
 def perplexity_table(scores) -> Table:
     """One row per model; the lowest perplexity marked."""
     scored = [score.perplexity for score in scores if score.perplexity is not None]
@@ -76,13 +93,15 @@ def perplexity_table(scores) -> Table:
     table.add_column("perplexity", justify="right")
     table.add_column("tokens", justify="right")
     table.add_column("")
+    names = short_names([score.model for score in scores])
     for score in scores:
         if score.perplexity is None:
-            table.add_row(score.model, "-", "-", Text(f"skipped: {score.skipped}", style="dim"))
+            table.add_row(Text(names[score.model]), "-", "-", Text(f"skipped: {score.skipped}", style="dim"))
             continue
         lowest = score.perplexity == best and len(scored) > 1
         table.add_row(
-            score.model, Text(f"{score.perplexity:.3f}", style="bold green" if lowest else ""), str(score.tokens),
+            Text(names[score.model]), Text(f"{score.perplexity:.3f}", style="bold green" if lowest else ""),
+            str(score.tokens),
             Text("lowest", style="bold green") if lowest else "",
         )  # fmt: skip
     return table
@@ -92,8 +111,9 @@ def continuation_table(prompt: str, scores) -> Table:
     """The prompt's continuation by each scored model, side by side."""
     table = Table(title=f"Prompt: {prompt}", title_justify="left", show_lines=True)
     answered = [score for score in scores if prompt in score.continuations]
+    names = short_names([score.model for score in scores])
     for score in answered:
-        table.add_column(score.model, overflow="fold", ratio=1)
+        table.add_column(Text(names[score.model]), overflow="fold", ratio=1)
     table.add_row(*[Text(score.continuations[prompt]) for score in answered])
     return table
 

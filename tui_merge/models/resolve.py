@@ -66,6 +66,11 @@ def _short(argument: str, from_cache: bool, folder: Path) -> str:
     return argument if from_cache else Path(argument).expanduser().name or folder.name
 
 
+def is_hub_id(argument: str) -> bool:
+    """True for ``org/name`` (``@revision`` allowed) that is not a folder here."""
+    return bool(_HUB_ID.match(argument)) and not argument.startswith((".", "/", "~")) and not Path(argument).exists()
+
+
 def resolve_model(argument: str, cache_dir: Path | None = None, *, marker: str = "config.json") -> ResolvedModel:
     """Find the folder for a model argument; ``cache_dir`` overrides the HF cache location. A cached hub
     snapshot counts when it holds ``marker`` (``adapter_config.json`` for a LoRA adapter)."""
