@@ -280,7 +280,7 @@ async def test_whole_merge_by_keys_then_headless_replay_is_byte_identical(workdi
         await pilot.pause()
         assert "Merged into merged and verified" in status_text(app)
         log = "\n".join(str(line.text) for line in app.screen.query_one("#log").lines)
-        assert "passed  transformers: LlamaForCausalLM takes every tensor" in log
+        assert "ok    transformers  LlamaForCausalLM takes every tensor" in log  # as tui-merge verify says it
     config = (workdir / "merge.yaml").read_text()
     assert "merge_method: slerp" in config and "- 1.00  # layer 0" in config
 

@@ -40,15 +40,13 @@ from tui_merge.engine.events import (
 )
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.report_view import human_bytes
-from tui_merge.verification import Check, VerifyReport
+from tui_merge.verification import Check, VerifyReport, check_line
 
 PLAIN_REPORT_EVERY = 10
 """Percent of progress between two lines in plain (non-terminal) output."""
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 """Signals that stop a merge after the current tensor: Ctrl-C, kill, a closed SSH session."""
-
-_MARKS = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "info": "info"}
 
 
 def run_in_console(job: MergeJob, *, plain_progress: bool = False, quiet: bool = False) -> int:
@@ -89,7 +87,7 @@ def _while_console_lives(handle: Callable[[MergeEvent], None]) -> Callable[[Merg
 
 def print_check(check: Check) -> None:
     """One verification check as a line of its own."""
-    print(f"  {_MARKS[check.outcome]}  {check.name:<13} {check.detail}", flush=True)
+    print(f"  {check_line(check)}", flush=True)
 
 
 def verdict(report: VerifyReport) -> str:

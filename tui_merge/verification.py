@@ -80,6 +80,15 @@ class VerifyReport:
         }
 
 
+CHECK_MARKS = {"passed": "ok", "failed": "FAIL", "skipped": "skip", "info": "info"}
+"""How each outcome is marked, in the CLI and the wizard alike."""
+
+
+def check_line(check: Check) -> str:
+    """One check as a line: ``ok    weights       21 tensors in 1 file(s)``."""
+    return f"{CHECK_MARKS[check.outcome]:<4}  {check.name:<13} {check.detail}"
+
+
 def verify_output(
     folder: Path, *, probe: bool = False, on_check: Callable[[Check], None] | None = None
 ) -> VerifyReport:

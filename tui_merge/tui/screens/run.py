@@ -35,7 +35,7 @@ from tui_merge.tui.hangup import Handover
 from tui_merge.tui.messages import EngineEvent, WorkFailed
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
-from tui_merge.verification import VerifyReport
+from tui_merge.verification import VerifyReport, check_line
 
 
 class RunScreen(StepScreen):
@@ -196,7 +196,7 @@ class RunScreen(StepScreen):
             self.status(f"Merged into {event.folder}; verifying it. ctrl+q quits.")
         elif isinstance(event, CheckDone):
             check = event.check
-            log.write(f"  {check.outcome:<7} {check.name}: {check.detail}")
+            log.write(f"  {check_line(check)}")  # the words of tui-merge verify
         elif isinstance(event, Verified):
             self._verified(event.report)
 
