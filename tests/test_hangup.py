@@ -149,3 +149,23 @@ def test_the_wizard_hands_its_merge_to_the_headless_path_when_its_terminal_hangs
     # The same bytes as a replay of the recipe the wizard saved with the merge.
     assert main(["run", str(output / "tui_merge_config.yaml"), str(tmp_path / "replay")]) == 0
     assert folder_digest(output) == folder_digest(tmp_path / "replay")
+
+
+async def test_after_a_hangup_a_second_one_cannot_kill_the_process_before_the_headless_path_takes_over(
+    workdir,
+) -> None:
+    """The app leaves on the first SIGHUP; leaving used to restore the signal's default, so a second hangup in
+    the moment before the headless path ignored them killed the merge (seen as exit -1)."""
+    from test_wizard_tui import SIZE, state_with
+
+    from tui_merge.tui.app import WizardApp
+
+    previous = signal.getsignal(signal.SIGHUP)
+    try:
+        app = WizardApp(state_with("base", "chat"))
+        async with app.run_test(size=SIZE) as pilot:
+            app.hung_up()
+            await pilot.pause()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

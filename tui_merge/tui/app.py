@@ -92,6 +92,8 @@ class WizardApp(App):
         """Hugging Face cache to list and resolve hub ids in; None for the default (HF_HUB_CACHE)."""
         self.handover: Handover | None = None
         """Set when the terminal hung up during a merge: what ``continue_headless`` finishes after the app."""
+        self.terminal_gone = False
+        """True once SIGHUP said the terminal is gone; from then on further hangups are ignored."""
 
     MIN_SIZE = (80, 24)
     """The smallest terminal every screen is drawn for; below it the wizard says so instead."""
@@ -134,13 +136,16 @@ class WizardApp(App):
             if heed:
                 loop.add_signal_handler(signal.SIGHUP, self.hung_up)
             else:
-                loop.remove_signal_handler(signal.SIGHUP)
+                loop.remove_signal_handler(signal.SIGHUP)  # which restores the default: death by the signal
+                if self.terminal_gone:  # a second hangup before the headless path takes over must not kill it
+                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     def hung_up(self) -> None:
         """The terminal is gone: a running merge is stopped keeping its finished shards and handed to the
         headless path (``tui.hangup``); the app leaves either way, instead of dying by the signal's default."""
         from tui_merge.tui.screens.run import RunScreen
 
+        self.terminal_gone = True
         run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
         if run is not None and run.merging and not run.finished:
             run.control.stop(keep_partial=True)
