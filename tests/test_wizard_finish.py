@@ -78,6 +78,7 @@ async def test_after_the_merge_the_run_step_shows_the_replay_whole_and_offers_no
         await wait_until(pilot, lambda: "back" in {key.action for key in app.screen.query(FooterKey)})
         actions = {key.action for key in app.screen.query(FooterKey)}
         assert "cancel" not in actions and "back" in actions
+        assert "next" not in actions  # the last step offers no next step
 
 
 async def test_ctrl_q_quits_from_a_confirmation_dialog(workdir) -> None:

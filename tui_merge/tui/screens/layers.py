@@ -44,8 +44,8 @@ class LayersScreen(StepScreen):
         "component: a layer a fine-tune barely touched can come from the base. ~ shows, for two models, "
         "the cosine between their changes: green where they moved the weights the same way, red where "
         "they pull apart, the taller the stronger. Where two fine-tunes fight, favour one of them in that "
-        "layer. At 80 columns the models are numbered as on the Models step; from 120 columns the names "
-        "and the numbers are shown."
+        "layer. At 80 columns the models are numbered (the line above the table says which number is which "
+        "model); from 120 columns the names and the numbers are shown."
     )
 
     def compose_body(self) -> ComposeResult:

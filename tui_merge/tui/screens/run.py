@@ -217,6 +217,7 @@ class RunScreen(StepScreen):
         """The output is complete: nothing is left to cancel (nor time to estimate), and an open cancel
         question says so."""
         self.merged = True
+        self.query_one("#run-title", Static).update(Text(f"Merged into {self.state.output}", style="bold"))
         self.query_one("#progress", ProgressBar).show_eta = False
         self.refresh_bindings()
         for screen in self.app.screen_stack:
@@ -248,6 +249,8 @@ class RunScreen(StepScreen):
             self.app.push_screen(ErrorScreen(f"The merge failed unexpectedly: {event.worker.error}"))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "next":  # the last step: nothing comes next, so the key is not offered
+            return False
         if action == "cancel":
             return not self.merged
         if action == "back":
