@@ -665,3 +665,15 @@ async def test_hints_and_saves_are_said_in_the_status_line_never_in_a_toast_over
         await wait_until(pilot, lambda: status_text(app) == "Saved merge.yaml")
         assert not list(app.query(Toast)) and not list(app.screen.query(Toast))
     assert (workdir / "merge.yaml").is_file()
+
+
+async def test_the_output_step_refuses_a_largest_shard_of_zero_as_the_plain_wizard_does(workdir) -> None:
+    from textual.widgets import Input
+
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=4)
+    async with app.run_test(size=SIZE) as pilot:
+        app.screen.query_one("#shard-size", Input).value = "0"
+        await pilot.pause()
+        await pilot.press("ctrl+n")
+        await wait_until(pilot, lambda: "larger than 0 bytes" in status_text(app))
+        assert app.screen.STEP == 4

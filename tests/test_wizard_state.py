@@ -221,3 +221,25 @@ def test_models_whose_names_do_not_separate_components_cannot_split(factory) -> 
     state.rebuild_grid()
     assert "do not separate attention from MLP" in state.set_split(True)
     assert not state.split
+
+
+def test_the_output_rules_live_once_for_both_wizards(tmp_path, llama_base, llama_finetune) -> None:
+    from tui_merge.models.info import load_model_info
+
+    state = WizardState(
+        models=[str(llama_base), str(llama_finetune)],
+        infos={str(folder): load_model_info(str(folder)) for folder in (llama_base, llama_finetune)},
+    )
+
+    assert state.output_problem() == "Choose an output folder."
+    state.output = str(llama_base / "merged")
+    assert "is inside input model llama-base" in state.output_problem()
+    state.output = str(llama_base.parent)
+    assert "is inside output" in state.output_problem()
+    state.output = str(tmp_path / "merged")
+    assert state.output_problem() is None
+    assert state.shard_size_problem("0") == "The largest shard must be larger than 0 bytes."
+    assert state.shard_size_problem("lots") == "'lots' is not a size; write it like 5GB, 2000MiB or a number of bytes."
+    assert state.shard_size_problem("2000MiB") is None
+    assert [value for _, value in state.device_choices()] == ["auto", "cpu"]
+    assert [value for _, value in state.tokenizer_choices()][-2:] == [f"model:{llama_base}", f"model:{llama_finetune}"]

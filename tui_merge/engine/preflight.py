@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from tui_merge.config.loading import LoadedConfig
@@ -11,6 +12,7 @@ from tui_merge.engine.lock import partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME
 from tui_merge.engine.plan import Plan
 from tui_merge.errors import BadInputError
+from tui_merge.models.info import ModelInfo
 
 DISK_MARGIN = 1.05
 """Free space wanted beyond the output's size, for the side files and filesystem overhead."""
@@ -19,18 +21,9 @@ DISK_MARGIN = 1.05
 def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool = False) -> None:
     """Refuse outputs that could damage inputs, clobber work or run out of disk (a resume needs room only for the
     shards it has still to write)."""
-    target = output.resolve()
-    for info in plan.models.values():
-        folder = info.folder.resolve()
-        if target == folder or folder in target.parents:
-            raise BadInputError(
-                f"Output {output} is inside input model {info.label} ({folder}); choose a folder outside every input."
-            )
-        if target in folder.parents:
-            raise BadInputError(
-                f"Input model {info.label} ({folder}) is inside output {output}; replacing it would destroy the "
-                "input. Choose another output folder."
-            )
+    overlap = output_overlaps_input(output, plan.models.values())
+    if overlap is not None:
+        raise BadInputError(overlap)
     check_output_path(plan.loaded, output, force=force, resume=resume)
     parent, free = free_space(output)
     kept = _kept_bytes(plan, partial_path(output)) if resume else 0
@@ -41,6 +34,21 @@ def check_output(plan: Plan, output: Path, *, force: bool = False, resume: bool 
             f"Not enough disk space for {output}: the merge{still} writes {needed / 1e9:.2f} GB and {parent} has "
             f"{free / 1e9:.2f} GB free."
         )
+
+
+def output_overlaps_input(output: Path, models: Iterable[ModelInfo]) -> str | None:
+    """Why ``output`` cannot hold the merge of ``models`` (it is inside an input, or holds one), or None; the one
+    rule the job, the wizard and the plain wizard all ask."""
+    target = output.expanduser().resolve()
+    for info in models:
+        folder = info.folder.resolve()
+        if target == folder or folder in target.parents:
+            return (f"Output {output} is inside input model {info.label} ({folder}); choose a folder outside every "
+                    "input.")  # fmt: skip
+        if target in folder.parents:
+            return (f"Input model {info.label} ({folder}) is inside output {output}; replacing it would destroy the "
+                    "input. Choose another output folder.")  # fmt: skip
+    return None
 
 
 def check_output_path(loaded: LoadedConfig, output: Path, *, force: bool = False, resume: bool = False) -> None:

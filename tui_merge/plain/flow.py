@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
-from tui_merge.config.schema import DTYPE_ALIASES, parse_size
+from tui_merge.config.schema import DTYPE_ALIASES
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.registry import METHODS, ParamSpec
 from tui_merge.plain.prompts import Prompter
@@ -212,7 +212,8 @@ def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> No
         target = Path(text).expanduser()
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             return f"{text} already exists and is not an empty folder; choose another."
-        return None
+        state.output = text
+        return state.output_problem()
 
     if paths:
         state.output = prompter.text("Output folder", state.output or "./merged", folder_problem)
@@ -220,26 +221,9 @@ def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> No
     dtypes = sorted(set(DTYPE_ALIASES.values()))
     state.out_dtype = prompter.select("Output dtype", [(name, name) for name in dtypes], state.out_dtype or reference)
 
-    def size_problem(text: str) -> str | None:
-        try:
-            return None if parse_size(text) > 0 else "The shard size must be larger than 0."
-        except ValueError as error:
-            return f"{error}."
-
-    state.shard_size = prompter.text("Largest shard file", state.shard_size, size_problem)
-    devices = [("auto: CUDA when torch sees one, else the CPU", "auto"), ("cpu", "cpu")]
-    if state.device not in ("auto", "cpu"):
-        devices.append((state.device, state.device))
-    state.device = prompter.select("Device", devices, state.device)
-    sources: list[tuple[str, str | None]] = [
-        ("automatic: the model that ships special_tokens_map.json, else the base, else the first", None),
-        ("the base model's", "base"),
-        ("the union of the tokenizers", "union"),
-    ]
-    sources += [(f"{state.infos[name].label}'s", f"model:{name}") for name in state.models]
-    if state.tokenizer_source is not None and state.tokenizer_source not in [value for _, value in sources]:
-        sources.append((state.tokenizer_source, state.tokenizer_source))
-    state.tokenizer_source = prompter.select("Tokenizer", sources, state.tokenizer_source)
+    state.shard_size = prompter.text("Largest shard file", state.shard_size, state.shard_size_problem)
+    state.device = prompter.select("Device", state.device_choices(), state.device)
+    state.tokenizer_source = prompter.select("Tokenizer", state.tokenizer_choices(), state.tokenizer_source)
     if not paths:
         return
 

@@ -237,6 +237,45 @@ class WizardState:
                 parameters[spec.name] = spec.starting_value
         return parameters
 
+    def output_problem(self) -> str | None:
+        """Why the output folder cannot be used (none given, inside an input or holding one), or None; both
+        wizards ask this one rule, which the merge job asks again."""
+        from tui_merge.engine.preflight import output_overlaps_input
+
+        if not self.output:
+            return "Choose an output folder."
+        return output_overlaps_input(Path(self.output), [self.infos[name] for name in self.models])
+
+    @staticmethod
+    def shard_size_problem(text: str) -> str | None:
+        """Why ``text`` is not a largest shard size (``5GB``, ``2000MiB``, bytes above 0), or None."""
+        from tui_merge.config.schema import parse_size
+
+        try:
+            return None if parse_size(text) > 0 else "The largest shard must be larger than 0 bytes."
+        except ValueError as error:
+            return f"{error}."
+
+    def device_choices(self) -> list[tuple[str, str]]:
+        """The devices to offer as (label, value): auto, the CPU, and the one a reopened config names."""
+        choices = [("auto: CUDA when torch sees one, else the CPU", "auto"), ("cpu", "cpu")]
+        if self.device not in ("auto", "cpu"):
+            choices.append((self.device, self.device))
+        return choices
+
+    def tokenizer_choices(self) -> list[tuple[str, str | None]]:
+        """The tokenizer sources to offer as (label, value): automatic, the base's, the union, each model's, and
+        the one a reopened config names."""
+        choices: list[tuple[str, str | None]] = [
+            ("automatic: the model that ships special_tokens_map.json, else the base, else the first", None),
+            ("the base model's", "base"),
+            ("the union of the tokenizers", "union"),
+        ]
+        choices += [(f"{self.infos[name].label}'s", f"model:{name}") for name in self.models]
+        if self.tokenizer_source is not None and self.tokenizer_source not in [value for _, value in choices]:
+            choices.append((self.tokenizer_source, self.tokenizer_source))
+        return choices
+
     def config_text(self) -> str:
         """The config the merge will run, as YAML text, each hub id pinned to its commit (``config.pinning``)."""
         return pinned_recipe(render_recipe(self.recipe()), self.infos)

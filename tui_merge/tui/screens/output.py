@@ -9,7 +9,6 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Input, Label, Select
 
-from tui_merge.config.schema import parse_size
 from tui_merge.engine.preflight import check_output_safety
 from tui_merge.errors import BadInputError
 from tui_merge.tui.fields import TextField
@@ -44,13 +43,11 @@ class OutputScreen(StepScreen):
             yield Label("largest shard (e.g. 5GB, 2000MiB)")
             yield TextField(state.shard_size, id="shard-size", compact=True)
             yield Label("device")
-            yield Select([("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")], value=state.device,
-                         allow_blank=False, id="device", compact=True)  # fmt: skip
+            yield Select(state.device_choices(), value=state.device, allow_blank=False, id="device", compact=True)
             yield Label("tokenizer from")
-            sources = [("automatic (see F1)", ""), ("the base model's", "base"), ("union of the tokenizers", "union")]
-            sources += [(f"{state.infos[name].label}'s", f"model:{name}") for name in state.models]
-            if state.tokenizer_source and state.tokenizer_source not in [value for _, value in sources]:
-                sources.append((state.tokenizer_source, state.tokenizer_source))
+            # The plain wizard's choices, automatic named short (F1 explains it) and as "" (a Select value).
+            sources = [("automatic (see F1)" if value is None else label, value or "")
+                       for label, value in state.tokenizer_choices()]  # fmt: skip
             yield Select(sources, value=state.tokenizer_source or "", allow_blank=False, id="tokenizer", compact=True)
             yield Label("save the config as")
             yield TextField(state.config_path, id="config-path", compact=True)
@@ -73,7 +70,7 @@ class OutputScreen(StepScreen):
 
         if not torch.cuda.is_available():
             return
-        options = [("auto (CUDA when torch sees one)", "auto"), ("cpu", "cpu")]
+        options = [choice for choice in self.state.device_choices() if not choice[1].startswith("cuda:")]
         for index in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(index)
             name = torch.cuda.get_device_name(index)
@@ -107,23 +104,16 @@ class OutputScreen(StepScreen):
 
     def problem(self) -> str | None:
         state = self.state
-        if not state.output:
-            return "Choose an output folder."
-        target = Path(state.output).expanduser().resolve()
-        for name in state.models:
-            folder = state.infos[name].folder.resolve()
-            if target == folder or folder in target.parents:
-                return f"The output is inside input model {state.infos[name].label}; choose a folder outside it."
-            if target in folder.parents:
-                return f"Input model {state.infos[name].label} is inside that folder; choose another one."
+        problem = state.output_problem()
+        if problem:
+            return problem
         try:
             check_output_safety(Path(state.output), force=True)
         except BadInputError as error:
             return error.message
-        try:
-            parse_size(state.shard_size)
-        except ValueError as error:
-            return str(error)
+        problem = state.shard_size_problem(state.shard_size)
+        if problem:
+            return problem
         if not state.config_path:
             return "Choose where to save the config."
         return None
