@@ -243,3 +243,23 @@ def test_the_output_rules_live_once_for_both_wizards(tmp_path, llama_base, llama
     assert state.shard_size_problem("2000MiB") is None
     assert [value for _, value in state.device_choices()] == ["auto", "cpu"]
     assert [value for _, value in state.tokenizer_choices()][-2:] == [f"model:{llama_base}", f"model:{llama_finetune}"]
+
+
+def test_adding_removing_and_replacing_a_model_keep_the_list_the_base_and_the_table_in_step(
+    llama_base, llama_finetune, llama_second_finetune
+) -> None:
+    names = [str(llama_base), str(llama_finetune), str(llama_second_finetune)]
+    infos = {name: load_model_info(name) for name in names}
+    state = WizardState(method_name="linear")
+    for name in names[:2]:
+        state.add_model(name, infos[name])
+    state.base = names[1]
+    state.grid = state.rebuild_grid()
+
+    state.add_model(names[2], infos[names[2]])
+    assert state.models == names and state.grid is None  # the table is rebuilt when next shown
+    state.grid = state.rebuild_grid()
+    state.replace_model(names[1], names[1] + "-again", infos[names[1]])
+    assert state.models[1] == names[1] + "-again" and state.base == names[1] + "-again" and state.grid is None
+    state.remove_model(names[1] + "-again")
+    assert state.models == [names[0], names[2]] and state.base is None and set(state.infos) == {names[0], names[2]}

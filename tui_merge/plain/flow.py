@@ -63,11 +63,11 @@ def ask_models(state: WizardState, prompter: Prompter) -> None:
             prompter.say(f"{answer} is already listed.", "error")
             continue
         try:
-            state.infos[answer] = load_model_info(answer)
+            info = load_model_info(answer)
         except TuiMergeError as error:
             prompter.say(error.message, "error")
             continue
-        state.models.append(answer)
+        state.add_model(answer, info)
 
 
 def show_findings(state: WizardState, prompter: Prompter) -> None:

@@ -120,6 +120,29 @@ class WizardState:
         else:
             self.global_values[name] = value
 
+    def add_model(self, name: str, info: ModelInfo) -> None:
+        """List ``name`` (inspected as ``info``) last; the layer table is rebuilt when next shown."""
+        self.models.append(name)
+        self.infos[name] = info
+        self.layers_changed()
+
+    def remove_model(self, name: str) -> None:
+        """Take ``name`` off the list (and off the base); the layer table is rebuilt when next shown."""
+        self.models.remove(name)
+        self.infos.pop(name, None)
+        if self.base == name:
+            self.base = None
+        self.layers_changed()
+
+    def replace_model(self, old: str, new: str, info: ModelInfo) -> None:
+        """``new`` (the same model with another adapter, or none) in ``old``'s place, as the base if it was."""
+        self.models[self.models.index(old)] = new
+        self.infos.pop(old, None)
+        self.infos[new] = info
+        if self.base == old:
+            self.base = new
+        self.layers_changed()
+
     def layers_changed(self) -> None:
         """The models, their order, the base or the method changed: rebuild the table when next shown."""
         self._remember_grid()

@@ -119,9 +119,7 @@ class ModelsScreen(StepScreen):
         if replacing is not None:
             self._replace(replacing, message.argument, message.info)
             return
-        self.state.models.append(message.argument)
-        self.state.infos[message.argument] = message.info
-        self.state.layers_changed()
+        self.state.add_model(message.argument, message.info)
         self.query_one("#path", Input).value = ""
         self.refresh_table()
         info = message.info
@@ -156,15 +154,9 @@ class ModelsScreen(StepScreen):
 
     def _replace(self, old: str, new: str, info: ModelInfo) -> None:
         """``new`` (the same model with another adapter, or none) in ``old``'s place, as the base if it was."""
-        index = self.state.models.index(old)
-        self.state.models[index] = new
-        self.state.infos.pop(old, None)
-        self.state.infos[new] = info
-        if self.state.base == old:
-            self.state.base = new
-        self.state.layers_changed()
+        self.state.replace_model(old, new, info)
         self.refresh_table()
-        self.query_one("#models", DataTable).move_cursor(row=index)
+        self.query_one("#models", DataTable).move_cursor(row=self.state.models.index(new))
         said, model = info.adapter_summary, info.label.partition("+")[0]
         self.status(f"{model} now reads its weights through {said}" if said else f"{model} has no adapter now")
 
@@ -200,11 +192,7 @@ class ModelsScreen(StepScreen):
         if selected:
             labels = distinct_labels([self.state.infos[name] for name in self.state.models])
             self.status(f"removed {labels[self.state.models.index(selected)]}")
-            self.state.models.remove(selected)
-            self.state.infos.pop(selected, None)
-            if self.state.base == selected:
-                self.state.base = None
-            self.state.layers_changed()
+            self.state.remove_model(selected)
             self.refresh_table()
 
     def action_browse(self) -> None:
