@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
+from tui_merge.config.located import KeyPath, LoadedConfig, format_path, line_of, sentence_end
 from tui_merge.config.schema import MergeConfig
+from tui_merge.config.validation import validate_parameters
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import suggestion
 
-KeyPath = tuple[str | int, ...]
+__all__ = ["KeyPath", "LoadedConfig", "format_path", "line_of", "load_config", "parse_config", "sentence_end"]
+"""Where a config came from is ``config.located``'s; its names are here too, as they were."""
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -31,46 +33,6 @@ ConfigLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    """A config together with where it came from, so later errors can point into the file."""
-
-    config: MergeConfig
-    text: str
-    """The file's exact text: written next to the output as the replayable recipe."""
-    source: str
-    """File name used in messages."""
-    lines: dict[KeyPath, int] = field(default_factory=dict)
-    """1-based line of every key and list item."""
-    rerun: str = ""
-    """The command that runs this config again, for configs built from a command line (``blockmerge``,
-    ``circuit``); empty when it is ``tui-merge run SOURCE``."""
-
-    def where(self, path: KeyPath) -> str:
-        """``merge.yaml:7: models[1].parameters.density`` for a key path."""
-        return f"{self.source}:{self.line_of(path)}: {format_path(path)}"
-
-    def line_of(self, path: KeyPath) -> int:
-        """Line of the deepest known prefix of ``path``."""
-        return line_of(self.lines, path)
-
-
-def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int:
-    """Line of the deepest prefix of ``path`` that the map knows; 1 if none."""
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return 1
-
-
-def format_path(path: KeyPath) -> str:
-    """``('models', 1, 'parameters')`` -> ``models[1].parameters``."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
 
 
 MAX_CONFIG_BYTES = 1 << 20
@@ -117,7 +79,6 @@ def parse_config(text: str, source: str) -> LoadedConfig:
     except ValidationError as error:
         raise BadInputError(_describe(error, source, lines)) from None
     loaded = LoadedConfig(config=config, text=text, source=source, lines=lines)
-    from tui_merge.config.validation import validate_parameters
 
     validate_parameters(loaded)
     return loaded
@@ -241,8 +202,3 @@ def _misspelt_required_key(errors: list[Any]) -> tuple[KeyPath, KeyPath] | None:
         if close:
             return typed, beside[close[0]]
     return None
-
-
-def sentence_end(text: str) -> str:
-    """Close a message with a full stop unless it ends in a question."""
-    return text if text.endswith("?") else f"{text}."

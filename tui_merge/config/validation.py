@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from tui_merge.config.loading import KeyPath, LoadedConfig, format_path, sentence_end
+from tui_merge.config.located import KeyPath, LoadedConfig, format_path, sentence_end
 from tui_merge.config.parameters import is_conditions, is_gradient
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, ParamSpec, get_method, suggestion
