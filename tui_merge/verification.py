@@ -183,7 +183,7 @@ def _manifest(info) -> tuple[Outcome, str]:
 
 
 def _finite(info) -> tuple[Outcome, str]:
-    from tui_merge.engine.executor import all_finite
+    from tui_merge.engine.finiteness import all_finite
     from tui_merge.engine.reader import TensorReader
 
     bad = []
@@ -210,7 +210,7 @@ def _limits_of_the_parents(info, names: list[str]) -> list[str]:
     """Of ``names`` (tensors holding NaN or Inf), those whose infinities every input of the recipe holds at the
     same places with the same signs, and no NaN: a limit the architecture keeps (gemma4_audio's clipping
     bounds), which the merge carries over. None without the recipe's inputs at hand."""
-    from tui_merge.engine.executor import shared_infinities
+    from tui_merge.engine.finiteness import shared_infinities
     from tui_merge.engine.prepare import prepare
     from tui_merge.engine.reader import TensorReader
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from tui_merge.engine.control import MergeControl
+from tui_merge.engine.devices import resolve_device
 from tui_merge.engine.disk import free_space
 from tui_merge.engine.events import (
     EventCallback,
@@ -32,6 +33,7 @@ from tui_merge.engine.events import (
     ShardWritten,
     TensorMerged,
 )
+from tui_merge.engine.finiteness import all_finite, shared_infinities
 from tui_merge.engine.journal import JOURNAL_NAME, Journal, plan_fingerprint
 from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.memory import allocator_for_merging
@@ -78,16 +80,6 @@ class MergeInputChanged(MergeInterrupted):
     """An input file changed under the merge; ``OUT.partial`` is kept for ``--resume`` once it is restored."""
 
     exit_code = 2
-
-
-def resolve_device(name: str, where: str = "tui_merge.device") -> str:
-    """``auto`` becomes ``cuda`` when torch sees a GPU, else ``cpu``; a CUDA device without a GPU is bad input
-    (``where`` names the setting in the message)."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"{where} {name} was asked for but torch sees no CUDA GPU; use cpu (or auto).")
-    return name
 
 
 def execute(
@@ -483,18 +475,6 @@ def _set_limits_aside(
     return zeroed, base.masked_fill(places, 0.0) if base is not None else None, (places, values)
 
 
-def shared_infinities(tensors: list[torch.Tensor]) -> torch.Tensor | None:
-    """Where every tensor holds the same infinity (a mask), when those are all their non-finite values and they
-    hold no NaN; None otherwise. The merge keeps such infinities and verify accepts them."""
-    places = torch.isinf(tensors[0])
-    shared = all(
-        tensor.shape == places.shape and not torch.isnan(tensor).any()
-        and torch.equal(torch.isinf(tensor), places) and torch.equal(tensor[places], tensors[0][places])
-        for tensor in tensors
-    )  # fmt: skip
-    return places if shared else None
-
-
 def _stored_precision(refs: tuple[InputTensor, ...]) -> torch.dtype:
     """The dtype the inputs share when promoted (block-scaled FP8 counts as float32: its values are)."""
     dtypes = [torch.float32 if ref.entry.scale is not None else TORCH_DTYPES[ref.entry.dtype] for ref in refs]
@@ -538,20 +518,6 @@ def _run_kernel(plan: Plan, task: TensorTask, kernel, inputs: MergeInputs) -> to
             "check the inputs and parameters. Nothing was written at the output path."
         )
     return result.to(TORCH_DTYPES[task.dtype])
-
-
-def all_finite(tensor: torch.Tensor) -> bool:
-    """True when no element is NaN or Inf.
-
-    A finite sum proves it (a NaN or Inf anywhere makes the sum NaN or Inf)
-    at a twentieth of the cost of an element-wise test, which only runs when
-    the sum is not finite (a sum can overflow on finite values).
-    """
-    if not tensor.is_floating_point() or tensor.numel() == 0:
-        return True
-    if bool(torch.isfinite(tensor.sum(dtype=torch.float32))):
-        return True
-    return bool(torch.isfinite(tensor).all())
 
 
 def _checked(tensor: torch.Tensor, ref: InputTensor, allow_nonfinite: bool) -> torch.Tensor:
