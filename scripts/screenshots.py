@@ -2,7 +2,10 @@
 
 Run from the repository root: ``.venv/bin/python scripts/screenshots.py``. It
 builds the demo models in a temporary folder (no download), drives the wizard
-with Textual's Pilot exactly as the tests do, and saves one SVG per step.
+with Textual's Pilot exactly as the tests do, and saves one SVG per step. The
+Layers step is also drawn as ``screenshots/wizard.png`` for README's front page
+(a PNG shows on every forge), with ``rsvg-convert`` (Debian's librsvg2-bin)
+when it is installed.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -126,6 +130,15 @@ def _pair(model, folder: Path, name: str) -> tuple[str, str]:
     return f"{name}-base", f"{name}-tuned"
 
 
+def front_page_png(svg: Path, png: Path) -> None:
+    """``png`` drawn from ``svg`` with rsvg-convert, or a line saying how to get it."""
+    if shutil.which("rsvg-convert") is None:
+        print(f"{png.name} not redrawn: install rsvg-convert (librsvg2-bin) to draw it", file=sys.stderr)
+        return
+    subprocess.run(["rsvg-convert", "-w", "994", str(svg), "-o", str(png)], check=True)
+    print(f"screenshots/{png.name}")
+
+
 async def main() -> None:
     OUTPUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -143,10 +156,11 @@ async def main() -> None:
             WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
             ("down", "1", "m", "down", "down", "down", "0", "g", "up", "plus"),
         )
+        front_page_png(OUTPUT / "4-layers.svg", OUTPUT / "wizard.png")
         await shoot(
             "4-layers-split",
             WizardApp(state_for(base, chat, method_name="slerp"), start_step=3),
-            ("s", *["down"] * 3, "0", "m", *["down"] * 3, "1", "g", "right", "up", "minus", "minus", "minus", "right"),
+            ("s", "down", "0", "m", *["down"] * 3, "1", "g", "right", "up", "minus", "minus", "minus", "right"),
         )
         await shoot("5-output", WizardApp(state_for(base, chat, output="merged"), start_step=4))
         await shoot(

@@ -1,7 +1,7 @@
 """Which architectures merge: build tiny pairs of many families with transformers and try every kind of merge.
 
 Run from the repository root: ``.venv/bin/python scripts/support_table.py`` prints the table;
-``--write-readme`` puts it into README.md between its ``support-table`` markers. Each family is a tiny
+``--write-readme`` puts it into docs/inspect.md between its ``support-table`` markers. Each family is a tiny
 random-init model saved by transformers itself and a fine-tune of it (plus 1 % noise), so the names on disk
 are the family's own. For each: the stacks tui-merge finds (prefix and depth), whether linear, slerp, ties and
 a layer stacking merge run and pass ``tui-merge verify``, and whether transformers loads the linear merge
@@ -195,7 +195,7 @@ def table(rows: list[list[str]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-readme", action="store_true", help="put the table into README.md")
+    parser.add_argument("--write-readme", action="store_true", help="put the table into docs/inspect.md")
     parser.add_argument("families", nargs="*", help="only these families (default: all)")
     args = parser.parse_args()
     from transformers.utils import logging
@@ -211,7 +211,7 @@ def main() -> int:
     text = table(rows)
     print(text)
     if args.write_readme:
-        readme = Path("README.md")
+        readme = Path("docs/inspect.md")
         begin, end = "<!-- support-table: scripts/support_table.py --write-readme -->", "<!-- /support-table -->"
         content = readme.read_text(encoding="utf-8")
         before, _, rest = content.partition(begin)
