@@ -139,3 +139,16 @@ def test_models_are_titled_by_name_with_the_parent_where_two_names_agree(tmp_pat
     assert short_names([merged, first, second, "org/model"]) == {
         merged: "merged", first: "run-a/checkpoint-500", second: "run-b/checkpoint-500", "org/model": "org/model",
     }  # fmt: skip
+
+
+def test_compare_says_when_models_are_the_demo_s_untrained_samples(capsys, tmp_path, llama_base) -> None:
+    from tui_merge.samples import build_demo_models
+
+    base, _, _ = build_demo_models(tmp_path)
+
+    assert main(["compare", str(base), str(llama_base)]) == 0
+    out = capsys.readouterr().out
+    assert "note: demo-base is one of tui-merge demo's untrained sample models" in out.replace("\n", " ")
+    assert "llama-base is" not in out
+    assert main(["compare", str(llama_base)]) == 0
+    assert "note:" not in capsys.readouterr().out

@@ -152,8 +152,22 @@ def save_model(model: PreTrainedModel, folder: Path, *, dtype: torch.dtype | Non
     return folder
 
 
+SAMPLE_TAG = "tui-merge-sample"
+"""The tag in a sample model's card (``README.md``): what ``compare`` and Try look for to say that its text is
+noise."""
+
+
+def is_sample_model(folder: Path) -> bool:
+    """True for a model folder built by ``tui-merge demo`` (untrained: its words are noise)."""
+    try:
+        return SAMPLE_TAG in (folder / "README.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def build_demo_models(folder: Path) -> list[Path]:
-    """The demo's models: a small llama base, a fine-tune of it, and an unrelated pretrain, each with a tokenizer."""
+    """The demo's models: a small llama base, a fine-tune of it, and an unrelated pretrain, each with a tokenizer
+    and a card that says they are untrained samples."""
     import torch
 
     config = sample_config("llama", SampleShape(layers=4, hidden=64, heads=4, kv_heads=2, vocab_size=320))
@@ -165,5 +179,11 @@ def build_demo_models(folder: Path) -> list[Path]:
             add_finetune_deltas(model, finetune_seed)
         path = save_model(model, folder / name, dtype=torch.bfloat16)
         tokenizer.save_pretrained(path)
+        (path / "README.md").write_text(
+            f"---\ntags:\n- {SAMPLE_TAG}\n---\n\n# {name}\n\nAn untrained sample model that `tui-merge demo` "
+            "built from random weights to show the wizard: its text is noise and its perplexity near its "
+            "vocabulary size.\n",
+            encoding="utf-8",
+        )
         paths.append(path)
     return paths

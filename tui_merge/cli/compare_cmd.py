@@ -33,7 +33,25 @@ def run(args: argparse.Namespace) -> int:
     console.print(perplexity_table(scores))
     for prompt in args.prompt or []:
         console.print(continuation_table(prompt, scores))
+    samples = sample_note(args.models)
+    if samples:
+        console.print(Text(samples, style="dim"))
     return 0
+
+
+def sample_note(models: list[str]) -> str | None:
+    """A line saying which models are ``tui-merge demo``'s untrained samples (their text is noise), or None."""
+    from tui_merge.models.lora import resolve_reference
+    from tui_merge.samples import is_sample_model
+
+    names = short_names(models)
+    samples = [names[model] for model in models if is_sample_model(resolve_reference(model).folder)]
+    if not samples:
+        return None
+    which = "is one of" if len(samples) == 1 else "are"
+    return (f"note: {', '.join(samples)} {which} tui-merge demo's untrained sample "
+            "models: their text is noise and their perplexity near the vocabulary size, which shows how compare "
+            "works, not what a merge is worth.")  # fmt: skip
 
 
 def compare_json(text: str, prompts: list[str], scores) -> dict:

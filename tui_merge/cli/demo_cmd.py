@@ -21,10 +21,11 @@ def default_demo_folder() -> Path:
 
 def ensure_demo_models(folder: Path, rebuild: bool = False) -> list[Path]:
     """Build the demo models in ``folder`` unless they are already there; return their paths."""
+    from tui_merge.samples import build_demo_models, is_sample_model
+
     paths = [folder / name for name in DEMO_MODEL_NAMES]
-    if not rebuild and all((path / "config.json").is_file() for path in paths):
-        return paths
-    from tui_merge.samples import build_demo_models
+    if not rebuild and all((path / "config.json").is_file() and is_sample_model(path) for path in paths):
+        return paths  # (models of an earlier version, without the card that says they are samples, are rebuilt)
 
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -199,7 +199,7 @@ class TryScreen(Screen):
                 finally:
                     del model
                     free_memory()
-            self.post_message(self.Said("done: each model continued the prompt greedily"))
+            self.post_message(self.Said("done: each model continued the prompt greedily" + self._samples_said()))
 
     def action_perplexity(self) -> None:
         if self.running:
@@ -229,6 +229,15 @@ class TryScreen(Screen):
                 self.post_message(self.ScoresShown(scores))
             source = text_path or "the built-in sample"
             self.post_message(self.Said(f"perplexity on {source}: lower is better"))
+
+    def _samples_said(self) -> str:
+        """``; demo-base is an untrained sample...`` when some models are ``tui-merge demo``'s, else nothing."""
+        from tui_merge.samples import is_sample_model
+
+        samples = [label for label, folder, _ in self.models if folder is not None and is_sample_model(folder)]
+        if not samples:
+            return ""
+        return f" ({', '.join(samples)}: untrained samples, their text is noise)"
 
     @contextmanager
     def _reporting(self) -> Iterator[None]:
