@@ -34,6 +34,7 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
 
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
 
+    assert "out passed verification." in capsys.readouterr().out  # checked after the merge, as the wizard does
     config = yaml.safe_load((tmp_path / "merge.yaml").read_text())
     assert config["merge_method"] == "linear" and config["dtype"] == "float32"
     first, second = ({row.get("filter", "layers"): row["value"] for row in entry["parameters"]["weight"]}
@@ -229,3 +230,28 @@ def test_slerp_with_attention_and_mlp_split_writes_the_classic_recipe(
     rows = {row.get("filter", "rest"): row["value"] for row in config["parameters"]["t"]}
     assert rows["self_attn"] == [0.0, 1.0] and rows["mlp"] == [1.0, 0.0] and rows["rest"] == [0.5, 0.5]
     assert rows["model.embed_tokens"] == 0.5 and rows["lm_head"] == 0.5
+
+
+def test_an_existing_config_name_offers_a_free_one_so_enter_goes_on(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "merge.yaml").write_text("# an earlier recipe\n")
+    answer(monkeypatch, "", "1", "", "", "", "y", "out", "", "", "", "", "", "n")
+
+    assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
+
+    assert "Save the config as [merge-2.yaml]" in capsys.readouterr().out
+    assert (tmp_path / "merge.yaml").read_text() == "# an earlier recipe\n" and (tmp_path / "merge-2.yaml").is_file()
+
+
+def test_ctrl_c_during_the_questions_says_the_answers_are_lost(monkeypatch, capsys, llama_base, llama_finetune):
+    def interrupted(prompt: str = "") -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    monkeypatch.setattr("builtins.input", interrupted)
+
+    assert main(["plain", str(llama_base), str(llama_finetune)]) == 130
+
+    assert "plain wizard stopped; answers not yet reviewed are lost." in capsys.readouterr().err

@@ -16,4 +16,9 @@ def run(args: argparse.Namespace) -> int:
     print_yaml = getattr(args, "print_yaml", False)
     state = wizard_state(getattr(args, "models", []) or [], getattr(args, "config", None))
     # With --print-yaml stdout carries the config alone, so the questions go to stderr.
-    return run_plain(state, default_prompter(sys.stderr if print_yaml else None), print_yaml=print_yaml)
+    try:
+        return run_plain(state, default_prompter(sys.stderr if print_yaml else None), print_yaml=print_yaml)
+    except KeyboardInterrupt:
+        saved = f" (the config is saved as {state.config_path})" if state.config_read else ""
+        print(f"tui-merge: plain wizard stopped; answers not yet reviewed are lost{saved}.", file=sys.stderr)
+        return 130

@@ -17,7 +17,7 @@ from tui_merge.config.schema import DTYPE_ALIASES
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods.registry import METHODS, ParamSpec
 from tui_merge.plain.prompts import Prompter
-from tui_merge.wizard.state import WizardState
+from tui_merge.wizard.state import WizardState, free_name
 
 _VOCAB_CHOICES = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("position", "union")}
 
@@ -29,7 +29,8 @@ def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) 
     and output options are answered (no output folder or config file is
     asked for), and nothing is saved or merged.
     """
-    prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], Ctrl-C stops.", "heading")
+    prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], Ctrl-C stops (the answers "
+                 "are lost until the review saves them).", "heading")  # fmt: skip
     ask_models(state, prompter)
     show_findings(state, prompter)
     ask_method(state, prompter)
@@ -232,7 +233,9 @@ def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> No
             return "Name the config file."
         return f"{text} already exists; choose another name." if Path(text).exists() else None
 
-    state.config_path = prompter.text("Save the config as", state.config_path, config_problem)
+    taken = Path(state.config_path).exists()
+    default = str(free_name(Path(state.config_path))) if taken else state.config_path  # Enter never loops
+    state.config_path = prompter.text("Save the config as", default, config_problem)
 
 
 def review(state: WizardState, prompter: Prompter) -> bool:
@@ -242,6 +245,7 @@ def review(state: WizardState, prompter: Prompter) -> bool:
     for line in loaded.text.splitlines():
         prompter.say(f"  {line}")
     Path(state.config_path).write_text(loaded.text, encoding="utf-8")
+    state.config_read = loaded.text
     prompter.say(f"Saved as {state.config_path}; replay with: tui-merge run {state.config_path} {state.output}")
     return prompter.confirm(f"Merge into {state.output} now?", True)
 
@@ -251,5 +255,7 @@ def merge(state: WizardState) -> int:
     from tui_merge.engine.job import MergeJob
     from tui_merge.headless import run_in_console
 
-    job = MergeJob(state.loaded_config(), Path(state.output), models=state.job_models(), keep_partial=True)
+    job = MergeJob(
+        state.loaded_config(), Path(state.output), models=state.job_models(), keep_partial=True, verify=True
+    )  # fmt: skip  (as the full wizard's Run step, the output is checked before use)
     return run_in_console(job, plain_progress=True)

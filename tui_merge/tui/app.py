@@ -16,7 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, PathPrompt
 from tui_merge.tui.step import STEP_NAMES, StepScreen
-from tui_merge.wizard.state import WizardState
+from tui_merge.wizard.state import WizardState, free_name
 
 
 def step_screens() -> list[type[StepScreen]]:
@@ -30,14 +30,6 @@ def step_screens() -> list[type[StepScreen]]:
     from tui_merge.tui.screens.run import RunScreen
 
     return [ModelsScreen, AnalysisScreen, MethodScreen, LayersScreen, OutputScreen, ReviewScreen, RunScreen]
-
-
-def free_name(path: Path) -> Path:
-    """``merge-2.yaml``, ``merge-3.yaml``, … beside ``path``: the first that does not exist."""
-    number = 2
-    while (candidate := path.with_name(f"{path.stem}-{number}{path.suffix}")).exists():
-        number += 1
-    return candidate
 
 
 class StepCommands(Provider):

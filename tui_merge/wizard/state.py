@@ -32,6 +32,14 @@ from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.wizard.grid import GridColumn, GridRow, LayerGrid
 
 
+def free_name(path: Path) -> Path:
+    """``merge-2.yaml``, ``merge-3.yaml``, … beside ``path``: the first that does not exist."""
+    number = 2
+    while (candidate := path.with_name(f"{path.stem}-{number}{path.suffix}")).exists():
+        number += 1
+    return candidate
+
+
 @dataclass
 class WizardState:
     """The merge being built."""
