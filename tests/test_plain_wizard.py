@@ -34,7 +34,9 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
 
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
 
-    assert "out passed verification." in capsys.readouterr().out  # checked after the merge, as the wizard does
+    out = capsys.readouterr().out
+    assert "out passed verification." in out  # checked after the merge, as the wizard does
+    assert "Separate values for attention and MLP" in out and "classic slerp recipe" not in out  # not slerp
     config = yaml.safe_load((tmp_path / "merge.yaml").read_text())
     assert config["merge_method"] == "linear" and config["dtype"] == "float32"
     first, second = ({row.get("filter", "layers"): row["value"] for row in entry["parameters"]["weight"]}

@@ -137,9 +137,8 @@ def ask_parameters(state: WizardState, prompter: Prompter) -> None:
     if state.grid is not None:
         prompter.say(f"Per-layer {method.per_layer_param} over {depth} layers", "heading")
         if state.component_parts():
-            split = prompter.confirm(
-                "Separate values for attention and MLP (as the classic slerp recipe has)", state.split
-            )
+            recipe = " (as the classic slerp recipe has)" if method.name == "slerp" else ""
+            split = prompter.confirm(f"Separate values for attention and MLP{recipe}", state.split)
             state.set_split(split)
         grid = state.grid
         varying_spec = method.param(method.per_layer_param)
