@@ -2,8 +2,9 @@
 
 The grid (``wizard/grid.py``) holds the values, undo and the edit rules;
 this widget draws it and turns keys into grid edits. It tells its screen
-what happened with typed messages: ``Changed`` after every edit (the
-screen redraws the sparklines), ``EditRequested`` when a value is to be
+what happened with typed messages: ``Changed`` after every edit (for a
+parent that shows something drawn from the values; the grid itself is the
+wizard's state, so nothing needs copying back), ``EditRequested`` when a value is to be
 typed, ``SplitRequested`` for ``s`` (splitting needs the wizard's state),
 and ``Said`` for a line of feedback: every key says what it did, so the
 status never shows an earlier key's words. With a row marked (``m``), a
