@@ -39,7 +39,7 @@ from tui_merge.engine.events import (
     Verified,
 )
 from tui_merge.engine.job import MergeJob, run_job
-from tui_merge.report_view import human_bytes
+from tui_merge.units import human_bytes
 from tui_merge.verification import Check, VerifyReport, check_line
 
 PLAIN_REPORT_EVERY = 10

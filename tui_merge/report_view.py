@@ -17,6 +17,7 @@ from rich.text import Text
 
 from tui_merge.models.compat import CompatibilityReport
 from tui_merge.models.info import ModelInfo, distinct_labels
+from tui_merge.units import human_bytes, human_count
 
 SEVERITY_STYLES = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -129,14 +130,6 @@ def models_table(report: CompatibilityReport) -> Table:
     return table
 
 
-def human_count(count: int) -> str:
-    """12_345_678 -> '12.3M'."""
-    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= size:
-            return f"{count / size:.1f}{unit}"
-    return str(count)
-
-
 def _dtype(model: ModelInfo) -> str | None:
     """The weights' dtype, with a quantization said: ``fp8 blocks 128x128 -> bfloat16`` or ``gptq``."""
     quantization = model.quantization
@@ -146,13 +139,3 @@ def _dtype(model: ModelInfo) -> str | None:
         rows, columns = quantization.block
         return f"fp8 blocks {rows}x{columns} -> {model.weight_dtype}"
     return f"{quantization.method} (quantized)"
-
-
-def human_bytes(count: int) -> str:
-    """Bytes in binary units, e.g. '13.5 GiB'."""
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"

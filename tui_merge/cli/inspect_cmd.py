@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _say_hub_reads(models: list[ModelInfo], console: Console) -> None:
     """How much of each Hub model's weights was read by range, so a person sees that nothing was downloaded."""
-    from tui_merge.report_view import human_bytes
+    from tui_merge.units import human_bytes
 
     remote = [model for model in models if model.source.hub is not None and not model.downloaded]
     if remote:

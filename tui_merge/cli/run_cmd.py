@@ -8,9 +8,10 @@ from pathlib import Path
 from tui_merge.cli.mergekit_flags import apply_mergekit_flags
 from tui_merge.config.loading import load_config
 from tui_merge.engine.job import MergeJob, plan_job
-from tui_merge.engine.plan import Plan, plan_summary
+from tui_merge.engine.plan import Plan
 from tui_merge.errors import BadInputError
 from tui_merge.headless import run_in_console
+from tui_merge.plan_view import plan_summary
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 def print_plan(plan: Plan, output: Path | None) -> None:
     """The dry-run summary: what would be read and written, and whether it fits."""
     from tui_merge.engine.download import needed_files
-    from tui_merge.report_view import human_bytes
+    from tui_merge.units import human_bytes
 
     warnings = [f"warning: {warning}" for warning in plan.warnings]
     hub = [

@@ -31,7 +31,7 @@ from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import DownloadProgress, EventCallback, FileDownloaded, Log
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.models.hub import HubFile, HubRepo, file_name, hub_errors, own_progress
-from tui_merge.report_view import human_bytes
+from tui_merge.units import human_bytes
 
 ATTEMPTS = 6
 """Tries per file before giving up: a dropped connection or a busy Hub (429, 5xx) is tried again."""
@@ -143,19 +143,17 @@ def _download_all(
 def _fetch(repo: HubRepo, file: HubFile, report: Callable[[int], None], control: MergeControl | None) -> Path:
     """One file into the cache, tried again on a dropped connection or a busy Hub; progress while it comes."""
     for attempt in range(ATTEMPTS):
+        _stop_if_asked(repo, file, control)  # a stop that came while the previous file finished
         outcome: dict = {}
         worker = threading.Thread(target=_hub_download, args=(repo, file, outcome), daemon=True)
         worker.start()
         while worker.is_alive():
             worker.join(POLL_SECONDS)
             report(_partial_size(repo, file))
-            if control is not None and control.stopped:
-                raise DownloadStopped(
-                    f"Download stopped during {repo.repo_id}/{file.name}; the cache keeps what arrived and the "
-                    "next run resumes it: run the same command again."
-                )
+            _stop_if_asked(repo, file, control)
         if "path" in outcome:
             report(file.size)
+            _stop_if_asked(repo, file, control)
             return outcome["path"]
         error = outcome["error"]
         wait = _retry_wait(error, attempt)
@@ -164,6 +162,14 @@ def _fetch(repo: HubRepo, file: HubFile, report: Callable[[int], None], control:
                 raise error
         _sleep(wait, control)
     raise AssertionError("unreachable")
+
+
+def _stop_if_asked(repo: HubRepo, file: HubFile, control: MergeControl | None) -> None:
+    if control is not None and control.stopped:
+        raise DownloadStopped(
+            f"Download stopped at {repo.repo_id}/{file.name}; the cache keeps what arrived and the next run "
+            "resumes it: run the same command again."
+        )
 
 
 def _hub_download(repo: HubRepo, file: HubFile, outcome: dict) -> None:

@@ -271,7 +271,7 @@ class _Run:
 
     def _disk_full(self, error: OSError) -> str:
         """The full disk named, with what the merge still needs beyond what it has now."""
-        from tui_merge.report_view import human_bytes
+        from tui_merge.units import human_bytes
 
         folder, free = free_space(self.output)
         finished = self.journal.finished if self.journal is not None else {}

@@ -24,7 +24,6 @@ from typing import Any
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.parameters import TensorPlace, layer_position, resolve
 from tui_merge.config.schema import MergeConfig
-from tui_merge.engine.disk import free_space
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
 from tui_merge.models.checkpoint import TensorEntry
@@ -162,42 +161,6 @@ class Plan:
         largest = max((task.nbytes // DTYPE_SIZES[task.dtype] for task in self.tasks), default=0)
         inputs = max((len(task.reads) for task in self.tasks), default=0)
         return largest * 4 * (inputs + _WORKING_COPIES)
-
-
-_STRATEGY_WORDS = {
-    "truncate": "truncated to the base's rows",
-    "pad": "padded to the largest with mean rows",
-    "union": "union of the tokenizers, rows matched by token",
-    "tokens": "rows matched by token to the chosen tokenizer",
-}
-
-
-def plan_summary(plan: Plan, output: Path | None = None) -> list[str]:
-    """Lines describing what the merge reads and writes and whether it fits (dry run, wizard review)."""
-    from tui_merge.report_view import human_bytes
-
-    shards = len(plan.shards)
-    lines = [
-        f"Plan: {plan.config.merge_method} of {len(plan.models)} models into {plan.out_dtype}",
-        f"  tensors        {len(plan.tasks)} ({plan.num_layers} layers, vocabulary {plan.vocab_rows})",
-        f"  read           {human_bytes(plan.bytes_to_read)}",
-        f"  write          {human_bytes(plan.bytes_to_write)} in {shards} shard{'s' if shards != 1 else ''}",
-        f"  peak memory    about {human_bytes(plan.peak_bytes)}",
-    ]
-    if output is not None:
-        # The output as the person named it: a resolved path would differ from machine to machine.
-        lines.append(f"  free disk      {human_bytes(free_space(output)[1])} where {output} goes")
-    vocabulary = plan.vocabulary
-    if vocabulary.strategy:
-        lines.append(f"  vocabulary     {_STRATEGY_WORDS[vocabulary.strategy]}, {vocabulary.rows} rows")
-    if vocabulary.tokenizer is not None:
-        added = f" plus {len(vocabulary.tokenizer.added)} tokens" if vocabulary.tokenizer.added else ""
-        source = vocabulary.tokenizer.source
-        # The model as the config names it: its resolved folder differs from machine to machine.
-        named = next((name for name, info in plan.models.items() if info.folder == source), source)
-        lines.append(f"  tokenizer      {named}{added}")
-    lines += [f"  note           {note}" for note in (*vocabulary.notes, *plan.notes)]
-    return lines
 
 
 def build_plan(loaded: LoadedConfig, models: dict[str, ModelInfo]) -> Plan:

@@ -13,12 +13,12 @@ from textual.widgets import DataTable, Input, Static
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import ModelInfo, distinct_labels, load_model_info, repeated_model, same_model_sentence
 from tui_merge.models.lora import split_reference
-from tui_merge.report_view import human_bytes
 from tui_merge.tui.fields import TextField
 from tui_merge.tui.messages import ModelInspected, WorkFailed
 from tui_merge.tui.modals import CachePicker, FolderPicker
 from tui_merge.tui.path_suggester import PathSuggester
 from tui_merge.tui.step import StepScreen
+from tui_merge.units import human_bytes
 
 
 class ModelsScreen(StepScreen):

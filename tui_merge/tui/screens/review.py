@@ -12,8 +12,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui_merge.engine.plan import Plan, build_plan, plan_summary
+from tui_merge.engine.plan import Plan, build_plan
 from tui_merge.errors import TuiMergeError
+from tui_merge.plan_view import plan_summary
 from tui_merge.tui.messages import PlanReady, WorkFailed
 from tui_merge.tui.step import StepScreen
 
