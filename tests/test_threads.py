@@ -27,10 +27,14 @@ def test_a_merge_uses_one_torch_thread_fewer_than_the_cores_and_restores_the_cou
 
 def test_a_users_omp_num_threads_is_left_as_it_is(monkeypatch) -> None:
     previous = torch.get_num_threads()
-    monkeypatch.setenv("OMP_NUM_THREADS", str(previous))
-    monkeypatch.setattr(threads, "usable_cores", lambda: previous + 4)
-    with threads.threads_for_merging() as count:
-        assert count == torch.get_num_threads() == previous
+    try:
+        torch.set_num_threads(3)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        monkeypatch.setattr(threads, "usable_cores", lambda: 2)  # without the rule: 1 thread
+        with threads.threads_for_merging() as count:
+            assert count == torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_the_merge_kernels_run_with_the_reduced_count(tmp_path, monkeypatch, llama_base, llama_finetune) -> None:
