@@ -68,12 +68,6 @@ class TailOf:
     def __str__(self) -> str:
         return self.text
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TailOf) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
         return Measurement(min(len(self.text), 12), len(self.text))
 

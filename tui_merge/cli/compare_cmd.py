@@ -87,19 +87,14 @@ def perplexity_caption(text_path: str | None) -> str:
 
 
 def short_names(models: list[str]) -> dict[str, str]:
-    """A short title for each model argument, as the wizard's Try shows them: a folder's name (with its parent's
-    where two names would read the same), a hub id as it is."""
+    """A short title for each model argument, as the wizard's Try shows them (``distinct_names``): a folder's
+    name (with its parent's where two names would read the same), a hub id as it is."""
+    from tui_merge.models.info import distinct_names
     from tui_merge.models.resolve import is_hub_id
 
-    def short(model: str, parents: int) -> str:
-        if is_hub_id(model):
-            return model
-        parts = Path(model).expanduser().resolve().parts
-        return "/".join(parts[-1 - parents :])
-
-    names = {model: short(model, 0) for model in models}
-    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
-    return {model: short(model, 1) if name in repeated else name for model, name in names.items()}
+    hub = [is_hub_id(model) for model in models]
+    named = [(model, model if remote else Path(model).expanduser().name, remote) for model, remote in zip(models, hub)]
+    return dict(zip(models, distinct_names(named)))
 
 
 def perplexity_table(scores) -> Table:

@@ -30,7 +30,7 @@ from pathlib import Path
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import DownloadProgress, EventCallback, FileDownloaded, Log
 from tui_merge.errors import BadInputError, TuiMergeError
-from tui_merge.models.hub import HubFile, HubRepo, file_name, hub_errors, own_progress
+from tui_merge.models.hub import HubFile, HubRepo, hub_errors, own_progress
 from tui_merge.units import human_bytes
 
 ATTEMPTS = 6
@@ -65,12 +65,13 @@ class NeededFiles:
 
 def needed_files(entries) -> list[NeededFiles]:
     """The weight files to download for ``entries`` (the stored tensors a plan reads), by repository."""
-    wanted: dict[HubRepo, set[str]] = {}
+    read: dict[HubRepo, set[Path]] = {}
     for entry in entries:
         for part in (entry, entry.scale.entry if entry.scale is not None else None):
-            if part is not None and not part.downloaded:
-                wanted.setdefault(part.hub, set()).add(file_name(part.hub, part.file))
-    return [NeededFiles(repo, tuple(repo.files[name] for name in sorted(names))) for repo, names in wanted.items()]
+            if part is not None and part.hub is not None:
+                read.setdefault(part.hub, set()).add(part.file)
+    needed = [(repo, repo.missing(paths)) for repo, paths in read.items()]  # one look per file, not per tensor
+    return [NeededFiles(repo, tuple(repo.files[name] for name in names)) for repo, names in needed if names]
 
 
 def refusal(needed: list[NeededFiles]) -> str:
@@ -90,7 +91,7 @@ def check_download_space(needed: list[NeededFiles], output: Path, output_bytes: 
 
     wants: dict[int, list] = {}
     for group in needed:
-        blobs = group.repo.snapshot.parent.parent / "blobs"
+        blobs = group.repo.cache_folder / "blobs"
         folder = next(parent for parent in (blobs, *blobs.parents) if parent.exists())
         partial = sum(_partial_size(group.repo, file) for file in group.files)
         device = folder.stat().st_dev
@@ -175,7 +176,7 @@ def _stop_if_asked(repo: HubRepo, file: HubFile, control: MergeControl | None) -
 def _hub_download(repo: HubRepo, file: HubFile, outcome: dict) -> None:
     from huggingface_hub import hf_hub_download
 
-    cache = repo.snapshot.parent.parent.parent
+    cache = repo.cache_folder.parent
     try:
         outcome["path"] = Path(hf_hub_download(repo.repo_id, file.name, revision=repo.commit, cache_dir=cache))
     except Exception as error:  # handed to the waiting thread, which says it
@@ -207,7 +208,7 @@ def _sleep(seconds: float, control: MergeControl | None) -> None:
 
 
 def _blob(repo: HubRepo, file: HubFile) -> Path:
-    return repo.snapshot.parent.parent / "blobs" / (file.sha256 or "")
+    return repo.cache_folder / "blobs" / (file.sha256 or "")
 
 
 def _partial_size(repo: HubRepo, file: HubFile) -> int:

@@ -71,6 +71,15 @@ class HubRepo:
         self._lock = threading.Lock()
 
     @property
+    def cache_folder(self) -> Path:
+        """The repository's folder in the cache (``models--org--name``), where huggingface_hub keeps its blobs."""
+        return self.snapshot.parent.parent
+
+    def missing(self, paths: set[Path]) -> list[str]:
+        """The repository paths of those of ``paths`` (snapshot paths) not in the cache yet, each checked once."""
+        return sorted(file_name(self, path) for path in paths if not path.is_file())
+
+    @property
     def pinned(self) -> str:
         """``org/name@commit``: the reference that a replay resolves to exactly these files."""
         return f"{self.repo_id}@{self.commit}"

@@ -153,7 +153,8 @@ class ModelInfo:
     @property
     def downloaded(self) -> bool:
         """False while some weight file of a Hub repository is not in the cache (``models.hub``)."""
-        return all(entry.downloaded for entry in self.tensors.values())
+        hub = self.source.hub
+        return hub is None or not hub.missing({entry.file for entry in self.tensors.values() if entry.hub})
 
     @property
     def adapter_summary(self) -> str | None:
@@ -246,11 +247,14 @@ def same_model_sentence(first: str, second: str, folder: Path) -> str:
 def distinct_labels(models: list[ModelInfo]) -> list[str]:
     """Each model's label, with its parent folder in front where two labels would read the same
     (``run-a/checkpoint-500`` and ``run-b/checkpoint-500``)."""
-    labels = [model.label for model in models]
-    counts = Counter(labels)
+    return distinct_names([(model.source.argument, model.label, model.source.from_cache) for model in models])
+
+
+def distinct_names(named: list[tuple[str, str, bool]]) -> list[str]:
+    """For (argument, label, is a hub id) triples: each label, with the argument's parent folder in front where
+    two labels would read the same; a hub id names itself whole already."""
+    counts = Counter(label for _, label, _ in named)
     return [
-        f"{Path(model.source.argument).expanduser().resolve().parent.name}/{label}"
-        if counts[label] > 1 and not model.source.from_cache
-        else label
-        for model, label in zip(models, labels)
+        f"{Path(argument).expanduser().resolve().parent.name}/{label}" if counts[label] > 1 and not hub else label
+        for argument, label, hub in named
     ]

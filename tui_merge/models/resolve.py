@@ -80,7 +80,7 @@ def resolve_model(argument: str, cache_dir: Path | None = None, *, marker: str =
         return ResolvedModel(argument, path.resolve(), from_cache=False)
     if path.exists():
         raise BadInputError(f"{argument} is a file; give the {what.lower()}'s folder (the one holding {marker}).")
-    if _HUB_ID.match(argument) and not argument.startswith((".", "/", "~")):
+    if is_hub_id(argument):
         return _resolve_hub_id(argument, cache_dir, marker)
     raise BadInputError(f"{what} folder {argument} does not exist.")
 
