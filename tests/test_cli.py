@@ -48,7 +48,9 @@ def test_help_and_usage_errors_import_no_heavy_module(argv: list[str]) -> None:
 
 
 def test_the_headless_modules_never_import_textual() -> None:
-    imported = loaded_modules_after("import tui_merge.models.compat, tui_merge.cli.inspect_cmd, tui_merge.samples")
+    imported = loaded_modules_after(
+        "import tui_merge.compatibility.check, tui_merge.cli.inspect_cmd, tui_merge.samples"
+    )
 
     assert "textual" not in imported
 

@@ -11,7 +11,8 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
 from model_factory import ModelFactory
-from tui_merge.models.compat import CompatibilityReport, check_compatibility
+from tui_merge.compatibility.check import check_compatibility
+from tui_merge.compatibility.findings import CompatibilityReport
 from tui_merge.models.info import load_model_info
 from tui_merge.models.lineage import compare_lineage, probe_tensor_name
 from tui_merge.samples import SampleShape

@@ -1,9 +1,14 @@
-"""The package's modules import one another without circles, read from the code's own imports with ``ast``.
+"""The package's modules import one another without circles and only downwards, read from the code's own
+imports with ``ast``.
 
 Every ``import`` counts, those inside functions too (moving an import into a function hides a circle, it does
 not cut it); one under ``if TYPE_CHECKING:`` counts when it crosses from one subpackage to another. The
 circles that still stand are listed below, each to be cut where its concept belongs: the test fails on a new
 circle, and on a listed one that is gone (so the list only shrinks).
+
+``LAYERS`` is the package's layer order, top first, written once here; docs/development.md shows the same
+table (a test compares them). A module may import its own package's modules and those of any lower layer;
+two packages of one layer know nothing of each other.
 """
 
 from __future__ import annotations
@@ -13,6 +18,24 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tui_merge"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("__main__",),
+    ("cli",),
+    ("tui", "plain"),
+    ("wizard", "headless", "search"),
+    ("plan_view", "report_view"),
+    ("engine",),
+    ("evaluation", "compatibility"),
+    ("vocab",),
+    ("config",),
+    ("models", "methods"),
+    ("devices", "samples", "units", "user_cache", "__init__"),
+    ("errors",),
+)
+"""Each layer's top-level packages and modules (``__init__`` is the package's own, which holds the version)."""
+
+DEVELOPMENT_DOC = PACKAGE.parent / "docs" / "development.md"
 
 STANDING_CIRCLES: set[frozenset[str]] = set()
 """Circles not cut yet; none may be added. (The last ones were cut by giving device choice and the finiteness
@@ -25,7 +48,25 @@ def module_name(path: Path) -> str:
 
 
 def subpackage(module: str) -> str:
-    return module.split(".")[0]
+    return module.split(".")[0] or "__init__"
+
+
+def layer_of(package: str) -> int:
+    """The index of ``package``'s layer in ``LAYERS`` (0 is the top)."""
+    for index, layer in enumerate(LAYERS):
+        if package in layer:
+            return index
+    raise AssertionError(f"{package} is in no layer: add it to LAYERS and to docs/development.md's table")
+
+
+def arrows_up(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module in another package of its own layer or of a layer above."""
+    return sorted(
+        f"{module} -> {imported}"
+        for module, imports in graph.items()
+        for imported in imports
+        if subpackage(module) != subpackage(imported) and layer_of(subpackage(imported)) <= layer_of(subpackage(module))
+    )
 
 
 def type_checking_nodes(tree: ast.Module) -> set[int]:
@@ -126,3 +167,26 @@ def test_no_new_import_circle_and_none_listed_that_is_gone() -> None:
     gone = [sorted(group) for group in STANDING_CIRCLES - found]
     assert not new, f"new import circles: {new}; cut them where the concept belongs"
     assert not gone, f"circles cut (well done): take them off STANDING_CIRCLES: {gone}"
+
+
+def test_the_layer_check_finds_an_arrow_up_and_one_within_a_layer() -> None:
+    assert arrows_up({"models.reader": {"engine.plan"}, "engine.plan": {"models.info"}}) == [
+        "models.reader -> engine.plan"
+    ]
+    assert arrows_up({"tui.app": {"plain.flow"}}) == ["tui.app -> plain.flow"]
+
+
+def test_every_package_is_in_a_layer_and_every_import_points_down() -> None:
+    graph = import_graph()
+    for package in {subpackage(module) for module in graph} | {subpackage(m) for i in graph.values() for m in i}:
+        layer_of(package)
+
+    assert arrows_up(graph) == []
+
+
+def test_the_development_guide_shows_the_same_layers() -> None:
+    section = DEVELOPMENT_DOC.read_text().split("\n## Layers\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    shown = tuple(tuple(name.strip("`/") for name in row.split("|")[1].split()) for row in rows)
+
+    assert shown == tuple(tuple(name for name in layer if name != "__init__") for layer in LAYERS)

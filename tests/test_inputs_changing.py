@@ -11,8 +11,8 @@ from conftest import folder_digest
 from safetensors.torch import load_file
 
 from tui_merge.cli import main
-from tui_merge.engine.reader import InputChanged, TensorReader
 from tui_merge.models.checkpoint import read_checkpoint
+from tui_merge.models.reader import InputChanged, TensorReader
 
 
 @pytest.fixture(scope="module")

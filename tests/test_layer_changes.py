@@ -93,7 +93,7 @@ def test_a_stopped_measurement_raises_and_caches_nothing(llama_base, llama_finet
     control.stop()
     infos = [("b", load_model_info(str(llama_base))), ("t", load_model_info(str(llama_finetune)))]
     with pytest.raises(MeasureStopped):
-        measure_changes(infos, control=control)
+        measure_changes(infos, checkpoint=control.checkpoint)
     assert not list(private_cache.rglob("*.json"))
 
 

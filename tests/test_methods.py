@@ -640,8 +640,8 @@ def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: s
 @pytest.mark.parametrize("method", ["dare_ties", "della", "circuit"])
 def test_random_methods_by_blocks_of_odd_width_rows_draw_what_they_draw_whole(method: str) -> None:
     """Four draws come from one generator word, never shared between blocks: blocks of rows 5 wide hold 4k rows."""
-    from tui_merge.engine.reader import row_blocks
     from tui_merge.methods.draws import VALUES_PER_WORD
+    from tui_merge.models.reader import row_blocks
 
     row_ranges = row_blocks((13, 5), 4 * 5 * 2, VALUES_PER_WORD)  # two rows' bytes per block, rounded up to 4 rows
     assert row_ranges == [(0, 4), (4, 8), (8, 12), (12, 13)]

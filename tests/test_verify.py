@@ -13,7 +13,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from tui_merge.cli import main
-from tui_merge.verification import verify_output
+from tui_merge.engine.verification import verify_output
 
 
 @pytest.fixture(scope="module")

@@ -39,8 +39,8 @@ from tui_merge.engine.events import (
     Verified,
 )
 from tui_merge.engine.job import MergeJob, run_job
+from tui_merge.engine.verification import Check, VerifyReport, check_line
 from tui_merge.units import human_bytes
-from tui_merge.verification import Check, VerifyReport, check_line
 
 PLAIN_REPORT_EVERY = 10
 """Percent of progress between two lines in plain (non-terminal) output."""

@@ -15,7 +15,7 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from tui_merge.models.compat import CompatibilityReport
+from tui_merge.compatibility.findings import CompatibilityReport
 from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.units import human_bytes, human_count
 

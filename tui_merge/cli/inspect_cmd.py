@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tui_merge.compatibility.check import check_compatibility
+from tui_merge.compatibility.findings import CompatibilityReport
 from tui_merge.models.changes import COMPONENTS, ChangeReport, measure_changes
-from tui_merge.models.compat import CompatibilityReport, check_compatibility
 from tui_merge.models.info import ModelInfo, load_model_info
 from tui_merge.report_view import findings_grid, models_table
 

@@ -15,7 +15,7 @@ from tui_merge.cli.compare_cmd import perplexity_caption
 from tui_merge.config.loading import load_config
 from tui_merge.errors import BadInputError
 from tui_merge.evaluation.sample_text import scored_text
-from tui_merge.evaluation.sweep import parse_variation, run_sweep, sparkline, sweep_folder
+from tui_merge.search.sweep import parse_variation, run_sweep, sparkline, sweep_folder
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from tui_merge.engine.verification import verify_output
 from tui_merge.errors import BadInputError
 from tui_merge.headless import print_check, verdict
-from tui_merge.verification import verify_output
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,1 +1,1 @@
-"""The merge pipeline after the config: plan, execute, write."""
+"""The merge pipeline after the config: plan, execute, write, verify."""

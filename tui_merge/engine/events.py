@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from tui_merge.engine.plan import Plan
-    from tui_merge.verification import Check, VerifyReport
+    from tui_merge.engine.verification import Check, VerifyReport
 
 
 @dataclass(frozen=True)

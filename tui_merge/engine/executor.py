@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
+from tui_merge.devices import resolve_device
 from tui_merge.engine.control import MergeControl
-from tui_merge.engine.devices import resolve_device
 from tui_merge.engine.disk import free_space
 from tui_merge.engine.events import (
     EventCallback,
@@ -39,13 +39,13 @@ from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.memory import allocator_for_merging
 from tui_merge.engine.plan import InputTensor, Plan, TensorTask
 from tui_merge.engine.preflight import DISK_MARGIN, resume_command
-from tui_merge.engine.reader import BLOCK_BYTES as READ_BLOCK_BYTES
-from tui_merge.engine.reader import TORCH_DTYPES, InputChanged, TensorReader, part_entry, row_blocks
 from tui_merge.engine.threads import threads_for_merging
 from tui_merge.engine.writer import OutputWriter
 from tui_merge.errors import BadInputError, TuiMergeError
 from tui_merge.methods import draws
 from tui_merge.methods.inputs import MergeInputs
+from tui_merge.models.reader import BLOCK_BYTES as READ_BLOCK_BYTES
+from tui_merge.models.reader import TORCH_DTYPES, InputChanged, TensorReader, part_entry, row_blocks
 from tui_merge.vocab.alignment import align_rows
 
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from tui_merge.compatibility.check import check_compatibility
 from tui_merge.config.loading import LoadedConfig
 from tui_merge.config.validation import unweighted_models
 from tui_merge.engine.control import MergeControl
@@ -22,10 +23,9 @@ from tui_merge.engine.output_config import output_config_gate
 from tui_merge.engine.plan import Plan, build_plan
 from tui_merge.engine.preflight import check_output, check_output_path, check_output_safety
 from tui_merge.engine.prepare import inspect_models
+from tui_merge.engine.verification import VerifyReport, verify_output
 from tui_merge.errors import BadInputError
-from tui_merge.models.compat import check_compatibility
 from tui_merge.models.info import ModelInfo
-from tui_merge.verification import VerifyReport, verify_output
 
 
 @dataclass(frozen=True)

@@ -582,7 +582,7 @@ def tie_truth(model: ModelInfo) -> tuple[bool | None, str | None]:
 
 
 def _differ(model: ModelInfo, head: str, embedding: str) -> bool:
-    from tui_merge.engine.reader import TensorReader
+    from tui_merge.models.reader import TensorReader
 
     first, second = model.tensors[head], model.tensors[embedding]
     if first.shape != second.shape or first.dtype != second.dtype:

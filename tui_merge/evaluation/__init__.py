@@ -1,1 +1,1 @@
-"""Evaluation where the merge is made: perplexity on a text, greedy continuations, parameter sweeps."""
+"""Evaluation where the merge is made: loading a model to run it, perplexity on a text, greedy continuations."""

@@ -51,7 +51,7 @@ class Stopped(Exception):
 
 def resolve_device(device: str) -> str:
     """``auto`` is CUDA when torch sees a GPU, else the CPU; a named device must exist (the merge's rule)."""
-    from tui_merge.engine.devices import resolve_device as merge_device
+    from tui_merge.devices import resolve_device as merge_device
 
     return merge_device(device, "--device")
 

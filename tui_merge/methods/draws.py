@@ -15,7 +15,7 @@ Words are never shared between calls: a call for ``n`` values takes
 ``ceil(n / 4)`` words. A tensor merged a block of rows at a time therefore
 draws what it would whole only when every block but the last holds a
 multiple of ``VALUES_PER_WORD`` values, which the executor's row blocks do
-for random methods (``engine.reader.row_blocks``).
+for random methods (``models.reader.row_blocks``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from tui_merge.engine.control import MergeControl
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
 from tui_merge.user_cache import cache_folder
@@ -57,7 +56,7 @@ Progress = Callable[[int, int], None]
 
 
 class MeasureStopped(Exception):
-    """The measurement was stopped through its control; nothing is cached."""
+    """The measurement was stopped at a checkpoint; nothing is cached."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +124,13 @@ def measure_changes(
     reference: tuple[str, ModelInfo] | None = None,
     *,
     on_progress: Progress | None = None,
-    control: MergeControl | None = None,
+    checkpoint: Callable[[], bool] | None = None,
     cache: bool = True,
 ) -> ChangeReport:
     """The figures for ``models`` (name as given, info) against ``reference`` (default: the first model).
 
-    The reference itself gets no figures. Raises ``MeasureStopped`` when ``control`` stops it.
+    The reference itself gets no figures. ``checkpoint`` is called between blocks of rows (a merge
+    control's ``checkpoint``, which may hold a paused measure); True stops it with ``MeasureStopped``.
     """
     reference = reference or models[0]
     others = [(name, info) for name, info in models if info is not reference[1]]
@@ -138,7 +138,7 @@ def measure_changes(
     path = _cache_path(infos) if cache else None
     figures = _load_cached(path)
     if figures is None:
-        figures = _measure(infos, on_progress, control)
+        figures = _measure(infos, on_progress, checkpoint)
         _store(path, figures)
     names = [name for name, _ in others]
     changes = [
@@ -151,13 +151,15 @@ def measure_changes(
     return ChangeReport(reference[0], changes, pairs)
 
 
-def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: MergeControl | None) -> dict[str, Any]:
+def _measure(
+    infos: list[ModelInfo], on_progress: Progress | None, checkpoint: Callable[[], bool] | None
+) -> dict[str, Any]:
     """Sums of squares and dot products per (layer, component), turned into the figures.
 
     Figures are keyed by model index (0 is the first model after the reference), so they can be cached
     whatever the models are called.
     """
-    from tui_merge.engine.reader import TensorReader, row_blocks
+    from tui_merge.models.reader import TensorReader, row_blocks
 
     reference, others = infos[0], infos[1:]
     tensors = _shared_tensors(reference, others)
@@ -172,7 +174,7 @@ def _measure(infos: list[ModelInfo], on_progress: Progress | None, control: Merg
                                      _Sums(len(others)))  # fmt: skip
             entries = [reference.tensors[name], *(info.tensors[name] for info in others)]
             for start, stop in row_blocks(entries[0].shape) if entries[0].shape else [(0, 1)]:
-                if control is not None and control.checkpoint():
+                if checkpoint is not None and checkpoint():
                     raise MeasureStopped
                 blocks = [_rows(reader, entry, start, stop) for entry in entries]
                 sums.add(blocks[0], blocks[1:])

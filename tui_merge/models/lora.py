@@ -32,7 +32,7 @@ from tui_merge.models.json_file import read_json_object
 if TYPE_CHECKING:
     import torch
 
-    from tui_merge.engine.reader import TensorReader
+    from tui_merge.models.reader import TensorReader
     from tui_merge.models.resolve import ResolvedModel
 
 _PREFIX = "base_model.model."

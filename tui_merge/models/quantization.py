@@ -32,8 +32,8 @@ from tui_merge.errors import BadInputError
 if TYPE_CHECKING:
     import torch
 
-    from tui_merge.engine.reader import TensorReader
     from tui_merge.models.checkpoint import Checkpoint, TensorEntry
+    from tui_merge.models.reader import TensorReader
 
 SCALE_SUFFIX = "_scale_inv"
 """A block-scaled FP8 weight ``X.weight`` keeps its scales in ``X.weight_scale_inv``."""

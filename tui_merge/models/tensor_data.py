@@ -17,8 +17,8 @@ _NUMPY_FLOATS = {"F64": "<f8", "F32": "<f4", "F16": "<f2"}
 
 def read_tensor(entry: TensorEntry) -> torch.Tensor:
     """Load one tensor's values into memory, as stored (no dtype conversion), the way the merge reads it
-    (``engine.reader``): only its own bytes, a file that ended early a sentence."""
-    from tui_merge.engine.reader import TensorReader
+    (``models.reader``): only its own bytes, a file that ended early a sentence."""
+    from tui_merge.models.reader import TensorReader
 
     with TensorReader() as reader:
         return reader.read(entry)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from tui_merge.compatibility.findings import CompatibilityReport
 from tui_merge.engine.events import MergeEvent
 from tui_merge.models.changes import ChangeReport
-from tui_merge.models.compat import CompatibilityReport
 from tui_merge.models.info import ModelInfo
 
 

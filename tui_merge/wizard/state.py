@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_merge.compatibility.check import check_compatibility
+from tui_merge.compatibility.findings import CompatibilityReport
 from tui_merge.config.loading import LoadedConfig, parse_config
 from tui_merge.config.parameters import TensorPlace, evaluate, is_conditions, layer_position
 from tui_merge.config.pinning import pinned_models, pinned_recipe
@@ -27,7 +29,6 @@ from tui_merge.config.rendering import (
 )
 from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import MethodSpec, get_method
-from tui_merge.models.compat import CompatibilityReport, check_compatibility
 from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.wizard.grid import GridColumn, GridRow, LayerGrid
 

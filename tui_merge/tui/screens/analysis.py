@@ -9,8 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import RadioButton, RadioSet, Static
 
+from tui_merge.compatibility.findings import CompatibilityReport, Finding
 from tui_merge.errors import TuiMergeError
-from tui_merge.models.compat import CompatibilityReport, Finding
 from tui_merge.report_view import findings_grid, models_table
 from tui_merge.tui.messages import ReportReady, WorkFailed
 from tui_merge.tui.step import StepScreen

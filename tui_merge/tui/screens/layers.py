@@ -93,7 +93,7 @@ class LayersScreen(StepScreen):
                 self.post_message(InsightProgress(done, total))
 
         try:
-            report = measure_changes(named, reference, on_progress=progress, control=self.control)
+            report = measure_changes(named, reference, on_progress=progress, checkpoint=self.control.checkpoint)
         except MeasureStopped:
             return
         except (TuiMergeError, OSError) as error:

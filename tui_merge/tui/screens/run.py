@@ -29,13 +29,13 @@ from tui_merge.engine.events import (
 )
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.engine.lock import lock_holder, partial_path
+from tui_merge.engine.verification import VerifyReport, check_line
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.messages import EngineEvent, WorkFailed
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, ErrorScreen
 from tui_merge.tui.step import StepScreen
 from tui_merge.units import human_bytes
-from tui_merge.verification import VerifyReport, check_line
 
 
 class RunScreen(StepScreen):

@@ -184,7 +184,7 @@ def _manifest(info) -> tuple[Outcome, str]:
 
 def _finite(info) -> tuple[Outcome, str]:
     from tui_merge.engine.finiteness import all_finite
-    from tui_merge.engine.reader import TensorReader
+    from tui_merge.models.reader import TensorReader
 
     bad = []
     checked = 0
@@ -212,7 +212,7 @@ def _limits_of_the_parents(info, names: list[str]) -> list[str]:
     bounds), which the merge carries over. None without the recipe's inputs at hand."""
     from tui_merge.engine.finiteness import shared_infinities
     from tui_merge.engine.prepare import prepare
-    from tui_merge.engine.reader import TensorReader
+    from tui_merge.models.reader import TensorReader
 
     recipe = info.folder / "tui_merge_config.yaml"
     if not recipe.is_file():
