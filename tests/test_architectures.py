@@ -414,6 +414,7 @@ def test_the_wizard_grid_has_a_section_for_each_stack_and_its_values_reach_that_
 
     from tui_merge.config import parse_config
     from tui_merge.models.info import load_model_info
+    from tui_merge.wizard.reopening import state_from_config
     from tui_merge.wizard.state import WizardState
 
     a, b = (str(folder) for folder in qwen2_vl)
@@ -430,7 +431,7 @@ def test_the_wizard_grid_has_a_section_for_each_stack_and_its_values_reach_that_
         grid.set(labels.index(label), 0, t)
     text = state.config_text()
     assert "- filter: visual.blocks.  # vision tower layers" in text
-    assert WizardState.from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
+    assert state_from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
 
     out = run(tmp_path, text)
     first, second, merged = (load_file(Path(folder) / "model.safetensors") for folder in (a, b, out))
@@ -708,6 +709,7 @@ def test_a_mixture_of_experts_splits_into_router_shared_experts_and_experts(tmp_
     from tui_merge.config import parse_config
     from tui_merge.engine.plan import build_plan
     from tui_merge.models.info import load_model_info
+    from tui_merge.wizard.reopening import state_from_config
     from tui_merge.wizard.state import WizardState
 
     a, b = (str(folder) for folder in build_pair(tmp_path, "qwen2_moe"))
@@ -730,7 +732,7 @@ def test_a_mixture_of_experts_splits_into_router_shared_experts_and_experts(tmp_
     assert t["model.layers.1.mlp.shared_expert_gate.weight"] == pytest.approx(0.2)
     assert t["model.layers.1.mlp.experts.2.up_proj.weight"] == pytest.approx(0.7)
     assert t["model.layers.1.self_attn.q_proj.weight"] == pytest.approx(0.5)
-    assert WizardState.from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
+    assert state_from_config(parse_config(text, "merge.yaml"), infos).grid.values == grid.values
 
 
 async def test_the_layers_step_edits_a_vision_tower_s_rows_with_the_keyboard(qwen2_vl) -> None:

@@ -22,7 +22,8 @@ from model_factory import ModelFactory
 from tui_merge.config import parse_config
 from tui_merge.engine.control import MergeControl
 from tui_merge.engine.events import MergeFinished, MergeStarted, ShardWritten, TensorMerged
-from tui_merge.engine.executor import MergeCancelled, MergeError, execute
+from tui_merge.engine.executor import execute
+from tui_merge.engine.merge_errors import MergeCancelled, MergeError
 from tui_merge.engine.plan import build_plan
 from tui_merge.engine.preflight import check_output
 from tui_merge.engine.prepare import inspect_models
@@ -295,14 +296,14 @@ class _StopAtCheckpoint(MergeControl):
 
 
 def test_a_stop_takes_effect_between_blocks_of_one_large_tensor(tmp_path, monkeypatch, llama_base, llama_finetune):
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 512)  # every 2-D fixture tensor becomes several blocks
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 512)  # every 2-D fixture tensor becomes several blocks
     plan = plan_for(
         "merge_method: linear\nmodels: [{{model: {a}}}, {{model: {b}}}]\ntui_merge: {{shard_size: 1KB}}\n",
         a=llama_base, b=llama_finetune,
     )  # fmt: skip
-    first_blocked = next(index for index, task in enumerate(plan.tasks) if executor._row_blocks(plan, task))
+    first_blocked = next(index for index, task in enumerate(plan.tasks) if tensor_merge._row_blocks(plan, task))
     control = _StopAtCheckpoint(stop_at=first_blocked + 3)  # one per tensor so far, then the second block
     merged = []
     with pytest.raises(MergeCancelled):
@@ -484,14 +485,14 @@ def test_a_partial_folder_left_by_another_run_is_never_removed(tmp_path, llama_b
 def test_large_tensors_merged_in_row_blocks_give_the_same_bytes(
     tmp_path, monkeypatch, llama_base, llama_finetune, llama_reordered, text
 ) -> None:
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
     models = {"a": llama_base, "b": llama_finetune, "c": llama_reordered}
     whole = merge(tmp_path, text, "whole", **models)
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)  # the 256 x 32 embedding becomes 8 blocks of 32 rows
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 4096)  # the 256 x 32 embedding becomes 8 blocks of 32 rows
     plan = plan_for(text, **models)
     embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
-    assert len(executor._row_blocks(plan, embedding)) == 8
+    assert len(tensor_merge._row_blocks(plan, embedding)) == 8
 
     blocks = merge(tmp_path, text, "blocks", **models)
     assert folder_digest(blocks) == folder_digest(whole)
@@ -517,14 +518,14 @@ def test_methods_that_sum_over_the_whole_tensor_merge_by_blocks_as_they_do_whole
     tmp_path, monkeypatch, llama_base, llama_finetune, llama_unrelated, text
 ) -> None:
     """Blocks add up float64 products or counts in another order than one pass does: equal up to that rounding."""
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
     models = {"a": llama_base, "b": llama_finetune, "c": llama_unrelated}
     whole = weights(merge(tmp_path, text, "whole", **models))
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 4096)
     plan = plan_for(text, **models)
     embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
-    assert len(executor._row_blocks(plan, embedding)) == 8
+    assert len(tensor_merge._row_blocks(plan, embedding)) == 8
 
     blocks = weights(merge(tmp_path, text, "blocks", **models))
     assert whole.keys() == blocks.keys()
@@ -539,13 +540,13 @@ def test_slerp_of_a_large_tensor_by_blocks_matches_the_whole_tensor_formula(
     other_model = request.getfixturevalue(other)
     from reference_math import numpy_slerp
 
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 4096)
     text = "merge_method: slerp\nbase_model: {a}\nmodels: [{{model: {a}}}, {{model: {b}}}]\nparameters: {{t: 0.3}}\n"
     plan = plan_for(text, a=llama_base, b=other_model)
     embedding = next(task for task in plan.tasks if task.name == "model.embed_tokens.weight")
-    assert len(executor._row_blocks(plan, embedding)) == 8
+    assert len(tensor_merge._row_blocks(plan, embedding)) == 8
 
     out = weights(merge(tmp_path, text, a=llama_base, b=other_model))
     base, far = weights(llama_base), weights(other_model)
@@ -569,13 +570,13 @@ def test_blocks_kept_from_the_first_pass_give_the_bytes_of_blocks_read_again(
     tmp_path, monkeypatch, llama_base, llama_finetune, llama_reordered, text
 ) -> None:
     """A block merger keeps its first pass's blocks when they fit: each byte is read once, the output unchanged."""
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
     models = {"a": llama_base, "b": llama_finetune, "c": llama_reordered}
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 4096)
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 4096)
     summaries = {}
     for name, kept_bytes in (("read-again", 0), ("kept", 1 << 30)):
-        monkeypatch.setattr(executor, "KEPT_BLOCK_BYTES", kept_bytes)
+        monkeypatch.setattr(tensor_merge, "KEPT_BLOCK_BYTES", kept_bytes)
         plan = plan_for(text, **models)
         check_output(plan, tmp_path / name)
         summaries[name] = execute(plan, tmp_path / name)

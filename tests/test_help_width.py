@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tui_merge.cli.parser import COMMANDS, build_parser
+from tui_merge.cli.commands import COMMANDS
+from tui_merge.cli.parser import build_parser
 
 
 @pytest.mark.parametrize("command", [None, *(command.name for command in COMMANDS)])

@@ -23,9 +23,9 @@ from tui_merge.engine.events import (
     VerificationStarted,
     Verified,
 )
-from tui_merge.engine.executor import MergeCancelled, MergeError, MergeWriteFailed
 from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.engine.journal import JOURNAL_NAME
+from tui_merge.engine.merge_errors import MergeCancelled, MergeError, MergeWriteFailed
 from tui_merge.errors import BadInputError, TuiMergeError
 
 PACKAGE = Path(tui_merge.__file__).parent

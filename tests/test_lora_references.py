@@ -117,12 +117,12 @@ def test_embedding_updates_and_whole_tensors(tmp_path, llama_base) -> None:
 def test_blocks_of_rows_read_the_same_update(tmp_path, monkeypatch, llama_base, llama_finetune) -> None:
     """Rows of B times A equal the rows of B @ A up to float32 rounding (BLAS sums in another order for fewer
     rows); which path a tensor takes depends only on the plan, so a replay is still byte-identical."""
-    from tui_merge.engine import executor
+    from tui_merge.engine import tensor_merge
 
     adapter = write_adapter(tmp_path / "lora", llama_base)
     text = f"merge_method: linear\nmodels: [{{model: {llama_base}+{adapter}}}, {{model: {llama_finetune}}}]\n"
     whole = run(tmp_path, text, "whole")
-    monkeypatch.setattr(executor, "BLOCK_BYTES", 256)  # a few rows per block
+    monkeypatch.setattr(tensor_merge, "BLOCK_BYTES", 256)  # a few rows per block
     blocks = run(tmp_path, text, "blocks")
 
     for name, value in tensors(whole).items():

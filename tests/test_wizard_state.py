@@ -13,6 +13,7 @@ from tui_merge.errors import BadInputError
 from tui_merge.methods.registry import get_method
 from tui_merge.models.info import load_model_info
 from tui_merge.wizard.grid import GridColumn, LayerGrid
+from tui_merge.wizard.reopening import state_from_config
 from tui_merge.wizard.state import WizardState
 
 
@@ -68,7 +69,7 @@ def test_the_state_renders_a_config_that_runs_and_loads_back(llama_base, llama_f
     text = state.config_text()
     loaded = parse_config(text, "merge.yaml")
     plan = build_plan(loaded, infos)
-    again = WizardState.from_config(loaded, infos)
+    again = state_from_config(loaded, infos)
 
     assert "      - 0.80  # layer 1" in text
     assert plan.method.name == "slerp" and len(plan.tasks) == 21
@@ -88,7 +89,7 @@ def test_weights_per_model_round_trip(llama_base, llama_finetune, llama_unrelate
     state.set_value("normalize", False)
 
     loaded = parse_config(state.config_text(), "merge.yaml")
-    again = WizardState.from_config(loaded, infos)
+    again = state_from_config(loaded, infos)
 
     assert [column.key for column in state.grid.columns] == names[1:]
     assert again.grid.values == state.grid.values
@@ -101,7 +102,7 @@ def test_slices_configs_are_left_to_the_editor(llama_base) -> None:
     )
 
     with pytest.raises(BadInputError, match="stacks layers with slices"):
-        WizardState.from_config(loaded, {})
+        state_from_config(loaded, {})
 
 
 def test_a_reopened_config_keeps_its_chat_template_and_tokenizer_block_source(llama_base, llama_finetune) -> None:
@@ -112,7 +113,7 @@ def test_a_reopened_config_keeps_its_chat_template_and_tokenizer_block_source(ll
         f"tokenizer: {{source: {llama_finetune}}}\nchat_template: {json.dumps(template)}\n"
     )
 
-    again = parse_config(WizardState.from_config(parse_config(text, "m.yaml"), infos).config_text(), "again.yaml")
+    again = parse_config(state_from_config(parse_config(text, "m.yaml"), infos).config_text(), "again.yaml")
 
     assert again.config.chat_template == template
     assert again.config.tokenizer_choice == f"model:{llama_finetune}"
@@ -124,7 +125,7 @@ def test_per_token_rows_are_left_to_the_editor(llama_base) -> None:
     )
 
     with pytest.raises(BadInputError, match="names rows per token or pads them"):
-        WizardState.from_config(loaded, {})
+        state_from_config(loaded, {})
 
 
 def mergekit_gradient(anchors: list[float], layer: int, depth: int) -> float:
@@ -156,7 +157,7 @@ def test_the_classic_slerp_recipe_opens_split_by_attention_and_mlp(llama_base, l
     base, other = str(llama_base), str(llama_finetune)
     text = CLASSIC_SLERP.format(base=base, other=other)
     infos = {name: load_model_info(name) for name in (base, other)}
-    state = WizardState.from_config(parse_config(text, "classic.yaml"), infos)
+    state = state_from_config(parse_config(text, "classic.yaml"), infos)
 
     grid = state.grid
     assert state.split and grid.split

@@ -15,6 +15,7 @@ from tui_merge.models.info import load_model_info
 from tui_merge.tui.app import WizardApp
 from tui_merge.tui.layer_table import LayerTable
 from tui_merge.tui.modals import ConfirmScreen, ErrorScreen
+from tui_merge.wizard.reopening import load_state
 from tui_merge.wizard.state import WizardState
 
 SIZE = (80, 24)
@@ -163,6 +164,25 @@ async def test_layers_step_keys(workdir) -> None:
         assert app.screen.STEP == 3
         await pilot.press("ctrl+n")
         assert app.screen.STEP == 4
+
+
+async def test_the_layers_step_says_every_editing_key_in_a_line_of_its_own_and_the_footer_the_steps(workdir) -> None:
+    from textual.widgets import Footer
+
+    from tui_merge.tui.layer_table import LayerTable
+
+    actions = {binding.action for binding in LayerTable.BINDINGS}
+    legend_actions = {action for _, _, said in LayerTable.KEY_LEGEND for action in said}
+    assert actions - legend_actions == {"split"} and legend_actions <= actions
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        legend = str(app.screen.query_one("#layer-keys").render())
+        footer = " ".join(key.description for key in app.screen.query_one(Footer).query("FooterKey"))
+
+        assert legend.startswith("e type  +- ±.05  ][ ±.01  0 1 whole layer") and len(legend) <= SIZE[0]
+        assert "u ^r undo" in legend
+        assert "split" in footer and "next" in footer and "nudge" not in footer and "type" not in footer
 
 
 async def test_the_layer_table_refuses_typed_values_out_of_range_and_reports_each_edit(workdir) -> None:
@@ -404,7 +424,7 @@ async def test_a_recipe_naming_a_tokenizer_source_opens_on_every_step(workdir, s
         "merge_method: linear\nbase_model: base\nmodels:\n  - model: base\n  - model: chat-tokens\n"
         f"tokenizer_source: {source}\n"
     )
-    state = WizardState.load("recipe.yaml")
+    state = load_state("recipe.yaml")
     app = WizardApp(state, start_step=5)
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tui_merge.cli import main
 from tui_merge.config.rendering import scalar
 from tui_merge.models.info import load_model_info
+from tui_merge.wizard.reopening import load_state
 from tui_merge.wizard.state import WizardState
 
 TRICKY_TEXTS = [
@@ -68,7 +69,7 @@ def test_tricky_folder_names_survive_template_run_and_reopen(
     assert saved == Path("t.yaml").read_text(encoding="utf-8")
     assert yaml.safe_load(saved)["base_model"] == names[0]
     assert [entry["model"] for entry in yaml.safe_load(saved)["models"]] == list(names)
-    reopened = WizardState.load("out/tui_merge_config.yaml")
+    reopened = load_state("out/tui_merge_config.yaml")
     assert reopened.models == list(names) and reopened.base == names[0]
     assert [entry.model for entry in reopened.loaded_config().config.models] == list(names)
 

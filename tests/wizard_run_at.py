@@ -17,7 +17,7 @@ from pause_at import hold_after_first_tensor
 
 from tui_merge.cli.wizard_cmd import open_wizard
 from tui_merge.tui.step import STEP_NAMES
-from tui_merge.wizard.state import WizardState
+from tui_merge.wizard.reopening import load_state
 
 if __name__ == "__main__":
     folder, config, output = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -25,6 +25,6 @@ if __name__ == "__main__":
     stacks = (folder / "stacks.txt").open("w")
     faulthandler.dump_traceback_later(60, file=stacks)
     hold_after_first_tensor(folder)
-    state = WizardState.load(config)
+    state = load_state(config)
     state.output = output
     sys.exit(open_wizard(state, start_step=len(STEP_NAMES) - 1))

@@ -17,8 +17,8 @@ from typing import Any
 from tui_merge.cli.generated import run_generated
 from tui_merge.config.loading import load_yaml
 from tui_merge.config.rendering import Recipe, RecipeModel, render_recipe
-from tui_merge.errors import BadInputError
-from tui_merge.methods.registry import get_method, suggestion
+from tui_merge.errors import BadInputError, suggestion
+from tui_merge.methods.registry import get_method
 
 PARAMETERS = ("temperature", "base_droprate", "meaningful_change_threshold", "epsilon", "skip_rescaling")
 """The circuit method's parameters, as flags and as keys of a config file's ``parameters``."""

@@ -8,7 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec, get_method
+from tui_merge.methods.registry import METHODS, get_method
+from tui_merge.methods.spec import MethodSpec, ParamSpec
 
 _BASE_TEXT = {"required": "required", "optional": "optional", "none": "not used"}
 

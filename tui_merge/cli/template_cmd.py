@@ -14,7 +14,8 @@ from pathlib import Path
 from tui_merge.config.loading import parse_config
 from tui_merge.config.rendering import PerLayer, Recipe, RecipeModel, outside_rows, render_recipe, stack_rows
 from tui_merge.errors import BadInputError
-from tui_merge.methods.registry import MethodSpec, get_method
+from tui_merge.methods.registry import get_method
+from tui_merge.methods.spec import MethodSpec
 from tui_merge.models.info import ModelInfo, load_model_info, repeated_model, same_model_sentence
 
 

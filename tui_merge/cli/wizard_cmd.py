@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from tui_merge.errors import BadInputError
+from tui_merge.wizard.reopening import load_state
 from tui_merge.wizard.state import WizardState
 
 
@@ -19,7 +20,7 @@ def wizard_state(models: list[str], config: str | None) -> WizardState:
     from tui_merge.models.info import load_model_info
 
     if config:
-        return WizardState.load(config)
+        return load_state(config)
     infos = {name: load_model_info(name) for name in models}
     return WizardState(models=list(models), infos=infos)
 

@@ -13,8 +13,7 @@ from pydantic import ValidationError
 from tui_merge.config.located import KeyPath, LoadedConfig, format_path, line_of, sentence_end
 from tui_merge.config.schema import MergeConfig
 from tui_merge.config.validation import validate_parameters
-from tui_merge.errors import BadInputError
-from tui_merge.methods.registry import suggestion
+from tui_merge.errors import BadInputError, suggestion
 
 __all__ = ["KeyPath", "LoadedConfig", "format_path", "line_of", "load_config", "parse_config", "sentence_end"]
 """Where a config came from is ``config.located``'s; its names are here too, as they were."""

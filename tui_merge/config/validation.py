@@ -13,8 +13,9 @@ from typing import Any
 
 from tui_merge.config.located import KeyPath, LoadedConfig, format_path, sentence_end
 from tui_merge.config.parameters import is_conditions, is_gradient
-from tui_merge.errors import BadInputError
-from tui_merge.methods.registry import MethodSpec, ParamSpec, get_method, suggestion
+from tui_merge.errors import BadInputError, suggestion
+from tui_merge.methods.registry import get_method
+from tui_merge.methods.spec import MethodSpec, ParamSpec
 
 MAX_ANCHORS = 10_000
 """Gradient anchors a parameter may list: more than any model has layers."""

@@ -32,7 +32,8 @@ from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME, manifest_text
 from tui_merge.engine.output_config import output_model_config
-from tui_merge.engine.plan import Plan, Shard, TensorTask
+from tui_merge.engine.plan import Plan
+from tui_merge.engine.tasks import Shard, TensorTask
 from tui_merge.vocab.chat_template import write_chat_template
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
 from tui_merge.config.schema import DTYPE_ALIASES
 from tui_merge.errors import BadInputError, TuiMergeError
-from tui_merge.methods.registry import METHODS, ParamSpec
+from tui_merge.methods.registry import METHODS
+from tui_merge.methods.spec import ParamSpec
 from tui_merge.plain.prompts import Prompter
 from tui_merge.wizard.state import WizardState, free_name
 

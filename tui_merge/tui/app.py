@@ -16,6 +16,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, PathPrompt
 from tui_merge.tui.step import STEP_NAMES, StepScreen
+from tui_merge.wizard.reopening import load_state
 from tui_merge.wizard.state import WizardState, free_name
 
 
@@ -204,7 +205,7 @@ class WizardApp(App):
         from tui_merge.errors import TuiMergeError
 
         try:
-            state = WizardState.load(path, self.cache_dir)
+            state = load_state(path, self.cache_dir)
         except TuiMergeError as error:
             self.tell(error.message, error=True)
             return

@@ -7,7 +7,7 @@ from typing import Any
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Switch
 
-from tui_merge.methods.registry import ParamSpec
+from tui_merge.methods.spec import ParamSpec
 
 
 class TextField(Input):

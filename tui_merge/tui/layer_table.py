@@ -34,56 +34,49 @@ class LayerTable(DataTable):
         height: 1fr;
     }
     """
-    _NUDGE = Binding.Group("nudge", compact=True)
-    _GRADIENT = Binding.Group("fill", compact=True)
-    _ROWS = Binding.Group("copy", compact=True)
-    _HISTORY = Binding.Group("undo", compact=True)
-    _TAKE = Binding.Group("from 1st/2nd", compact=True)
     BINDINGS = [
-        Binding("plus,equals_sign", "nudge(1)", "+0.05", tooltip="add 0.05 to the cell", group=_NUDGE),
-        Binding("minus,underscore", "nudge(-1)", "-0.05", tooltip="take 0.05 from the cell", group=_NUDGE),
-        Binding("right_square_bracket", "fine(1)", "+0.01", tooltip="add 0.01 to the cell", group=_NUDGE),
-        Binding("left_square_bracket", "fine(-1)", "-0.01", tooltip="take 0.01 from the cell", group=_NUDGE),
+        Binding("plus,equals_sign", "nudge(1)", "+0.05", tooltip="add 0.05 to the cell", show=False),
+        Binding("minus,underscore", "nudge(-1)", "-0.05", tooltip="take 0.05 from the cell", show=False),
+        Binding("right_square_bracket", "fine(1)", "+0.01", tooltip="add 0.01 to the cell", show=False),
+        Binding("left_square_bracket", "fine(-1)", "-0.01", tooltip="take 0.01 from the cell", show=False),
         Binding("e", "edit", "type", tooltip="type the cell's value (enter does too)", show=False, id="edit"),
-        Binding("m", "mark", "mark", tooltip="mark the row where a gradient starts", group=_GRADIENT, id="mark"),
-        Binding(
-            "g",
-            "gradient",
-            "fill",
-            tooltip="fill a straight line from the mark to the cursor in this column",
-            group=_GRADIENT,
-            id="gradient",
-        ),  # fmt: skip
-        Binding("c", "copy_row", "copy", tooltip="copy the row's values", group=_ROWS, id="copy"),
-        Binding("v", "paste_row", "paste", tooltip="paste the copied values into the row", group=_ROWS, id="paste"),
-        Binding("u", "undo", "undo", tooltip="undo the last edit", group=_HISTORY, id="undo"),
-        Binding("ctrl+r", "redo", "redo", tooltip="redo what was undone", group=_HISTORY, id="redo"),
-        Binding(
-            "0",
-            "take(0)",
-            "from 1st",
-            tooltip="take the whole layer from the first model",
-            group=_TAKE,
-            show=False,
-            id="take-first",
-        ),  # fmt: skip
-        Binding(
-            "1",
-            "take(1)",
-            "from 2nd",
-            tooltip="take the whole layer from the second model",
-            group=_TAKE,
-            show=False,
-            id="take-second",
-        ),  # fmt: skip
-        Binding(
-            "s",
-            "split",
-            "split",
-            tooltip="split the values into attention, MLP and the rest; s again joins",
-            id="split",
-        ),  # fmt: skip
-    ]
+        Binding("m", "mark", "mark", tooltip="mark the row where a gradient starts", show=False, id="mark"),
+        Binding("g", "gradient", "fill", tooltip="fill a straight line from the mark to the cursor in this column",
+                show=False, id="gradient"),
+        Binding("c", "copy_row", "copy", tooltip="copy the row's values", show=False, id="copy"),
+        Binding("v", "paste_row", "paste", tooltip="paste the copied values into the row", show=False, id="paste"),
+        Binding("u", "undo", "undo", tooltip="undo the last edit", show=False, id="undo"),
+        Binding("ctrl+r", "redo", "redo", tooltip="redo what was undone", show=False, id="redo"),
+        Binding("0", "take(0)", "from 1st", tooltip="take the whole layer from the first model", show=False,
+                id="take-first"),
+        Binding("1", "take(1)", "from 2nd", tooltip="take the whole layer from the second model", show=False,
+                id="take-second"),
+        Binding("s", "split", "split", tooltip="split the values into attention, MLP and the rest; s again joins",
+                id="split"),
+    ]  # fmt: skip
+
+    KEY_LEGEND: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+        ("e", "type", ("edit",)),
+        ("+-", "±.05", ("nudge(1)", "nudge(-1)")),
+        ("][", "±.01", ("fine(1)", "fine(-1)")),
+        ("0 1", "whole layer", ("take(0)", "take(1)")),
+        ("m g", "gradient", ("mark", "gradient")),
+        ("c v", "copy", ("copy_row", "paste_row")),
+        ("u ^r", "undo", ("undo", "redo")),
+    )
+    """The editing keys as the line under the table shows them (keys, word, the actions they run): the footer has
+    room for the step's keys only, so the table's own are said here, each in a word; F1 tells them in full."""
+
+    @classmethod
+    def key_legend(cls) -> Text:
+        """The editing keys in one line of at most 80 columns, keys in bold."""
+        legend = Text()
+        for index, (keys, word, _) in enumerate(cls.KEY_LEGEND):
+            if index:
+                legend.append("  ")
+            legend.append(keys, style="bold")
+            legend.append(f" {word}")
+        return legend
 
     @dataclass
     class Changed(Message):

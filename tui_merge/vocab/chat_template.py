@@ -83,7 +83,7 @@ def resolve_chat_template(value: str, where: str, folders: list[Path]) -> tuple[
         return TEMPLATES[value], None
     if "{" not in value:
         from tui_merge.config.loading import sentence_end
-        from tui_merge.methods.registry import suggestion
+        from tui_merge.errors import suggestion
 
         hint = suggestion(value, [*TEMPLATES, "auto"])
         raise BadInputError(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tui_merge.config.rendering import ComponentFilter, OutsideRow, PerLayer, StackRow
-from tui_merge.methods.registry import ParamSpec
+from tui_merge.methods.spec import ParamSpec
 
 NUDGE = 0.05
 FINE_NUDGE = 0.01

@@ -34,7 +34,7 @@ class LayersScreen(StepScreen):
         "paste a row. 0 / 1 take the layer wholly from the first / second model. "
         "u undoes, ctrl+r redoes. Each value has a bar on the parameter's range (0 to 1 for weights and t), "
         "so the column of bars draws the curve over depth. "
-        "Rows above the layers set the embeddings, final norm and head. "
+        "The rows before and after the layers set the embeddings, the final norm and the head. "
         "s splits each quantity into attention, MLP and the rest of the layer (norms), "
         "as in the classic slerp recipe; s again joins them, keeping the rest column.\n\n"
         "The columns on the right are read, not edited: they show what each fine-tune changed, measured "
@@ -52,6 +52,7 @@ class LayersScreen(StepScreen):
         yield Static("", id="layers-title", classes="hint")
         yield Static("", id="insight-progress", classes="hint")
         yield LayerTable(id="grid")
+        yield Static(LayerTable.key_legend(), id="layer-keys", classes="hint")
         yield TextField(id="cell-editor", placeholder="value, then enter (escape cancels)", type="number")
 
     def on_mount(self) -> None:
@@ -63,6 +64,7 @@ class LayersScreen(StepScreen):
         if grid is None:
             title.update(f"{self.state.method_name} has no per-layer value to edit; ctrl+n goes on.")
             table.display = False
+            self.query_one("#layer-keys", Static).display = False
             return
         quantity = "t (0 = base, 1 = other)" if grid.columns[0].key == "t" else "each model's weight"
         title.update(f"{self.state.method_name}: {quantity}, per layer")

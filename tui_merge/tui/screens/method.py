@@ -9,7 +9,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from tui_merge.methods.registry import METHODS, MethodSpec, ParamSpec
+from tui_merge.methods.registry import METHODS
+from tui_merge.methods.spec import MethodSpec, ParamSpec
 from tui_merge.tui.fields import ParamInput, ParamSwitch
 from tui_merge.tui.step import StepScreen
 
