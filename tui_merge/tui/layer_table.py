@@ -2,9 +2,8 @@
 
 The grid (``wizard/grid.py``) holds the values, undo and the edit rules;
 this widget draws it and turns keys into grid edits. It tells its screen
-what happened with typed messages: ``Changed`` after every edit (for a
-parent that shows something drawn from the values; the grid itself is the
-wizard's state, so nothing needs copying back), ``EditRequested`` when a value is to be
+what happened with typed messages (the grid itself is the wizard's state,
+so no edit needs copying back): ``EditRequested`` when a value is to be
 typed, ``SplitRequested`` for ``s`` (splitting needs the wizard's state),
 and ``Said`` for a line of feedback: every key says what it did, so the
 status never shows an earlier key's words. With a row marked (``m``), a
@@ -77,12 +76,6 @@ class LayerTable(DataTable):
             legend.append(keys, style="bold")
             legend.append(f" {word}")
         return legend
-
-    @dataclass
-    class Changed(Message):
-        """The grid's values changed."""
-
-        table: LayerTable
 
     @dataclass
     class EditRequested(Message):
@@ -207,7 +200,6 @@ class LayerTable(DataTable):
         change(*position)
         self._redraw()
         self.post_message(self.Said(said(*position)))
-        self.post_message(self.Changed(self))
 
     def _column_name(self, column: int) -> str:
         return self.grid.heading(column)
@@ -288,7 +280,6 @@ class LayerTable(DataTable):
             return
         self._redraw()
         self.post_message(self.Said(f"{done}; u undoes, ctrl+r redoes"))
-        self.post_message(self.Changed(self))
 
     def action_split(self) -> None:
         if self.grid is not None:

@@ -21,6 +21,20 @@ class ModelInspected(Message):
 
 
 @dataclass
+class CacheListed(Message):
+    """The models of the local Hugging Face cache: (repo id, a line about it), most recently used first."""
+
+    entries: list[tuple[str, str]]
+
+
+@dataclass
+class DevicesListed(Message):
+    """The devices a merge can run on, as the Output step's choices (label, value), CUDA devices with free memory."""
+
+    choices: list[tuple[str, str]]
+
+
+@dataclass
 class WorkFailed(Message):
     """A background step failed with a message for the user."""
 
@@ -64,6 +78,10 @@ class InsightProgress(Message):
     done: int
     total: int
     problem: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        """A newer report makes this queued count redundant (Textual drops this one and shows ``message``)."""
+        return isinstance(message, InsightProgress) and self.problem is None
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -86,13 +84,9 @@ class LayersScreen(StepScreen):
         named = [(name, state.infos[name]) for name in state.models]
         reference_name = state.effective_base or state.models[0]
         reference = (reference_name, state.infos[reference_name])
-        last = [0.0]
 
         def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.1 or done == total:
-                last[0] = now
-                self.post_message(InsightProgress(done, total))
+            self.post_message(InsightProgress(done, total))  # queued counts give way to newer ones (can_replace)
 
         try:
             report = measure_changes(named, reference, on_progress=progress, checkpoint=self.control.checkpoint)

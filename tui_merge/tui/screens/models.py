@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import ModelInfo, distinct_labels, load_model_info, repeated_model, same_model_sentence
 from tui_merge.models.lora import split_reference
 from tui_merge.tui.fields import TextField
-from tui_merge.tui.messages import ModelInspected, WorkFailed
+from tui_merge.tui.messages import CacheListed, ModelInspected, WorkFailed
 from tui_merge.tui.modals import CachePicker, FolderPicker
+from tui_merge.tui.model_table import ModelTable
 from tui_merge.tui.path_suggester import PathSuggester
 from tui_merge.tui.step import StepScreen
 from tui_merge.units import human_bytes
@@ -41,12 +41,6 @@ class ModelsScreen(StepScreen):
     BINDINGS = [
         Binding("ctrl+o", "browse", "browse", tooltip="browse folders for a model", id="browse"),
         Binding("ctrl+l", "cache", "HF cache", tooltip="list the models in the local Hugging Face cache", id="cache"),
-        Binding("b", "mark_base", "base", tooltip="mark the highlighted model as the base", id="base", show=False),
-        Binding("shift+up", "move(-1)", "up", tooltip="move the model up (higher priority)", show=False),
-        Binding("shift+down", "move(1)", "down", tooltip="move the model down", show=False),
-        Binding("delete,x", "remove", "remove", tooltip="remove the highlighted model", show=False),
-        Binding("a", "attach_adapter", "adapter", tooltip="attach a LoRA adapter to the highlighted model", show=False),
-        Binding("A", "detach_adapter", "no adapter", tooltip="take the highlighted model's adapter off", show=False),
     ]
     _replacing: str | None = None
     """The model an adapter is being attached to or taken off, while the new reference is inspected."""
@@ -54,9 +48,7 @@ class ModelsScreen(StepScreen):
     def compose_body(self) -> ComposeResult:
         yield Static("Add models: type a folder or a hub id (org/name) and press enter.", classes="hint")
         yield TextField(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
-        table = DataTable(id="models", cursor_type="row", zebra_stripes=True)
-        table.add_columns("", "model", "architecture", "layers", "size")
-        yield table
+        yield ModelTable(id="models")
         yield Static("table: b base · shift+↑/↓ order · delete remove · a adapter", classes="hint")
 
     def on_mount(self) -> None:
@@ -65,26 +57,10 @@ class ModelsScreen(StepScreen):
     def on_screen_resume(self) -> None:
         self.refresh_table()
 
-    def refresh_table(self) -> None:
-        """Show the state's models."""
-        table = self.query_one("#models", DataTable)
-        cursor = table.cursor_row
-        table.clear()
+    def refresh_table(self, cursor: str | None = None) -> None:
+        """Show the state's models, the cursor on ``cursor`` (else where it was)."""
         base = self.state.effective_base if self.state.base else None
-        labels = distinct_labels([self.state.infos[argument] for argument in self.state.models])
-        for argument, label in zip(self.state.models, labels):
-            info = self.state.infos[argument]
-            marker = Text("base", style="bold green") if argument == base else Text("")
-            table.add_row(
-                marker,
-                Text(label),
-                Text(f"{info.facts.model_type or '?'}"),
-                Text(str(info.depth)),
-                Text(human_bytes(info.total_bytes)),
-                key=argument,
-            )
-        if self.state.models:
-            table.move_cursor(row=min(cursor, len(self.state.models) - 1))
+        self.query_one(ModelTable).show(self.state.models, self.state.infos, base, cursor)
 
     @on(Input.Submitted, "#path")
     def add_typed(self, event: Input.Submitted) -> None:
@@ -131,21 +107,19 @@ class ModelsScreen(StepScreen):
         self._replacing = None
         self.status(message.message, error=True)
 
-    def action_attach_adapter(self) -> None:
-        selected = self._selected()
-        if selected is None:
+    @on(ModelTable.AdapterRequested)
+    def adapter_requested(self, message: ModelTable.AdapterRequested) -> None:
+        model = message.model
+        if not message.attach:
+            if self.state.infos[model].source.adapter is not None:
+                self._inspect_replacement(model, split_reference(model)[0])
             return
 
         def picked(folder: str | None) -> None:
             if folder:
-                self._inspect_replacement(selected, f"{split_reference(selected)[0]}+{folder}")
+                self._inspect_replacement(model, f"{split_reference(model)[0]}+{folder}")
 
         self.app.push_screen(FolderPicker(self.browse_start(), "Choose a LoRA adapter folder"), picked)
-
-    def action_detach_adapter(self) -> None:
-        selected = self._selected()
-        if selected is not None and self.state.infos[selected].source.adapter is not None:
-            self._inspect_replacement(selected, split_reference(selected)[0])
 
     def _inspect_replacement(self, old: str, new: str) -> None:
         self._replacing = old
@@ -155,45 +129,33 @@ class ModelsScreen(StepScreen):
     def _replace(self, old: str, new: str, info: ModelInfo) -> None:
         """``new`` (the same model with another adapter, or none) in ``old``'s place, as the base if it was."""
         self.state.replace_model(old, new, info)
-        self.refresh_table()
-        self.query_one("#models", DataTable).move_cursor(row=self.state.models.index(new))
+        self.refresh_table(cursor=new)
         said, model = info.adapter_summary, info.label.partition("+")[0]
         self.status(f"{model} now reads its weights through {said}" if said else f"{model} has no adapter now")
 
-    def _selected(self) -> str | None:
-        table = self.query_one("#models", DataTable)
-        if not self.state.models:
-            return None
-        return self.state.models[table.cursor_row]
+    @on(ModelTable.BaseMarked)
+    def base_marked(self, message: ModelTable.BaseMarked) -> None:
+        self.state.base = message.model
+        self.state.layers_changed()
+        self.refresh_table()
+        self.status(f"{self.state.infos[message.model].label} is the base")
 
-    def action_mark_base(self) -> None:
-        selected = self._selected()
-        if selected:
-            self.state.base = selected
-            self.state.layers_changed()
-            self.refresh_table()
-            self.status(f"{self.state.infos[selected].label} is the base")
-
-    def action_move(self, step: int) -> None:
-        selected = self._selected()
-        if selected is None:
-            return
+    @on(ModelTable.MoveRequested)
+    def move_requested(self, message: ModelTable.MoveRequested) -> None:
         models = self.state.models
-        index = models.index(selected)
-        target = index + step
+        index = models.index(message.model)
+        target = index + message.step
         if 0 <= target < len(models):
             models[index], models[target] = models[target], models[index]
             self.state.layers_changed()
-            self.refresh_table()
-            self.query_one("#models", DataTable).move_cursor(row=target)
+            self.refresh_table(cursor=message.model)
 
-    def action_remove(self) -> None:
-        selected = self._selected()
-        if selected:
-            labels = distinct_labels([self.state.infos[name] for name in self.state.models])
-            self.status(f"removed {labels[self.state.models.index(selected)]}")
-            self.state.remove_model(selected)
-            self.refresh_table()
+    @on(ModelTable.RemoveRequested)
+    def remove_requested(self, message: ModelTable.RemoveRequested) -> None:
+        labels = distinct_labels([self.state.infos[name] for name in self.state.models])
+        self.status(f"removed {labels[self.state.models.index(message.model)]}")
+        self.state.remove_model(message.model)
+        self.refresh_table()
 
     def action_browse(self) -> None:
         def picked(folder: str | None) -> None:
@@ -223,16 +185,16 @@ class ModelsScreen(StepScreen):
             (repo.repo_id, f"{repo.repo_id}  {repo.size_on_disk_str}  used {repo.last_accessed_str}")
             for repo in sorted(repos, key=lambda repo: -repo.last_accessed)
         ]
-        self.app.call_from_thread(self._show_cache, entries)
+        self.post_message(CacheListed(entries))
 
-    def _show_cache(self, entries: list[tuple[str, str]]) -> None:
+    def on_cache_listed(self, message: CacheListed) -> None:
         self.status("")
 
         def picked(repo: str | None) -> None:
             if repo:
                 self.add_model(repo)
 
-        self.app.push_screen(CachePicker(entries), picked)
+        self.app.push_screen(CachePicker(message.entries), picked)
 
     def problem(self) -> str | None:
         if len(self.state.models) < 2:

@@ -12,6 +12,7 @@ from textual.widgets import Input, Label, Select
 from tui_merge.engine.preflight import check_output_safety
 from tui_merge.errors import BadInputError
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.messages import DevicesListed
 from tui_merge.tui.modals import ConfirmScreen
 from tui_merge.tui.step import StepScreen
 
@@ -77,7 +78,10 @@ class OutputScreen(StepScreen):
             options.append(
                 (f"cuda:{index} {name}, {free / 2**30:.0f} of {total / 2**30:.0f} GiB free", f"cuda:{index}")
             )
-        self.app.call_from_thread(self.query_one("#device", Select).set_options, options)
+        self.post_message(DevicesListed(options))
+
+    def on_devices_listed(self, message: DevicesListed) -> None:
+        self.query_one("#device", Select).set_options(message.choices)
 
     @on(Input.Changed, "#output")
     def output_changed(self, event: Input.Changed) -> None:

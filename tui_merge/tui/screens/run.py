@@ -10,6 +10,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.reactive import reactive
 from textual.widgets import ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
@@ -57,6 +58,13 @@ class RunScreen(StepScreen):
         Binding("t", "try_merge", "try", tooltip="try the merge: prompts and perplexity beside its parents"),
     ]
 
+    merged = reactive(False, bindings=True)
+    """True once the output is complete (verification may still run): nothing is left to cancel."""
+    finished = reactive(False, bindings=True)
+    """True once the merge and its verification have ended, well or not: escape goes back."""
+    succeeded = reactive(False, bindings=True)
+    """True once the merge is complete and verified: t tries it."""
+
     def compose_body(self) -> ComposeResult:
         yield Static("", id="run-title")
         yield ProgressBar(id="progress", show_eta=True)
@@ -65,12 +73,6 @@ class RunScreen(StepScreen):
 
     def on_mount(self) -> None:
         self.control = MergeControl()
-        self.merged = False
-        """True once the output is complete (verification may still run)."""
-        self.finished = False
-        """True once the merge and its verification have ended, well or not."""
-        self.succeeded = False
-        """True once the merge is complete and verified."""
         self.started = time.monotonic()
         self.downloaded = False
         """True once a file came from the Hub for this merge."""
@@ -206,7 +208,6 @@ class RunScreen(StepScreen):
         self.query_one("#log", RichLog).write(Text.assemble("replay: ", (replay, "bold")))
         if report.ok:
             self.succeeded = True
-            self.refresh_bindings()
             self.status(f"Merged into {report.folder} and verified; t tries it. Replay it without the wizard: "
                         f"{replay}")  # fmt: skip
         else:
@@ -219,7 +220,6 @@ class RunScreen(StepScreen):
         self.merged = True
         self.query_one("#run-title", Static).update(Text(f"Merged into {self.state.output}", style="bold"))
         self.query_one("#progress", ProgressBar).show_eta = False
-        self.refresh_bindings()
         for screen in self.app.screen_stack:
             if isinstance(screen, ConfirmScreen) and screen.name == "cancel-merge":
                 screen.dismiss(False)
@@ -230,7 +230,6 @@ class RunScreen(StepScreen):
     def _finish(self) -> None:
         """The merge and its verification have ended, well or not: escape goes back now."""
         self.merged = self.finished = True
-        self.refresh_bindings()
 
     def on_work_failed(self, message: WorkFailed) -> None:
         self._finish()
