@@ -132,3 +132,26 @@ def test_a_global_value_that_every_model_overrides_is_refused(capsys, tmp_path, 
     assert "set density themselves, so the global value would change nothing; vary models[I].density" in (
         capsys.readouterr().err
     )
+
+
+def test_a_candidate_is_the_template_with_only_the_swept_values_changed(tmp_path, llama_base, tuned_with_tokenizer):
+    """``sweep -o best.yaml`` keeps what a person wrote: the template's comments and its line per layer."""
+    from tui_merge.config.loading import load_config
+    from tui_merge.search.sweep import candidates, parse_variation
+
+    template = tmp_path / "merge.yaml"
+    assert main(["template", str(llama_base), str(tuned_with_tokenizer), "--method", "ties", "-o", str(template)]) == 0
+    loaded = load_config(template)
+    variations = [parse_variation("models[1].density=0.3", loaded), parse_variation("lambda=0.5", loaded)]
+
+    (candidate,) = candidates(loaded, variations)
+
+    before, after = template.read_text().splitlines(), candidate.text.splitlines()
+    assert after[0] == "# sweep candidate 1: models[1].density=0.3, lambda=0.5"
+    assert [line for line in after[1:] if line not in before] == [
+        "      density: 0.3",
+        "  lambda: 0.5  # scale of the merged task vector added to the base",
+    ]
+    assert len(after) == len(before) + 1
+    data = yaml.safe_load(candidate.text)
+    assert data["models"][1]["parameters"]["density"] == 0.3 and data["parameters"]["lambda"] == 0.5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tui_merge.models.info import ModelInfo
-from tui_merge.models.reader import TensorReader
 
 
 def tie_truth(model: ModelInfo) -> tuple[bool | None, str | None]:
@@ -37,6 +36,8 @@ def tie_truth(model: ModelInfo) -> tuple[bool | None, str | None]:
 
 
 def _differ(model: ModelInfo, head: str, embedding: str) -> bool:
+    from tui_merge.models.reader import TensorReader  # torch, which planning a merge does not need
+
     first, second = model.tensors[head], model.tensors[embedding]
     if first.shape != second.shape or first.dtype != second.dtype:
         return True

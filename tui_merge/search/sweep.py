@@ -13,7 +13,8 @@ puts it elsewhere) keeps each candidate's config (``candidate-N.yaml``) and
 a journal of the scores, so an interrupted sweep run again with the same
 arguments continues with the next candidate; a candidate's merged folder is removed once it is scored,
 unless ``--keep``. The best candidate's config replays with ``tui-merge run``
-to the bytes that candidate had.
+to the bytes that candidate had. A candidate's config is the swept config's text with only the swept values
+changed (``config.editing``): its comments and layout stay, so ``-o best.yaml`` reads as the template did.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from tui_merge.config.editing import set_values
 from tui_merge.config.loading import LoadedConfig, parse_config
 from tui_merge.errors import BadInputError
 
@@ -113,7 +115,15 @@ def candidates(loaded: LoadedConfig, variations: list[Variation]) -> list[Candid
                 entry = candidate["models"][variation.model]
                 entry.setdefault("parameters", {})[variation.parameter] = value
         values = {variation.name: value for variation, value in zip(variations, combination)}
-        text = f"# sweep candidate {index}: {_words(values)}\n" + yaml.safe_dump(candidate, sort_keys=False)
+        changes = {
+            ("parameters", variation.parameter) if variation.model is None
+            else ("models", variation.model, "parameters", variation.parameter): value
+            for variation, value in zip(variations, combination)
+        }  # fmt: skip
+        edited = set_values(loaded.text, changes)
+        if edited is None or yaml.safe_load(edited) != candidate:
+            edited = yaml.safe_dump(candidate, sort_keys=False)  # a flow-style mapping to add to: written whole
+        text = f"# sweep candidate {index}: {_words(values)}\n" + edited
         source = f"candidate {index}"
         try:
             parse_config(text, source)

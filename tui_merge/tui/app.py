@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from textual.app import App
 from textual.binding import Binding
@@ -37,7 +38,7 @@ class StepCommands(Provider):
     """Command palette entries: jump to a step, load or save a config."""
 
     def _commands(self) -> list[tuple[str, Callable[[], None], str]]:
-        app: WizardApp = self.app  # type: ignore[assignment]
+        app = cast("WizardApp", self.app)
         commands = [
             (f"Go to step {index + 1}: {name}", partial(app.jump_to, index), f"open the {name} step")
             for index, name in enumerate(STEP_NAMES[:-1])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -34,7 +34,7 @@ class StepScreen(Screen):
     @property
     def wizard(self) -> WizardApp:
         """The app, typed."""
-        return self.app  # type: ignore[return-value]
+        return cast("WizardApp", self.app)
 
     @property
     def state(self) -> WizardState:
