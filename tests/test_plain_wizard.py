@@ -30,7 +30,7 @@ def test_a_linear_merge_typed_line_by_line_saves_its_config_and_equals_its_repla
     monkeypatch, capsys, tmp_path, llama_base, llama_finetune
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    answer(monkeypatch, "", "1", "", "[1, 0]", "[0, 1]", "y", "out", "3", "", "", "", "merge.yaml", "y")
+    answer(monkeypatch, "", "1", "", "[1, 0]", "[0, 1]", "y", "out", "4", "", "", "", "merge.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 0
 
@@ -91,7 +91,7 @@ def test_different_vocabularies_offer_the_fixes_and_the_choice_lands_in_the_conf
     out = capsys.readouterr().out
     assert "How should the vocabularies be reconciled?" in out
     pad = next(line.split(")")[0].strip() for line in out.splitlines() if ") pad:" in line)
-    answer(monkeypatch, "", pad, "1", "", "0.5", "0.5", "y", "out", "3", "", "", "", "v.yaml", "y")
+    answer(monkeypatch, "", pad, "1", "", "0.5", "0.5", "y", "out", "4", "", "", "", "v.yaml", "y")
 
     assert main(["plain", str(llama_base), str(llama_vocab_plus)]) == 0
 
@@ -257,3 +257,61 @@ def test_ctrl_c_during_the_questions_says_the_answers_are_lost(monkeypatch, caps
     assert main(["plain", str(llama_base), str(llama_finetune)]) == 130
 
     assert "plain wizard stopped; answers not yet reviewed are lost." in capsys.readouterr().err
+
+
+def method_numbers() -> dict[str, str]:
+    from tui_merge.wizard.state import WizardState
+
+    return {name: str(number) for number, (_, name) in enumerate(WizardState().method_choices(), 1)}
+
+
+def test_back_returns_to_the_previous_step_that_asked_something(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    """``back`` at the base question leaves the method step for the models (the findings asked nothing)."""
+    monkeypatch.chdir(tmp_path)
+    numbers = method_numbers()
+    answer(monkeypatch, "back", "", numbers["ties"], "back", "", "1", "", "0.25", "0.75", "y", "4", "", "", "")
+
+    assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
+
+    captured = capsys.readouterr()
+    config = yaml.safe_load(captured.out)
+    assert config["merge_method"] == "linear" and config["dtype"] == "float32"
+    assert "This is the first step." in captured.err
+    assert captured.err.count("Merge method") == 2 and captured.err.count("Add another model") == 3
+    assert "Base model" in captured.err
+
+
+def test_every_method_is_offered_as_in_the_full_wizard_and_one_that_cannot_merge_these_models_says_why(
+    monkeypatch, capsys, tmp_path, llama_base, llama_finetune
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    numbers = method_numbers()
+    answer(monkeypatch, "", numbers["model_stock"], numbers["linear"], "", "0.5", "0.5", "y", "1", "", "", "")
+
+    assert main(["plain", str(llama_base), str(llama_finetune), "--print-yaml"]) == 0
+
+    captured = capsys.readouterr()
+    assert f"{len(numbers)}) " in captured.err and ") passthrough:" in captured.err
+    assert "model_stock takes" in captured.err and "you have 2 models. Choose another" in captured.err
+    config = yaml.safe_load(captured.out)
+    assert config["merge_method"] == "linear" and "dtype" not in config  # the default: the base model's own dtype
+    assert "same as the base model (float32)" in captured.err
+
+
+def test_on_a_terminal_lines_wrap_at_words_and_a_long_list_keeps_one_line_per_choice(monkeypatch, capsys) -> None:
+    prompter = LinePrompter(colour=False, width=40)
+    sentence = "Hidden sizes differ (base: 4096, chat: 5120); tensors of different shapes cannot be merged."
+    prompter.say(f"  ERROR: {sentence}")
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 40 for line in lines) and len(lines) == 3
+    assert " ".join(line.strip() for line in lines) == f"ERROR: {sentence}"
+    assert all(line.startswith("    ") for line in lines[1:])  # continued under the text, not the margin
+
+    answer(monkeypatch, "12")
+    choices = [(f"method{number}: " + "a long description of what it does " * 2, number) for number in range(19)]
+    assert prompter.select("Merge method", choices, 0) == 11
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 19 + 1 and all(len(line) <= 40 for line in lines)
+    assert lines[12].startswith("  12) method11: a long") and lines[12].endswith("…")

@@ -5,19 +5,22 @@ base, parameters (the per-layer one as a number or a list of anchors spread
 over the layers), output options, review of the config, then the merge with
 progress lines. Every answer lands in ``WizardState``, which renders the
 config exactly as the full-screen wizard does, so ``tui-merge run`` replays
-it byte for byte.
+it byte for byte. Both wizards offer the same choices with the same defaults,
+asked of the state (``method_choices``, ``dtype_choices``, ``device_choices``,
+``tokenizer_choices``); a method that cannot merge these models is refused
+with the reason, as the full wizard's Method step does. ``back`` returns to
+the previous step that asked something.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tui_merge.config.parameters import layer_values, outside_value, parse_anchors
-from tui_merge.config.schema import DTYPE_ALIASES
 from tui_merge.errors import BadInputError, TuiMergeError
-from tui_merge.methods.registry import METHODS
 from tui_merge.methods.spec import ParamSpec
-from tui_merge.plain.prompts import Prompter
+from tui_merge.plain.prompts import GoBack, Prompter
 from tui_merge.wizard.state import WizardState, free_name
 
 _VOCAB_CHOICES = {"vocab_size": ("truncate", "pad", "union"), "token_order": ("position", "union")}
@@ -30,13 +33,28 @@ def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) 
     and output options are answered (no output folder or config file is
     asked for), and nothing is saved or merged.
     """
-    prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], Ctrl-C stops (the answers "
-                 "are lost until the review saves them).", "heading")  # fmt: skip
-    ask_models(state, prompter)
-    show_findings(state, prompter)
-    ask_method(state, prompter)
-    ask_parameters(state, prompter)
-    ask_output(state, prompter, paths=not print_yaml)
+    prompter.say("tui-merge plain wizard: answer each question, Enter keeps the [default], back returns to the "
+                 "previous step, Ctrl-C stops (the answers are lost until the review saves them).",
+                 "heading")  # fmt: skip
+    steps: list[Callable[[WizardState, Prompter], None]] = [
+        ask_models, show_findings, ask_method, ask_parameters,
+        lambda state, prompter: ask_output(state, prompter, paths=not print_yaml),
+    ]  # fmt: skip
+    asked = [False] * len(steps)
+    index = 0
+    while index < len(steps):
+        before = prompter.questions
+        try:
+            steps[index](state, prompter)
+        except GoBack:
+            earlier = [step for step in range(index) if asked[step]]
+            if not earlier:
+                prompter.say("This is the first step.", "info")
+                continue
+            index = earlier[-1]  # a step that asked nothing (findings without a choice) is passed over
+            continue
+        asked[index] = prompter.questions > before
+        index += 1
     if print_yaml:
         print(state.loaded_config().text.rstrip("\n"))
         return 0
@@ -47,19 +65,24 @@ def run_plain(state: WizardState, prompter: Prompter, print_yaml: bool = False) 
 
 
 def ask_models(state: WizardState, prompter: Prompter) -> None:
-    """Models from the command line, or asked one per line until an empty answer."""
+    """Models from the command line, or asked one per line until an empty answer; ``-NAME`` removes one."""
     from tui_merge.models.info import load_model_info
 
     prompter.say("Models", "heading")
     for name in state.models:
         prompter.say(f"  {name}")
     while True:
-        hint = "another model folder or hub id (empty: done)" if state.models else "a model folder or hub id"
+        hint = "another model folder or hub id (empty: done; -NAME removes one)" if state.models else (
+            "a model folder or hub id")  # fmt: skip
         answer = prompter.text(f"Add {hint}")
         if not answer:
             if state.models:
                 return
             prompter.say("Give at least one model.", "error")
+            continue
+        if answer.startswith("-") and answer[1:] in state.models:
+            state.remove_model(answer[1:])
+            prompter.say(f"removed {answer[1:]}; the models are {', '.join(state.models) or 'none yet'}")
             continue
         if answer in state.models:
             prompter.say(f"{answer} is already listed.", "error")
@@ -102,10 +125,14 @@ def ask_method(state: WizardState, prompter: Prompter) -> None:
     """The method (those that take this many models), then the base when it uses one."""
     before = (state.method_name, state.effective_base)
     count = len(state.models)
-    usable = [method for method in METHODS if method.accepts(count, True) or method.accepts(count, False)]
-    choices = [(f"{method.name}: {method.summary}", method.name) for method in usable]
-    default = state.method_name if any(m.name == state.method_name for m in usable) else usable[0].name
-    state.method_name = prompter.select("Merge method", choices, default)
+    while True:
+        chosen = prompter.select("Merge method (tui-merge methods NAME describes one)", state.method_choices(),
+                                 state.method_name)  # fmt: skip
+        problem = state.method_problem(chosen)
+        if problem is None:
+            break
+        prompter.say(f"{problem} Choose another, or go back and change the models.", "error")
+    state.method_name = chosen
     method = state.method
     if method.base != "none":
         _ask_base(state, prompter, count)
@@ -218,9 +245,7 @@ def ask_output(state: WizardState, prompter: Prompter, paths: bool = True) -> No
 
     if paths:
         state.output = prompter.text("Output folder", state.output or "./merged", folder_problem)
-    reference = state.reference().weight_dtype or "bfloat16"
-    dtypes = sorted(set(DTYPE_ALIASES.values()))
-    state.out_dtype = prompter.select("Output dtype", [(name, name) for name in dtypes], state.out_dtype or reference)
+    state.out_dtype = prompter.select("Output dtype", state.dtype_choices(), state.out_dtype)
 
     state.shard_size = prompter.text("Largest shard file", state.shard_size, state.shard_size_problem)
     state.device = prompter.select("Device", state.device_choices(), state.device)

@@ -11,14 +11,19 @@ The plain wizard asks through a ``Prompter`` and never knows which one:
 
 Colour goes through colorama (Windows consoles get ANSI translated) and is
 left out when stdout is not a terminal, ``TERM`` is dumb or ``NO_COLOR`` is set.
-Ctrl-C anywhere stops the wizard (exit 130); input that ends early is bad
-input (exit 2); nothing is written before the review step.
+On a terminal, lines and questions wrap at words to its width (a terminal cuts
+mid-word); piped into a file they stay whole. Answering ``back`` (or ``<``)
+returns to the previous step (``GoBack``). Ctrl-C anywhere stops the wizard
+(exit 130); input that ends early is bad input (exit 2); nothing is written
+before the review step.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO
 
@@ -28,6 +33,16 @@ Validator = Callable[[str], str | None]
 """Returns what is wrong with an answer, or None when it is fine."""
 
 _STYLES = {"error": "RED", "warning": "YELLOW", "info": "CYAN", "heading": "BRIGHT"}
+
+BACK_ANSWERS = ("back", "<")
+"""Answers that return to the previous step instead of answering (a folder called back is typed ./back)."""
+
+LONG_LIST = 10
+"""A numbered list longer than this shows each choice on one line, so the list and its question fit 24 rows."""
+
+
+class GoBack(Exception):
+    """The person asked to return to the previous step."""
 
 
 def dumb_terminal() -> bool:
@@ -43,6 +58,9 @@ def use_colour() -> bool:
 
 class Prompter(Protocol):
     """What the plain wizard asks through."""
+
+    questions: int
+    """How many questions were asked so far (a step that asked none is skipped when going back)."""
 
     def say(self, text: str = "", style: str | None = None) -> None:
         """Print a line (``style``: error, warning, info or heading)."""
@@ -60,15 +78,37 @@ class Prompter(Protocol):
 class _Printer:
     """Lines on ``stream`` (stdout, or stderr when stdout carries a config), coloured through colorama when wanted."""
 
-    def __init__(self, colour: bool | None = None, stream: TextIO | None = None) -> None:
+    def __init__(self, colour: bool | None = None, stream: TextIO | None = None, width: int | None = None) -> None:
         self.stream = stream or sys.stdout
         self.colour = (use_colour() and self.stream.isatty()) if colour is None else colour
         if self.colour:
             import colorama
 
             colorama.just_fix_windows_console()
+        self.width = width
+        """Columns to wrap at; None: the terminal's when the stream is one, else no wrapping."""
+        self.questions = 0
+
+    def columns(self) -> int | None:
+        """Where lines wrap: ``width``, else the terminal's width, else nowhere (a file or a pipe)."""
+        if self.width is not None:
+            return self.width
+        return shutil.get_terminal_size().columns if self.stream.isatty() else None
+
+    def wrapped(self, text: str) -> list[str]:
+        """``text`` cut at words to ``columns()``; continuation lines indented past its own indent."""
+        columns = self.columns()
+        if columns is None or len(text) <= columns:
+            return [text]
+        indent = " " * (len(text) - len(text.lstrip()) + 2)
+        return textwrap.wrap(text, columns, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False) or [text]  # fmt: skip
 
     def say(self, text: str = "", style: str | None = None) -> None:
+        for line in self.wrapped(text):
+            self._print(line, style)
+
+    def _print(self, text: str, style: str | None) -> None:
         if self.colour and style in _STYLES:
             import colorama
 
@@ -101,9 +141,15 @@ class LinePrompter(_Printer):
             raise BadInputError("Input ended before the plain wizard finished; nothing was written.") from None
 
     def text(self, message: str, default: str = "", validate: Validator | None = None) -> str:
+        self.questions += 1
         suffix = f" [{default}]" if default else ""
+        *lines, last = self.wrapped(f"{message}{suffix}:")
         while True:
-            answer = self._read(f"{message}{suffix}: ").strip() or default
+            for line in lines:
+                self._print(line, None)
+            answer = self._read(f"{last} ").strip() or default
+            if answer.lower() in BACK_ANSWERS:
+                raise GoBack
             problem = validate(answer) if validate else None
             if problem is None:
                 return answer
@@ -112,8 +158,12 @@ class LinePrompter(_Printer):
     def select(self, message: str, choices: Sequence[tuple[str, Any]], default: Any = None) -> Any:
         self.say(message)
         values = [value for _, value in choices]
+        columns = self.columns()
         for number, (title, _) in enumerate(choices, 1):
-            self.say(f"  {number}) {title}")
+            line = f"  {number}) {title}"
+            if columns is not None and len(choices) > LONG_LIST and len(line) > columns:
+                line = line[: columns - 1].rstrip() + "…"  # one line each: the list fits the screen
+            self.say(line)
         default_number = str(values.index(default) + 1) if default in values else ""
 
         def valid(answer: str) -> str | None:
@@ -122,6 +172,7 @@ class LinePrompter(_Printer):
             return f"Type a number from 1 to {len(choices)}."
 
         answer = self.text(f"Number (1-{len(choices)})", default_number, valid)
+        self.questions -= 1  # the number was this one question
         return values[int(answer) - 1]
 
     def confirm(self, message: str, default: bool = True) -> bool:
@@ -129,6 +180,10 @@ class LinePrompter(_Printer):
             return None if answer.lower() in ("y", "yes", "n", "no") else "Answer y or n."
 
         return self.text(f"{message} (y/n)", "y" if default else "n", valid).lower() in ("y", "yes")
+
+
+_BACK = object()
+"""The value of questionary's back choice."""
 
 
 class QuestionaryPrompter(_Printer):
@@ -145,23 +200,35 @@ class QuestionaryPrompter(_Printer):
     def text(self, message: str, default: str = "", validate: Validator | None = None) -> str:
         import questionary
 
+        self.questions += 1
+
         def check(answer: str) -> bool | str:
+            if answer.strip().lower() in BACK_ANSWERS:
+                return True
             problem = validate(answer.strip()) if validate else None
             return True if problem is None else problem
 
-        answer = questionary.text(message, default=default, validate=check, **self.options).unsafe_ask()
-        return answer.strip()
+        answer = questionary.text(message, default=default, validate=check, **self.options).unsafe_ask().strip()
+        if answer.lower() in BACK_ANSWERS:
+            raise GoBack
+        return answer
 
     def select(self, message: str, choices: Sequence[tuple[str, Any]], default: Any = None) -> Any:
         import questionary
 
+        self.questions += 1
         options = [questionary.Choice(title, value=value) for title, value in choices]
         chosen = next((option for option in options if option.value == default), None)
-        return questionary.select(message, choices=options, default=chosen, **self.options).unsafe_ask()
+        options.append(questionary.Choice("← back to the previous step", value=_BACK))
+        answer = questionary.select(message, choices=options, default=chosen, **self.options).unsafe_ask()
+        if answer is _BACK:
+            raise GoBack
+        return answer
 
     def confirm(self, message: str, default: bool = True) -> bool:
         import questionary
 
+        self.questions += 1
         return bool(questionary.confirm(message, default=default, **self.options).unsafe_ask())
 
 

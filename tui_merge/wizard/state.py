@@ -26,7 +26,8 @@ from tui_merge.config.rendering import (
     render_recipe,
     stack_rows,
 )
-from tui_merge.methods.registry import get_method
+from tui_merge.engine.tasks import OUTPUT_DTYPES
+from tui_merge.methods.registry import METHODS, get_method
 from tui_merge.methods.spec import MethodSpec
 from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.wizard.grid import GridColumn, LayerGrid
@@ -286,6 +287,26 @@ class WizardState:
             return None if parse_size(text) > 0 else "The largest shard must be larger than 0 bytes."
         except ValueError as error:
             return f"{error}."
+
+    def method_choices(self) -> list[tuple[str, str]]:
+        """Every method as (``name: what it does``, name), in the registry's order: both wizards offer them all,
+        and ``method_problem`` says why one cannot merge these models."""
+        return [(f"{method.name}: {method.summary}", method.name) for method in METHODS]
+
+    def method_problem(self, name: str) -> str | None:
+        """Why method ``name`` cannot merge these models with or without a base, None when it can."""
+        method = get_method(name)
+        count = len(self.models)
+        if method.accepts(count, True) or method.accepts(count, False):
+            return None
+        return f"{name} takes {method.count_text()}; you have {count} models."
+
+    def dtype_choices(self) -> list[tuple[str, str | None]]:
+        """The output dtypes to offer as (label, value): the base model's own (None: the config names no dtype,
+        as a mergekit recipe without ``dtype:``), then each one by name."""
+        own = self.reference().weight_dtype if self.models else None
+        same = f"same as the base model ({own})" if own else "same as the base model"
+        return [(same, None), *((name, name) for name in sorted(OUTPUT_DTYPES))]
 
     def device_choices(self) -> list[tuple[str, str]]:
         """The devices to offer as (label, value): auto, the CPU, and the one a reopened config names."""

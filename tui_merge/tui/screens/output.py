@@ -16,8 +16,6 @@ from tui_merge.tui.messages import DevicesListed
 from tui_merge.tui.modals import ConfirmScreen
 from tui_merge.tui.step import StepScreen
 
-DTYPES = [("same as the base model", ""), ("bfloat16", "bfloat16"), ("float16", "float16"), ("float32", "float32")]
-
 
 class OutputScreen(StepScreen):
     """Output folder, dtype, shard size, device, tokenizer source and config path."""
@@ -40,7 +38,8 @@ class OutputScreen(StepScreen):
             yield Label("output folder")
             yield TextField(state.output, placeholder="./merged", id="output", compact=True)
             yield Label("output dtype")
-            yield Select(DTYPES, value=state.out_dtype or "", allow_blank=False, id="dtype", compact=True)
+            dtypes = [(label, value or "") for label, value in state.dtype_choices()]  # "" stands for None
+            yield Select(dtypes, value=state.out_dtype or "", allow_blank=False, id="dtype", compact=True)
             yield Label("largest shard (e.g. 5GB, 2000MiB)")
             yield TextField(state.shard_size, id="shard-size", compact=True)
             yield Label("device")
