@@ -6,6 +6,9 @@ with Textual's Pilot exactly as the tests do, and saves one SVG per step. The
 Layers step is also drawn as ``screenshots/wizard.png`` for README's front page
 (a PNG shows on every forge), with ``rsvg-convert`` (Debian's librsvg2-bin)
 when it is installed.
+
+Every picture is the same whenever it is taken: no blinking cursor, a fixed free-disk figure, and the Run step's
+clocks reading 0 at the start and 1 s after, as the snapshot tests fix them (``tests/test_wizard_snapshots.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import namedtuple
 from pathlib import Path
+from types import SimpleNamespace
 
 from tui_merge.models.info import load_model_info
 from tui_merge.samples import build_demo_models
@@ -139,8 +144,23 @@ def front_page_png(svg: Path, png: Path) -> None:
     print(f"screenshots/{png.name}")
 
 
+FIXED_DISK = namedtuple("usage", "total used free")(2 << 40, 1 << 40, 1 << 40)
+
+
+def fix_machine_figures() -> None:
+    """Free disk and the merge's clocks as the snapshot tests fix them, so a regeneration changes no picture."""
+    from tui_merge.engine import executor
+    from tui_merge.tui.screens import run
+
+    shutil.disk_usage = lambda path: FIXED_DISK
+    for module in (run, executor):
+        readings = iter([0.0])
+        module.time = SimpleNamespace(monotonic=lambda readings=readings: next(readings, 1.0))
+
+
 async def main() -> None:
     OUTPUT.mkdir(exist_ok=True)
+    fix_machine_figures()
     with tempfile.TemporaryDirectory() as folder:
         os.chdir(folder)
         build_demo_models(Path(folder))
@@ -167,7 +187,9 @@ async def main() -> None:
             "6-review",
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
+        fix_machine_figures()  # the clocks start again for each merge
         await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
+        fix_machine_figures()
         await shoot_try(WizardApp(state_for(base, chat, method_name="slerp", output="merged-try"), start_step=6))
         await shoot("help-layers", WizardApp(state_for(base, chat, method_name="slerp"), start_step=3), ("f1",))
         code = second_finetune(Path(folder))
