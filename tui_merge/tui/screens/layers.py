@@ -76,6 +76,13 @@ class LayersScreen(StepScreen):
     def _show(self, grid: LayerGrid) -> None:
         """Draw the table."""
         self.query_one(LayerTable).show(grid)
+        self._relayout_legend()
+
+    def _relayout_legend(self) -> None:
+        # A second layout of the line above the table once this one is drawn: when the table's header grows a row
+        # (split columns) or the legend arrives while a layout is pending, Textual can keep the line's old height
+        # and cut its text (``StepScreen.status`` does the same for the status line).
+        self.call_after_refresh(self.query_one("#insight-progress", Static).refresh, layout=True)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="insight", description="measure layer changes")
     def measure(self) -> None:
@@ -112,6 +119,7 @@ class LayersScreen(StepScreen):
         insight = Insight(message.report, labels, wide=self.app.size.width >= 120)
         table.show(table.grid, insight)
         self.query_one("#insight-progress", Static).update(insight.legend())
+        self._relayout_legend()
 
     def on_unmount(self) -> None:
         self.control.stop()  # leaving the step stops the measurement; reopening reads the cache
