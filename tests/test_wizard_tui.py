@@ -21,8 +21,9 @@ from tui_merge.wizard.state import WizardState
 SIZE = (80, 24)
 
 
-async def wait_until(pilot, condition, seconds: float = 10.0) -> None:
-    """Let the app run until ``condition()`` holds (work started from callbacks has no handle to await)."""
+async def wait_until(pilot, condition, seconds: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds (work started from callbacks has no handle to await); a minute
+    at most, which only a failing test waits out, so a busy machine never fails one."""
     for _ in range(int(seconds / 0.05)):
         if condition():
             return
