@@ -20,7 +20,7 @@ from tui_merge.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SAMPLE_ARGUMENTS = {"./base", "./chat", "./code", "./merged", "merged", "merge", "merge.yaml", "config.yaml"}
+SAMPLE_ARGUMENTS = {"./base", "./chat", "./code", "./merged", "merged", "merge", "merge.yaml", "config.yaml", "./lora"}
 """What a line may name to be run here: the sample models, and the files the page's earlier lines write."""
 
 
@@ -42,7 +42,9 @@ def runs_here(words: list[str]) -> bool:
     command, *rest = words
     named = [word for word in rest if not word.startswith("-") and not re.fullmatch(r"[\d.]+[A-Za-z]*", word)]
     situational = {"--resume", "--download"} & set(rest)
-    runnable = command in ("inspect", "template", "run", "verify", "methods", "export") and not situational
+    runnable = (
+        command in ("inspect", "template", "run", "verify", "methods", "export", "extract-lora") and not situational
+    )
     return runnable and set(named) <= SAMPLE_ARGUMENTS
 
 

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),
     ("cli",),
     ("tui", "plain"),
-    ("wizard", "headless", "search"),
+    ("wizard", "headless", "search", "tools"),
     ("plan_view", "report_view"),
     ("engine",),
     ("evaluation", "compatibility"),

@@ -198,3 +198,17 @@ examples:
   tui-merge demo                    build the sample models once, open them
   tui-merge demo --dir /tmp/demo    keep the sample models somewhere else
 """
+
+EXTRACT_LORA_EXAMPLES = """\
+examples:
+  tui-merge extract-lora --model ./chat --base ./base --max-rank 32 ./lora
+  tui-merge extract-lora --model ./chat --base ./base --max-rank 256 \\
+      --relative-threshold 0.05 ./lora   (a rank per module, up to 256)
+  tui-merge extract-lora --model ./chat --base ./base -i self_attn ./lora
+  tui-merge run apply.yaml ./again
+      (apply.yaml: merge_method: passthrough, models: [{model: ./base+./lora}])
+
+mergekit-extract-lora's command line works with tui-merge extract-lora in its
+place (--base-model, --out-path, --save-module, -i, -e, --sv-epsilon). Each line
+says a module's rank and how much of its difference the rank captures.
+"""

@@ -146,15 +146,7 @@ class OutputWriter:
             shards = {name: (shard.size, shard.sha256) for name, shard in journal.finished.items()}
             self._write_text(MANIFEST_NAME, manifest_text(shards))
             journal.remove()
-        _sync_folder(self.partial)
-        if self.output.exists() and self.replace:
-            old = replaced_path(self.output)
-            self.output.rename(old)
-            self.partial.rename(self.output)
-            shutil.rmtree(old)
-        else:
-            self.partial.rename(self.output)  # replaces an empty folder at OUT; one that filled meanwhile fails
-        _sync_folder(self.output.parent)
+        move_into_place(self.partial, self.output, replace=self.replace)
 
     def abandon(self) -> None:
         """Remove the partial folder after a failure or cancel."""
@@ -222,6 +214,20 @@ class _ShardStream:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def move_into_place(partial: Path, output: Path, *, replace: bool) -> None:
+    """Sync ``partial`` and rename it to ``output``, the one step that makes an output appear; with ``replace`` an
+    earlier output is moved aside for the moment of the swap and removed after it."""
+    _sync_folder(partial)
+    if output.exists() and replace:
+        old = replaced_path(output)
+        output.rename(old)
+        partial.rename(output)
+        shutil.rmtree(old)
+    else:
+        partial.rename(output)  # replaces an empty folder at OUT; one that filled meanwhile fails
+    _sync_folder(output.parent)
 
 
 def model_card(plan: Plan) -> str:
