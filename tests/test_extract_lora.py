@@ -139,3 +139,23 @@ def test_peft_loads_the_adapter(tmp_path, llama_base, llama_finetune) -> None:
     merged = model.merge_and_unload().state_dict()
     tuned = load_file(llama_finetune / "model.safetensors")
     assert torch.allclose(merged[f"{Q_PROJ}.weight"], tuned[f"{Q_PROJ}.weight"], atol=1e-5)
+
+
+def test_a_stop_signal_midway_leaves_nothing_at_out(capsys, tmp_path, monkeypatch, llama_base, llama_finetune) -> None:
+    import os
+    import signal
+
+    from tui_merge.tools import extract_lora as tool
+
+    real, calls = tool._extract_one, []
+
+    def signalled(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tool, "_extract_one", signalled)
+
+    assert extract(llama_finetune, llama_base, tmp_path / "lora") == 130
+    assert list(tmp_path.iterdir()) == [] and "interrupted" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 from pathlib import Path
@@ -44,8 +45,15 @@ def run(args: argparse.Namespace) -> int:
             line = f"left out ({result.reason})"
         print(f"{where} {result.name.removesuffix('.weight')}  {line}", file=sys.stderr, flush=True)
 
-    summary = extract_lora(base, tuned, Path(output), options, base_reference=args.base, force=args.force,
-                           on_module=said)  # fmt: skip
+    def stopped(number: int, frame: object) -> None:
+        raise KeyboardInterrupt  # the extraction removes OUT.partial on its way out
+
+    previous = signal.signal(signal.SIGTERM, stopped)
+    try:
+        summary = extract_lora(base, tuned, Path(output), options, base_reference=args.base, force=args.force,
+                               on_module=said)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     lora, modules = summary.lora, summary.modules
     whole = sum(1 for module in modules if module.treatment == "whole")
     unchanged = sum(1 for module in modules if module.reason == "unchanged")
