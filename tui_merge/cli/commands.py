@@ -129,6 +129,12 @@ COMMANDS: tuple[Command, ...] = (
             arg("--download", action="store_true",
                 help="download from the Hub the weight files the merge reads that the cache lacks (only those; "
                      "sha256-checked), after every check has passed"),
+            arg("--stage", metavar="NAME",
+                help="a multi-stage recipe: run stage NAME and the stages it needs, nothing after it"),
+            arg("-I", "--intermediate-dir", metavar="DIR",
+                help="a multi-stage recipe: where the stages before the final one go (default OUT.stages)"),
+            arg("--lazy", action=argparse.BooleanOptionalAction, default=True,
+                help="a multi-stage recipe: keep a stage whose folder holds its merge (default on)"),
         ),
         more="tui_merge.cli.mergekit_flags:add_mergekit_flags",
     ),

@@ -6,12 +6,13 @@ import argparse
 from pathlib import Path
 
 from tui_merge.cli.mergekit_flags import apply_mergekit_flags
-from tui_merge.config.loading import load_config
+from tui_merge.config.loading import MAX_CONFIG_BYTES, parse_config, read_text
 from tui_merge.engine.job import MergeJob, plan_job
 from tui_merge.engine.plan import Plan
 from tui_merge.errors import BadInputError
 from tui_merge.headless import run_in_console
 from tui_merge.plan_view import plan_summary
+from tui_merge.tools.stages import is_multi_stage
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,7 +20,15 @@ def run(args: argparse.Namespace) -> int:
     output = args.output_option or args.output
     if args.output_option and args.output and args.output_option != args.output:
         raise BadInputError(f"Two outputs given ({args.output} and -o {args.output_option}); give one.")
-    loaded = apply_mergekit_flags(load_config(Path(args.config)), args)
+    text = read_text(Path(args.config), "Config file", MAX_CONFIG_BYTES)
+    if is_multi_stage(text):
+        from tui_merge.cli.stages_cmd import run_stages
+
+        return run_stages(args, text, output)
+    if args.stage or args.intermediate_dir:
+        raise BadInputError(f"{args.config} is one merge, not a multi-stage recipe; --stage and "
+                            "--intermediate-dir apply to recipes of several documents.")  # fmt: skip
+    loaded = apply_mergekit_flags(parse_config(text, str(args.config)), args)
     if args.dry_run:
         plan = plan_job(MergeJob(loaded, Path(output or "."), allow_crimes=args.allow_crimes))
         print_plan(plan, Path(output) if output else None)

@@ -1,0 +1,206 @@
+"""Multi-stage recipes in mergekit-multi's format: several YAML documents in one file, each a merge config.
+
+A document with ``name: NAME`` is a stage whose output a later stage uses by that name wherever a model goes
+(``model: NAME``, ``base_model: NAME``, a slice's source, ``NAME+adapter``). The one document without a name is
+the final merge; without one, the last document is. ``tui-merge run multi.yaml OUT`` runs the stages in the order
+their uses need: the final one into ``OUT``, each other into ``WORK/NAME`` (``WORK`` is ``OUT.stages`` beside
+``OUT``, or mergekit-multi's ``--intermediate-dir``). A stage whose folder already holds this recipe's merge
+(its ``tui_merge_config.yaml`` is the stage's text) is kept, so a run stopped in stage 2 and run again redoes
+only stage 2 (``--resume`` continues it from its ``.partial``); ``--stage NAME`` runs one stage and those it
+needs. Each stage is an ordinary merge job: streaming, atomic output, verify.
+
+Each stage's text is the document as written, with the names of earlier stages replaced by their folders
+(``config.editing``) and blank lines in front so that every message names the line of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from tui_merge.config.editing import set_values
+from tui_merge.errors import BadInputError
+
+_NAME_LINE = re.compile(r"^name:[^\n]*$", re.M)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One document of the recipe."""
+
+    name: str | None
+    """None for the final, unnamed merge."""
+    text: str
+    """The document, ``name:`` blanked and blank lines in front, so a line number is the file's."""
+    line: int
+    """The document's first line in the file."""
+    uses: dict[tuple, str]
+    """Where the document names an earlier stage: key path -> the reference as written (``NAME`` or
+    ``NAME+adapter``)."""
+
+    @property
+    def label(self) -> str:
+        return f"stage {self.name}" if self.name else "the final stage"
+
+
+def is_multi_stage(text: str) -> bool:
+    """True when ``text`` holds more than one YAML document."""
+    return len(_documents(text)) > 1
+
+
+def read_stages(text: str, source: str) -> list[Stage]:
+    """The stages in the order they must run (a stage after those it uses); the final one last."""
+    documents = _documents(text)
+    names: dict[str, int] = {}
+    raw: list[tuple[str | None, str, int, dict]] = []
+    unnamed = 0
+    for start, body in documents:
+        try:
+            data = yaml.safe_load(body)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f":{start + mark.line + 1}" if mark else f":{start + 1}"
+            raise BadInputError(
+                f"{source}{where}: this is not valid YAML ({getattr(error, 'problem', error)})."
+            ) from None
+        if not isinstance(data, dict):
+            raise BadInputError(f"{source}:{start + 1}: each document of a multi-stage recipe is a merge config.")
+        name = data.get("name")
+        if name is not None and (not isinstance(name, str) or not name.strip() or "/" in name or "+" in name):
+            raise BadInputError(f"{source}:{start + 1}: name {name!r} must be a word (no '/' or '+').")
+        if name is None:
+            unnamed += 1
+            if unnamed > 1:
+                raise BadInputError(f"{source}:{start + 1}: a second document without a name; only the final merge "
+                                    "may go unnamed, give this one name: NAME.")  # fmt: skip
+        elif name in names:
+            raise BadInputError(f"{source}:{start + 1}: stage {name} is named twice (first at line {names[name]}).")
+        else:
+            names[name] = start + 1
+        padded = "\n" * start + _NAME_LINE.sub("", body)
+        raw.append((name, padded, start + 1, data))
+    for name, padded, _, data in raw:
+        _check_references(data, set(names), padded, source, name)
+    stages = [Stage(name, padded, line, _uses(data, set(names))) for name, padded, line, data in raw]
+    final = next((stage for stage in stages if stage.name is None), stages[-1])
+    return _ordered(stages, final, source)
+
+
+def final_stage(stages: list[Stage]) -> Stage:
+    """The stage whose output is ``OUT``."""
+    return stages[-1]
+
+
+def needed_for(stages: list[Stage], name: str, source: str) -> list[Stage]:
+    """Stage ``name`` and those it uses, in running order (``--stage NAME``)."""
+    by_name = {stage.name: stage for stage in stages}
+    if name not in by_name:
+        known = ", ".join(stage.name for stage in stages if stage.name) or "none"
+        raise BadInputError(f"--stage {name}: {source} has no stage of that name (its stages: {known}).")
+    wanted: set[str | None] = set()
+
+    def add(stage: Stage) -> None:
+        wanted.add(stage.name)
+        for reference in stage.uses.values():
+            add(by_name[reference.partition("+")[0]])
+
+    add(by_name[name])
+    return [stage for stage in stages if stage.name in wanted]
+
+
+def stage_text(stage: Stage, folders: dict[str, Path]) -> str:
+    """The stage's config with each earlier stage's name replaced by its output folder."""
+    changes = {}
+    for path, reference in stage.uses.items():
+        name, plus, adapter = reference.partition("+")
+        changes[path] = f"{folders[name]}{plus}{adapter}"
+    edited = set_values(stage.text, changes)
+    if edited is None:
+        raise BadInputError(
+            f"{stage.label} names an earlier stage inside a mapping written in flow style ({{model: ...}}); "
+            "write that model on lines of its own."
+        )
+    return edited
+
+
+def _documents(text: str) -> list[tuple[int, str]]:
+    """Each document's first line (0-based) and text, split at ``---`` lines."""
+    documents: list[tuple[int, str]] = []
+    start, lines = 0, []
+    for number, line in enumerate(text.splitlines(keepends=True)):
+        if line.rstrip() == "---" or line.startswith("--- "):
+            if "".join(lines).strip():
+                documents.append((start, "".join(lines)))
+            start, lines = number + 1, []
+            continue
+        lines.append(line)
+    if "".join(lines).strip():
+        documents.append((start, "".join(lines)))
+    return documents
+
+
+def _check_references(data: dict, names: set[str], text: str, source: str, stage: str | None) -> None:
+    """A bare word where a model goes that is neither a folder here nor a stage: a stage's name misspelt."""
+    for reference in _references(data).values():
+        word = reference.partition("+")[0]
+        if word in names or "/" in word or Path(word).expanduser().exists():
+            continue
+        line = next(number for number, text_line in enumerate(text.splitlines(), 1) if word in text_line)
+        known = ", ".join(sorted(names)) or "none"
+        what = f"stage {stage}" if stage else "the final stage"
+        raise BadInputError(f"{source}:{line}: {what} uses {word}, which is neither a folder here nor a stage of "
+                            f"this recipe (its stages: {known}).")  # fmt: skip
+
+
+def _uses(data: dict, names: set[str]) -> dict[tuple, str]:
+    """The key paths of the document whose value names a stage."""
+    return {path: value for path, value in _references(data).items() if value.partition("+")[0] in names}
+
+
+def _references(data: dict) -> dict[tuple, str]:
+    """Every model reference of a document by key path."""
+    found: dict[tuple, str] = {}
+
+    def check(path: tuple, value: object) -> None:
+        if isinstance(value, str):
+            found[path] = value
+
+    check(("base_model",), data.get("base_model"))
+    for index, entry in enumerate(data.get("models") or []):
+        if isinstance(entry, dict):
+            check(("models", index, "model"), entry.get("model"))
+    for index, piece in enumerate(data.get("slices") or []):
+        for number, source in enumerate((piece or {}).get("sources") or [] if isinstance(piece, dict) else []):
+            if isinstance(source, dict):
+                check(("slices", index, "sources", number, "model"), source.get("model"))
+    return found
+
+
+def _ordered(stages: list[Stage], final: Stage, source: str) -> list[Stage]:
+    """Stages after those they use, the final one last; a circle is refused naming its stages."""
+    by_name = {stage.name: stage for stage in stages if stage.name}
+    order: list[Stage] = []
+    visiting: list[str | None] = []
+
+    def visit(stage: Stage) -> None:
+        if stage in order:
+            return
+        if stage.name in visiting:
+            circle = " -> ".join(str(name) for name in [*visiting[visiting.index(stage.name) :], stage.name])
+            raise BadInputError(f"{source}:{stage.line}: the stages use one another in a circle ({circle}).")
+        visiting.append(stage.name)
+        for reference in stage.uses.values():
+            visit(by_name[reference.partition("+")[0]])
+        visiting.pop()
+        order.append(stage)
+
+    for stage in stages:
+        if stage is not final:
+            visit(stage)
+    visit(final)
+    if order[-1] is not final:
+        raise BadInputError(f"{source}:{final.line}: a stage uses the final merge's output; it must come last.")
+    return order
