@@ -4,17 +4,15 @@ runs, so ``--help`` never pays for torch), its texts and its arguments. Adding a
 from __future__ import annotations
 
 import argparse
-import textwrap
-from dataclasses import dataclass, field
-from typing import Any
 
+from tui_merge.cli.command_spec import Command, OneOf, arg
+from tui_merge.cli.command_spec import paragraph as _paragraph
 from tui_merge.cli.help_texts import (
     BAKLLAMA_EXAMPLES,
     BLOCKMERGE_EXAMPLES,
     CIRCUIT_EXAMPLES,
     COMPARE_EXAMPLES,
     DEMO_EXAMPLES,
-    EXTRACT_LORA_EXAMPLES,
     IMPORT_EXAMPLES,
     INSPECT_EXAMPLES,
     LEGACY_EXAMPLES,
@@ -23,48 +21,7 @@ from tui_merge.cli.help_texts import (
     TEMPLATE_EXAMPLES,
     VERIFY_EXAMPLES,
 )
-
-
-@dataclass(frozen=True)
-class Arg:
-    """One ``add_argument`` call: its flags or name, and its keywords."""
-
-    flags: tuple[str, ...]
-    options: dict[str, Any]
-
-
-def arg(*flags: str, **options: Any) -> Arg:
-    """An argument of a command, spelled as for ``add_argument``."""
-    return Arg(flags, options)
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """Arguments of which at most one may be given."""
-
-    args: tuple[Arg, ...]
-
-
-@dataclass(frozen=True)
-class Command:
-    """One subcommand."""
-
-    name: str
-    handler: str
-    """``module:function`` that runs it."""
-    help: str
-    """The line in ``tui-merge --help``."""
-    description: str
-    epilog: str
-    args: tuple[Arg | OneOf, ...] = field(default_factory=tuple)
-    more: str | None = None
-    """``module:function`` that adds arguments of its own to the command's parser (a group of another tool's
-    options), imported only when the parser is built."""
-
-
-def _paragraph(text: str) -> str:
-    return textwrap.dedent(text).strip("\n")
-
+from tui_merge.cli.tool_commands import TOOL_COMMANDS
 
 _GENERATED = (
     arg("--print-yaml", action="store_true", help="print the equivalent config and stop"),
@@ -339,46 +296,6 @@ COMMANDS: tuple[Command, ...] = (
         ),
     ),
     Command(
-        "extract-lora", "tui_merge.cli.extract_lora_cmd:run",
-        "a LoRA adapter from a fine-tune and its base (mergekit-extract-lora)",
-        _paragraph("""\
-            Cut a PEFT LoRA adapter that turns BASE into the fine-tune: per linear
-            module, the truncated SVD of FT - BASE in float32 (on CUDA when there is
-            one). Embeddings and the head, and any module --save-module names, are
-            saved whole; unchanged modules are left out. Reads one tensor of each
-            model at a time; the adapter appears at OUT whole or not at all.
-            model+adapter references apply it: tui-merge run on BASE+OUT."""),
-        EXTRACT_LORA_EXAMPLES,
-        (
-            arg("output", metavar="OUT", nargs="?", help="the adapter's folder"),
-            arg("--out-path", dest="out_path", metavar="OUT", help="the adapter's folder (mergekit's spelling)"),
-            arg("--model", required=True, metavar="FT", help="the fine-tuned model (folder or hub id)"),
-            arg("--base", "--base-model", dest="base", required=True, metavar="BASE",
-                help="the model it was fine-tuned from"),
-            arg("--max-rank", "--rank", dest="max_rank", type=int, default=128, metavar="R",
-                help="the largest rank of a module (default 128, as mergekit)"),
-            arg("--relative-threshold", type=float, default=0.0, metavar="F",
-                help="keep only singular values of at least F times a module's largest: the rank per module"),
-            arg("--sv-epsilon", type=float, default=0.0, metavar="E",
-                help="keep only singular values above E (mergekit's absolute threshold)"),
-            arg("--save-module", "--modules-to-save", dest="modules_to_save", action="append", default=[],
-                metavar="NAME", help="save this module whole (e.g. embed_tokens, lm_head); repeatable"),
-            arg("-i", "--include-regex", dest="include", action="append", default=[], metavar="REGEX",
-                help="extract only the linear modules whose name matches; repeatable"),
-            arg("-e", "--exclude-regex", dest="exclude", action="append", default=[], metavar="REGEX",
-                help="leave out the modules whose name matches; repeatable"),
-            arg("--distribute-scale", action=argparse.BooleanOptionalAction, default=True,
-                help="share the singular values between A and B as square roots (default on, as mergekit)"),
-            arg("--skip-undecomposable", action="store_true",
-                help="leave out changed tensors that are not matrices (norms) instead of saving them whole"),
-            arg("--dtype", choices=["float32", "float16", "bfloat16"],
-                help="the adapter's dtype (default: the fine-tune's)"),
-            arg("--device", default="auto", help="where the SVDs run: auto (CUDA when there is one), cpu, cuda:N"),
-            arg("--cuda", action="store_true", help="run the SVDs on the GPU (mergekit's flag; --device cuda)"),
-            arg("--force", action="store_true", help="replace an earlier adapter (or an empty folder) at OUT"),
-        ),
-    ),
-    Command(
         "import-recipe", "tui_merge.cli.import_cmd:run", "extract the mergekit recipe from a model card into a config",
         "Extract the mergekit YAML recipe of a model card (its fenced yaml block)\n"
         "into a config file and say which of its models are in the local cache.",
@@ -390,4 +307,5 @@ COMMANDS: tuple[Command, ...] = (
             arg("--print-yaml", action="store_true", help="print the config instead of writing FILE"),
         ),
     ),
+    *TOOL_COMMANDS,
 )  # fmt: skip

@@ -212,3 +212,19 @@ mergekit-extract-lora's command line works with tui-merge extract-lora in its
 place (--base-model, --out-path, --save-module, -i, -e, --sv-epsilon). Each line
 says a module's rank and how much of its difference the rank captures.
 """
+
+MOE_EXAMPLES = """\
+examples:
+  tui-merge moe moe.yaml ./moe
+  tui-merge moe mergekit_moe_config.yml ./moe --device cpu --out-shard-size 2GB
+
+moe.yaml is mergekit-moe's config, unchanged:
+  base_model: ./base
+  gate_mode: cheap_embed        # hidden, cheap_embed, random or uniform_random
+  experts_per_token: 2
+  experts:
+    - source_model: ./chat
+      positive_prompts: ["Hello, how are you?"]
+    - source_model: ./code
+      positive_prompts: ["def fibonacci(n):"]
+"""

@@ -6,7 +6,8 @@ import argparse
 import importlib
 
 from tui_merge import __version__
-from tui_merge.cli.commands import COMMANDS, OneOf
+from tui_merge.cli.command_spec import OneOf
+from tui_merge.cli.commands import COMMANDS
 from tui_merge.cli.help_texts import DESCRIPTION, EXAMPLES
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tui_merge.config.located import KeyPath, LoadedConfig, format_path, line_of, sentence_end
 from tui_merge.config.schema import MergeConfig
@@ -81,6 +81,19 @@ def parse_config(text: str, source: str) -> LoadedConfig:
 
     validate_parameters(loaded)
     return loaded
+
+
+def parse_settings(text: str, source: str, schema: type[BaseModel], what: str) -> tuple[Any, dict[KeyPath, int]]:
+    """Another tool's settings (mergekit-moe's config) validated against ``schema``, with the bounds of a merge
+    config and its located one-sentence messages; the model and the line of every key."""
+    data, node = parse_yaml(text, source)
+    if not isinstance(data, dict):
+        raise BadInputError(f"{source}: {what} is a YAML mapping.")
+    lines = _line_map(node) if node is not None else {}
+    try:
+        return schema.model_validate(data), lines
+    except ValidationError as error:
+        raise BadInputError(_describe(error, source, lines, set(schema.model_fields))) from None
 
 
 def load_yaml(path: Path, what: str) -> Any:
@@ -163,7 +176,7 @@ _KNOWN_KEYS = (
 )  # fmt: skip
 
 
-def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int]) -> str:
+def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int], known: Any = None) -> str:
     errors = error.errors()
     misspelt = _misspelt_required_key(errors)
     if misspelt is not None:
@@ -174,7 +187,7 @@ def _describe(error: ValidationError, source: str, lines: dict[KeyPath, int]) ->
     path = _key_path(first)
     kind, message = first["type"], first["msg"]
     if kind == "extra_forbidden":
-        hint = suggestion(str(path[-1]), _KNOWN_KEYS)
+        hint = suggestion(str(path[-1]), _KNOWN_KEYS if known is None else known)
         return f"{source}:{line_of(lines, path)}: unknown key {format_path(path)}{sentence_end(hint)}"
     if kind == "missing":
         return f"{source}:{line_of(lines, path[:-1])}: {format_path(path)} is missing."

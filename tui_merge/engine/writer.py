@@ -49,12 +49,12 @@ def replaced_path(output: Path) -> Path:
     return candidate
 
 
-def shard_header(plan: Plan, shard: Shard) -> bytes:
-    """The safetensors header of a shard, padded to 8 bytes, with its length prefix."""
+def shard_header(tasks: tuple[TensorTask, ...], shard: Shard) -> bytes:
+    """The safetensors header of a shard of ``tasks``, padded to 8 bytes, with its length prefix."""
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for index in shard.tasks:
-        task = plan.tasks[index]
+        task = tasks[index]
         header[task.name] = {
             "dtype": task.dtype,
             "shape": list(task.shape),
@@ -93,7 +93,7 @@ class OutputWriter:
     def open_shard(self, shard: Shard) -> None:
         """Create a shard file and write its header."""
         self._stream = _ShardStream(self.partial / shard.file_name)
-        self._stream.put(shard_header(self.plan, shard))
+        self._stream.put(shard_header(self.plan.tasks, shard))
 
     def write_tensor(self, task: TensorTask, tensor: torch.Tensor) -> None:
         """Queue one tensor's bytes for the open shard (written in order on the writer thread)."""

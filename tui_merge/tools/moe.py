@@ -1,0 +1,213 @@
+"""``moe``: a mixture of experts built from dense fine-tunes of one base, as mergekit-moe builds it.
+
+The output is a Mixtral model (the architecture mergekit-moe picks for Llama and Mistral experts without shared
+experts): attention, norms, embeddings and head come from the base; each layer's MLP becomes ``E`` experts, expert
+``e`` being that layer's MLP of ``experts[e].source_model`` (``gate_proj``, ``down_proj``, ``up_proj`` as ``w1``,
+``w2``, ``w3``, the per-expert layout of the Mixtral checkpoints on the Hub, which transformers 4 and 5, vLLM and
+llama.cpp's converters read); each layer's router starts from ``moe_gates``. The config is transformers'
+``MixtralConfig`` made from the base's, with ``num_local_experts`` and ``num_experts_per_tok``.
+
+Tensors are streamed one at a time from the source models into safetensors shards (the layout fixed up front,
+each shard's header first), so memory holds one tensor and the routers, whatever the number of experts; the
+output appears whole at ``OUT`` or not at all, with a manifest for ``verify`` and the config as
+``mergekit_moe_config.yml``. Other output architectures (Qwen MoE, DeepSeek MoE: shared experts) are refused
+with a sentence for now.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tui_merge.config.schema import DTYPE_ALIASES, parse_size
+from tui_merge.engine.lock import OutputLock, partial_path
+from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
+from tui_merge.engine.preflight import check_output_safety, output_overlaps_input
+from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards
+from tui_merge.engine.writer import move_into_place, shard_header
+from tui_merge.errors import BadInputError
+from tui_merge.models.info import ModelInfo
+from tui_merge.tools.moe_config import MoeConfig
+
+RECIPE = "mergekit_moe_config.yml"
+_MLP = {"w1": "gate_proj", "w2": "down_proj", "w3": "up_proj"}
+_ACCEPTED = ("llama", "mistral")
+
+
+@dataclass(frozen=True)
+class MoeTensor:
+    """One output tensor and where it comes from."""
+
+    name: str
+    shape: tuple[int, ...]
+    model: ModelInfo | None
+    """The model it is read from; None for a router."""
+    source: str = ""
+    """The tensor's name in ``model``."""
+    expert: int | None = None
+    layer: int | None = None
+
+
+def plan_moe(config: MoeConfig, base: ModelInfo, experts: list[ModelInfo]) -> list[MoeTensor]:
+    """Every output tensor in writing order; BadInputError when the experts cannot fill a Mixtral."""
+    if config.shared_experts:
+        raise BadInputError("shared_experts need a Qwen MoE or DeepSeek MoE output, which tui-merge moe does not build "
+                            "yet; remove shared_experts to build a Mixtral.")  # fmt: skip
+    if config.architecture and config.architecture.lower() != "mixtral":
+        raise BadInputError(f"architecture: {config.architecture}: tui-merge moe builds Mixtral models only so far.")
+    for model in [base, *experts]:
+        if model.facts.model_type not in _ACCEPTED:
+            raise BadInputError(
+                f"{model.label} is a {model.facts.model_type} model; a Mixtral is built from Llama or Mistral models "
+                "(the Qwen and DeepSeek MoE outputs are not here yet)."
+            )
+    tensors = [MoeTensor(name, entry.shape, base, name) for name, entry in base.tensors.items() if ".mlp." not in name]
+    hidden = base.facts.hidden_size or 0
+    for layer in range(base.depth):
+        prefix = f"model.layers.{layer}.mlp"
+        tensors.append(MoeTensor(f"{prefix}.gate.weight", (len(experts), hidden), None, layer=layer))
+        for index, expert in enumerate(experts):
+            for slot, source in _MLP.items():
+                name = f"{prefix}.{source}.weight"
+                entry, wanted = expert.tensors.get(name), base.tensors.get(name)
+                if entry is None or wanted is None or entry.shape != wanted.shape or expert.depth != base.depth:
+                    raise BadInputError(
+                        f"Expert {index} ({expert.label}) has no {name} shaped as the base's; every expert must be a "
+                        f"fine-tune of {base.label} (run tui-merge inspect on them)."
+                    )
+                tensors.append(MoeTensor(f"{prefix}.experts.{index}.{slot}.weight", entry.shape, expert, name, index,
+                                         layer))  # fmt: skip
+    return tensors
+
+
+def mixtral_config(config: MoeConfig, base: ModelInfo, dtype: str) -> dict:
+    """config.json of the output: transformers' MixtralConfig made from the base's settings."""
+    import transformers
+
+    settings = json.loads((base.folder / "config.json").read_text(encoding="utf-8"))
+    for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype", "dtype"):
+        settings.pop(key, None)
+    output = transformers.MixtralConfig(**settings)
+    output.architectures = ["MixtralForCausalLM"]
+    output.num_local_experts = len(config.experts)
+    output.num_experts_per_tok = config.experts_per_token
+    output.sliding_window = None
+    output.dtype = dtype
+    return output.to_dict()
+
+
+def build_moe(
+    config: MoeConfig,
+    text: str,
+    base: ModelInfo,
+    experts: list[ModelInfo],
+    output: Path,
+    *,
+    device: str = "auto",
+    force: bool = False,
+    shard_size: str = "5GB",
+    say: Callable[[str], None] = print,
+) -> list[MoeTensor]:
+    """Build the MoE at ``output``; ``say`` gets a line per step (routers, each layer's experts)."""
+    import torch
+
+    from tui_merge.devices import resolve_device
+    from tui_merge.models.reader import TORCH_DTYPES, TensorReader
+    from tui_merge.tools.moe_gates import gate_vectors
+
+    overlap = output_overlaps_input(output, [base, *experts])
+    if overlap is not None:
+        raise BadInputError(overlap)
+    plan = plan_moe(config, base, experts)
+    dtype = DTYPE_ALIASES[config.dtype] if config.dtype else (base.weight_dtype or "float32")
+    dtype = dtype if dtype in OUTPUT_DTYPES else "float32"
+    tasks = tuple(TensorTask(item.name, item.shape, OUTPUT_DTYPES[dtype], (), (), None, {}, 0) for item in plan)
+    shards = layout_shards(tasks, parse_size(shard_size))
+    device = resolve_device(device, "--device")
+    settings = mixtral_config(config, base, dtype)
+    say(f"building a Mixtral: {len(experts)} experts, {config.experts_per_token} per token, {base.depth} layers "
+        f"(Llama and Mistral experts without shared experts make a Mixtral), routers from gate_mode "
+        f"{config.gate_mode}")  # fmt: skip
+    gates = gate_vectors(config, base, device, say)
+    generator = torch.Generator().manual_seed(config.tui_merge.seed)
+    with OutputLock(output):
+        check_output_safety(output, force=force)
+        if output.exists() and any(output.iterdir()) and not force:
+            raise BadInputError(f"{output} already exists and is not empty; choose another folder, or pass --force.")
+        partial = partial_path(output)
+        if partial.exists():
+            raise BadInputError(f"{partial} is left from an interrupted build; remove it (rm -r {partial}).")
+        partial.mkdir(parents=True)
+        try:
+            written: dict[str, tuple[int, str]] = {}
+            with TensorReader() as reader:
+                for number, shard in enumerate(shards, 1):
+                    digest = hashlib.sha256()
+                    with (partial / shard.file_name).open("xb") as handle:
+                        header = shard_header(tasks, shard)
+                        handle.write(header)
+                        digest.update(header)
+                        for index in shard.tasks:
+                            item = plan[index]
+                            tensor = _tensor(item, config, gates, reader, generator).to(
+                                TORCH_DTYPES[tasks[index].dtype]
+                            )
+                            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+                            handle.write(raw)
+                            digest.update(raw)
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    written[shard.file_name] = (shard.size + len(header), digest.hexdigest())
+                    say(f"wrote {shard.file_name} ({number} of {len(shards)})")
+            _finish(partial, settings, base, config, text, tasks, shards, written)
+            move_into_place(partial, output, replace=force)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return plan
+
+
+def _tensor(item: MoeTensor, config: MoeConfig, gates, reader, generator):
+    """The output tensor in float32: a router's rows, or a tensor read from its model (an expert's with its noise
+    and residual scale)."""
+    import torch
+
+    if item.model is None:
+        return gates[item.layer]
+    tensor = reader.read(item.model.tensors[item.source]).float()
+    if item.expert is None:
+        return tensor
+    expert = config.experts[item.expert]
+    if expert.noise_scale:
+        tensor = tensor + torch.randn(tensor.shape, generator=generator) * expert.noise_scale
+    if expert.residual_scale is not None and item.source.endswith("down_proj.weight"):
+        tensor = tensor * expert.residual_scale
+    return tensor
+
+
+def _finish(partial: Path, settings: dict, base: ModelInfo, config: MoeConfig, text: str, tasks, shards, written):
+    """config.json, the index, the tokenizer, generation config, the recipe and the manifest."""
+    from tui_merge.vocab.output import write_tokenizer
+
+    files = {"config.json": json.dumps(settings, indent=2) + "\n", RECIPE: text,
+             MANIFEST_NAME: manifest_text(written)}  # fmt: skip
+    if len(shards) > 1:
+        weight_map = {tasks[index].name: shard.file_name for shard in shards for index in shard.tasks}
+        total = sum(task.nbytes for task in tasks)
+        files["model.safetensors.index.json"] = json.dumps({"metadata": {"total_size": total},
+                                                            "weight_map": weight_map}, indent=2) + "\n"  # fmt: skip
+    generation = base.folder / "generation_config.json"
+    if generation.is_file():
+        files["generation_config.json"] = generation.read_text(encoding="utf-8")
+    for name, content in files.items():
+        with (partial / name).open("w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+    source = Path(config.tokenizer_source) if config.tokenizer_source not in (None, "base") else base.folder
+    write_tokenizer(source, (), partial)
