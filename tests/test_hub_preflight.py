@@ -163,3 +163,13 @@ def test_compare_refuses_a_model_whose_weights_are_on_the_hub_naming_the_downloa
         model_folder("org/base")
 
     assert f"hf download org/base --revision {commit}" in caught.value.message
+
+
+def test_the_tools_that_read_every_weight_refuse_a_hub_model_not_downloaded(hub, llama_base, tmp_path, capsys) -> None:
+    commit = hub.add("org/chat", llama_base)
+
+    assert main(["extract-lora", "--model", "org/chat", "--base", str(llama_base), str(tmp_path / "lora")]) == 2
+
+    said = capsys.readouterr().err
+    assert "org/chat's weights are not downloaded" in said and f"hf download org/chat --revision {commit}" in said
+    assert not (tmp_path / "lora").exists() and weight_files(tmp_path / "hf-cache") == []

@@ -35,6 +35,7 @@ from tui_merge.engine.writer import move_into_place
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
+from tui_merge.tools.inputs import require_downloaded
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _DATA = ".adapter-data"
@@ -190,6 +191,7 @@ def extract_lora(
     from tui_merge.models.reader import TensorReader
 
     check_options(options)
+    require_downloaded([base, tuned], "extract-lora")
     overlap = output_overlaps_input(output, [base, tuned])
     if overlap is not None:
         raise BadInputError(overlap)

@@ -32,6 +32,7 @@ from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards
 from tui_merge.engine.writer import move_into_place, shard_header
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
+from tui_merge.tools.inputs import require_downloaded
 from tui_merge.tools.moe_config import MoeConfig
 
 RECIPE = "mergekit_moe_config.yml"
@@ -120,6 +121,7 @@ def build_moe(
     from tui_merge.models.reader import TORCH_DTYPES, TensorReader
     from tui_merge.tools.moe_gates import gate_vectors
 
+    require_downloaded([base, *experts], "moe")
     overlap = output_overlaps_input(output, [base, *experts])
     if overlap is not None:
         raise BadInputError(overlap)
