@@ -127,3 +127,14 @@ def test_bad_recipes_are_refused_with_the_stage_and_line(
 
     assert expected.format(line=line) in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["multi.yaml"]
+
+
+def test_export_strips_each_stages_block_and_keeps_the_stages(capsys, tmp_path, recipe) -> None:
+    text = recipe.read_text().replace("---\n", "tui_merge:\n  seed: 3\n---\n# the final merge\n")
+    recipe.write_text(text)
+
+    assert main(["export", "--mergekit", str(recipe)]) == 0
+
+    exported = capsys.readouterr().out
+    assert "tui_merge" not in exported and exported.count("\n---\n") == 1
+    assert exported.startswith("name: first\n") and "# the final merge\nmerge_method: linear" in exported

@@ -16,11 +16,19 @@ from typing import Any
 
 import yaml
 
-from tui_merge.config.loading import load_config, parse_config
+from tui_merge.config.loading import MAX_CONFIG_BYTES, load_config, parse_config, read_text
+from tui_merge.tools.stages import documents, is_multi_stage, read_stages
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the config with the ``tui_merge:`` block removed; comments and layout are kept."""
+    text = read_text(Path(args.config), "Config file", MAX_CONFIG_BYTES)
+    if is_multi_stage(text):
+        # A multi-stage recipe (mergekit-multi's): each document loses its block, the stages stay as written.
+        exported = "---\n".join(strip_block(body, "tui_merge") for _, body in documents(text))
+        read_stages(exported, args.config)
+        print(exported.rstrip("\n"))
+        return 0
     loaded = load_config(Path(args.config))
     text = strip_block(loaded.text, "tui_merge")
     if loaded.config.input_model_parameters:

@@ -48,16 +48,16 @@ class Stage:
 
 def is_multi_stage(text: str) -> bool:
     """True when ``text`` holds more than one YAML document."""
-    return len(_documents(text)) > 1
+    return len(documents(text)) > 1
 
 
 def read_stages(text: str, source: str) -> list[Stage]:
     """The stages in the order they must run (a stage after those it uses); the final one last."""
-    documents = _documents(text)
+    parts = documents(text)
     names: dict[str, int] = {}
     raw: list[tuple[str | None, str, int, dict]] = []
     unnamed = 0
-    for start, body in documents:
+    for start, body in parts:
         try:
             data = yaml.safe_load(body)
         except yaml.YAMLError as error:
@@ -126,7 +126,7 @@ def stage_text(stage: Stage, folders: dict[str, Path]) -> str:
     return edited
 
 
-def _documents(text: str) -> list[tuple[int, str]]:
+def documents(text: str) -> list[tuple[int, str]]:
     """Each document's first line (0-based) and text, split at ``---`` lines."""
     documents: list[tuple[int, str]] = []
     start, lines = 0, []
