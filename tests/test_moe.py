@@ -66,8 +66,8 @@ def test_cheap_embed_routers_are_the_prompts_normalised_embedding_sums(tmp_path,
     expected = torch.stack([direction(prompts[0]), second / second.norm()])
     router = weights(tmp_path / "moe")
     for layer in range(2):
-        assert torch.allclose(router[f"model.layers.{layer}.mlp.gate.weight"].float(), expected, atol=1e-6)
-    expert = router["model.layers.1.mlp.experts.1.w2.weight"]
+        assert torch.allclose(router[f"model.layers.{layer}.block_sparse_moe.gate.weight"].float(), expected, atol=1e-6)
+    expert = router["model.layers.1.block_sparse_moe.experts.1.w2.weight"]
     assert torch.equal(expert, load_file(llama_finetune / "model.safetensors")["model.layers.1.mlp.down_proj.weight"])
 
 
@@ -95,7 +95,9 @@ def test_hidden_routers_are_the_base_models_hidden_states_at_each_layer(tmp_path
     expected = torch.stack([direction(prompts[0]), direction(prompts[1])], dim=1)
     router = weights(tmp_path / "moe")
     for layer in range(2):
-        assert torch.allclose(router[f"model.layers.{layer}.mlp.gate.weight"].float(), expected[layer], atol=1e-5)
+        assert torch.allclose(
+            router[f"model.layers.{layer}.block_sparse_moe.gate.weight"].float(), expected[layer], atol=1e-5
+        )
 
 
 def test_random_routers_come_again_from_their_seed(tmp_path, llama_base, llama_finetune) -> None:
@@ -106,7 +108,7 @@ def test_random_routers_come_again_from_their_seed(tmp_path, llama_base, llama_f
         folder.mkdir()
         config = write_config(folder, llama_base, experts, gate_mode="random", tui_merge=f"{{seed: {seed}}}")
         assert main(["moe", str(config), str(folder / "moe"), "--no-verify"]) == 0
-        builds.append(weights(folder / "moe")["model.layers.0.mlp.gate.weight"])
+        builds.append(weights(folder / "moe")["model.layers.0.block_sparse_moe.gate.weight"])
     assert torch.equal(builds[0], builds[1]) and not torch.equal(builds[0], builds[2])
 
 

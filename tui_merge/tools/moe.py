@@ -2,10 +2,11 @@
 
 The output is a Mixtral model (the architecture mergekit-moe picks for Llama and Mistral experts without shared
 experts): attention, norms, embeddings and head come from the base; each layer's MLP becomes ``E`` experts, expert
-``e`` being that layer's MLP of ``experts[e].source_model`` (``gate_proj``, ``down_proj``, ``up_proj`` as ``w1``,
-``w2``, ``w3``, the per-expert layout of the Mixtral checkpoints on the Hub, which transformers 4 and 5, vLLM and
-llama.cpp's converters read); each layer's router starts from ``moe_gates``. The config is transformers'
-``MixtralConfig`` made from the base's, with ``num_local_experts`` and ``num_experts_per_tok``.
+``e`` being that layer's MLP of ``experts[e].source_model`` (``gate_proj``, ``down_proj``, ``up_proj`` as
+``block_sparse_moe.experts.E.w1``, ``w2``, ``w3``, beside ``block_sparse_moe.gate``: the names and per-expert
+layout of the Mixtral checkpoints on the Hub, which transformers 4 and 5, vLLM and llama.cpp's converters
+read); each layer's router starts from ``moe_gates``. The config is transformers' ``MixtralConfig``
+made from the base's, with ``num_local_experts`` and ``num_experts_per_tok``.
 
 Tensors are streamed one at a time from the source models into safetensors shards (the layout fixed up front,
 each shard's header first), so memory holds one tensor and the routers, whatever the number of experts; the
@@ -70,8 +71,8 @@ def plan_moe(config: MoeConfig, base: ModelInfo, experts: list[ModelInfo]) -> li
     tensors = [MoeTensor(name, entry.shape, base, name) for name, entry in base.tensors.items() if ".mlp." not in name]
     hidden = base.facts.hidden_size or 0
     for layer in range(base.depth):
-        prefix = f"model.layers.{layer}.mlp"
-        tensors.append(MoeTensor(f"{prefix}.gate.weight", (len(experts), hidden), None, layer=layer))
+        prefix, moe = f"model.layers.{layer}.mlp", f"model.layers.{layer}.block_sparse_moe"
+        tensors.append(MoeTensor(f"{moe}.gate.weight", (len(experts), hidden), None, layer=layer))
         for index, expert in enumerate(experts):
             for slot, source in _MLP.items():
                 name = f"{prefix}.{source}.weight"
@@ -81,7 +82,7 @@ def plan_moe(config: MoeConfig, base: ModelInfo, experts: list[ModelInfo]) -> li
                         f"Expert {index} ({expert.label}) has no {name} shaped as the base's; every expert must be a "
                         f"fine-tune of {base.label} (run tui-merge inspect on them)."
                     )
-                tensors.append(MoeTensor(f"{prefix}.experts.{index}.{slot}.weight", entry.shape, expert, name, index,
+                tensors.append(MoeTensor(f"{moe}.experts.{index}.{slot}.weight", entry.shape, expert, name, index,
                                          layer))  # fmt: skip
     return tensors
 
