@@ -159,3 +159,10 @@ def test_a_stop_signal_midway_leaves_nothing_at_out(capsys, tmp_path, monkeypatc
 
     assert extract(llama_finetune, llama_base, tmp_path / "lora") == 130
     assert list(tmp_path.iterdir()) == [] and "interrupted" in capsys.readouterr().err
+
+
+def test_options_that_leave_no_linear_module_are_refused(capsys, tmp_path, llama_base, llama_finetune) -> None:
+    assert extract(llama_finetune, llama_base, tmp_path / "lora", "-i", "no_such_module") == 2
+
+    assert "there is nothing to extract as LoRA" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -227,10 +227,10 @@ def extract_lora(
                         on_module(result, done, total)
                 data.flush()
                 os.fsync(data.fileno())
-            if not summary.lora and not any(module.treatment == "whole" for module in summary.modules):
+            if not summary.lora:
                 raise BadInputError(
-                    f"{tuned.label} equals {base.label} in every module the options leave in; there is nothing to "
-                    "extract (check --include-regex and --exclude-regex, or the two models)."
+                    f"{tuned.label} equals {base.label} in every linear module the options leave in; there is nothing "
+                    "to extract as LoRA (check --include-regex and --exclude-regex, or the two models)."
                 )
             summary.bytes_written = _write_weights(partial, header, offset)
             _write_config(partial, summary, base_reference)
