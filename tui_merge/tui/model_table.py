@@ -19,6 +19,18 @@ from tui_merge.models.info import ModelInfo, distinct_labels
 from tui_merge.units import human_bytes
 
 
+@dataclass
+class ModelAsked(Message):
+    """Something the person asked of one model's row; ``control`` is the table, for ``@on`` selectors."""
+
+    table: ModelTable
+    model: str
+
+    @property
+    def control(self) -> ModelTable:
+        return self.table
+
+
 class ModelTable(DataTable):
     """The chosen models: base marker, name, architecture, layers, size."""
 
@@ -37,50 +49,24 @@ class ModelTable(DataTable):
     ]
 
     @dataclass
-    class BaseMarked(Message):
+    class BaseMarked(ModelAsked):
         """Mark ``model`` as the base."""
 
-        table: ModelTable
-        model: str
-
-        @property
-        def control(self) -> ModelTable:
-            return self.table
-
     @dataclass
-    class MoveRequested(Message):
+    class MoveRequested(ModelAsked):
         """Move ``model`` by ``step`` places (-1 up, 1 down)."""
 
-        table: ModelTable
-        model: str
         step: int
 
-        @property
-        def control(self) -> ModelTable:
-            return self.table
-
     @dataclass
-    class RemoveRequested(Message):
+    class RemoveRequested(ModelAsked):
         """Remove ``model``."""
 
-        table: ModelTable
-        model: str
-
-        @property
-        def control(self) -> ModelTable:
-            return self.table
-
     @dataclass
-    class AdapterRequested(Message):
+    class AdapterRequested(ModelAsked):
         """Attach an adapter to ``model`` (``attach``), or take its adapter off."""
 
-        table: ModelTable
-        model: str
         attach: bool
-
-        @property
-        def control(self) -> ModelTable:
-            return self.table
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
