@@ -36,11 +36,14 @@ class ModelsScreen(StepScreen):
         "reorder (the first model has the highest priority, which matters for circuit), "
         "delete removes. a attaches a LoRA adapter folder to the highlighted model (its weights are read with "
         "the adapter applied, and the config names it as model+adapter, as mergekit does); shift+a takes it "
-        "off again. A typed model+adapter reference works too. ctrl+n goes on once two models are added."
+        "off again. A typed model+adapter reference works too. ctrl+n goes on once two models are added.\n\n"
+        "ctrl+t builds something else from the models instead of a merge: l cuts a LoRA adapter of the "
+        "fine-tune on the base (tui-merge extract-lora), in a screen of its own."
     )
     BINDINGS = [
         Binding("ctrl+o", "browse", "browse", tooltip="browse folders for a model", id="browse"),
         Binding("ctrl+l", "cache", "HF cache", tooltip="list the models in the local Hugging Face cache", id="cache"),
+        Binding("ctrl+t", "tools", "tools", tooltip="build something else from these models: a LoRA adapter"),
     ]
     _replacing: str | None = None
     """The model an adapter is being attached to or taken off, while the new reference is inspected."""
@@ -156,6 +159,19 @@ class ModelsScreen(StepScreen):
         self.status(f"removed {labels[self.state.models.index(message.model)]}")
         self.state.remove_model(message.model)
         self.refresh_table()
+
+    def action_tools(self) -> None:
+        """Offer the other things these models can become; each opens its own screen."""
+        from tui_merge.tui.modals import ChoiceScreen
+        from tui_merge.tui.screens.extract import ExtractScreen
+
+        def answered(key: str | None) -> None:
+            if key == "l":
+                self.app.push_screen(ExtractScreen(self.state))
+
+        question = "Build from these models, instead of a merge:"
+        self.app.push_screen(ChoiceScreen(question, [("l", "a LoRA adapter of the fine-tune (extract-lora)")]),
+                             answered)  # fmt: skip
 
     def action_browse(self) -> None:
         def picked(folder: str | None) -> None:
