@@ -188,6 +188,8 @@ async def main() -> None:
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
         await shoot("9-extract-lora", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "l", "ctrl+r"))
+        await shoot("10-moe", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "m", "tab", "tab", *"Hello",
+                                                                          "tab", *"def f(x):", "ctrl+r"))  # fmt: skip
         fix_machine_figures()  # the clocks start again for each merge
         await shoot("7-run", WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=6))
         fix_machine_figures()

@@ -53,3 +53,35 @@ async def test_a_bad_rank_is_said_and_three_models_are_refused(workdir) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, ExtractScreen))
         title = str(app.screen.query_one("#extract-title", Static).render())
         assert "takes a base and one fine-tune; the Models step has 3 models" in title
+
+
+def moe_status(app: WizardApp) -> str:
+    return str(app.screen.query_one("#moe-status", Static).render())
+
+
+async def test_ctrl_t_then_m_saves_a_moe_config_builds_it_and_the_config_replays_to_the_same_bytes(workdir) -> None:
+    from textual.widgets import Select
+
+    from tui_merge.cli import main
+    from tui_merge.tui.screens.moe import MoeScreen
+
+    app = WizardApp(state_with("base", "chat", base="base"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+t", "m")
+        await wait_until(pilot, lambda: isinstance(app.screen, MoeScreen))
+        app.screen.query_one("#prompt-0", Input).value = "Hello there"
+        await pilot.press("ctrl+r")
+        assert "Give chat a prompt: gate mode hidden routes by them." in moe_status(app)
+        assert not (workdir / "moe.yaml").exists()
+
+        app.screen.query_one("#gate", Select).value = "cheap_embed"
+        app.screen.query_one("#prompt-1", Input).value = "def f(x):"
+        await pilot.press("ctrl+r")
+        await wait_until(pilot, lambda: "Built ./moe and verified" in moe_status(app))
+
+    saved = (workdir / "moe.yaml").read_text()
+    assert "gate_mode: cheap_embed" in saved and "positive_prompts:\n  - 'def f(x):'" in saved
+    assert main(["moe", "moe.yaml", "again", "--no-verify"]) == 0
+    assert (workdir / "again" / "model.safetensors").read_bytes() == (
+        workdir / "moe" / "model.safetensors"
+    ).read_bytes()

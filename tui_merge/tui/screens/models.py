@@ -38,12 +38,13 @@ class ModelsScreen(StepScreen):
         "the adapter applied, and the config names it as model+adapter, as mergekit does); shift+a takes it "
         "off again. A typed model+adapter reference works too. ctrl+n goes on once two models are added.\n\n"
         "ctrl+t builds something else from the models instead of a merge: l cuts a LoRA adapter of the "
-        "fine-tune on the base (tui-merge extract-lora), in a screen of its own."
+        "fine-tune on the base (tui-merge extract-lora), m a mixture of experts of every listed model (tui-merge "
+        "moe), each in a screen of its own."
     )
     BINDINGS = [
         Binding("ctrl+o", "browse", "browse", tooltip="browse folders for a model", id="browse"),
         Binding("ctrl+l", "cache", "HF cache", tooltip="list the models in the local Hugging Face cache", id="cache"),
-        Binding("ctrl+t", "tools", "tools", tooltip="build something else from these models: a LoRA adapter"),
+        Binding("ctrl+t", "tools", "tools", tooltip="build something else from these models: a LoRA, a MoE"),
     ]
     _replacing: str | None = None
     """The model an adapter is being attached to or taken off, while the new reference is inspected."""
@@ -164,14 +165,16 @@ class ModelsScreen(StepScreen):
         """Offer the other things these models can become; each opens its own screen."""
         from tui_merge.tui.modals import ChoiceScreen
         from tui_merge.tui.screens.extract import ExtractScreen
+        from tui_merge.tui.screens.moe import MoeScreen
 
         def answered(key: str | None) -> None:
             if key == "l":
                 self.app.push_screen(ExtractScreen(self.state))
+            elif key == "m":
+                self.app.push_screen(MoeScreen(self.state))
 
-        question = "Build from these models, instead of a merge:"
-        self.app.push_screen(ChoiceScreen(question, [("l", "a LoRA adapter of the fine-tune (extract-lora)")]),
-                             answered)  # fmt: skip
+        answers = [("l", "a LoRA adapter of the fine-tune (extract-lora)"), ("m", "a mixture of experts (moe)")]
+        self.app.push_screen(ChoiceScreen("Build from these models, instead of a merge:", answers), answered)
 
     def action_browse(self) -> None:
         def picked(folder: str | None) -> None:
