@@ -117,7 +117,8 @@ def test_random_routers_come_again_from_their_seed(tmp_path, llama_base, llama_f
     [
         ({"experts_per_token": 3, "gate_mode": "random"}, "experts_per_token is 3 but there are only 2 experts"),
         ({"gate_mode": "cheap_embed"}, "has no positive_prompts, which gate_mode cheap_embed routes by"),
-        ({"gate_mode": "random", "architecture": "qwen"}, "tui-merge moe builds Mixtral models only so far"),
+        ({"gate_mode": "random", "architecture": "qwen"}, "architecture: qwen needs one shared expert"),
+        ({"gate_mode": "random", "architecture": "deepseek"}, "tui-merge moe builds Mixtral and Qwen MoE models"),
         ({"gate_mode": "random", "gate_mod": "x"}, "unknown key gate_mod"),
     ],
 )
@@ -130,3 +131,23 @@ def test_bad_configs_are_refused_with_a_sentence_and_nothing_at_out(
 
     assert expected in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["moe.yaml"]
+
+
+def test_one_shared_expert_makes_a_qwen_moe_that_transformers_builds(tmp_path, llama_base, llama_finetune) -> None:
+    from transformers import AutoModelForCausalLM, Qwen2MoeForCausalLM
+
+    config = write_config(tmp_path, llama_base, [(llama_base, [], []), (llama_finetune, [], [])], gate_mode="random")
+    config.write_text(config.read_text() + f"shared_experts:\n  - source_model: {llama_finetune}\n")
+
+    assert main(["moe", str(config), str(tmp_path / "moe")]) == 0
+
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "moe").eval()
+    assert isinstance(model, Qwen2MoeForCausalLM) and model.config.num_experts == 2
+    built, tuned = weights(tmp_path / "moe"), load_file(llama_finetune / "model.safetensors")
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert torch.equal(built["model.layers.1.mlp.shared_expert.down_proj.weight"], tuned[name])
+    assert torch.equal(built["model.layers.1.mlp.experts.1.down_proj.weight"], tuned[name])
+    assert built["model.layers.0.mlp.shared_expert_gate.weight"].shape == (1, 32)
+    assert not built["model.layers.0.self_attn.q_proj.bias"].any()  # Qwen2 MoE's biases, zero as mergekit gives
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([[1, 5, 17]])).logits).all()

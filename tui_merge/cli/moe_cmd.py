@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     config, text = load_moe_config(args.config, allow_all_same=args.i_understand_this_is_not_useful_without_training)
     base = load_model_info(config.base_model)
     experts = [load_model_info(expert.source_model) for expert in config.experts]
+    shared = [load_model_info(expert.source_model) for expert in config.shared_experts or []]
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -33,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, stopped)
     try:
-        plan = build_moe(config, text, base, experts, Path(args.output), device="cuda" if args.cuda else args.device,
-                         force=args.force, shard_size=args.out_shard_size, say=say)  # fmt: skip
+        plan = build_moe(config, text, base, experts, Path(args.output), shared=shared, force=args.force,
+                         device="cuda" if args.cuda else args.device, shard_size=args.out_shard_size,
+                         say=say)  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"Built a Mixtral of {len(config.experts)} experts ({len(plan)} tensors) in {args.output}; its config is "
+    print(f"Built a mixture of {len(config.experts)} experts ({len(plan)} tensors) in {args.output}; its config is "
           f"saved there as mergekit_moe_config.yml.")  # fmt: skip
     if not args.verify:
         return 0

@@ -11,8 +11,13 @@ made from the base's, with ``num_local_experts`` and ``num_experts_per_tok``.
 Tensors are streamed one at a time from the source models into safetensors shards (the layout fixed up front,
 each shard's header first), so memory holds one tensor and the routers, whatever the number of experts; the
 output appears whole at ``OUT`` or not at all, with a manifest for ``verify`` and the config as
-``mergekit_moe_config.yml``. Other output architectures (Qwen MoE, DeepSeek MoE: shared experts) are refused
-with a sentence for now.
+``mergekit_moe_config.yml``.
+
+With one shared expert (``shared_experts``) the output is a Qwen MoE instead, as mergekit-moe builds it: the
+experts as ``mlp.experts.E.gate_proj``/``up_proj``/``down_proj``, the shared expert as ``mlp.shared_expert.*``
+with its gate ``mlp.shared_expert_gate`` (from its own prompts), zero biases on q, k and v where the base has
+none (Qwen2 MoE has them), and transformers' ``Qwen2MoeConfig``. DeepSeek MoE (several shared experts) is
+refused with a sentence for now.
 """
 
 from __future__ import annotations
@@ -55,25 +60,57 @@ class MoeTensor:
     layer: int | None = None
 
 
-def plan_moe(config: MoeConfig, base: ModelInfo, experts: list[ModelInfo]) -> list[MoeTensor]:
-    """Every output tensor in writing order; BadInputError when the experts cannot fill a Mixtral."""
+_QWEN_NAMES = ("qwen", "qwen_moe", "qwen2_moe")
+
+
+def output_architecture(config: MoeConfig, models: list[ModelInfo]) -> tuple[str, str]:
+    """The output's model type (``mixtral`` or ``qwen2_moe``) and why, as mergekit-moe picks it."""
+    types = {model.facts.model_type for model in models}
+    wanted = (config.architecture or "").lower().replace(" ", "_").replace("-", "_")
     if config.shared_experts:
-        raise BadInputError("shared_experts need a Qwen MoE or DeepSeek MoE output, which tui-merge moe does not build "
-                            "yet; remove shared_experts to build a Mixtral.")  # fmt: skip
-    if config.architecture and config.architecture.lower() != "mixtral":
-        raise BadInputError(f"architecture: {config.architecture}: tui-merge moe builds Mixtral models only so far.")
-    for model in [base, *experts]:
-        if model.facts.model_type not in _ACCEPTED:
+        if len(config.shared_experts) != 1:
+            raise BadInputError(f"shared_experts lists {len(config.shared_experts)} experts; a Qwen MoE has exactly "
+                                "one shared expert (DeepSeek MoE's several are not built here yet).")  # fmt: skip
+        if wanted not in ("", *_QWEN_NAMES):
+            raise BadInputError(f"architecture: {config.architecture} has no shared expert; remove shared_experts, "
+                                "or leave architecture out for a Qwen MoE.")  # fmt: skip
+        if types - {"llama", "mistral", "qwen2"}:
             raise BadInputError(
-                f"{model.label} is a {model.facts.model_type} model; a Mixtral is built from Llama or Mistral models "
-                "(the Qwen and DeepSeek MoE outputs are not here yet)."
+                f"A Qwen MoE is built from Qwen2, Llama or Mistral models, not {', '.join(sorted(types))}."
             )
+        if config.gate_mode not in ("random", "uniform_random") and not config.shared_experts[0].positive_prompts:
+            raise BadInputError(f"The shared expert has no positive_prompts, which gate_mode {config.gate_mode} routes "
+                                "its gate by; add prompts, or use gate_mode: random.")  # fmt: skip
+        return "qwen2_moe", "one shared expert makes a Qwen MoE (a Mixtral has none)"
+    if wanted in _QWEN_NAMES:
+        raise BadInputError(f"architecture: {config.architecture} needs one shared expert; add shared_experts.")
+    if wanted not in ("", "mixtral"):
+        raise BadInputError(f"architecture: {config.architecture}: tui-merge moe builds Mixtral and Qwen MoE models.")
+    if types - set(_ACCEPTED):
+        raise BadInputError(
+            f"A Mixtral is built from Llama or Mistral models, not {', '.join(sorted(types - set(_ACCEPTED)))}; with "
+            "one shared expert the same models make a Qwen MoE."
+        )
+    return "mixtral", "Llama and Mistral experts without a shared expert make a Mixtral"
+
+
+def plan_moe(
+    config: MoeConfig, base: ModelInfo, experts: list[ModelInfo], shared: list[ModelInfo] | None = None
+) -> list[MoeTensor]:
+    """Every output tensor in writing order; BadInputError when the experts cannot fill the output. ``shared``
+    holds the shared expert's model (a Qwen MoE)."""
+    shared = shared or []
+    kind, _ = output_architecture(config, [base, *experts, *shared])
+    qwen = kind == "qwen2_moe"
     tensors = [MoeTensor(name, entry.shape, base, name) for name, entry in base.tensors.items() if ".mlp." not in name]
     hidden = base.facts.hidden_size or 0
+    if qwen:  # Qwen2 MoE has biases on q, k and v: zeros where the base has none, as mergekit gives it
+        tensors += _zero_biases(base)
     for layer in range(base.depth):
-        prefix, moe = f"model.layers.{layer}.mlp", f"model.layers.{layer}.block_sparse_moe"
+        prefix = f"model.layers.{layer}.mlp"
+        moe = prefix if qwen else f"model.layers.{layer}.block_sparse_moe"
         tensors.append(MoeTensor(f"{moe}.gate.weight", (len(experts), hidden), None, layer=layer))
-        for index, expert in enumerate(experts):
+        for index, expert in enumerate([*experts, *shared]):
             for slot, source in _MLP.items():
                 name = f"{prefix}.{source}.weight"
                 entry, wanted = expert.tensors.get(name), base.tensors.get(name)
@@ -82,21 +119,48 @@ def plan_moe(config: MoeConfig, base: ModelInfo, experts: list[ModelInfo]) -> li
                         f"Expert {index} ({expert.label}) has no {name} shaped as the base's; every expert must be a "
                         f"fine-tune of {base.label} (run tui-merge inspect on them)."
                     )
-                tensors.append(MoeTensor(f"{moe}.experts.{index}.{slot}.weight", entry.shape, expert, name, index,
-                                         layer))  # fmt: skip
+                if index == len(experts):  # the shared expert
+                    output = f"{prefix}.shared_expert.{source}.weight"
+                else:
+                    output = f"{moe}.experts.{index}.{source if qwen else slot}.weight"
+                tensors.append(MoeTensor(output, entry.shape, expert, name, index, layer))
+        if qwen:
+            tensors.append(MoeTensor(f"{prefix}.shared_expert_gate.weight", (1, hidden), None, layer=layer,
+                                     expert=len(experts)))  # fmt: skip
     return tensors
 
 
-def mixtral_config(config: MoeConfig, base: ModelInfo, dtype: str) -> dict:
-    """config.json of the output: transformers' MixtralConfig made from the base's settings."""
+def _zero_biases(base: ModelInfo) -> list[MoeTensor]:
+    heads, kv_heads = base.facts.num_heads or 1, base.facts.num_kv_heads or base.facts.num_heads or 1
+    head_dim = (base.facts.hidden_size or 0) // heads
+    zeros = []
+    for layer in range(base.depth):
+        for part, count in (("q_proj", heads), ("k_proj", kv_heads), ("v_proj", kv_heads)):
+            name = f"model.layers.{layer}.self_attn.{part}.bias"
+            if name not in base.tensors:
+                zeros.append(MoeTensor(name, (count * head_dim,), None, source="zeros", layer=layer))
+    return zeros
+
+
+def output_config(config: MoeConfig, base: ModelInfo, dtype: str, kind: str) -> dict:
+    """config.json of the output: transformers' MixtralConfig or Qwen2MoeConfig made from the base's settings."""
     import transformers
 
     settings = json.loads((base.folder / "config.json").read_text(encoding="utf-8"))
     for key in ("model_type", "architectures", "auto_map", "transformers_version", "torch_dtype", "dtype"):
         settings.pop(key, None)
-    output = transformers.MixtralConfig(**settings)
-    output.architectures = ["MixtralForCausalLM"]
-    output.num_local_experts = len(config.experts)
+    if kind == "qwen2_moe":
+        output = transformers.Qwen2MoeConfig(**settings)
+        output.architectures = ["Qwen2MoeForCausalLM"]
+        output.num_experts = len(config.experts)
+        output.decoder_sparse_step = 1
+        output.norm_topk_prob = True
+        output.use_sliding_window = False
+        output.shared_expert_intermediate_size = output.moe_intermediate_size = settings.get("intermediate_size")
+    else:
+        output = transformers.MixtralConfig(**settings)
+        output.architectures = ["MixtralForCausalLM"]
+        output.num_local_experts = len(config.experts)
     output.num_experts_per_tok = config.experts_per_token
     output.sliding_window = None
     output.dtype = dtype
@@ -110,6 +174,7 @@ def build_moe(
     experts: list[ModelInfo],
     output: Path,
     *,
+    shared: list[ModelInfo] | None = None,
     device: str = "auto",
     force: bool = False,
     shard_size: str = "5GB",
@@ -122,21 +187,29 @@ def build_moe(
     from tui_merge.models.reader import TORCH_DTYPES, TensorReader
     from tui_merge.tools.moe_gates import gate_vectors
 
-    require_downloaded([base, *experts], "moe")
-    overlap = output_overlaps_input(output, [base, *experts])
+    shared = shared or []
+    require_downloaded([base, *experts, *shared], "moe")
+    overlap = output_overlaps_input(output, [base, *experts, *shared])
     if overlap is not None:
         raise BadInputError(overlap)
-    plan = plan_moe(config, base, experts)
+    kind, why = output_architecture(config, [base, *experts, *shared])
+    plan = plan_moe(config, base, experts, shared)
     dtype = DTYPE_ALIASES[config.dtype] if config.dtype else (base.weight_dtype or "float32")
     dtype = dtype if dtype in OUTPUT_DTYPES else "float32"
     tasks = tuple(TensorTask(item.name, item.shape, OUTPUT_DTYPES[dtype], (), (), None, {}, 0) for item in plan)
     shards = layout_shards(tasks, parse_size(shard_size))
     device = resolve_device(device, "--device")
-    settings = mixtral_config(config, base, dtype)
-    say(f"building a Mixtral: {len(experts)} experts, {config.experts_per_token} per token, {base.depth} layers "
-        f"(Llama and Mistral experts without shared experts make a Mixtral), routers from gate_mode "
-        f"{config.gate_mode}")  # fmt: skip
+    settings = output_config(config, base, dtype, kind)
+    name = "a Qwen MoE" if kind == "qwen2_moe" else "a Mixtral"
+    say(f"building {name}: {len(experts)} experts, {config.experts_per_token} per token, {base.depth} layers ({why}), "
+        f"routers from gate_mode {config.gate_mode}")  # fmt: skip
     gates = gate_vectors(config, base, device, say)
+    if shared:  # the shared expert's gate from its own prompts, and its own draws
+        seeded = config.tui_merge.model_copy(update={"seed": config.tui_merge.seed + 1})
+        solo = config.model_copy(update={"experts": config.shared_experts, "tui_merge": seeded})
+        gates = (gates, gate_vectors(solo, base, device, say))
+    else:
+        gates = (gates, None)
     generator = torch.Generator().manual_seed(config.tui_merge.seed)
     with OutputLock(output):
         check_output_safety(output, force=force)
@@ -180,12 +253,15 @@ def _tensor(item: MoeTensor, config: MoeConfig, gates, reader, generator):
     and residual scale)."""
     import torch
 
+    if item.model is None and item.source == "zeros":
+        return torch.zeros(item.shape)
     if item.model is None:
-        return gates[item.layer]
+        routers, shared = gates
+        return routers[item.layer] if item.expert is None else shared[item.layer]
     tensor = reader.read(item.model.tensors[item.source]).float()
     if item.expert is None:
         return tensor
-    expert = config.experts[item.expert]
+    expert = [*config.experts, *(config.shared_experts or [])][item.expert]
     if expert.noise_scale:
         tensor = tensor + torch.randn(tensor.shape, generator=generator) * expert.noise_scale
     if expert.residual_scale is not None and item.source.endswith("down_proj.weight"):
