@@ -138,3 +138,17 @@ def test_export_strips_each_stages_block_and_keeps_the_stages(capsys, tmp_path, 
     exported = capsys.readouterr().out
     assert "tui_merge" not in exported and exported.count("\n---\n") == 1
     assert exported.startswith("name: first\n") and "# the final merge\nmerge_method: linear" in exported
+
+
+def test_template_writes_stages_of_a_recipe_and_refuses_a_name_twice(capsys, tmp_path, llama_base, llama_finetune):
+    recipe = tmp_path / "multi.yaml"
+    for name, method in (("first", "slerp"), ("second", "linear")):
+        assert main(["template", str(llama_base), str(llama_finetune), "--method", method, "-o", str(recipe),
+                     "--stage", name]) == 0  # fmt: skip
+    written = recipe.read_text()
+
+    assert written.count("\n---\n") == 1 and "name: first\nmerge_method: slerp" in written
+    assert main(["run", str(recipe), str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "stage first -> " in capsys.readouterr().err
+    assert main(["template", str(llama_base), str(llama_finetune), "-o", str(recipe), "--stage", "first"]) == 2
+    assert "stage first is named twice" in capsys.readouterr().err and recipe.read_text() == written

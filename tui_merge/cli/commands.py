@@ -115,6 +115,8 @@ COMMANDS: tuple[Command, ...] = (
             arg("--base", metavar="MODEL", help="the base model (default: the first, for methods that use one)"),
             arg("-o", "--output", required=True, metavar="FILE", help="where to write the config"),
             arg("--force", action="store_true", help="overwrite FILE if it exists"),
+            arg("--stage", metavar="NAME",
+                help="write it as stage NAME of a multi-stage recipe (added to FILE when it exists)"),
         ),
     ),
     Command(
