@@ -152,3 +152,17 @@ def test_template_writes_stages_of_a_recipe_and_refuses_a_name_twice(capsys, tmp
     assert "stage first -> " in capsys.readouterr().err
     assert main(["template", str(llama_base), str(llama_finetune), "-o", str(recipe), "--stage", "first"]) == 2
     assert "stage first is named twice" in capsys.readouterr().err and recipe.read_text() == written
+
+
+def test_stages_that_cannot_all_fit_are_refused_before_the_first_merge(capsys, tmp_path, recipe, monkeypatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    model_bytes = (recipe.parent / "multi.yaml").stat().st_size  # any small figure: the stages need far more
+    usage = namedtuple("usage", "total used free")(1 << 40, 1 << 40, model_bytes)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage)
+
+    assert main(["run", str(recipe), str(tmp_path / "out")]) == 2
+
+    assert "The stages still to run need about" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["multi.yaml"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +34,8 @@ def run_stages(args: argparse.Namespace, text: str, output: str | None) -> int:
     loaded = {stage.name: replace(apply_mergekit_flags(parse_config(stage_text(stage, folders), source), args),
                                   rerun=again) for stage in stages}  # fmt: skip
     print(f"{len(plan)} stages: " + ", ".join(f"{stage.label} -> {folder}" for stage, folder in plan), file=sys.stderr)
+    to_run = [(stage, folder) for stage, folder in plan if not (args.lazy and _holds(folder, loaded[stage.name].text))]
+    _check_room(to_run, loaded, args)
     if args.dry_run:
         return 0
     for stage, folder in plan:
@@ -52,6 +55,40 @@ def run_stages(args: argparse.Namespace, text: str, output: str | None) -> int:
         if status:
             return status
     return 0
+
+
+def _check_room(to_run: list, loaded: dict, args: argparse.Namespace) -> None:
+    """Refuse before the first merge when the stages still to run cannot all fit on the output's disk.
+
+    A stage whose models are all here is planned, so its size is exact; one that reads an earlier stage's output
+    is taken to be as large as the largest stage it reads (a merge's output has the size of its models)."""
+    from tui_merge.engine.disk import free_space
+    from tui_merge.engine.job import plan_job
+    from tui_merge.engine.preflight import DISK_MARGIN
+    from tui_merge.units import human_bytes
+
+    sizes: dict[str | None, int] = {}
+    for stage, folder in to_run:
+        try:
+            sizes[stage.name] = plan_job(MergeJob(loaded[stage.name], folder, allow_crimes=args.allow_crimes)
+                                         ).bytes_to_write  # fmt: skip
+        except BadInputError:
+            if not stage.uses:
+                raise  # a stage of models that are all here: its mistake is said now, before any merge
+            used = [reference.partition("+")[0] for reference in stage.uses.values()]
+            sizes[stage.name] = max((sizes.get(name, 0) for name in used), default=0)
+    by_disk: dict[int, tuple[Path, int, int]] = {}
+    for stage, folder in to_run:
+        where, free = free_space(folder)
+        device = os.stat(where).st_dev
+        _, _, needed = by_disk.get(device, (where, free, 0))
+        by_disk[device] = (where, free, needed + int(sizes[stage.name] * DISK_MARGIN))
+    for where, free, needed in by_disk.values():
+        if needed > free:
+            raise BadInputError(
+                f"The stages still to run need about {human_bytes(needed)} on {where}, which has {human_bytes(free)} "
+                "free; make room, or put the stages elsewhere with -I DIR."
+            )
 
 
 def _holds(folder: Path, text: str) -> bool:
