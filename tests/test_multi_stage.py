@@ -103,9 +103,11 @@ def test_an_interrupted_second_stage_resumes_alone(capsys, tmp_path, recipe, mon
         (["name: a\n{a_body}", "name: a\n{a_body}", "{final}"], "multi.yaml:{line}: stage a is named twice"),
         (["name: a\n{uses_b}", "name: b\n{uses_a}", "{final}"], "the stages use one another in a circle (a -> b -> a)"),
         (
-            ["name: a\n{a_body}", "{uses_frist}"],
-            "the final stage uses frist, which is neither a folder here nor a stage",
+            ["name: first\n{a_body}", "{uses_frist}"],
+            "the final stage uses frist, which is neither a folder here nor a stage of this recipe; did you mean "
+            "stage 'first'?",
         ),
+        (["name: a\n{a_body}", "{uses_frist}"], "Model folder frist does not exist."),
         (["{a_body}", "{final}"], "a second document without a name"),
     ],
 )

@@ -15,6 +15,7 @@ Each stage's text is the document as written, with the names of earlier stages r
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,16 +144,19 @@ def documents(text: str) -> list[tuple[int, str]]:
 
 
 def _check_references(data: dict, names: set[str], text: str, source: str, stage: str | None) -> None:
-    """A bare word where a model goes that is neither a folder here nor a stage: a stage's name misspelt."""
+    """A bare word where a model goes that is no folder here but close to a stage's name: a misspelt stage (a word
+    close to none is left to the model lookup, which says what it is not: a folder, a cached id)."""
     for reference in _references(data).values():
         word = reference.partition("+")[0]
         if word in names or "/" in word or Path(word).expanduser().exists():
             continue
+        close = difflib.get_close_matches(word, sorted(names), n=1, cutoff=0.6)
+        if not close:
+            continue
         line = next(number for number, text_line in enumerate(text.splitlines(), 1) if word in text_line)
-        known = ", ".join(sorted(names)) or "none"
         what = f"stage {stage}" if stage else "the final stage"
         raise BadInputError(f"{source}:{line}: {what} uses {word}, which is neither a folder here nor a stage of "
-                            f"this recipe (its stages: {known}).")  # fmt: skip
+                            f"this recipe; did you mean stage {close[0]!r}?")  # fmt: skip
 
 
 def _uses(data: dict, names: set[str]) -> dict[tuple, str]:
