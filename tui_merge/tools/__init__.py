@@ -1,1 +1,2 @@
-"""mergekit's other tools on this engine: extracting a LoRA adapter from a fine-tune."""
+"""mergekit's other tools on this engine: extracting a LoRA adapter (``extract_lora``), building a mixture of
+experts (``moe_config``, ``moe_gates``, ``moe``), and multi-stage recipes (``stages``)."""
