@@ -151,3 +151,37 @@ def test_one_shared_expert_makes_a_qwen_moe_that_transformers_builds(tmp_path, l
     assert not built["model.layers.0.self_attn.q_proj.bias"].any()  # Qwen2 MoE's biases, zero as mergekit gives
     with torch.no_grad():
         assert torch.isfinite(model(torch.tensor([[1, 5, 17]])).logits).all()
+
+
+def test_a_stopped_build_keeps_its_finished_shards_and_resumes_to_the_same_bytes(
+    capsys, tmp_path, monkeypatch, llama_base, llama_finetune
+) -> None:
+    from tui_merge.tools import moe
+
+    config = write_config(tmp_path, llama_base, [(llama_base, [], []), (llama_finetune, [], [])], gate_mode="random")
+    config.write_text(config.read_text().replace(f"source_model: {llama_finetune}",
+                                                 f"source_model: {llama_finetune}\n    noise_scale: 0.01"))  # fmt: skip
+    small = ["--out-shard-size", "40KB", "--no-verify"]
+    assert main(["moe", str(config), str(tmp_path / "straight"), *small]) == 0
+    real, calls = moe._tensor, []
+
+    def stopped(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(moe, "_tensor", stopped)
+    assert main(["moe", str(config), str(tmp_path / "out"), *small]) == 130
+    said = capsys.readouterr().err
+    assert "shards are kept in" in said and "--resume" in said and not (tmp_path / "out").exists()
+    monkeypatch.setattr(moe, "_tensor", real)
+
+    assert main(["moe", str(config), str(tmp_path / "out"), *small, "--resume"]) == 0
+
+    assert "from the interrupted build" in capsys.readouterr().err
+    straight = sorted(path.name for path in (tmp_path / "straight").iterdir())
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == straight and len(straight) > 8
+    for name in straight:
+        if name.endswith(".safetensors"):
+            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name

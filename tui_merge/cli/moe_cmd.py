@@ -30,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     def stopped(number: int, frame: object) -> None:
-        raise KeyboardInterrupt  # the build removes OUT.partial on its way out
+        raise KeyboardInterrupt  # the build keeps its finished shards in OUT.partial for --resume
 
     previous = signal.signal(signal.SIGTERM, stopped)
     try:
         plan = build_moe(config, text, base, experts, Path(args.output), shared=shared, force=args.force,
                          device="cuda" if args.cuda else args.device, shard_size=args.out_shard_size,
-                         say=say)  # fmt: skip
+                         resume=args.resume, again=f"tui-merge moe {args.config} {args.output}", say=say)  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     print(f"Built a mixture of {len(config.experts)} experts ({len(plan)} tensors) in {args.output}; its config is "

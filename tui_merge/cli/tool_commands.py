@@ -65,6 +65,8 @@ TOOL_COMMANDS: tuple[Command, ...] = (
             arg("--cuda", action="store_true", help="run the routers' forward passes on the GPU (mergekit's flag)"),
             arg("--out-shard-size", default="5GB", metavar="SIZE", help="largest shard file (default 5GB)"),
             arg("--force", action="store_true", help="replace an earlier output (or an empty folder) at OUT"),
+            arg("--resume", action="store_true",
+                help="continue an interrupted build from OUT.partial (same config and inputs): finished shards kept"),
             arg("--no-verify", dest="verify", action="store_false", help="skip tui-merge verify on OUT afterwards"),
             arg("--i-understand-this-is-not-useful-without-training", action="store_true",
                 help="build even when every expert is the same model (mergekit-moe's flag)"),

@@ -31,10 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_merge.config.schema import DTYPE_ALIASES, parse_size
+from tui_merge.engine.journal import Journal
 from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
+from tui_merge.engine.merge_errors import MergeInterrupted
 from tui_merge.engine.preflight import check_output_safety, output_overlaps_input
-from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards
+from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards, tensor_seed
 from tui_merge.engine.writer import move_into_place, shard_header
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
@@ -178,13 +180,14 @@ def build_moe(
     device: str = "auto",
     force: bool = False,
     shard_size: str = "5GB",
+    resume: bool = False,
+    again: str = "tui-merge moe CONFIG OUT",
     say: Callable[[str], None] = print,
 ) -> list[MoeTensor]:
     """Build the MoE at ``output``; ``say`` gets a line per step (routers, each layer's experts)."""
-    import torch
 
     from tui_merge.devices import resolve_device
-    from tui_merge.models.reader import TORCH_DTYPES, TensorReader
+    from tui_merge.models.reader import TensorReader
     from tui_merge.tools.moe_gates import gate_vectors
 
     shared = shared or []
@@ -210,45 +213,93 @@ def build_moe(
         gates = (gates, gate_vectors(solo, base, device, say))
     else:
         gates = (gates, None)
-    generator = torch.Generator().manual_seed(config.tui_merge.seed)
+    fingerprint = moe_fingerprint(text, device, tasks, shards, [base, *experts, *shared])
     with OutputLock(output):
         check_output_safety(output, force=force)
         if output.exists() and any(output.iterdir()) and not force:
             raise BadInputError(f"{output} already exists and is not empty; choose another folder, or pass --force.")
         partial = partial_path(output)
-        if partial.exists():
-            raise BadInputError(f"{partial} is left from an interrupted build; remove it (rm -r {partial}).")
-        partial.mkdir(parents=True)
+        journal = _journal(partial, fingerprint, resume, again)
         try:
-            written: dict[str, tuple[int, str]] = {}
             with TensorReader() as reader:
                 for number, shard in enumerate(shards, 1):
-                    digest = hashlib.sha256()
-                    with (partial / shard.file_name).open("xb") as handle:
-                        header = shard_header(tasks, shard)
-                        handle.write(header)
-                        digest.update(header)
-                        for index in shard.tasks:
-                            item = plan[index]
-                            tensor = _tensor(item, config, gates, reader, generator).to(
-                                TORCH_DTYPES[tasks[index].dtype]
-                            )
-                            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-                            handle.write(raw)
-                            digest.update(raw)
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    written[shard.file_name] = (shard.size + len(header), digest.hexdigest())
+                    if shard.file_name in journal.finished:
+                        say(f"kept {shard.file_name} ({number} of {len(shards)}) from the interrupted build")
+                        continue
+                    size, digest = _write_shard(partial / shard.file_name, tasks, shard, plan, config, gates, reader)
+                    journal.record(shard.file_name, size, digest)
                     say(f"wrote {shard.file_name} ({number} of {len(shards)})")
+            written = {name: (shard.size, shard.sha256) for name, shard in journal.finished.items()}
             _finish(partial, settings, base, config, text, tasks, shards, written)
+            journal.remove()
             move_into_place(partial, output, replace=force)
+        except KeyboardInterrupt:
+            kept = len(journal.finished)
+            raise MergeInterrupted(f"stopped; nothing is at {output} yet, {kept} of {len(shards)} shards are kept in "
+                                   f"{partial}: continue with {again} --resume") from None  # fmt: skip
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
     return plan
 
 
-def _tensor(item: MoeTensor, config: MoeConfig, gates, reader, generator):
+def moe_fingerprint(text: str, device: str, tasks, shards, models: list[ModelInfo]) -> str:
+    """What decides the shards' bytes: the config's text, the device, the layout, and every input file (size and
+    modification time); a resume is accepted only for the same."""
+    digest = hashlib.sha256(f"{text}\0{device}".encode())
+    for shard in shards:
+        digest.update(shard.file_name.encode())
+        for index in shard.tasks:
+            task = tasks[index]
+            digest.update(f"{task.name}{task.shape}{task.dtype}".encode())
+    files = sorted({file for model in models for entry in model.tensors.values() for file in entry.files})
+    for file in files:
+        status = file.stat()
+        digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _journal(partial: Path, fingerprint: str, resume: bool, again: str) -> Journal:
+    """The journal of a fresh ``OUT.partial``, or, with ``resume``, the interrupted build's, checked; a shard the
+    journal does not name (cut short by the stop) is removed."""
+    if resume:
+        if not partial.is_dir():
+            raise BadInputError(f"There is no interrupted build to resume at {partial}; run without --resume.")
+        journal = Journal.load(partial)
+        journal.check(fingerprint, partial)
+        for path in partial.glob("*.safetensors"):
+            if path.name not in journal.finished:
+                path.unlink()
+        return journal
+    if partial.exists():
+        raise BadInputError(f"{partial} is left from an interrupted build; continue it with {again} --resume, or "
+                            f"remove it (rm -r {partial}) and run again.")  # fmt: skip
+    partial.mkdir(parents=True)
+    return Journal.create(partial, fingerprint)
+
+
+def _write_shard(path: Path, tasks, shard, plan, config: MoeConfig, gates, reader) -> tuple[int, str]:
+    """One shard, its header first, then each tensor as it is read; synced. Its size and sha256."""
+    import torch
+
+    from tui_merge.models.reader import TORCH_DTYPES
+
+    digest = hashlib.sha256()
+    with path.open("xb") as handle:
+        header = shard_header(tasks, shard)
+        handle.write(header)
+        digest.update(header)
+        for index in shard.tasks:
+            tensor = _tensor(plan[index], config, gates, reader).to(TORCH_DTYPES[tasks[index].dtype])
+            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+            handle.write(raw)
+            digest.update(raw)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return shard.size + len(header), digest.hexdigest()
+
+
+def _tensor(item: MoeTensor, config: MoeConfig, gates, reader):
     """The output tensor in float32: a router's rows, or a tensor read from its model (an expert's with its noise
     and residual scale)."""
     import torch
@@ -262,7 +313,8 @@ def _tensor(item: MoeTensor, config: MoeConfig, gates, reader, generator):
     if item.expert is None:
         return tensor
     expert = [*config.experts, *(config.shared_experts or [])][item.expert]
-    if expert.noise_scale:
+    if expert.noise_scale:  # drawn from the tensor's own seed: the same bytes whatever was built before it
+        generator = torch.Generator().manual_seed(tensor_seed(config.tui_merge.seed, item.name))
         tensor = tensor + torch.randn(tensor.shape, generator=generator) * expert.noise_scale
     if expert.residual_scale is not None and item.source.endswith("down_proj.weight"):
         tensor = tensor * expert.residual_scale
