@@ -141,12 +141,15 @@ def test_peft_loads_the_adapter(tmp_path, llama_base, llama_finetune) -> None:
     assert torch.allclose(merged[f"{Q_PROJ}.weight"], tuned[f"{Q_PROJ}.weight"], atol=1e-5)
 
 
-def test_a_stop_signal_midway_leaves_nothing_at_out(capsys, tmp_path, monkeypatch, llama_base, llama_finetune) -> None:
+def test_a_stop_signal_midway_keeps_the_finished_tensors_and_resume_gives_the_same_adapter(
+    capsys, tmp_path, monkeypatch, llama_base, llama_finetune
+) -> None:
     import os
     import signal
 
     from tui_merge.tools import extract_lora as tool
 
+    assert extract(llama_finetune, llama_base, tmp_path / "straight", "--rank", "3") == 0
     real, calls = tool._extract_one, []
 
     def signalled(*args, **kwargs):
@@ -156,9 +159,16 @@ def test_a_stop_signal_midway_leaves_nothing_at_out(capsys, tmp_path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(tool, "_extract_one", signalled)
+    assert extract(llama_finetune, llama_base, tmp_path / "lora", "--rank", "3") == 130
+    said = capsys.readouterr().err
+    assert "are kept in" in said and "--resume" in said and not (tmp_path / "lora").exists()
+    monkeypatch.setattr(tool, "_extract_one", real)
 
-    assert extract(llama_finetune, llama_base, tmp_path / "lora") == 130
-    assert list(tmp_path.iterdir()) == [] and "interrupted" in capsys.readouterr().err
+    assert extract(llama_finetune, llama_base, tmp_path / "lora", "--rank", "3", "--resume") == 0
+
+    for name in ("adapter_model.safetensors", "adapter_config.json"):
+        assert (tmp_path / "lora" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["lora", "straight"]
 
 
 def test_options_that_leave_no_linear_module_are_refused(capsys, tmp_path, llama_base, llama_finetune) -> None:

@@ -46,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{where} {result.name.removesuffix('.weight')}  {line}", file=sys.stderr, flush=True)
 
     def stopped(number: int, frame: object) -> None:
-        raise KeyboardInterrupt  # the extraction removes OUT.partial on its way out
+        raise KeyboardInterrupt  # the extraction keeps its finished tensors in OUT.partial for --resume
 
     previous = signal.signal(signal.SIGTERM, stopped)
     try:
+        again = " ".join(["tui-merge", *args.argv]).replace(" --resume", "")
         summary = extract_lora(base, tuned, Path(output), options, base_reference=args.base, force=args.force,
-                               on_module=said)  # fmt: skip
+                               resume=args.resume, again=again, on_module=said)  # fmt: skip
     finally:
         signal.signal(signal.SIGTERM, previous)
     lora, modules = summary.lora, summary.modules

@@ -47,6 +47,8 @@ TOOL_COMMANDS: tuple[Command, ...] = (
             arg("--device", default="auto", help="where the SVDs run: auto (CUDA when there is one), cpu, cuda:N"),
             arg("--cuda", action="store_true", help="run the SVDs on the GPU (mergekit's flag; --device cuda)"),
             arg("--force", action="store_true", help="replace an earlier adapter (or an empty folder) at OUT"),
+            arg("--resume", action="store_true",
+                help="continue an interrupted extraction from OUT.partial (same options and models)"),
         ),
     ),
     Command(

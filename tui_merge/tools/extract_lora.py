@@ -13,7 +13,8 @@ is not a matrix and differs is saved whole (``--skip-undecomposable`` leaves it 
 
 Only the two tensors in hand are in memory: each piece of the adapter is appended to a data file in
 ``OUT.partial`` as it is computed, and ``adapter_model.safetensors`` is written from it at the end, so memory
-does not grow with the model. The adapter appears at ``OUT`` whole, or not at all.
+does not grow with the model. The adapter appears at ``OUT`` whole, or not at all; a stop (Ctrl-C, SIGTERM) keeps
+the finished tensors with a journal (``extract_journal``) and ``--resume`` goes on with the next one.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from pathlib import Path
 from typing import Literal
 
 from tui_merge.engine.lock import OutputLock, partial_path
+from tui_merge.engine.merge_errors import MergeInterrupted
 from tui_merge.engine.preflight import output_overlaps_input
 from tui_merge.engine.tied_head import is_head_name
 from tui_merge.engine.writer import move_into_place
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
+from tui_merge.tools.extract_journal import JOURNAL, ExtractionJournal, extraction_fingerprint
 from tui_merge.tools.inputs import require_downloaded
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -182,6 +185,8 @@ def extract_lora(
     *,
     base_reference: str,
     force: bool = False,
+    resume: bool = False,
+    again: str = "tui-merge extract-lora ...",
     on_module: Callable[[ModuleResult, int, int], None] | None = None,
 ) -> ExtractionSummary:
     """Cut the adapter and move it to ``output``; ``on_module(result, done, total)`` after each tensor."""
@@ -201,40 +206,62 @@ def extract_lora(
     dtype_name = options.dtype or tuned.weight_dtype or "float32"
     out_dtype = getattr(torch, dtype_name if dtype_name in _TORCH_NAMES else "float32")
     summary = ExtractionSummary(output)
+    fingerprint = extraction_fingerprint(options, device, [base, tuned])
     with OutputLock(output):
-        _check_output(output, force)
+        _check_output(output, force, resume, again)
         partial = partial_path(output)
-        partial.mkdir(parents=True)
+        if resume:
+            journal = ExtractionJournal.load(partial, fingerprint)
+        else:
+            partial.mkdir(parents=True)
+            journal = ExtractionJournal.create(partial, fingerprint)
         try:
             header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-            offset = 0
-            with (partial / _DATA).open("wb") as data, TensorReader() as reader:
+            for record in journal.done.values():
+                header.update(record["entries"])
+                summary.modules.append(ModuleResult(**record["result"]))
+            offset = journal.end
+            (partial / _DATA).touch()
+            with (partial / _DATA).open("r+b") as data, TensorReader() as reader:
+                data.truncate(offset)  # what a stop cut short goes; the recorded pieces stay
+                data.seek(offset)
+                pieces: dict[str, object] = {}
 
                 def put(key: str, tensor: torch.Tensor) -> None:
                     nonlocal offset
                     tensor = tensor.detach().to("cpu", out_dtype).contiguous()
                     raw = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-                    header[key] = {"dtype": _TORCH_NAMES[dtype_name], "shape": list(tensor.shape),
+                    pieces[key] = {"dtype": _TORCH_NAMES[dtype_name], "shape": list(tensor.shape),
                                    "data_offsets": [offset, offset + len(raw)]}  # fmt: skip
                     data.write(raw)
                     offset += len(raw)
 
                 total = len(plan)
                 for done, (name, (treatment, reason)) in enumerate(sorted(plan.items()), 1):
+                    if name in journal.done:
+                        continue
+                    pieces.clear()
                     result = _extract_one(name, treatment, reason, base, tuned, reader, device, options, put)
+                    data.flush()
+                    os.fsync(data.fileno())
+                    journal.record(name, result, dict(pieces), offset)
+                    header.update(pieces)
                     summary.modules.append(result)
                     if on_module is not None:
                         on_module(result, done, total)
-                data.flush()
-                os.fsync(data.fileno())
             if not summary.lora:
                 raise BadInputError(
                     f"{tuned.label} equals {base.label} in every linear module the options leave in; there is nothing "
                     "to extract as LoRA (check --include-regex and --exclude-regex, or the two models)."
                 )
+            summary.modules.sort(key=lambda module: module.name)
             summary.bytes_written = _write_weights(partial, header, offset)
             _write_config(partial, summary, base_reference)
+            (partial / JOURNAL).unlink()
             move_into_place(partial, output, replace=force)
+        except KeyboardInterrupt:
+            raise MergeInterrupted(f"stopped; nothing is at {output} yet, {len(journal.done)} of {len(plan)} tensors "
+                                   f"are kept in {partial}: continue with {again} --resume") from None  # fmt: skip
         except BaseException:
             shutil.rmtree(partial, ignore_errors=True)
             raise
@@ -252,13 +279,16 @@ def _check_kinship(base: ModelInfo, tuned: ModelInfo) -> None:
         raise BadInputError(f"{errors[0].message} An adapter extracts what a fine-tune changed in its own base.")
 
 
-def _check_output(output: Path, force: bool) -> None:
+def _check_output(output: Path, force: bool, resume: bool, again: str) -> None:
     from tui_merge.engine.preflight import check_output_safety
 
     check_output_safety(output, force=force)
     leftover = partial_path(output)
-    if leftover.exists():
-        raise BadInputError(f"{leftover} is left from an interrupted extraction; remove it (rm -r {leftover}).")
+    if resume and not leftover.is_dir():
+        raise BadInputError(f"There is no interrupted extraction to resume at {leftover}; run without --resume.")
+    if leftover.exists() and not resume:
+        raise BadInputError(f"{leftover} is left from an interrupted extraction; continue it with {again} --resume, "
+                            f"or remove it (rm -r {leftover}) and run again.")  # fmt: skip
     if output.exists() and any(output.iterdir()) and not force:
         raise BadInputError(f"{output} already exists and is not empty; choose another folder, or pass --force.")
 
