@@ -118,7 +118,8 @@ def test_random_routers_come_again_from_their_seed(tmp_path, llama_base, llama_f
         ({"experts_per_token": 3, "gate_mode": "random"}, "experts_per_token is 3 but there are only 2 experts"),
         ({"gate_mode": "cheap_embed"}, "has no positive_prompts, which gate_mode cheap_embed routes by"),
         ({"gate_mode": "random", "architecture": "qwen"}, "architecture: qwen needs one shared expert"),
-        ({"gate_mode": "random", "architecture": "deepseek"}, "tui-merge moe builds Mixtral and Qwen MoE models"),
+        ({"gate_mode": "random", "architecture": "deepseek"}, "loads only with DeepSeek's own model code"),
+        ({"gate_mode": "random", "architecture": "gemma"}, "tui-merge moe builds Mixtral and Qwen MoE models"),
         ({"gate_mode": "random", "gate_mod": "x"}, "unknown key gate_mod"),
     ],
 )

@@ -86,6 +86,12 @@ def output_architecture(config: MoeConfig, models: list[ModelInfo]) -> tuple[str
         return "qwen2_moe", "one shared expert makes a Qwen MoE (a Mixtral has none)"
     if wanted in _QWEN_NAMES:
         raise BadInputError(f"architecture: {config.architecture} needs one shared expert; add shared_experts.")
+    if wanted.startswith("deepseek"):
+        raise BadInputError(
+            f"architecture: {config.architecture}: mergekit's DeepSeek MoE output loads only with DeepSeek's own "
+            "model code (trust_remote_code), which tui-merge never runs; leave architecture out for a Mixtral, or "
+            "give one shared expert for a Qwen MoE."
+        )
     if wanted not in ("", "mixtral"):
         raise BadInputError(f"architecture: {config.architecture}: tui-merge moe builds Mixtral and Qwen MoE models.")
     if types - set(_ACCEPTED):
