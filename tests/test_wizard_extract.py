@@ -12,7 +12,7 @@ from tui_merge.tui.screens.extract import ExtractScreen
 
 
 def status(app: WizardApp) -> str:
-    return str(app.screen.query_one("#extract-status", Static).render())
+    return str(app.screen.query_one("#tool-status", Static).render())
 
 
 async def test_ctrl_t_then_l_cuts_an_adapter_of_the_fine_tune_with_a_line_per_module(workdir) -> None:
@@ -46,6 +46,8 @@ async def test_a_bad_rank_is_said_and_three_models_are_refused(workdir) -> None:
         await pilot.press("ctrl+r")
         assert "rank must be a whole number of at least 1." in status(app)
         assert not (workdir / "chat-lora").exists()
+        await pilot.press("f1")
+        assert "Extract a LoRA adapter" in str(app.screen.query_one("Label").render())
 
     app = WizardApp(state_with("base", "chat", "other"))
     async with app.run_test(size=SIZE) as pilot:
@@ -56,7 +58,7 @@ async def test_a_bad_rank_is_said_and_three_models_are_refused(workdir) -> None:
 
 
 def moe_status(app: WizardApp) -> str:
-    return str(app.screen.query_one("#moe-status", Static).render())
+    return str(app.screen.query_one("#tool-status", Static).render())
 
 
 async def test_ctrl_t_then_m_saves_a_moe_config_builds_it_and_the_config_replays_to_the_same_bytes(workdir) -> None:

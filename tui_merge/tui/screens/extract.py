@@ -19,12 +19,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ProgressBar, RichLog, Static
-from textual.worker import Worker, WorkerState
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.screens.tool_screen import ToolScreen
 from tui_merge.wizard.state import WizardState
 
 
@@ -32,7 +31,7 @@ class ExtractionStopped(Exception):
     """escape stopped the extraction between two tensors."""
 
 
-class ExtractScreen(Screen):
+class ExtractScreen(ToolScreen):
     """Cut a LoRA adapter from the fine-tune and its base."""
 
     DEFAULT_CSS = """
@@ -43,13 +42,15 @@ class ExtractScreen(Screen):
     ExtractScreen #extract-form #folder { width: 1fr; margin: 0; }
     ExtractScreen #extract-command { height: auto; padding: 0 1; color: $text-muted; }
     ExtractScreen #extract-log { height: 1fr; border: round $panel; }
-    ExtractScreen #extract-status { height: auto; max-height: 3; padding: 0 1; }
+    ExtractScreen #tool-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS = [
         Binding("ctrl+r", "extract", "extract", tooltip="cut the adapter into the output folder"),
         Binding("escape", "back", "stop/back", tooltip="stop a running extraction, else back to the models"),
         Binding("f1", "help", "help", tooltip="this help, with every key of the extraction"),
     ]
+    GROUP = "extract"
+    HELP_TITLE = "Extract a LoRA adapter"
     HELP = (
         "A LoRA adapter turns the base into its fine-tune: per linear module, the truncated SVD of the "
         "difference between the two, in float32. Embeddings, the head and changed norms are saved whole; "
@@ -69,13 +70,6 @@ class ExtractScreen(Screen):
         def __init__(self, line: str, done: int, total: int) -> None:
             super().__init__()
             self.line, self.done, self.total = line, done, total
-
-    class Ended(Message):
-        """The extraction ended: the summary, or why it did not finish."""
-
-        def __init__(self, text: str, error: bool) -> None:
-            super().__init__()
-            self.text, self.error = text, error
 
     def __init__(self, state: WizardState) -> None:
         super().__init__()
@@ -98,7 +92,7 @@ class ExtractScreen(Screen):
         yield Static("", id="extract-command")
         yield ProgressBar(id="extract-progress", show_eta=False)
         yield RichLog(id="extract-log", wrap=True, markup=False)
-        yield Static("", id="extract-status")
+        yield Static("", id="tool-status")
         yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
@@ -157,9 +151,6 @@ class ExtractScreen(Screen):
         words.append(self.query_one("#folder", Input).value.strip())
         self.query_one("#extract-command", Static).update(Text("same without the wizard: " + shlex.join(words)))
 
-    def say(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#extract-status", Static).update(Text(text, style="bold red" if error else ""))
-
     def action_extract(self) -> None:
         if self.running or self.tuned is None:
             return
@@ -210,24 +201,9 @@ class ExtractScreen(Screen):
         self.query_one("#extract-log", RichLog).write(Text(message.line))
         self.query_one("#extract-progress", ProgressBar).update(total=message.total, progress=message.done)
 
-    def on_extract_screen_ended(self, message: Ended) -> None:
-        self.running = False
-        self.say(message.text, error=message.error)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR and event.worker.group == "extract":
-            self.running = False
-            self.say(f"failed: {type(event.worker.error).__name__}: {event.worker.error}", error=True)
-
     def action_back(self) -> None:
         if self.running:
             self.stop.set()
             self.say("stopping at the next module…")
             return
         self.dismiss()
-
-    def action_help(self) -> None:
-        from tui_merge.tui.modals import HelpScreen
-        from tui_merge.tui.step import step_keys
-
-        self.app.push_screen(HelpScreen("Extract a LoRA adapter", self.HELP, step_keys(self)))

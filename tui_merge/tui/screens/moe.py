@@ -18,12 +18,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, RichLog, Select, Static
-from textual.worker import Worker, WorkerState
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.screens.tool_screen import ToolScreen
 from tui_merge.wizard.state import WizardState, free_name
 
 GATE_MODES = [
@@ -34,7 +33,7 @@ GATE_MODES = [
 ]
 
 
-class MoeScreen(Screen):
+class MoeScreen(ToolScreen):
     """Build a Mixtral from the listed models."""
 
     DEFAULT_CSS = """
@@ -44,13 +43,15 @@ class MoeScreen(Screen):
     MoeScreen .row Label { width: 20; }
     MoeScreen .row TextField, MoeScreen .row Select { width: 1fr; }
     MoeScreen #moe-log { height: 1fr; border: round $panel; }
-    MoeScreen #moe-status { height: auto; max-height: 3; padding: 0 1; }
+    MoeScreen #tool-status { height: auto; max-height: 3; padding: 0 1; }
     """
     BINDINGS = [
         Binding("ctrl+r", "build", "build", tooltip="save the config and build the mixture of experts"),
         Binding("escape", "back", "back", tooltip="back to the models (a running build goes on)"),
         Binding("f1", "help", "help", tooltip="this help, with every key of the build"),
     ]
+    GROUP = "moe"
+    HELP_TITLE = "Build a mixture of experts"
     HELP = (
         "A mixture of experts (a Mixtral) from the listed models: attention, norms and embeddings from the base "
         "(the model marked base, else the first), each layer's MLP of every listed model as one expert.\n\n"
@@ -69,13 +70,6 @@ class MoeScreen(Screen):
         def __init__(self, line: str) -> None:
             super().__init__()
             self.line = line
-
-    class Ended(Message):
-        """The build ended: the summary, or why it did not finish."""
-
-        def __init__(self, text: str, error: bool) -> None:
-            super().__init__()
-            self.text, self.error = text, error
 
     def __init__(self, state: WizardState) -> None:
         super().__init__()
@@ -106,7 +100,7 @@ class MoeScreen(Screen):
                 yield TextField(str(free_name(default) if default.exists() else default), id="moe-config",
                                 compact=True)  # fmt: skip
         yield RichLog(id="moe-log", wrap=True, markup=False)
-        yield Static("", id="moe-status")
+        yield Static("", id="tool-status")
         yield Footer(show_command_palette=False, compact=True)
 
     def on_mount(self) -> None:
@@ -143,9 +137,6 @@ class MoeScreen(Screen):
         return "# a mixture of experts written by the tui-merge wizard; replay: tui-merge moe THIS_FILE OUT\n" + (
             yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
         )
-
-    def say(self, text: str, *, error: bool = False) -> None:
-        self.query_one("#moe-status", Static).update(Text(text, style="bold red" if error else ""))
 
     def action_build(self) -> None:
         if self.running or len(self.state.models) < 2:
@@ -190,23 +181,8 @@ class MoeScreen(Screen):
     def on_moe_screen_said(self, message: Said) -> None:
         self.query_one("#moe-log", RichLog).write(Text(message.line))
 
-    def on_moe_screen_ended(self, message: Ended) -> None:
-        self.running = False
-        self.say(message.text, error=message.error)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state == WorkerState.ERROR and event.worker.group == "moe":
-            self.running = False
-            self.say(f"failed: {type(event.worker.error).__name__}: {event.worker.error}", error=True)
-
     def action_back(self) -> None:
         if self.running:
             self.say("the build goes on; wait for it to end before leaving")
             return
         self.dismiss()
-
-    def action_help(self) -> None:
-        from tui_merge.tui.modals import HelpScreen
-        from tui_merge.tui.step import step_keys
-
-        self.app.push_screen(HelpScreen("Build a mixture of experts", self.HELP, step_keys(self)))
