@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tui_merge.errors import BadInputError
 
@@ -41,11 +42,24 @@ def plan_fingerprint(plan: Plan) -> str:
         digest.update(shard.file_name.encode())
         for index in shard.tasks:
             digest.update(_task_signature(plan.tasks[index]).encode())
-    files = sorted({file for task in plan.tasks for ref in task.reads for file in ref.entry.files})
-    for file in files:
+    add_input_files(digest, {file for task in plan.tasks for ref in task.reads for file in ref.entry.files})
+    return digest.hexdigest()
+
+
+def add_input_files(digest: Any, files: Iterable[Path]) -> None:
+    """Each input file's real path, size and modification time into ``digest``: a file that changed since the
+    journal began makes another fingerprint (the merge, ``moe`` and ``extract-lora`` journals all ask this)."""
+    for file in sorted(set(files)):
         status = file.stat()
         digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
-    return digest.hexdigest()
+
+
+def append_synced(path: Path, entry: dict) -> None:
+    """One JSON line at the end of a journal, flushed and synced before the work goes on."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _task_signature(task) -> str:
@@ -165,7 +179,4 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
     def _append(self, entry: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_synced(self.path, entry)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tui_merge.engine.journal import add_input_files, append_synced
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 
@@ -25,10 +25,7 @@ JOURNAL = ".extract_journal.jsonl"
 def extraction_fingerprint(options: Any, device: str, models: list[ModelInfo]) -> str:
     """What decides the adapter's bytes: the options, the device, and every input file."""
     digest = hashlib.sha256(json.dumps(asdict(options), sort_keys=True).encode() + device.encode())
-    files = sorted({file for model in models for entry in model.tensors.values() for file in entry.files})
-    for file in files:
-        status = file.stat()
-        digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
+    add_input_files(digest, {file for model in models for entry in model.tensors.values() for file in entry.files})
     return digest.hexdigest()
 
 
@@ -84,7 +81,4 @@ class ExtractionJournal:
         self._append(record)
 
     def _append(self, entry: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(entry) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_synced(self.path, entry)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tui_merge.config.schema import DTYPE_ALIASES, parse_size
-from tui_merge.engine.journal import Journal
+from tui_merge.engine.journal import Journal, add_input_files
 from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.merge_errors import MergeInterrupted
@@ -258,10 +258,7 @@ def moe_fingerprint(text: str, device: str, tasks, shards, models: list[ModelInf
         for index in shard.tasks:
             task = tasks[index]
             digest.update(f"{task.name}{task.shape}{task.dtype}".encode())
-    files = sorted({file for model in models for entry in model.tensors.values() for file in entry.files})
-    for file in files:
-        status = file.stat()
-        digest.update(f"{file.resolve()}:{status.st_size}:{status.st_mtime_ns}".encode())
+    add_input_files(digest, {file for model in models for entry in model.tensors.values() for file in entry.files})
     return digest.hexdigest()
 
 
