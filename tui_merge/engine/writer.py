@@ -154,10 +154,7 @@ class OutputWriter:
         shutil.rmtree(self.partial, ignore_errors=True)
 
     def _write_text(self, name: str, text: str) -> None:
-        with (self.partial / name).open("w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(self.partial / name, text)
 
 
 class _ShardStream:
@@ -214,6 +211,14 @@ class _ShardStream:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def write_synced(path: Path, text: str) -> None:
+    """A text file of the partial output, synced before the folder is moved into place."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def move_into_place(partial: Path, output: Path, *, replace: bool) -> None:

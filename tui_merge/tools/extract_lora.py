@@ -33,7 +33,7 @@ from tui_merge.engine.lock import OutputLock, partial_path
 from tui_merge.engine.merge_errors import MergeInterrupted
 from tui_merge.engine.preflight import output_overlaps_input
 from tui_merge.engine.tied_head import is_head_name
-from tui_merge.engine.writer import move_into_place
+from tui_merge.engine.writer import move_into_place, write_synced
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.models.safetensors_header import FLOAT_DTYPES
@@ -354,7 +354,4 @@ def _write_config(partial: Path, summary: ExtractionSummary, base_reference: str
         "fan_in_fan_out": False,
         "inference_mode": True,
     }
-    with (partial / "adapter_config.json").open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(settings, indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_synced(partial / "adapter_config.json", json.dumps(settings, indent=2) + "\n")

@@ -37,7 +37,7 @@ from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.merge_errors import MergeInterrupted
 from tui_merge.engine.preflight import check_output_safety, output_overlaps_input
 from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards, tensor_seed
-from tui_merge.engine.writer import move_into_place, shard_header
+from tui_merge.engine.writer import move_into_place, shard_header, write_synced
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.tools.inputs import require_downloaded
@@ -339,9 +339,6 @@ def _finish(partial: Path, settings: dict, base: ModelInfo, config: MoeConfig, t
     if generation.is_file():
         files["generation_config.json"] = generation.read_text(encoding="utf-8")
     for name, content in files.items():
-        with (partial / name).open("w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(partial / name, content)
     source = Path(config.tokenizer_source) if config.tokenizer_source not in (None, "base") else base.folder
     write_tokenizer(source, (), partial)
