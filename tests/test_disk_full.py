@@ -68,14 +68,14 @@ def test_a_full_disk_while_a_shard_is_finished_keeps_the_partial_and_resume_give
 ) -> None:
     from tui_merge.engine import writer
 
-    real_init = writer._ShardStream.__init__
+    real_init = writer.ShardStream.__init__
 
     def opened(self, path: Path) -> None:
         real_init(self, path)
         if "-00002-of-" in path.name:
             self._file = _FailingFile(self._file, step)
 
-    monkeypatch.setattr(writer._ShardStream, "__init__", opened)
+    monkeypatch.setattr(writer.ShardStream, "__init__", opened)
     output = tmp_path / "out"
 
     status = main(["run", str(recipe), str(output)])
@@ -87,7 +87,7 @@ def test_a_full_disk_while_a_shard_is_finished_keeps_the_partial_and_resume_give
     assert "free at least" in message and "1 of 6 shards are finished and kept" in message and "--resume" in message
     assert "Traceback" not in err and not output.exists()
 
-    monkeypatch.setattr(writer._ShardStream, "__init__", real_init)  # the disk has room again
+    monkeypatch.setattr(writer.ShardStream, "__init__", real_init)  # the disk has room again
     assert main(["run", str(recipe), str(output), "--resume"]) == 0
     assert folder_digest(output) == reference
 

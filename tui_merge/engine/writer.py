@@ -74,7 +74,7 @@ class OutputWriter:
         self.output = output
         self.partial = partial_path(output)
         self.replace = replace
-        self._stream: _ShardStream | None = None
+        self._stream: ShardStream | None = None
 
     def start(self) -> None:
         """Create the partial folder (the caller holds the output's lock)."""
@@ -92,7 +92,7 @@ class OutputWriter:
 
     def open_shard(self, shard: Shard) -> None:
         """Create a shard file and write its header."""
-        self._stream = _ShardStream(self.partial / shard.file_name)
+        self._stream = ShardStream(self.partial / shard.file_name)
         self._stream.put(shard_header(self.plan.tasks, shard))
 
     def write_tensor(self, task: TensorTask, tensor: torch.Tensor) -> None:
@@ -157,7 +157,7 @@ class OutputWriter:
         write_synced(self.partial / name, text)
 
 
-class _ShardStream:
+class ShardStream:
     """One shard file written and hashed on its own thread, in the order the pieces were put."""
 
     def __init__(self, path: Path) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from tui_merge.engine.manifest import MANIFEST_NAME, manifest_text
 from tui_merge.engine.merge_errors import MergeInterrupted
 from tui_merge.engine.preflight import check_output_safety, output_overlaps_input
 from tui_merge.engine.tasks import OUTPUT_DTYPES, TensorTask, layout_shards, tensor_seed
-from tui_merge.engine.writer import move_into_place, shard_header, write_synced
+from tui_merge.engine.writer import ShardStream, move_into_place, shard_header, write_synced
 from tui_merge.errors import BadInputError
 from tui_merge.models.info import ModelInfo
 from tui_merge.tools.inputs import require_downloaded
@@ -282,24 +281,20 @@ def _journal(partial: Path, fingerprint: str, resume: bool, again: str) -> Journ
 
 
 def _write_shard(path: Path, tasks, shard, plan, config: MoeConfig, gates, reader) -> tuple[int, str]:
-    """One shard, its header first, then each tensor as it is read; synced. Its size and sha256."""
-    import torch
-
+    """One shard through the merge's shard stream (header first, each tensor as it is read, hashed and synced on
+    the writer's thread); its size and sha256."""
     from tui_merge.models.reader import TORCH_DTYPES
 
-    digest = hashlib.sha256()
-    with path.open("xb") as handle:
-        header = shard_header(tasks, shard)
-        handle.write(header)
-        digest.update(header)
+    stream = ShardStream(path)
+    try:
+        stream.put(shard_header(tasks, shard))
         for index in shard.tasks:
             tensor = _tensor(plan[index], config, gates, reader).to(TORCH_DTYPES[tasks[index].dtype])
-            raw = tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-            handle.write(raw)
-            digest.update(raw)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return shard.size + len(header), digest.hexdigest()
+            stream.put(tensor.contiguous().reshape(-1))
+        return stream.close()
+    except BaseException:
+        stream.abort()
+        raise
 
 
 def _tensor(item: MoeTensor, config: MoeConfig, gates, reader):
