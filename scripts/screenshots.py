@@ -187,6 +187,11 @@ async def main() -> None:
             "6-review",
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
         )
+        await shoot(
+            "6-review-stage",
+            WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
+            ("ctrl+g",),
+        )
         await shoot("9-extract-lora", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "l", "ctrl+r"))
         await shoot("10-moe", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "m", "tab", "tab", *"Hello",
                                                                           "tab", *"def f(x):", "ctrl+r"))  # fmt: skip

@@ -42,6 +42,21 @@ def test_two_stages_equal_the_two_merges_run_by_hand(
     assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "two" / shard).read_bytes()
 
 
+def test_a_relative_output_never_reads_a_stage_folder_as_a_hub_id(capsys, tmp_path, recipe, monkeypatch) -> None:
+    # "out.stages/first" looks like org/name before stage first has run; no stage folder may go to the Hub
+    monkeypatch.chdir(tmp_path)
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: a Hub lookup would fail the run
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    assert main(["run", "multi.yaml", "out"]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert "Hub" not in capsys.readouterr().err
+
+
 def test_a_second_run_keeps_the_finished_stages_and_redoes_only_what_changed(capsys, tmp_path, recipe) -> None:
     assert main(["run", str(recipe), str(tmp_path / "out")]) == 0
     capsys.readouterr()
@@ -153,7 +168,7 @@ def test_template_writes_stages_of_a_recipe_and_refuses_a_name_twice(capsys, tmp
     assert main(["run", str(recipe), str(tmp_path / "out"), "--dry-run"]) == 0
     assert "stage first -> " in capsys.readouterr().err
     assert main(["template", str(llama_base), str(llama_finetune), "-o", str(recipe), "--stage", "first"]) == 2
-    assert "stage first is named twice" in capsys.readouterr().err and recipe.read_text() == written
+    assert "has a stage first already" in capsys.readouterr().err and recipe.read_text() == written
 
 
 def test_stages_that_cannot_all_fit_are_refused_before_the_first_merge(capsys, tmp_path, recipe, monkeypatch) -> None:
@@ -168,3 +183,23 @@ def test_stages_that_cannot_all_fit_are_refused_before_the_first_merge(capsys, t
 
     assert "The stages still to run need about" in capsys.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["multi.yaml"]
+
+
+def test_a_recipe_is_written_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+    from tui_merge.tools import stages
+
+    recipe = tmp_path / "multi.yaml"
+    recipe.write_text("name: first\nmerge_method: linear\n")
+    before = recipe.stat().st_mode & 0o777
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(stages.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        stages.write_recipe(recipe, "name: second\n")
+    assert recipe.read_text() == "name: first\nmerge_method: linear\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["multi.yaml"]  # no temporary file left
+    monkeypatch.undo()
+    stages.write_recipe(recipe, "name: second\n")
+    assert recipe.read_text() == "name: second\n" and recipe.stat().st_mode & 0o777 == before

@@ -46,16 +46,11 @@ def run(args: argparse.Namespace) -> int:
 def _write_stage(text: str, name: str, output: Path) -> int:
     """The template as stage ``name`` of a multi-stage recipe: a new file, or one more document of ``output``."""
     from tui_merge.config.loading import read_text
-    from tui_merge.tools.stages import read_stages
+    from tui_merge.tools.stages import add_stage, write_recipe
 
-    comments = [line for line in text.splitlines(keepends=True) if line.startswith("#")]
-    body = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
-    stage = "".join(comments) + f"name: {name}\n" + body
     earlier = read_text(output, "Recipe") if output.exists() else ""
-    combined = f"{earlier.rstrip(chr(10))}\n---\n{stage}" if earlier.strip() else stage
-    if earlier.strip():
-        read_stages(combined, str(output))  # a name given twice is refused before the file changes
-    output.write_text(combined, encoding="utf-8")
+    combined = add_stage(earlier, text, name, str(output))  # a name given twice is refused before the file changes
+    write_recipe(output, combined)
     print(f"Wrote stage {name} into {output}: later stages use it as a model by that name; "
           f"tui-merge run {output} OUT runs them all")  # fmt: skip
     return 0

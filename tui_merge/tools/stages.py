@@ -16,6 +16,7 @@ Each stage's text is the document as written, with the names of earlier stages r
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,78 @@ def read_stages(text: str, source: str) -> list[Stage]:
     return _ordered(stages, final, source)
 
 
+def stage_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a stage (a later stage writes it where a model goes), or None."""
+    if not name.strip() or name != name.strip() or any(mark in name for mark in "/+:#") or " " in name:
+        return f"Stage name {name!r} must be one word, without '/', '+', ':' or '#'."
+    if name.startswith(("-", ".", "~")):
+        return f"Stage name {name!r} must not start with '-', '.' or '~' (it would read as an option or a path)."
+    return None
+
+
+def add_stage(recipe: str, config: str, name: str, source: str, *, replace: bool = False) -> str:
+    """``recipe`` with ``config`` added as stage ``name`` (``recipe`` may be empty: a new file).
+
+    The config's leading comments stay on top, ``name: NAME`` follows them. A stage of that name already in the
+    recipe is replaced where it stands when ``replace``, else refused; the result is read back as a recipe, so a
+    circle or a misspelt stage is refused before anything is written."""
+    problem = stage_name_problem(name)
+    if problem:
+        raise BadInputError(problem)
+    lines = config.splitlines(keepends=True)
+    top = 0
+    while top < len(lines) and lines[top].startswith("#"):
+        top += 1
+    body = "".join(line for line in lines[top:] if not _NAME_LINE.match(line))
+    stage = "".join(lines[:top]) + f"name: {name}\n" + body
+    if not recipe.strip():
+        combined = stage
+    else:
+        parts = recipe.splitlines(keepends=True)
+        held = [(start, body) for start, body in documents(recipe) if _document_name(body) == name]
+        if held and not replace:
+            raise BadInputError(f"{source}:{held[0][0] + 1}: the recipe has a stage {name} already; choose "
+                                "another name.")  # fmt: skip
+        if held:
+            start, body = held[0]
+            end = start + len(body.splitlines())
+            combined = "".join(parts[:start]) + stage + "".join(parts[end:])
+        else:
+            combined = recipe.rstrip("\n") + "\n---\n" + stage
+    read_stages(combined, source)
+    return combined
+
+
+def has_stage(recipe: str, name: str) -> bool:
+    """True when ``recipe`` holds a document named ``name``."""
+    return any(_document_name(body) == name for _, body in documents(recipe))
+
+
+def write_recipe(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a synced file beside it renamed over it, so a crash never leaves a
+    recipe of several stages cut short."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # os.open's mode passes through the umask, as a plain write's would (mkstemp's 0600 would hide the recipe).
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _document_name(body: str) -> str | None:
+    try:
+        data = yaml.safe_load(body)
+    except yaml.YAMLError:
+        return None
+    return data.get("name") if isinstance(data, dict) else None
+
+
 def final_stage(stages: list[Stage]) -> Stage:
     """The stage whose output is ``OUT``."""
     return stages[-1]
@@ -117,7 +190,7 @@ def stage_text(stage: Stage, folders: dict[str, Path]) -> str:
     changes = {}
     for path, reference in stage.uses.items():
         name, plus, adapter = reference.partition("+")
-        changes[path] = f"{folders[name]}{plus}{adapter}"
+        changes[path] = f"{_spelled_as_folder(folders[name])}{plus}{adapter}"
     edited = set_values(stage.text, changes)
     if edited is None:
         raise BadInputError(
@@ -125,6 +198,13 @@ def stage_text(stage: Stage, folders: dict[str, Path]) -> str:
             "write that model on lines of its own."
         )
     return edited
+
+
+def _spelled_as_folder(folder: Path) -> str:
+    """A relative folder with ``./`` in front: ``out.stages/first`` reads as a hub id (org/name) before the
+    stage has written it."""
+    text = str(folder)
+    return text if folder.is_absolute() or text.startswith((".", "~")) else f"./{text}"
 
 
 def documents(text: str) -> list[tuple[int, str]]:

@@ -45,6 +45,8 @@ class StepCommands(Provider):
         ]
         commands.append(("Save config", app.save_config, f"write the config to {app.state.config_path}"))
         commands.append(("Load config", app.ask_for_config, "reopen a saved merge config and review it"))
+        commands.append(("Save as a stage", app.save_as_stage,
+                         "add this merge to a multi-stage recipe as a stage later stages use by name"))  # fmt: skip
         return commands
 
     async def discover(self) -> Hits:
@@ -88,6 +90,8 @@ class WizardApp(App):
         """Set when the terminal hung up during a merge: what ``continue_headless`` finishes after the app."""
         self.terminal_gone = False
         """True once SIGHUP said the terminal is gone; from then on further hangups are ignored."""
+        self.stage_recipe = "stages.yaml"
+        """The multi-stage recipe "save as a stage" last wrote to, offered again."""
 
     MIN_SIZE = (80, 24)
     """The smallest terminal every screen is drawn for; below it the wizard says so instead."""
@@ -238,6 +242,12 @@ class WizardApp(App):
             self.tell(f"Saved {self.state.config_path}")
 
         self.claim_config_path(write)
+
+    def save_as_stage(self) -> None:
+        """Write the config as a stage of a multi-stage recipe (``tui.stage_dialog``)."""
+        from tui_merge.tui.stage_dialog import save_as_stage
+
+        save_as_stage(self)
 
     def claim_config_path(self, then: Callable[[], None]) -> None:
         """Run ``then`` once the config path may be written: it is free, holds this config already, holds what

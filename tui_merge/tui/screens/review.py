@@ -68,9 +68,16 @@ class ReviewScreen(StepScreen):
     HELP = (
         "This is the config the merge will run, exactly. ctrl+s saves it; the run "
         "saves it too. The command below replays it without the wizard and gives the "
-        "same bytes. The plan says what will be read and written. ctrl+n merges."
+        "same bytes. The plan says what will be read and written. ctrl+n merges.\n\n"
+        "ctrl+g saves this merge as a stage of a multi-stage recipe instead: name the recipe file (added to when "
+        "it exists) and the stage; a later stage of that recipe uses this merge by writing the stage's name where "
+        "a model goes, and tui-merge run RECIPE OUT runs every stage in order."
     )
-    BINDINGS = [Binding("ctrl+s", "save", "save", tooltip="save the config now", id="save")]
+    BINDINGS = [
+        Binding("ctrl+s", "save", "save", tooltip="save the config now", id="save"),
+        Binding("ctrl+g", "save_stage", "as stage", tooltip="save it as a stage of a multi-stage recipe",
+                id="save-stage"),
+    ]  # fmt: skip
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="review-scroll"):
@@ -124,6 +131,9 @@ class ReviewScreen(StepScreen):
 
     def action_save(self) -> None:
         self.wizard.save_config()
+
+    def action_save_stage(self) -> None:
+        self.wizard.save_as_stage()
 
     def pending(self) -> str | None:
         return "Planning" if not self.planned and not self.failed else None
