@@ -129,6 +129,25 @@ scored like tui-merge compare. An interrupted sweep run again continues
 where it stopped.
 """
 
+SEARCH_EXAMPLES = """\
+examples:
+  tui-merge search slerp.yaml --space t=0..1 --trials 20 -o best.yaml
+  tui-merge search ties.yaml --space models[1].density=0.2..0.9 \\
+      --space "models[1].weight=0.5..1.5" --sampler cmaes
+  tui-merge search slerp.yaml --space t=0..1@layers \\
+      --objective perplexity:notes.txt --objective "max:command:./score.sh"
+  tui-merge search slerp.yaml --space t=0..1@4 --ray 10.0.0.5:6379
+
+SPEC is LO..HI, V1,V2,..., LO..HI@layers (a value per layer) or LO..HI@K
+(a gradient of K anchors). An objective is perplexity[:FILE] or
+command:COMMAND (its last line is the number; $MERGED is the merge, $RECIPE
+its recipe), lower is better unless max: is in front. The study (default
+RECIPE.search.db) keeps every trial: the same command run again resumes, a
+trial a killed search left is redone, finished ones are never merged again.
+Each trial's recipe is saved in RECIPE.search.trials/trial-N.yaml and
+replays with tui-merge run.
+"""
+
 LEGACY_EXAMPLES = """\
 examples:
   tui-merge legacy ./merged --merge ./chat --merge ./code --base-model ./base \\

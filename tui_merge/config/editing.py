@@ -79,3 +79,21 @@ def _end(node: yaml.Node) -> int:
 def _flow(value: Any) -> str:
     """``value`` as one line of YAML flow style, as PyYAML writes it (so any string reads back as itself)."""
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf, sort_keys=False).strip().removesuffix("\n...")
+
+
+def with_values(text: str, changes: dict[Path, Any]) -> str:
+    """``text`` with the values changed, in place where it can be (``set_values``); else the changed data written
+    out whole (a mapping written in flow style to add to), so the result always holds exactly these values."""
+    data = yaml.safe_load(text)
+    for path, value in changes.items():
+        _put(data, path, value)
+    edited = set_values(text, changes)
+    if edited is None or yaml.safe_load(edited) != data:
+        return yaml.safe_dump(data, sort_keys=False)
+    return edited
+
+
+def _put(data: Any, path: Path, value: Any) -> None:
+    for key in path[:-1]:
+        data = data.setdefault(key, {}) if isinstance(key, str) else data[key]
+    data[path[-1]] = value

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from tui_merge.config.editing import set_values
+from tui_merge.config.editing import with_values
 from tui_merge.config.loading import LoadedConfig, parse_config
 from tui_merge.errors import BadInputError
 
@@ -104,25 +104,15 @@ def parse_variation(text: str, loaded: LoadedConfig) -> Variation:
 
 def candidates(loaded: LoadedConfig, variations: list[Variation]) -> list[Candidate]:
     """Every combination, each config validated (BadInputError naming the first bad one)."""
-    data = yaml.safe_load(loaded.text)
     made = []
     for index, combination in enumerate(itertools.product(*(variation.values for variation in variations)), 1):
-        candidate = json.loads(json.dumps(data))
-        for variation, value in zip(variations, combination):
-            if variation.model is None:
-                candidate.setdefault("parameters", {})[variation.parameter] = value
-            else:
-                entry = candidate["models"][variation.model]
-                entry.setdefault("parameters", {})[variation.parameter] = value
         values = {variation.name: value for variation, value in zip(variations, combination)}
         changes = {
             ("parameters", variation.parameter) if variation.model is None
             else ("models", variation.model, "parameters", variation.parameter): value
             for variation, value in zip(variations, combination)
         }  # fmt: skip
-        edited = set_values(loaded.text, changes)
-        if edited is None or yaml.safe_load(edited) != candidate:
-            edited = yaml.safe_dump(candidate, sort_keys=False)  # a flow-style mapping to add to: written whole
+        edited = with_values(loaded.text, changes)
         text = f"# sweep candidate {index}: {_words(values)}\n" + edited
         source = f"candidate {index}"
         try:
