@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -34,7 +34,11 @@ def run(args: argparse.Namespace) -> int:
     names = [dimension.name for dimension in dimensions]
     if len(set(names)) < len(names):
         raise BadInputError("--space names the same parameter twice; give each one once.")
-    objectives = [parse_objective(text, index) for index, text in enumerate(args.objective or ["perplexity"])]
+    objectives = [parse_objective(text) for text in args.objective or ["perplexity"]]
+    labels = [objective.label for objective in objectives]
+    if len(set(labels)) < len(labels):  # two columns of one name: numbered
+        objectives = [replace(objective, label=f"{index + 1}: {objective.label}")
+                      for index, objective in enumerate(objectives)]  # fmt: skip
     for flag, value in (("--trials", args.trials), ("--workers", args.workers), ("--grid-steps", args.grid_steps)):
         if value is not None and value < 1:
             raise BadInputError(f"{flag} must be at least 1.")
@@ -130,28 +134,41 @@ def _search(settings: SearchSettings, args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         err.print(line)
 
-    if live_terminal:
-        from rich.live import Live
+    def said(row: TrialRow) -> None:
+        """A finished trial in a line: the log of a headless search, and a failure's whole reason on a terminal."""
+        if row.state == "running" or (live_terminal and row.state == "done"):
+            return
+        scores = ", ".join(f"{score:.4g}" for score in row.scores) if row.scores else ""
+        what = f"scored {scores}" if row.state == "done" else f"failed: {row.error}"
+        values = ", ".join(f"{name}={value}" for name, value in row.values.items())
+        err.print(f"trial {row.number}: {values}: {what} ({row.seconds or 0:.1f}s)", soft_wrap=True)
 
-        with Live(board.render(console.height), console=console, refresh_per_second=4, transient=True) as live:
+    try:
+        if live_terminal:
+            from rich.live import Live
+
+            with Live(board.render(console.height), console=console, refresh_per_second=4, transient=True) as live:
+
+                def on_row(row: TrialRow) -> None:
+                    board.update(row)
+                    said(row)
+                    live.update(board.render(console.height))
+
+                result = run_search(settings, on_row, say)
+        else:
 
             def on_row(row: TrialRow) -> None:
                 board.update(row)
-                live.update(board.render(console.height))
+                said(row)
 
             result = run_search(settings, on_row, say)
-    else:
-
-        def on_row(row: TrialRow) -> None:
-            board.update(row)
-            if row.state == "running":
-                return
-            scores = ", ".join(f"{score:.4g}" for score in row.scores) if row.scores else ""
-            what = f"scored {scores}" if row.state == "done" else f"failed: {row.error}"
-            values = ", ".join(f"{name}={value}" for name, value in row.values.items())
-            print(f"trial {row.number}: {values}: {what} ({row.seconds or 0:.1f}s)", file=sys.stderr, flush=True)
-
-        result = run_search(settings, on_row, say)
+    except KeyboardInterrupt:
+        for row in board.rows.values():
+            row.state = "stopped" if row.state == "running" else row.state
+        Console(highlight=False).print(board.table())
+        err.print(f"Stopped. The finished trials are kept in {settings.study}; the same command goes on from "
+                  "there (a trial that was running runs again).")  # fmt: skip
+        return 130
     for row in result.rows:
         board.update(row)
     out = Console(highlight=False)

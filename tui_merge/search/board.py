@@ -77,7 +77,7 @@ class TrialBoard:
             arrow = "↓" if objective.direction == "minimize" else "↑"
             table.add_column(f"{objective.label} {arrow}", justify="right")
         table.add_column("time", justify="right")
-        table.add_column("state")
+        table.add_column("state", no_wrap=True, overflow="ellipsis", max_width=40)
         for row in rows:
             marked = row.number in best
             style = "bold green" if marked else ("red" if row.state == "failed" else "")

@@ -50,7 +50,7 @@ class Objective:
     """Where a command runs: the folder the search was started from."""
 
 
-def parse_objective(written: str, index: int = 0) -> Objective:
+def parse_objective(written: str) -> Objective:
     """``[min:|max:]perplexity[:FILE]`` or ``[min:|max:]command:COMMAND``, checked before the first merge."""
     from tui_merge.evaluation.sample_text import scored_text
 
@@ -66,15 +66,16 @@ def parse_objective(written: str, index: int = 0) -> Objective:
     if kind == "command":
         if not argument.strip():
             raise BadInputError(f"--objective {written}: write the command after 'command:'.")
-        _check_command(written, argument)
-        label = f"{index + 1}: {_short(argument)}"
+        label = _check_command(written, argument)
         return Objective("command", direction or "minimize", label, argument, workdir=os.getcwd())
     raise BadInputError(
         f"--objective {written}: say perplexity, perplexity:FILE or command:'COMMAND' (min: or max: in front)."
     )
 
 
-def _check_command(written: str, command: str) -> None:
+def _check_command(written: str, command: str) -> str:
+    """Refuse a command whose program is not here; its short name for the table (the script it runs, else the
+    program: ``python score.py`` is ``score.py``)."""
     try:
         words = shlex.split(command)
     except ValueError as error:
@@ -87,10 +88,8 @@ def _check_command(written: str, command: str) -> None:
         raise BadInputError(
             f"--objective {written}: {program} is not a program here (not on PATH nor a file); check the command."
         )
-
-
-def _short(command: str) -> str:
-    return command if len(command) <= 24 else command[:23] + "…"
+    scripts = [word for word in words if Path(word).suffix and Path(word).expanduser().is_file()]
+    return Path(scripts[0] if scripts else program).name
 
 
 def measure(objective: Objective, merged: Path, recipe: Path, device: str = "auto") -> float:

@@ -76,7 +76,11 @@ class Dimension:
             return trial.suggest_categorical(key, list(self.choices))
         if self.integer:
             return trial.suggest_int(key, int(self.low), int(self.high))
-        return round(trial.suggest_float(key, self.low, self.high), DECIMALS)
+        return self.written(trial.suggest_float(key, self.low, self.high))
+
+    def written(self, value: Any) -> Any:
+        """A sampled value as the trial's recipe holds it."""
+        return round(value, DECIMALS) if isinstance(value, float) and not self.choices else value
 
     def grid(self, steps: int) -> dict[str, list[Any]]:
         """The values a grid search tries for each key: the choices, or ``steps`` evenly spaced points."""
@@ -183,6 +187,6 @@ def values_of(dimensions: list[Dimension], params: dict[str, Any]) -> dict[str, 
     """A trial's values by dimension name, from the study's parameters by key (a list put back together)."""
     values = {}
     for dimension in dimensions:
-        found = [params[key] for key in dimension.keys]
+        found = [dimension.written(params[key]) for key in dimension.keys]
         values[dimension.name] = found if dimension.anchors else found[0]
     return values

@@ -317,6 +317,9 @@ def run_search(
         finally:
             if pool is not None:
                 pool.close(cancel=bool(pending))
+            if pending:  # stopped (Ctrl-C, an error): the trials in flight run first next time
+                recover_interrupted(study, lambda line: None)
+                _clear_leftovers(settings, study)
         return SearchResult(rows_of(study, settings), best_numbers(study),
                             [direction.name.lower() for direction in study.directions], study.study_name,
                             kept=_kept(settings))  # fmt: skip
