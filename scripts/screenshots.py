@@ -29,6 +29,12 @@ from tui_merge.tui.app import WizardApp
 from tui_merge.wizard.state import WizardState
 
 SIZE = (80, 24)
+SEARCH_SCORE = """\
+import re, sys
+t = float(re.search(r"^  t: ([0-9.]+)", open(sys.argv[1]).read(), re.M)[1])
+print(round((t - 0.3) ** 2, 4))
+"""
+"""The Search screen's objective: a known function of t, so the picture shows a search that found something."""
 OUTPUT = Path(__file__).resolve().parent.parent / "screenshots"
 
 
@@ -191,6 +197,12 @@ async def main() -> None:
             "6-review-stage",
             WizardApp(state_for(base, chat, method_name="slerp", output="merged", out_dtype="bfloat16"), start_step=5),
             ("ctrl+g",),
+        )
+        Path("score.py").write_text(SEARCH_SCORE)
+        await shoot(
+            "11-search",
+            WizardApp(state_for(base, chat, method_name="slerp", output="merged"), start_step=5),
+            ("ctrl+f", "tab", "8", "tab", *"command:python3 score.py $RECIPE", "ctrl+r"),
         )
         await shoot("9-extract-lora", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "l", "ctrl+r"))
         await shoot("10-moe", WizardApp(state_for(base, chat, base=base)), ("ctrl+t", "m", "tab", "tab", *"Hello",

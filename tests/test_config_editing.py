@@ -46,6 +46,14 @@ def test_a_block_value_is_replaced_whole_by_one_flow_line() -> None:
     assert "  t:          # per layer\n    [0, 1]\n  # after t\n" in edited
 
 
+def test_a_block_value_without_a_comment_on_its_key_line_is_replaced_on_that_line() -> None:
+    text = TEMPLATE.replace("  t:          # per layer\n", "  t:\n")
+    edited = set_values(text, {("parameters", "t"): 0.25})
+
+    assert yaml.safe_load(edited)["parameters"]["t"] == 0.25
+    assert "  t: 0.25\n  # after t\n" in edited
+
+
 def test_a_missing_key_is_added_beside_its_siblings_and_a_missing_mapping_in_flow_style() -> None:
     edited = set_values(TEMPLATE, {("parameters", "lambda"): 2, ("models", 0, "parameters", "weight"): 0.5})
 

@@ -97,7 +97,7 @@ def test_only_the_job_runs_the_executor_and_checks_the_output() -> None:
     assert _modules_calling("execute") == {"engine/job.py"}
     assert _modules_calling("check_output") == {"engine/job.py"}
     # The front ends that merge: the command lines (through headless), the wizard's Run step, the sweep.
-    assert _modules_calling("run_job") == {"headless.py", "tui/screens/run.py", "search/sweep.py"}
+    assert _modules_calling("run_job") == {"headless.py", "tui/screens/run.py", "search/sweep.py", "search/trial.py"}
 
 
 def test_no_front_end_imports_another() -> None:

@@ -70,10 +70,12 @@ async def settle_layers(pilot) -> None:
     from tui_merge.tui.layer_table import LayerTable
 
     await settle(pilot)
-    for _ in range(200):
+    for _ in range(1200):  # a minute at most, which only a failing test waits out (ten seconds were seen to pass)
         if pilot.app.screen.query_one(LayerTable).insight is not None:
             break
         await pilot.pause(0.05)
+    else:
+        raise AssertionError("the Layers step's figure columns never came")
     # The figure columns change the table's widths once more after they arrive; on a busy machine that layout
     # can land after the next key.
     await hold_still(pilot)

@@ -41,9 +41,13 @@ def _set_value(text: str, path: Path, value: Any) -> str | None:
             return _add_key(text, node, key, rest) if isinstance(key, str) else None
         node = child
     end = _end(node)
+    start = node.start_mark.index
     if _is_block(node):  # the old value's last line goes whole, with the comment that spoke of it
         end = len(text) if text.find("\n", end) < 0 else text.find("\n", end)
-    return text[: node.start_mark.index] + _flow(value) + text[end:]
+        colon = text.rfind(":", 0, start)
+        if isinstance(path[-1], str) and colon >= 0 and not text[colon + 1 : start].strip(" \n"):
+            return text[: colon + 1] + " " + _flow(value) + text[end:]  # on its key's line: ``t: 0.5``
+    return text[:start] + _flow(value) + text[end:]
 
 
 def _is_block(node: yaml.Node) -> bool:

@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -273,9 +274,14 @@ def best_numbers(study: Any) -> list[int]:
 
 
 def run_search(
-    settings: SearchSettings, on_row: Callable[[TrialRow], None], say: Callable[[str], None]
+    settings: SearchSettings,
+    on_row: Callable[[TrialRow], None],
+    say: Callable[[str], None],
+    stop: threading.Event | None = None,
 ) -> SearchResult:
-    """Run trials until the study holds ``settings.trials`` finished ones; each change of a trial to ``on_row``."""
+    """Run trials until the study holds ``settings.trials`` finished ones; each change of a trial to ``on_row``.
+    ``stop`` (the wizard's escape) ends the search as Ctrl-C does: trials in flight are stopped and run first
+    next time."""
     from tui_merge.search.pools import open_pool
 
     with driving(settings.study):
@@ -291,7 +297,11 @@ def run_search(
         pool = None
         try:
             while True:
-                while len(pending) < settings.workers and finished_count(study) + len(pending) < wanted:
+                while (
+                    len(pending) < settings.workers
+                    and finished_count(study) + len(pending) < wanted
+                    and not (stop is not None and stop.is_set())
+                ):
                     if pool is None:
                         pool = open_pool(settings)
                     trial = study.ask()
@@ -306,9 +316,9 @@ def run_search(
                     row = TrialRow(trial.number, values, "running", recipe=str(recipe))
                     pending[pool.submit(job)] = (trial, row)
                     on_row(row)
-                if not pending:
+                if not pending or (stop is not None and stop.is_set()):
                     break
-                for handle, outcome in pool.wait_any(list(pending)):
+                for handle, outcome in pool.wait_any(list(pending), timeout=0.5):
                     trial, row = pending.pop(handle)
                     _tell(study, trial, row, outcome)
                     on_row(row)

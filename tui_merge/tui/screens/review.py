@@ -71,12 +71,16 @@ class ReviewScreen(StepScreen):
         "same bytes. The plan says what will be read and written. ctrl+n merges.\n\n"
         "ctrl+g saves this merge as a stage of a multi-stage recipe instead: name the recipe file (added to when "
         "it exists) and the stage; a later stage of that recipe uses this merge by writing the stage's name where "
-        "a model goes, and tui-merge run RECIPE OUT runs every stage in order."
+        "a model goes, and tui-merge run RECIPE OUT runs every stage in order.\n\n"
+        "ctrl+f searches this recipe's values (tui-merge search): each trial merges and is scored, the trials "
+        "show as they end, and enter on one opens its recipe here."
     )
     BINDINGS = [
         Binding("ctrl+s", "save", "save", tooltip="save the config now", id="save"),
         Binding("ctrl+g", "save_stage", "as stage", tooltip="save it as a stage of a multi-stage recipe",
                 id="save-stage"),
+        Binding("ctrl+f", "search", "search", tooltip="search this recipe's values for the best merge",
+                id="search"),
     ]  # fmt: skip
 
     def compose_body(self) -> ComposeResult:
@@ -134,6 +138,14 @@ class ReviewScreen(StepScreen):
 
     def action_save_stage(self) -> None:
         self.wizard.save_as_stage()
+
+    def action_search(self) -> None:
+        from tui_merge.tui.screens.search import SearchScreen
+
+        if self.planned:
+            self.app.push_screen(SearchScreen(self.state))
+        else:
+            self.status("The config cannot run yet; a search needs one that plans.", error=True)
 
     def pending(self) -> str | None:
         return "Planning" if not self.planned and not self.failed else None
