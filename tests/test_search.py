@@ -219,3 +219,16 @@ def test_a_trial_whose_objective_prints_no_number_fails_alone_and_the_search_goe
     assert "printed no number on its last line (it printed 'n/a'): no score for this one" in captured.err
     best = min((number for number, t in values.items() if t <= 0.5), key=lambda number: values[number])
     assert reported_best(captured.out) == [best]
+
+
+def test_keep_best_keeps_only_the_best_trials_merges(capsys, tmp_path, recipe) -> None:
+    args = ["search", str(recipe), "--space", "t=0..1", "--objective", command(tmp_path), "--sampler", "random",
+            "--trials", "4", "--keep-best", "2"]  # fmt: skip
+    assert main(args) == 0
+    values = trial_values(tmp_path)
+    ranked = sorted(values, key=lambda number: (loss(values[number]), number))
+    kept = sorted(path.name for path in (tmp_path / "slerp.search.trials").iterdir() if path.is_dir())
+    assert kept == sorted(f"trial-{number}" for number in ranked[:2])
+    for name in kept:  # a whole merge, ready to use
+        assert (tmp_path / "slerp.search.trials" / name / "model.safetensors").is_file()
+    assert "kept merges:" in capsys.readouterr().out
