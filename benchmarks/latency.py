@@ -68,8 +68,10 @@ def timed(argv: list[str], cleanup: Path, fresh_cache: bool = False) -> float:
     if fresh_cache:
         environment["TUI_MERGE_CACHE"] = tempfile.mkdtemp(prefix="tui-merge-cache-")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "tui_merge", *argv], capture_output=True, check=False, env=environment)
+    done = subprocess.run([sys.executable, "-m", "tui_merge", *argv], capture_output=True, text=True, env=environment)
     seconds = time.perf_counter() - started
+    if done.returncode != 0:  # a failed run is an error, never a figure
+        raise SystemExit(f"tui-merge {' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     if fresh_cache:
         shutil.rmtree(environment["TUI_MERGE_CACHE"], ignore_errors=True)
     return seconds
