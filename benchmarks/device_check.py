@@ -132,6 +132,8 @@ def check_preset(preset: str, args: argparse.Namespace, cuda: bool, started: flo
     work = args.work
     large = PRESETS[preset][0] >= 4096
     methods = CHECKED_LARGE if large else CHECKED
+    if args.methods:
+        methods = tuple(name for name in methods if name in args.methods.split(","))
     say(f"{preset}: building the models in {work} (once)…")
     subprocess.run([sys.executable, str(Path(__file__).parent / "merge_speed.py"), "--build-only", "--preset", preset,
                     "--work", str(work), "--fine-tunes", "1" if large else "2"]
@@ -202,6 +204,7 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="where device_check.json and device_check.md go")
     parser.add_argument("--cpu-only", action="store_true", help="no CUDA: the CPU half alone (CI runs this)")
     parser.add_argument("--presets", default="1b,7b", help=f"comma-separated, from {', '.join(PRESETS)}")
+    parser.add_argument("--methods", help=f"comma-separated, from {', '.join(CHECKED)} (default: all of them)")
     parser.add_argument("--budget-s", type=float, default=420, help="stop starting work past this (default 420)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tui-merge-device-check"))
     args = parser.parse_args()

@@ -253,6 +253,36 @@ print(read - started, computed - read, time.perf_counter() - computed)
 """
 
 
+BUSY_WRITER = """
+import os, sys
+path, chunk = sys.argv[1], os.urandom(64 << 20)
+while True:
+    with open(path, "wb") as handle:
+        for step in range(32):  # 2 GiB, then the file starts again: the disk stays busy, never full
+            handle.write(chunk)
+            if step % 4 == 3:
+                os.fsync(handle.fileno())
+"""
+
+
+@contextmanager
+def busy_disk(work: Path, busy: bool):
+    """While it is open, another process writes gigabytes to ``work``'s disk (``--busy-disk``), as another user's
+    job on a shared server does."""
+    if not busy:
+        yield
+        return
+    target = work / "busy-writer.bin"
+    writer = subprocess.Popen([sys.executable, "-c", BUSY_WRITER, str(target)])
+    try:
+        time.sleep(2)  # its dirty pages build up first
+        yield
+    finally:
+        writer.kill()
+        writer.wait()
+        target.unlink(missing_ok=True)
+
+
 def floor(inputs: list[Path], work: Path) -> tuple[float, float]:
     """Seconds for: start Python and import torch, read the inputs, one float32 pass, write one output."""
     seconds, rss = measure([sys.executable, "-c", FLOOR_SCRIPT, *map(str, inputs), str(work / "floor.bin")])
@@ -276,6 +306,8 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--against-mergekit", metavar="PYTHON",
                         help="a Python with mergekit installed: run it on the same configs, alternating")  # fmt: skip
+    parser.add_argument("--busy-disk", action="store_true",
+                        help="a background process writes gigabytes to the work folder's disk throughout")  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--build-device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--fine-tunes", type=int, default=2, help=argparse.SUPPRESS)
@@ -290,25 +322,46 @@ def main() -> int:
                    check=True)  # fmt: skip
     models = {name: args.work / f"{args.preset}-{name}" for name in ("base", "ft1", "ft2")}
     size = (models["base"] / "model.safetensors").stat().st_size
-    rows, versus = [], []
     names = list(ALL_METHODS) if args.methods == "all" else args.methods.split(",")
     unknown = [name for name in names if name not in ALL_METHODS]
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(ALL_METHODS)} or 'all'")
+    with busy_disk(args.work, args.busy_disk):
+        rows, versus = measure_methods(args, names, models, size)
+    if versus:
+        print("\n| method | tui-merge s | mergekit s | ratio | tui-merge RSS MiB | mergekit RSS MiB | outputs |")
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for name, ours, theirs_s, rss, their_rss, agreement in versus:
+            ratio = f"{ours / theirs_s:.2f}" if theirs_s else "-"
+            shown = f"{theirs_s:.2f}" if theirs_s else "-"
+            their_memory = f"{their_rss:.0f}" if their_rss else "-"
+            print(f"| {name} | {ours:.2f} | {shown} | {ratio} | {rss:.0f} | {their_memory} | {agreement} |")
+    if args.json:
+        table = {"preset": args.preset, "bytes_per_model": size, "rows": [asdict(row) for row in rows],
+                 "versus": versus}  # fmt: skip
+        args.json.write_text(json.dumps(table, indent=2))
+    return 0
+
+
+def measure_methods(
+    args: argparse.Namespace, names: list[str], models: dict[str, Path], size: int
+) -> tuple[list, list]:
+    """Each method's floor and runs (and mergekit's, with ``--against-mergekit``), printed as they end."""
+    rows, versus = [], []
     for name in names:
         text = ALL_METHODS[name].format(**{key: str(folder) for key, folder in models.items()})
         uses_two = "ft2" in text
         inputs = [models["base"], models["ft1"], *([models["ft2"]] if uses_two else [])]
-        settle(inputs)
-        floor_seconds, _ = floor([folder / "model.safetensors" for folder in inputs], args.work)
         config = args.work / f"{name}.yaml"
         precision = "dtype: float32\nout_dtype: bfloat16\n" if args.against_mergekit else ""
         config.write_text(text + precision + f"tui_merge: {{device: {args.device}}}\n")
         output = args.work / f"out-{name}"
         subprocess.run(["rm", "-rf", str(output), str(output) + ".partial"], check=True)
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
-        runs, theirs, agreement, refusal = [], [], None, ""
-        for _ in range(max(1, args.repeat)):
+        runs, floors, theirs, agreement, refusal = [], [], [], None, ""
+        for _ in range(max(1, args.repeat)):  # the floor and the merge alternate: medians of runs side by side
+            settle(inputs)
+            floors.append(floor([folder / "model.safetensors" for folder in inputs], args.work)[0])
             settle(inputs)
             with first_run() as environment:
                 runs.append(measure(command, environment))
@@ -323,6 +376,7 @@ def main() -> int:
                     subprocess.run(["rm", "-rf", str(result[2])], check=True)  # its pages would crowd the cache
             subprocess.run(["rm", "-rf", str(output)], check=True)
         seconds = statistics.median(run[0] for run in runs)
+        floor_seconds = statistics.median(floors)
         rss = statistics.median(run[1] for run in runs)
         if args.against_mergekit:
             if theirs:
@@ -338,19 +392,7 @@ def main() -> int:
                         round(rss)))  # fmt: skip
         print(f"  {name:<11} {seconds:6.2f} s  floor {floor_seconds:5.2f} s  x{seconds / floor_seconds:4.2f}  "
               f"{size / seconds / 1e6:6.0f} MB/s  peak RSS {rss:6.0f} MiB", flush=True)  # fmt: skip
-    if versus:
-        print("\n| method | tui-merge s | mergekit s | ratio | tui-merge RSS MiB | mergekit RSS MiB | outputs |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
-        for name, ours, theirs_s, rss, their_rss, agreement in versus:
-            ratio = f"{ours / theirs_s:.2f}" if theirs_s else "-"
-            shown = f"{theirs_s:.2f}" if theirs_s else "-"
-            their_memory = f"{their_rss:.0f}" if their_rss else "-"
-            print(f"| {name} | {ours:.2f} | {shown} | {ratio} | {rss:.0f} | {their_memory} | {agreement} |")
-    if args.json:
-        table = {"preset": args.preset, "bytes_per_model": size, "rows": [asdict(row) for row in rows],
-                 "versus": versus}  # fmt: skip
-        args.json.write_text(json.dumps(table, indent=2))
-    return 0
+    return rows, versus
 
 
 def against_mergekit(python: str, text: str, work: Path, name: str) -> tuple[float, float, Path] | str:
