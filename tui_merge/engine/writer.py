@@ -10,7 +10,9 @@ for the resume journal and the manifest ``verify`` checks.
 Writing and hashing run on one background thread fed through a short
 queue, so the next tensor is merged while the last one goes to disk; the
 queue holds at most two tensors, and bytes reach the file in plan order
-whatever the timing.
+whatever the timing. Each shard is written behind (``engine.write_behind``):
+its pages go to disk window by window while the merge goes on, not all at
+the closing fsync.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tui_merge.engine.manifest import MANIFEST_NAME, RECIPE_NAME, manifest_text
 from tui_merge.engine.output_config import output_model_config
 from tui_merge.engine.plan import Plan
 from tui_merge.engine.tasks import Shard, TensorTask
+from tui_merge.engine.write_behind import WriteBehind
 from tui_merge.vocab.chat_template import write_chat_template
 from tui_merge.vocab.output import agree_on_special_ids, write_tokenizer
 
@@ -162,6 +165,7 @@ class ShardStream:
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("xb")
+        self._behind = WriteBehind(self._file.fileno())
         self._hash = hashlib.sha256()
         self._queue: queue.Queue[bytes | torch.Tensor | None] = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
@@ -204,6 +208,7 @@ class ShardStream:
             try:
                 data = memoryview(piece.view(torch.uint8).numpy()) if isinstance(piece, torch.Tensor) else piece
                 self._file.write(data)
+                self._behind.wrote(data.nbytes if isinstance(data, memoryview) else len(data))
                 self._hash.update(data)
             except BaseException as error:  # handed to the merging thread at its next put or close
                 self._error = error
