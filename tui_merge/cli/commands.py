@@ -13,6 +13,7 @@ from tui_merge.cli.help_texts import (
     CIRCUIT_EXAMPLES,
     COMPARE_EXAMPLES,
     DEMO_EXAMPLES,
+    DOCTOR_EXAMPLES,
     IMPORT_EXAMPLES,
     INSPECT_EXAMPLES,
     LEGACY_EXAMPLES,
@@ -155,6 +156,17 @@ COMMANDS: tuple[Command, ...] = (
             arg("--probe", action="store_true", help="also compare perplexity with the parents"),
             arg("--json", action="store_true", help="print the checks as JSON"),
         ),
+    ),
+    Command(
+        "doctor", "tui_merge.cli.doctor_cmd:run", "check Python, torch and CUDA, the packages, the cache and terminal",
+        _paragraph("""\
+            What to know before an hour-long merge: Python and each package against the
+            range tui-merge supports, whether torch sees CUDA (devices, memory), the
+            Hugging Face cache and its free disk, whether a Hub token is present (never
+            shown), HF_HUB_OFFLINE, and whether the wizard can draw in this terminal.
+            Exit status 0 when all is within range, 1 with one line per problem."""),
+        DOCTOR_EXAMPLES,
+        (arg("--json", action="store_true", help="print the facts as JSON"),),
     ),
     Command(
         "demo", "tui_merge.cli.demo_cmd:run", "tiny sample models (no download), opened in the wizard",

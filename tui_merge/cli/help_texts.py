@@ -212,6 +212,12 @@ exit status: 0 written and every model is here, 1 written but models are
 missing, 2 bad input (no recipe in the card, an invalid recipe, FILE exists).
 """
 
+DOCTOR_EXAMPLES = """\
+examples:
+  tui-merge doctor                  the stack, CUDA, the cache and the terminal
+  tui-merge doctor --json           the same facts for a script
+"""
+
 DEMO_EXAMPLES = """\
 examples:
   tui-merge demo                    build the sample models once, open them
