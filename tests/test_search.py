@@ -172,7 +172,7 @@ def test_a_killed_search_resumes_redoing_only_the_killed_trial(tmp_path, recipe)
         ("lambda=0..1", "slerp has no parameter lambda"),
         ("t", "write it as NAME=LO..HI"),
         ("t=1..0", "low end must be below"),
-        ("models[5].weight=0..1", "the recipe has 2 models"),
+        ("models[5].weight=0..1", "the config has 2 models"),
         ("t=0..1@1", "at least 2 anchors"),
     ],
 )

@@ -106,7 +106,7 @@ def parse_dimension(text: str, loaded: LoadedConfig, depth: int | None) -> Dimen
     name = name.strip()
     if not sep or not name or not spec_text.strip():
         raise BadInputError(f"--space {text}: write it as NAME=LO..HI, NAME=V1,V2,... or NAME=LO..HI@layers.")
-    model, parameter = _place(name, text, loaded)
+    model, parameter = place_of(name, loaded, f"--space {text}", "search")
     method = get_method(loaded.config.merge_method)
     spec = next((spec for spec in method.params if spec.name == parameter), None)
     if spec is None:
@@ -128,24 +128,26 @@ def parse_dimension(text: str, loaded: LoadedConfig, depth: int | None) -> Dimen
     return Dimension(name, model, spec, choices=tuple(choices))
 
 
-def _place(name: str, text: str, loaded: LoadedConfig) -> tuple[int | None, str]:
-    """The model index (None: global) and the parameter a ``--space`` name points at."""
+def place_of(name: str, loaded: LoadedConfig, said: str, verb: str) -> tuple[int | None, str]:
+    """The model index (None: global) and the parameter a name points at (``t``, ``parameters.t``,
+    ``models[1].weight``), as ``sweep --vary`` and ``search --space`` read it; ``said`` begins each refusal
+    (``--space t=0..1``), ``verb`` says what to do instead (``search``, ``vary``)."""
     config = loaded.config
     match = _MODEL_PATH.match(name)
     if match:
         index, parameter = int(match[1]), match[2]
         if config.models is None or index >= len(config.models):
             count = len(config.models or [])
-            raise BadInputError(f"--space {text}: the recipe has {count} models (models[0] to models[{count - 1}]).")
+            raise BadInputError(f"{said}: the config has {count} models (models[0] to models[{count - 1}]).")
         return index, parameter
     parameter = name.removeprefix("parameters.")
     if not re.fullmatch(r"\w+", parameter):
-        raise BadInputError(f"--space {text}: name a parameter (t), parameters.NAME or models[I].NAME.")
+        raise BadInputError(f"{said}: name a parameter (t), parameters.NAME or models[I].NAME.")
     setting = [entry.model for entry in config.models or [] if parameter in entry.parameters]
     if setting:
         raise BadInputError(
-            f"--space {text}: {', '.join(setting)} set {parameter} themselves, so the global value would change "
-            f"nothing; search models[I].{parameter} instead."
+            f"{said}: {', '.join(setting)} set {parameter} themselves, so the global value would change "
+            f"nothing; {verb} models[I].{parameter} instead."
         )
     return None, parameter
 

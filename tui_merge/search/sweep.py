@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ import yaml
 from tui_merge.config.editing import with_values
 from tui_merge.config.loading import LoadedConfig, parse_config
 from tui_merge.errors import BadInputError
+from tui_merge.search.space import place_of
 
-_MODEL_PATH = re.compile(r"^models\[(\d+)\]\.(\w+)$")
 JOURNAL = "sweep.jsonl"
 
 
@@ -82,24 +81,8 @@ def parse_variation(text: str, loaded: LoadedConfig) -> Variation:
         raise BadInputError(f"--vary {text}: the values are not numbers or lists of numbers.") from None
     if not values or any(value is None for value in values):
         raise BadInputError(f"--vary {name}: give at least one value after '=' (V1,V2,...).")
-    match = _MODEL_PATH.match(name)
-    config = loaded.config
-    if match:
-        index, parameter = int(match[1]), match[2]
-        if config.models is None or index >= len(config.models):
-            count = len(config.models or [])
-            raise BadInputError(f"--vary {name}: the config has {count} models (models[0] to models[{count - 1}]).")
-        return Variation(name, index, parameter, tuple(values))
-    parameter = name.removeprefix("parameters.")
-    if not re.fullmatch(r"\w+", parameter):
-        raise BadInputError(f"--vary {name}: name a parameter (t), parameters.NAME or models[I].NAME.")
-    setting = [entry.model for entry in config.models or [] if parameter in entry.parameters]
-    if setting:
-        raise BadInputError(
-            f"--vary {name}: {', '.join(setting)} set {parameter} themselves, so the global value would change "
-            f"nothing; vary models[I].{parameter} instead."
-        )
-    return Variation(name, None, parameter, tuple(values))
+    model, parameter = place_of(name, loaded, f"--vary {name}", "vary")
+    return Variation(name, model, parameter, tuple(values))
 
 
 def candidates(loaded: LoadedConfig, variations: list[Variation]) -> list[Candidate]:
