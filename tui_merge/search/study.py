@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import itertools
 import json
+import math
 import shutil
 import threading
 import warnings
@@ -196,9 +197,7 @@ def grid_space(settings: SearchSettings) -> dict[str, list[Any]]:
     space: dict[str, list[Any]] = {}
     for dimension in settings.dimensions:
         space.update(dimension.grid(settings.grid_steps))
-    size = 1
-    for points in space.values():
-        size *= len(points)
+    size = math.prod(len(points) for points in space.values())
     if size > GRID_LIMIT:
         raise BadInputError(f"--sampler grid: the space has {size} points (more than {GRID_LIMIT}); search it "
                             "with tpe or cmaes, or take fewer --grid-steps or anchors.")  # fmt: skip
@@ -206,10 +205,7 @@ def grid_space(settings: SearchSettings) -> dict[str, list[Any]]:
 
 
 def grid_size(settings: SearchSettings) -> int:
-    size = 1
-    for points in grid_space(settings).values():
-        size *= len(points)
-    return size
+    return math.prod(len(points) for points in grid_space(settings).values())
 
 
 def queue_grid(study: Any, settings: SearchSettings) -> None:

@@ -54,7 +54,8 @@ def evaluate(job: TrialJob) -> TrialOutcome:
     scratch = Path(job.scratch) if job.scratch else Path(tempfile.mkdtemp(prefix="tui-merge-trial-")) / "merged"
     scratch.parent.mkdir(parents=True, exist_ok=True)
     recipe = scratch.with_suffix(".yaml")
-    recipe.write_text(job.text, encoding="utf-8")
+    if not recipe.is_file():  # here the search saved it already; a Ray worker's node has it nowhere yet
+        recipe.write_text(job.text, encoding="utf-8")
     kept = False
     try:
         loaded = parse_config(job.text, str(recipe))
