@@ -77,7 +77,13 @@ async def settle_layers(pilot) -> None:
     else:
         raise AssertionError("the Layers step's figure columns never came")
     # The figure columns change the table's widths once more after they arrive; on a busy machine that layout
-    # can land after the next key.
+    # can land after the next key. A DataTable measures its columns when it is idle, which a table under a dialog
+    # opened first never is (the help then covers a table with its row labels cut short): wait for it too.
+    table = pilot.app.screen.query_one(LayerTable)
+    for _ in range(1200):
+        if not table._require_update_dimensions and not table._updated_cells:
+            break
+        await pilot.pause(0.05)
     await hold_still(pilot)
 
 
