@@ -90,6 +90,8 @@ class WizardApp(App):
         """Set when the terminal hung up during a merge: what ``continue_headless`` finishes after the app."""
         self.terminal_gone = False
         """True once SIGHUP said the terminal is gone; from then on further hangups are ignored."""
+        self.arrival_note: str | None = None
+        """What Review says once its plan is ready, instead of "Ready." (the Search screen opening a trial)."""
         self.stage_recipe = "stages.yaml"
         """The multi-stage recipe "save as a stage" last wrote to, offered again."""
 

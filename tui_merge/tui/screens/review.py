@@ -121,8 +121,11 @@ class ReviewScreen(StepScreen):
         self.query_one("#plan", Static).update("\n".join(message.lines))
         where = destination(state.output, state.config_path, state.replace_output, message.leftover)
         self.query_one("#destination", Static).update(where)
+        arrival, self.wizard.arrival_note = self.wizard.arrival_note, None
         if message.leftover:
             self.status(f"Ready, but {message.leftover}. ctrl+s saves the config, ctrl+n goes on.")
+        elif arrival:
+            self.status(arrival)  # why the person is here, said until they act (the plan came after it)
         else:
             self.status("Ready. ctrl+s saves the config, ctrl+n merges.")
         self.work_done()

@@ -249,7 +249,9 @@ class SearchScreen(ToolScreen):
         app.pop_screen()
         app.load_config(row.recipe)
         app.state.output, app.state.config_path, app.state.config_read = kept
-        app.call_after_refresh(app.tell, f"Opened trial {row.number}'s recipe; ctrl+n merges it into {kept[0]}.")
+        note = f"Opened trial {row.number}'s recipe; ctrl+n merges it into {kept[0]}."
+        app.arrival_note = note  # said again once Review's plan is ready, which would otherwise say only "Ready."
+        app.call_after_refresh(app.tell, note)
 
     def action_back(self) -> None:
         if self.running:
