@@ -318,11 +318,12 @@ def test_sce_weights_task_vectors_by_energy_and_elects_signs() -> None:
     close(run("sce", [BASE + d for d in deltas], base=BASE), expected)
 
 
-def test_sce_keeps_the_highest_variance_positions_later_ones_first_among_equals() -> None:
+@pytest.mark.parametrize("model_count", [2, 3])
+def test_sce_keeps_the_highest_variance_positions_later_ones_first_among_equals(model_count: int) -> None:
     rng = np.random.default_rng(8)
-    base = np.zeros((5, 6), dtype=np.float32)
-    models = [base + rng.integers(-2, 3, size=base.shape).astype(np.float32) * 0.25 for _ in range(3)]
-    deltas = np.stack(models).astype(np.float64)
+    base = np.full((5, 6), 0.5, dtype=np.float32)
+    models = [base + rng.integers(-2, 3, size=base.shape).astype(np.float32) * 0.25 for _ in range(model_count)]
+    deltas = np.stack(models).astype(np.float64) - base
     variance = deltas.var(axis=0).ravel()
     keep = int(0.4 * np.count_nonzero(variance))
     kept_positions = np.argsort(variance, kind="stable")[variance.size - keep :]  # stable: ties in index order
@@ -335,9 +336,8 @@ def test_sce_keeps_the_highest_variance_positions_later_ones_first_among_equals(
     sign = np.where(masked.sum(axis=0) >= 0, 1.0, -1.0)
     agree = np.sign(masked) == sign
     divisor = (weights[:, None, None] * agree).sum(axis=0)
-    expected = ((masked * weights[:, None, None] * agree).sum(axis=0) / np.where(divisor == 0, 1, divisor)).astype(
-        np.float32
-    )
+    merged = (masked * weights[:, None, None] * agree).sum(axis=0) / np.where(divisor == 0, 1, divisor)
+    expected = (base + merged).astype(np.float32)
 
     close(run("sce", models, base=base, select_topk=0.4), expected)
 
@@ -621,13 +621,15 @@ def test_every_method_with_a_block_merger_has_a_case_below() -> None:
 
 @pytest.mark.parametrize(
     ("method", "kept_bytes"),
-    [(method, None) for method in sorted(BLOCK_CASES)] + [("dare_ties", 0), ("della", 0), ("arcee_fusion", 0)],
+    [(method, None) for method in sorted(BLOCK_CASES)]
+    + [("dare_ties", 0), ("della", 0), ("arcee_fusion", 0), ("sce", 0)],
 )
 def test_block_mergers_on_many_tied_values_give_the_whole_tensor_bytes(method: str, kept_bytes, monkeypatch) -> None:
     """Blocks of unequal sizes, on values with many ties (``whole_and_by_blocks``).
 
     With ``kept_bytes`` 0, DARE and DELLA draw their masks again for the
-    merge, and arcee fusion computes its importance again, instead of keeping them.
+    merge, and arcee fusion and SCE compute their importance and variance
+    again, instead of keeping them.
     """
     if kept_bytes is not None:
         from tui_merge.methods import blocks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from tui_merge.methods import blocks
 from tui_merge.methods.blocks import merge_whole
 from tui_merge.methods.inputs import MergeInputs
 from tui_merge.methods.ranking import BlockwiseRankMask
@@ -23,6 +24,13 @@ class SceBlocks:
     library) and a third sums each model's energy (the mean square of its
     kept task vector, in float64); with ``select_topk`` 1 only the energy
     round runs. Then every block is merged as the whole tensor would be.
+
+    The variance over the models is that of the models themselves (the
+    base cancels), so the counting rounds need no task vectors. When the
+    tensor's variances fit in ``blocks.KEPT_VALUES_BYTES`` each block's is
+    computed once and kept, and the energy round keeps the block's
+    selection for the merge: a block's variance is then computed once
+    instead of four times (the merge was compute-bound on two cores).
     """
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
@@ -31,12 +39,34 @@ class SceBlocks:
         self.selector = BlockwiseRankMask(0, count)  # its rank is known after the first round
         self.nonzero = 0
         self.energy = torch.zeros(len(params), dtype=torch.float64)
-        self.merging = False
+        self.kept: list[torch.Tensor | None] | None = [] if count * 4 <= blocks.KEPT_VALUES_BYTES else None
+        """Each block's variance from the first round (then its selection from the energy round), in block order."""
+        self.stage, self.cursor = 0, 0
+
+    def _block_values(self, inputs: MergeInputs, stage: int) -> torch.Tensor:
+        """The block's variance in the counting rounds (0, 1), its selection mask in the energy round (2) and the
+        merge (3): computed, or taken from what an earlier round kept."""
+        if stage != self.stage:
+            self.stage, self.cursor = stage, 0
+            if stage == 3:
+                self.selector.rewind()
+        if self.kept is None:
+            variance = _variance(inputs.tensors)
+            return variance if stage < 2 else self.selector.mask(variance)
+        if stage == 0:
+            self.kept.append(_variance(inputs.tensors))
+            return self.kept[-1]
+        values = self.kept[self.cursor]
+        if stage == 2:
+            values = self.kept[self.cursor] = self.selector.mask(values)
+        elif stage == 3:
+            self.kept[self.cursor] = None  # the merge is its last use
+        self.cursor += 1
+        return values
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        deltas = _task_vectors(inputs)
         if self.passes == 3 and round_index < 2:
-            variance = _variance(deltas)
+            variance = self._block_values(inputs, round_index)
             if round_index == 0:
                 self.selector.count_high(variance)
                 self.nonzero += int(torch.count_nonzero(variance))
@@ -44,40 +74,48 @@ class SceBlocks:
             elif not self.selector.trivial:
                 self.selector.count_low(variance)
             return
-        kept = self._selected(deltas)
-        self.energy += kept.flatten(1).double().pow_(2).sum(dim=1).cpu()
+        mask = self._block_values(inputs, 2) if self.passes == 3 else None
+        for model, tensor in enumerate(inputs.tensors):
+            delta = tensor - inputs.base
+            if mask is not None:
+                delta *= mask
+            self.energy[model] += float(delta.pow_(2).sum(dtype=torch.float64))
 
     def merge(self, inputs: MergeInputs) -> torch.Tensor:
-        if not self.merging:
-            self.selector.rewind()
-            self.merging = True
         base = inputs.base
-        deltas = self._selected(_task_vectors(inputs))
+        deltas = [tensor - base for tensor in inputs.tensors]
+        if self.passes == 3:
+            mask = self._block_values(inputs, 3)
+            for delta in deltas:
+                delta.mul_(mask)
         energy = self.energy / self.count
         total = float(energy.sum())
-        weights = energy / total if total > 0 else torch.full_like(energy, 1 / len(energy))
-        weights = weights.float().to(base.device).view(-1, *([1] * base.dim()))
-        elected = torch.where(deltas.sum(dim=0) >= 0, 1.0, -1.0)
-        kept_weights = weights * (deltas.sign() == elected)
-        divisor = kept_weights.sum(dim=0)
-        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
-        return base + (deltas * kept_weights).sum(dim=0) / divisor
-
-    def _selected(self, deltas: torch.Tensor) -> torch.Tensor:
-        if self.passes == 3:
-            deltas.mul_(self.selector.mask(_variance(deltas)))
-        return deltas
-
-
-def _task_vectors(inputs: MergeInputs) -> torch.Tensor:
-    return torch.stack([tensor - inputs.base for tensor in inputs.tensors])
+        weights = (energy / total if total > 0 else torch.full_like(energy, 1 / len(energy))).float().tolist()
+        # The elected sign (+1 where the kept deltas sum to >= 0), then per model in place: a delta agrees where
+        # its product with that sign is positive (so a zero never does).
+        elected = deltas[0].clone()
+        for delta in deltas[1:]:
+            elected.add_(delta)
+        elected.ge_(0).mul_(2).sub_(1)
+        numerator, divisor = torch.zeros_like(base), torch.zeros_like(base)
+        for weight, delta in zip(weights, deltas):
+            agrees = torch.mul(delta, elected).gt_(0)
+            numerator.add_(delta.mul_(agrees), alpha=weight)
+            divisor.add_(agrees, alpha=weight)
+        divisor.masked_fill_(divisor == 0, 1.0)
+        return numerator.div_(divisor).add_(base)
 
 
-def _variance(deltas: torch.Tensor) -> torch.Tensor:
-    """The population variance over the models at each position.
+def _variance(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The population variance over the models at each position (equal to their task vectors' variance).
 
     Written out: ``Tensor.var`` over the leading dimension is about ten
-    times slower than these three passes.
+    times slower; for two models it is a single square of half their
+    difference.
     """
-    deviations = deltas - deltas.mean(dim=0)
+    if len(tensors) == 2:
+        return tensors[0].sub(tensors[1]).mul_(0.5).pow_(2)
+    # Differences from the first model: as exact as task vectors (bf16 neighbours subtract exactly in float32).
+    stacked = torch.stack([tensor - tensors[0] for tensor in tensors])
+    deviations = stacked - stacked.mean(dim=0)
     return deviations.pow_(2).mean(dim=0)
