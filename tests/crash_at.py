@@ -50,5 +50,9 @@ def crash_at(fault: str) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1].startswith("SIGINT@"):
+        # A Ctrl-C from a terminal: a test suite run as a background job inherits SIGINT ignored, which the
+        # command (rightly, as under nohup) would heed.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     crash_at(sys.argv[1])
     sys.exit(main(sys.argv[2:]))

@@ -684,7 +684,10 @@ def test_families_the_sweep_found_refused_merge_as_transformers_loads_them(tmp_p
     num_hidden_layers would overwrite), a count of 0 layers (a VQ model), fused projections that the loader
     splits (lara_mini's in_proj, gte's qkv)."""
     import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    if model_type not in CONFIG_MAPPING:  # a family newer than the lowest transformers allowed
+        pytest.skip(f"transformers {transformers.__version__} has no {model_type}")
     config = _shrunk(transformers.AutoConfig.for_model(model_type))
     for auto in ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForSeq2SeqLM", "AutoModel"):
         try:

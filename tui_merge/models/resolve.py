@@ -114,6 +114,7 @@ def _cached_snapshot(argument: str, cache_dir: Path | None, marker: str) -> Path
     from huggingface_hub import try_to_load_from_cache
 
     repo_id, _, revision = argument.partition("@")
+    cache_dir = cache_dir or _default_cache()  # explicit: some huggingface_hub releases bind their default at import
     found = try_to_load_from_cache(repo_id, marker, cache_dir=cache_dir, revision=revision or None)
     if isinstance(found, str):
         return Path(found).parent
