@@ -27,9 +27,11 @@ def arcee_fusion(inputs: MergeInputs) -> torch.Tensor:
 
 def importance(base: torch.Tensor, other: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``|other - base|`` times the KL divergence of the rows' softmaxes (row by row: blocks need nothing else)."""
-    p = torch.softmax(other, dim=-1) + eps
-    q = torch.softmax(base, dim=-1) + eps
-    divergence = (p * torch.log(p / q)).sum(dim=-1)
+    # In place, two temporaries of the block at a time (the same values as p * log(p / q)): peak memory.
+    p = torch.softmax(other, dim=-1).add_(eps)
+    ratio = torch.softmax(base, dim=-1).add_(eps)
+    divergence = torch.div(p, ratio, out=ratio).log_().mul_(p).sum(dim=-1)
+    del p, ratio
     # KL is never negative; rounding can give -1e-9 or -0.0, which the radix select could not order.
     divergence = torch.where(divergence > 0, divergence, 0.0)
     return (other - base).abs_() * divergence.unsqueeze(-1)
