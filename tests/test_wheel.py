@@ -37,8 +37,9 @@ def test_the_wheel_installs_beside_an_existing_torch_and_runs(tmp_path) -> None:
     source = tracked_copy(tmp_path / "source")
     dist = tmp_path / "dist"
     # From the copy, sdist first and the wheel from the sdist: a file the sdist forgot fails here.
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)],
-                   check=True, capture_output=True)  # fmt: skip
+    built = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert [wheel.name for wheel in wheels] == [f"tui_merge-{tui_merge.__version__}-py3-none-any.whl"]
     assert len(sdists) == 1
