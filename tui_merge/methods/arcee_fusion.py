@@ -50,27 +50,10 @@ class ArceeFusionBlocks:
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
         self.selectors = [BlockwiseRankMask(int(quartile * (count - 1)), count) for quartile in QUARTILES]
         self.threshold: torch.Tensor | None = None
-        self.kept: list[torch.Tensor | None] | None = [] if count * 4 <= blocks.KEPT_VALUES_BYTES else None
-        """Each block's importance from the first round, in block order."""
-        self.stage, self.cursor = 0, 0
-
-    def _importance(self, inputs: MergeInputs, stage: int) -> torch.Tensor:
-        """The block's importance in ``stage`` (0 and 1: the counting rounds, 2: the merge)."""
-        if self.kept is None:
-            return importance(inputs.base, inputs.tensors[0])
-        if stage == 0:
-            self.kept.append(importance(inputs.base, inputs.tensors[0]))
-            return self.kept[-1]
-        if stage != self.stage:
-            self.stage, self.cursor = stage, 0
-        values = self.kept[self.cursor]
-        if stage == 2:
-            self.kept[self.cursor] = None  # the merge is its last use
-        self.cursor += 1
-        return values
+        self.importances = blocks.FirstRoundValues(count, lambda inputs: importance(inputs.base, inputs.tensors[0]))
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
-        values = self._importance(inputs, round_index)
+        values = self.importances.of(inputs, round_index)
         for selector in self.selectors:
             if round_index == 0:
                 selector.count_high(values)
@@ -82,5 +65,5 @@ class ArceeFusionBlocks:
         if self.threshold is None:
             q1, median, q3 = (torch.tensor(selector.value_at_rank()) for selector in self.selectors)
             self.threshold = median + 1.5 * (q3 - q1)  # in float32, as the sorted-tensor formula would be
-        mask = self._importance(inputs, 2) >= self.threshold.to(base.device)
+        mask = self.importances.of(inputs, 2, last=True) >= self.threshold.to(base.device)
         return base + (other - base) * mask

@@ -16,6 +16,7 @@ the order of float64 sums.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -51,3 +52,30 @@ def merge_whole(merger_class: type, inputs: MergeInputs) -> torch.Tensor:
     for round_index in range(merger.passes):
         merger.observe(inputs, round_index)
     return merger.merge(inputs)
+
+
+class FirstRoundValues:
+    """What a block merger computes from each block in its first round (importance, variance), kept in block
+    order for its later rounds and the merge when the tensor's fit in ``KEPT_VALUES_BYTES`` of float32, else
+    computed again from the block; the values are the same either way."""
+
+    def __init__(self, count: int, compute: Callable[[MergeInputs], torch.Tensor]) -> None:
+        self.compute = compute
+        self.kept: list[torch.Tensor | None] | None = [] if count * 4 <= KEPT_VALUES_BYTES else None
+        self.stage, self.cursor = 0, 0
+
+    def of(self, inputs: MergeInputs, stage: int, last: bool = False) -> torch.Tensor:
+        """The block's values in round ``stage`` (0: computed and kept; later rounds read them back, blocks in
+        order); ``last`` lets them go (the merge is their last use)."""
+        if self.kept is None:
+            return self.compute(inputs)
+        if stage == 0:
+            self.kept.append(self.compute(inputs))
+            return self.kept[-1]
+        if stage != self.stage:
+            self.stage, self.cursor = stage, 0
+        values = self.kept[self.cursor]
+        if last:
+            self.kept[self.cursor] = None
+        self.cursor += 1
+        return values

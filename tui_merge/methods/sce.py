@@ -28,9 +28,9 @@ class SceBlocks:
     The variance over the models is that of the models themselves (the
     base cancels), so the counting rounds need no task vectors. When the
     tensor's variances fit in ``blocks.KEPT_VALUES_BYTES`` each block's is
-    computed once and kept, and the energy round keeps the block's
-    selection for the merge: a block's variance is then computed once
-    instead of four times (the merge was compute-bound on two cores).
+    computed once and kept (``blocks.FirstRoundValues``) for the other
+    rounds and the merge, instead of four times (the merge was
+    compute-bound on two cores).
     """
 
     def __init__(self, options: dict, params: list[dict], count: int) -> None:
@@ -39,34 +39,12 @@ class SceBlocks:
         self.selector = BlockwiseRankMask(0, count)  # its rank is known after the first round
         self.nonzero = 0
         self.energy = torch.zeros(len(params), dtype=torch.float64)
-        self.kept: list[torch.Tensor | None] | None = [] if count * 4 <= blocks.KEPT_VALUES_BYTES else None
-        """Each block's variance from the first round (then its selection from the energy round), in block order."""
-        self.stage, self.cursor = 0, 0
-
-    def _block_values(self, inputs: MergeInputs, stage: int) -> torch.Tensor:
-        """The block's variance in the counting rounds (0, 1), its selection mask in the energy round (2) and the
-        merge (3): computed, or taken from what an earlier round kept."""
-        if stage != self.stage:
-            self.stage, self.cursor = stage, 0
-            if stage == 3:
-                self.selector.rewind()
-        if self.kept is None:
-            variance = _variance(inputs.tensors)
-            return variance if stage < 2 else self.selector.mask(variance)
-        if stage == 0:
-            self.kept.append(_variance(inputs.tensors))
-            return self.kept[-1]
-        values = self.kept[self.cursor]
-        if stage == 2:
-            values = self.kept[self.cursor] = self.selector.mask(values)
-        elif stage == 3:
-            self.kept[self.cursor] = None  # the merge is its last use
-        self.cursor += 1
-        return values
+        self.variances = blocks.FirstRoundValues(count, lambda inputs: _variance(inputs.tensors))
+        self.merging = False
 
     def observe(self, inputs: MergeInputs, round_index: int) -> None:
         if self.passes == 3 and round_index < 2:
-            variance = self._block_values(inputs, round_index)
+            variance = self.variances.of(inputs, round_index)
             if round_index == 0:
                 self.selector.count_high(variance)
                 self.nonzero += int(torch.count_nonzero(variance))
@@ -74,7 +52,7 @@ class SceBlocks:
             elif not self.selector.trivial:
                 self.selector.count_low(variance)
             return
-        mask = self._block_values(inputs, 2) if self.passes == 3 else None
+        mask = self.selector.mask(self.variances.of(inputs, 2)) if self.passes == 3 else None
         for model, tensor in enumerate(inputs.tensors):
             delta = tensor - inputs.base
             if mask is not None:
@@ -85,7 +63,10 @@ class SceBlocks:
         base = inputs.base
         deltas = [tensor - base for tensor in inputs.tensors]
         if self.passes == 3:
-            mask = self._block_values(inputs, 3)
+            if not self.merging:
+                self.selector.rewind()  # its mask round starts again from the first block
+                self.merging = True
+            mask = self.selector.mask(self.variances.of(inputs, 3, last=True))
             for delta in deltas:
                 delta.mul_(mask)
         energy = self.energy / self.count
