@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 import textual
+from snapshot_version import VERSION_FILE, drawn_with_this_textual
 
 from tui_merge.models.info import load_model_info
 from tui_merge.tui.app import WizardApp
 from tui_merge.wizard.state import WizardState
 
-VERSION_FILE = Path(__file__).parent / "snapshots_textual_version.txt"
 FIXED_DISK = namedtuple("usage", "total used free")(2 << 40, 1 << 40, 1 << 40)
 """What every snapshot says about free disk space, whatever this machine has."""
 
@@ -34,7 +34,7 @@ def _drawn_with_this_textual(request: pytest.FixtureRequest) -> bool:
         VERSION_FILE.parent.mkdir(exist_ok=True)
         VERSION_FILE.write_text(textual.__version__ + "\n")
         return True
-    return VERSION_FILE.is_file() and VERSION_FILE.read_text().strip() == textual.__version__
+    return drawn_with_this_textual()
 
 
 @pytest.fixture()
