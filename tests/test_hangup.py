@@ -169,3 +169,41 @@ async def test_after_a_hangup_a_second_one_cannot_kill_the_process_before_the_he
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_continue_signal_the_wizard_did_not_ask_for_leaves_its_terminal_as_it_is(tmp_path, recipe) -> None:
+    # The kernel sends SIGCONT with every hangup; taken as "back from ctrl+z" it restarted the screen on the dead
+    # terminal with a second output thread, whose queue filled and then held the wizard's exit forever.
+    held, output = tmp_path / "held", tmp_path / "out"
+    held.mkdir()
+    pid, master = under_a_terminal([sys.executable, str(HERE / "wizard_run_at.py"), str(held), str(recipe),
+                                    str(output)])  # fmt: skip
+    shown = read_until(master, held / "merging")
+
+    os.kill(pid, signal.SIGCONT)
+    (held / "go").write_text("")
+    os.write(master, b"\x11")  # ctrl+q: the merge runs, so the wizard asks once
+    os.write(master, b"\x11")  # and the second one stops it and leaves
+    shown += read_to_the_end(master)
+
+    assert exit_status(pid) == 130  # the merge was stopped
+    assert shown.count(b"\x1b[?1049h") == 1, "the wizard entered its full screen again"
+    assert shown.count(b"\x1b[?1049l") == 1
+
+
+def read_to_the_end(master: int) -> bytes:
+    """All the terminal shows until its program has closed it."""
+    shown = b""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the program's side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    os.close(master)
+    return shown

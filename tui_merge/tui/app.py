@@ -13,6 +13,7 @@ from typing import cast
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.driver import Driver
 
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, PathPrompt
@@ -95,6 +96,18 @@ class WizardApp(App):
         self.stage_recipe = "stages.yaml"
         """The multi-stage recipe "save as a stage" last wrote to, offered again."""
 
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's own choice, except that on Linux and macOS its terminal driver is the one made safe for a
+        terminal that hangs up (``tui.terminal_driver``)."""
+        chosen = super().get_driver_class()
+        if chosen.__module__ != "textual.drivers.linux_driver":  # that module needs termios: not on Windows
+            return chosen
+        from textual.drivers.linux_driver import LinuxDriver
+
+        from tui_merge.tui.terminal_driver import HangupSafeDriver
+
+        return HangupSafeDriver if chosen is LinuxDriver else chosen
+
     MIN_SIZE = (80, 24)
     """The smallest terminal every screen is drawn for; below it the wizard says so instead."""
 
@@ -144,8 +157,11 @@ class WizardApp(App):
         """The terminal is gone: a running merge is stopped keeping its finished shards and handed to the
         headless path (``tui.hangup``); the app leaves either way, instead of dying by the signal's default."""
         from tui_merge.tui.screens.run import RunScreen
+        from tui_merge.tui.terminal_driver import HangupSafeDriver
 
         self.terminal_gone = True
+        if isinstance(self._driver, HangupSafeDriver):
+            self._driver.terminal_gone = True
         run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
         if run is not None and run.merging and not run.finished:
             run.control.stop(keep_partial=True)

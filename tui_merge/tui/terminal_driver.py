@@ -1,0 +1,46 @@
+"""Textual's Linux terminal driver, made safe for a terminal that hangs up under it.
+
+Two things in the stock driver can hold the wizard forever after a lost SSH
+session, and with it the merge it hands to the headless path:
+
+- The kernel sends SIGCONT along with SIGHUP when a terminal hangs up. The
+  stock driver takes every SIGCONT as "back from ctrl+z" and starts the full
+  screen again, on the dead terminal, with a second output thread; that
+  thread dies on its first write, its bounded queue fills, and the app's exit
+  then waits to queue one more item forever. Here only a screen the driver
+  suspended itself is resumed.
+- Once the app knows its terminal is gone, output has nowhere to go: it is
+  dropped, and leaving does not wait for an output thread that may have died
+  on the dead terminal.
+"""
+
+from __future__ import annotations
+
+from textual.drivers.linux_driver import LinuxDriver
+
+
+class HangupSafeDriver(LinuxDriver):
+    """The stock Linux driver, except after SIGCONT without a suspend and after the terminal hung up."""
+
+    suspended = False
+    """True between suspending the screen (ctrl+z, or the app running another program) and resuming it."""
+    terminal_gone = False
+    """Set by the app once SIGHUP said the terminal is gone; from then on nothing is written to it."""
+
+    def suspend_application_mode(self) -> None:
+        self.suspended = True
+        super().suspend_application_mode()
+
+    def resume_application_mode(self) -> None:
+        if not self.suspended or self.terminal_gone:
+            return  # a continue signal nobody asked for: the kernel's, beside a hangup
+        self.suspended = False
+        super().resume_application_mode()
+
+    def write(self, data: str) -> None:
+        if not self.terminal_gone:
+            super().write(data)
+
+    def close(self) -> None:
+        if not self.terminal_gone:
+            super().close()
