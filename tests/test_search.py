@@ -41,9 +41,16 @@ def command(tmp_path: Path, script: str = "score.py") -> str:
     return f"command:{sys.executable} {tmp_path / script} $RECIPE"
 
 
-def trial_values(tmp_path: Path) -> dict[int, object]:
+def trials_folder(tmp_path: Path) -> Path:
+    """The one study's trials folder in ``slerp.search.trials`` (a folder per study, named as the study)."""
+    (folder,) = (tmp_path / "slerp.search.trials").iterdir()
+    assert folder.name.startswith("search-")
+    return folder
+
+
+def trial_values(tmp_path: Path, folder: Path | None = None) -> dict[int, object]:
     """Each saved trial recipe's t, by trial number."""
-    folder = tmp_path / "slerp.search.trials"
+    folder = folder or trials_folder(tmp_path)
     return {int(re.search(r"\d+", path.name)[0]): yaml.safe_load(path.read_text())["parameters"]["t"]
             for path in folder.glob("trial-*.yaml")}  # fmt: skip
 
@@ -162,7 +169,7 @@ def test_a_killed_search_resumes_redoing_only_the_killed_trial(tmp_path, recipe)
     assert len(calls) == 3 + 1 + 2  # then the two trials still missing; trials 0 and 1 never again
     assert calls.count(killed[0]) == 1 and calls.count(killed[1]) == 1
     assert "was interrupted; it runs again" in done.stderr
-    assert not list((tmp_path / "slerp.search.trials").glob("*.partial"))
+    assert not list(trials_folder(tmp_path).glob("*.partial"))
 
 
 @pytest.mark.parametrize(
@@ -227,8 +234,29 @@ def test_keep_best_keeps_only_the_best_trials_merges(capsys, tmp_path, recipe) -
     assert main(args) == 0
     values = trial_values(tmp_path)
     ranked = sorted(values, key=lambda number: (loss(values[number]), number))
-    kept = sorted(path.name for path in (tmp_path / "slerp.search.trials").iterdir() if path.is_dir())
+    kept = sorted(path.name for path in trials_folder(tmp_path).iterdir() if path.is_dir())
     assert kept == sorted(f"trial-{number}" for number in ranked[:2])
     for name in kept:  # a whole merge, ready to use
-        assert (tmp_path / "slerp.search.trials" / name / "model.safetensors").is_file()
+        assert (trials_folder(tmp_path) / name / "model.safetensors").is_file()
     assert "kept merges:" in capsys.readouterr().out
+
+
+def test_two_studies_in_one_study_file_keep_their_own_trials_and_merges(capsys, tmp_path, recipe) -> None:
+    first = ["search", str(recipe), "--space", "t=0..1", "--objective", command(tmp_path), "--sampler", "random",
+             "--trials", "2", "--keep-best", "1"]  # fmt: skip
+    assert main(first) == 0
+    (first_folder,) = (tmp_path / "slerp.search.trials").iterdir()
+    first_recipes = {path.name: path.read_text() for path in first_folder.glob("trial-*.yaml")}
+    (first_kept,) = (path for path in first_folder.iterdir() if path.is_dir())
+
+    second = ["search", str(recipe), "--space", "t=0.2,0.4", "--objective", command(tmp_path), "--sampler", "grid",
+              "--keep-best", "1"]  # fmt: skip
+    assert main(second) == 0
+
+    folders = sorted((tmp_path / "slerp.search.trials").iterdir())
+    assert len(folders) == 2 and first_folder in folders
+    assert {path.name: path.read_text() for path in first_folder.glob("trial-*.yaml")} == first_recipes
+    assert (first_kept / "model.safetensors").is_file()
+    (second_folder,) = (folder for folder in folders if folder != first_folder)
+    assert sorted(trial_values(tmp_path, second_folder).values()) == [0.2, 0.4]
+    assert len([path for path in second_folder.iterdir() if path.is_dir()]) == 1

@@ -144,8 +144,9 @@ command:COMMAND (its last line is the number; $MERGED is the merge, $RECIPE
 its recipe), lower is better unless max: is in front. The study (default
 RECIPE.search.db) keeps every trial: the same command run again resumes, a
 trial a killed search left is redone, finished ones are never merged again.
-Each trial's recipe is saved in RECIPE.search.trials/trial-N.yaml and
-replays with tui-merge run.
+Each trial's recipe is saved in RECIPE.search.trials/STUDY/trial-N.yaml
+(STUDY: the study's name, so studies never share a file) and replays with
+tui-merge run.
 """
 
 LEGACY_EXAMPLES = """\

@@ -7,8 +7,9 @@ left running by a search that was killed (Ctrl-C, a crash, a reboot) is marked f
 again first, so it is redone; finished trials are never merged again. ``--trials N`` is the number of finished
 trials the study should hold: the same command run again after it is reached does nothing but show the table.
 
-Each trial's recipe is saved as ``trial-N.yaml`` in the trials folder (the study file's name with ``.trials`` for
-``.db``: ``RECIPE.search.trials``); ``tui-merge run trial-N.yaml OUT`` replays it to the bytes that trial merged.
+Each trial's recipe is saved as ``trial-N.yaml`` in the study's trials folder (``RECIPE.search.trials/STUDY``:
+the study file's name with ``.trials`` for ``.db``, then the study's name); ``tui-merge run trial-N.yaml OUT``
+replays it to the bytes that trial merged.
 Its merge goes to ``trial-N`` there and is removed once scored, unless it is among the ``--keep-best K`` best.
 """
 
@@ -60,7 +61,10 @@ class SearchSettings:
 
     @property
     def trials_folder(self) -> Path:
-        return self.study.with_suffix(".trials")
+        """This study's recipes and merges: a folder of its own, named as the study, in ``RECIPE.search.trials``
+        beside the study file, so another study in the same file never overwrites its ``trial-N`` or removes its
+        kept merges."""
+        return self.study.with_suffix(".trials") / study_name(self)
 
 
 @dataclass
