@@ -191,6 +191,39 @@ def test_a_continue_signal_the_wizard_did_not_ask_for_leaves_its_terminal_as_it_
     assert shown.count(b"\x1b[?1049l") == 1
 
 
+def test_a_wizard_suspended_by_sigtstp_comes_back_on_sigcont(tmp_path, recipe) -> None:
+    held, output = tmp_path / "held", tmp_path / "out"
+    held.mkdir()
+    pid, master = under_a_terminal([sys.executable, str(HERE / "wizard_run_at.py"), str(held), str(recipe),
+                                    str(output)])  # fmt: skip
+    shown = read_until(master, held / "merging")
+
+    os.kill(pid, signal.SIGTSTP)  # as a shell's job control does
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status)
+    os.kill(pid, signal.SIGCONT)  # fg
+    shown += read_until_shown(master, b"\x1b[?1049h")  # its full screen again: keys reach it in raw mode
+    (held / "go").write_text("")
+    os.write(master, b"\x11")
+    os.write(master, b"\x11")
+    shown += read_to_the_end(master)
+
+    assert exit_status(pid) == 130
+    assert shown.count(b"\x1b[?1049h") == 2
+
+
+def read_until_shown(master: int, text: bytes) -> bytes:
+    """What the terminal shows until it shows ``text``."""
+    shown = b""
+    deadline = time.monotonic() + WAIT
+    while text not in shown:
+        assert time.monotonic() < deadline, f"{text!r} never appeared; the screen said: {shown[-2000:]!r}"
+        ready, _, _ = select.select([master], [], [], 0.05)
+        if ready:
+            shown += os.read(master, 65536)
+    return shown
+
+
 def read_to_the_end(master: int) -> bytes:
     """All the terminal shows until its program has closed it."""
     shown = b""
