@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 # No test may reach the real Hub: huggingface_hub reads this once, at import. Tests of the Hub path point it at
@@ -145,9 +146,23 @@ def workdir(
     return tmp_path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def config_checks(tmp_path_factory) -> Iterator[Path]:
+    """The passed config checks of the whole session (``engine.output_config``), in a user cache folder of the
+    session's own: fixtures wider than a test (which run before ``private_cache``) use that one."""
+    folder = tmp_path_factory.mktemp("session-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUI_MERGE_CACHE", str(folder))
+        yield folder / "config-checks"
+
+
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch) -> Path:
-    """Each test's own user cache folder, so no test reads or writes the real ~/.cache."""
+def private_cache(tmp_path_factory, monkeypatch, config_checks) -> Path:
+    """Each test's own user cache folder, so no test reads or writes the real ~/.cache. Only the remembered
+    config checks are shared by the session: each is keyed by everything it checked, and asking transformers
+    again costs a subprocess some 3 s (a test of the check itself points TUI_MERGE_CACHE elsewhere)."""
     folder = tmp_path_factory.mktemp("cache")
+    config_checks.mkdir(exist_ok=True)
+    (folder / "config-checks").symlink_to(config_checks, target_is_directory=True)
     monkeypatch.setenv("TUI_MERGE_CACHE", str(folder))
     return folder

@@ -123,6 +123,7 @@ def test_a_passed_config_check_is_remembered_and_a_failed_one_is_not(tmp_path, m
     from tui_merge.cli import main
     from tui_merge.models import architecture_fit
 
+    monkeypatch.setenv("TUI_MERGE_CACHE", str(tmp_path / "cache"))  # not the checks other tests passed
     config = tmp_path / "m.yaml"
     config.write_text(f"merge_method: linear\nmodels: [{{model: {llama_base}}}, {{model: {llama_finetune}}}]\n")
     asked = []
