@@ -5,6 +5,7 @@ Run from the repository root (not part of the test suite; it writes gigabytes):
     .venv/bin/python benchmarks/merge_speed.py --preset 1b
     .venv/bin/python benchmarks/merge_speed.py --preset 0.5b --methods linear,ties2 --json out.json
     .venv/bin/python benchmarks/merge_speed.py --preset moe64 --methods linear,ties2
+    sudo .venv/bin/python benchmarks/merge_speed.py --preset 1b --methods linear,ties2 --cache cold
 
 It builds a base and two fine-tunes (base plus small deltas) under
 ``--work`` once, measures the floor in the same run (importing torch, reading
@@ -12,7 +13,9 @@ the inputs once, writing an output of the same size with fsync, one float32
 pass over the data), then runs ``tui-merge run`` once per method as a
 separate process and prints wall time, its ratio to the floor, throughput
 (output bytes per second) and peak RSS (from ``wait4`` for that process).
-Each timed run gets an empty ``TUI_MERGE_CACHE``: a first run, as a user meets it.
+Each timed run gets an empty ``TUI_MERGE_CACHE``: a first run, as a user meets it. Each floor and merge starts
+with the inputs in the page cache (``--cache warm``, the default), or with the page cache dropped (``--cache
+cold``, as the first merge after a download meets its inputs; it needs root, and refuses to run without it).
 
 ``--against-mergekit PYTHON`` (a Python whose environment has mergekit; it
 is never a dependency of this project) runs mergekit's ``mergekit-yaml`` on
@@ -204,6 +207,26 @@ def settle(inputs: list[Path]) -> None:
                     pass
 
 
+def drop_page_cache() -> bool:
+    """Write back and then empty the page cache, so the next run reads its inputs from the disk (a cold cache,
+    as the first merge after a download meets it); False where that is not permitted (it needs root on Linux)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+def start_from(inputs: list[Path], cache: str) -> None:
+    """``settle`` for a warm cache; for a cold one, the inputs' pages (and every other) dropped."""
+    if cache == "warm":
+        settle(inputs)
+    elif not drop_page_cache():
+        raise SystemExit("--cache cold: the page cache cannot be dropped here (it needs root on Linux); "
+                         "measure with --cache warm and say so.")  # fmt: skip
+
+
 def measure(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS in MiB of one child process."""
     started = time.perf_counter()
@@ -306,6 +329,9 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--against-mergekit", metavar="PYTHON",
                         help="a Python with mergekit installed: run it on the same configs, alternating")  # fmt: skip
+    parser.add_argument("--cache", choices=("warm", "cold"), default="warm",
+                        help="start each floor and merge with the inputs in the page cache (warm, the default) or "
+                             "with the page cache dropped (cold: needs root)")  # fmt: skip
     parser.add_argument("--busy-disk", action="store_true",
                         help="a background process writes gigabytes to the work folder's disk throughout")  # fmt: skip
     parser.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
@@ -326,6 +352,8 @@ def main() -> int:
     unknown = [name for name in names if name not in ALL_METHODS]
     if unknown:
         parser.error(f"unknown method {unknown[0]!r}; choose from {', '.join(ALL_METHODS)} or 'all'")
+    disk = "a busy disk (another process writing)" if args.busy_disk else "a quiet disk"
+    print(f"each floor and merge starts with a {args.cache} page cache, on {disk}", flush=True)
     with busy_disk(args.work, args.busy_disk):
         rows, versus = measure_methods(args, names, models, size)
     if versus:
@@ -337,8 +365,8 @@ def main() -> int:
             their_memory = f"{their_rss:.0f}" if their_rss else "-"
             print(f"| {name} | {ours:.2f} | {shown} | {ratio} | {rss:.0f} | {their_memory} | {agreement} |")
     if args.json:
-        table = {"preset": args.preset, "bytes_per_model": size, "rows": [asdict(row) for row in rows],
-                 "versus": versus}  # fmt: skip
+        table = {"preset": args.preset, "bytes_per_model": size, "cache": args.cache, "busy_disk": args.busy_disk,
+                 "rows": [asdict(row) for row in rows], "versus": versus}  # fmt: skip
         args.json.write_text(json.dumps(table, indent=2))
     return 0
 
@@ -360,13 +388,13 @@ def measure_methods(
         command = [sys.executable, "-m", "tui_merge", "run", str(config), str(output)]
         runs, floors, theirs, agreement, refusal = [], [], [], None, ""
         for _ in range(max(1, args.repeat)):  # the floor and the merge alternate: medians of runs side by side
-            settle(inputs)
+            start_from(inputs, args.cache)
             floors.append(floor([folder / "model.safetensors" for folder in inputs], args.work)[0])
-            settle(inputs)
+            start_from(inputs, args.cache)
             with first_run() as environment:
                 runs.append(measure(command, environment))
             if args.against_mergekit:
-                settle(inputs)
+                start_from(inputs, args.cache)
                 result = against_mergekit(args.against_mergekit, text + precision, args.work, name)
                 if isinstance(result, str):
                     refusal = result

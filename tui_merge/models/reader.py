@@ -29,6 +29,10 @@ TORCH_DTYPES = {
 }  # fmt: skip
 
 
+PREFETCH_STEP = 128 << 10
+"""Bytes per read-ahead request: Linux reads at most one readahead window (``read_ahead_kb``, often 128 KiB) or
+one device request per ``POSIX_FADV_WILLNEED`` and silently drops the rest, so a tensor is asked for in steps."""
+
 BLOCK_BYTES = 2 << 20
 """Float32 bytes per input in one block of rows, wherever a large tensor is read a block at a time.
 
@@ -145,8 +149,11 @@ class TensorReader:
         """
         if entry.begin is None or not entry.nbytes or not hasattr(os, "posix_fadvise"):
             return
+        descriptor = self._descriptor(entry.file)
         with contextlib.suppress(OSError):  # a hint only: the read itself reports a real problem
-            os.posix_fadvise(self._descriptor(entry.file), entry.begin, entry.nbytes, os.POSIX_FADV_WILLNEED)
+            for start in range(entry.begin, entry.begin + entry.nbytes, PREFETCH_STEP):
+                length = min(PREFETCH_STEP, entry.begin + entry.nbytes - start)
+                os.posix_fadvise(descriptor, start, length, os.POSIX_FADV_WILLNEED)
 
     def read_rows(self, entry: TensorEntry, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of a tensor, reading only their bytes (row-major storage makes them one range)."""
