@@ -87,13 +87,18 @@ async def settle_layers(pilot) -> None:
     await hold_still(pilot)
 
 
-async def hold_still(pilot) -> None:
-    """Wait until two pictures of the screen a moment apart are the same."""
-    shown = None
-    for _ in range(100):
+async def hold_still(pilot, pictures: int = 4) -> None:
+    """Wait until ``pictures`` pictures of the screen, each after the app went idle and a moment passed, are the
+    same. Two were not enough on a busy machine: a process that gets no time between two pictures shows the same
+    one twice while a widget under a dialog still has its redraw to do (the help over the Layers step once showed
+    the table's cursor as focused)."""
+    shown, same = None, 0
+    for _ in range(200):
+        await pilot.pause()
         await pilot.pause(0.05)
         picture = pilot.app.export_screenshot()
-        if picture == shown:
+        same = same + 1 if picture == shown else 1
+        if same >= pictures:
             break
         shown = picture
 
