@@ -188,12 +188,13 @@ def test_the_wizard_draws_its_screen_again_on_sigcont_only_after_it_was_suspende
     os.kill(pid, signal.SIGCONT)  # fg
     shown += read_until_shown(master, b"\x1b[?1049h")  # its full screen again
     wait_for_raw_mode(master)  # before it, ctrl+q would be the terminal's own (resume output) and never arrive
-    (held / "go").write_text("")
-    os.write(master, b"\x11")  # ctrl+q: the merge runs, so the wizard asks once
+    os.write(master, b"\x11")  # ctrl+q: the merge runs, so the wizard pauses it and asks once
+    shown += read_until_shown(master, b"Cancel the merge and quit?")
+    (held / "go").write_text("")  # on to its next checkpoint, where it waits for the answer
     os.write(master, b"\x11")  # and the second one stops it and leaves
     shown += read_to_the_end(master)
 
-    assert exit_status(pid) == 130  # the merge was stopped
+    assert exit_status(pid) == 130, f"the screen ended with: {shown[-3000:]!r}"  # the merge was stopped
     assert shown.count(b"\x1b[?1049h") == 2, "the first SIGCONT drew the screen again, or fg did not"
     assert shown.count(b"\x1b[?1049l") == 2
 

@@ -184,6 +184,65 @@ async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(w
     assert (workdir / "merged" / "config.json").exists()
 
 
+async def test_a_merge_that_finishes_after_quit_was_answered_quits_saying_it_is_complete(workdir, monkeypatch) -> None:
+    """Yes to "cancel and quit" came after the merge's last checkpoint: the output is complete, so the shell
+    hears that (exit status 0), not that nothing was written."""
+    from tui_merge.engine import executor
+
+    real_execute = executor.execute
+
+    def finishes_regardless(*args, control: MergeControl, **kwargs):
+        while not control.stopped:
+            threading.Event().wait(0.025)
+        return real_execute(*args, **kwargs)  # the stop came too late: past the last checkpoint
+
+    monkeypatch.setattr(executor, "execute", finishes_regardless)
+    exits = []
+    real_exit = WizardApp.exit
+
+    def recorded_exit(self, *args, **kwargs):
+        exits.append(kwargs)
+        return real_exit(self, *args, **kwargs)
+
+    monkeypatch.setattr(WizardApp, "exit", recorded_exit)
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.press("ctrl+q")  # the second ctrl+q is the answer
+        await wait_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0
+    said = str(exits[-1].get("message"))
+    assert "the merge finished before it could be cancelled; it is in merged" in said, said
+    assert (workdir / "merged" / "config.json").exists()
+
+
+async def test_ctrl_q_pressed_again_while_the_merge_stops_quits_once_it_has_stopped(workdir, monkeypatch) -> None:
+    """Each quit request used to wait on the merge's worker; a second one cancelled the first, and asyncio
+    carried the cancellation into the awaited merge worker, so the app died with exit status 1. A ctrl+q
+    after the answer also asked again."""
+    released = threading.Event()
+    hold_the_merge(monkeypatch, until=lambda control: released.is_set())
+    app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
+    async with app.run_test(size=SIZE) as pilot:
+        control = app.open_steps[-1].control
+        try:
+            await pilot.press("ctrl+q")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("ctrl+q")  # the answer: cancel and quit
+            await pilot.pause()
+            await pilot.press("ctrl+q")  # and again, while the merge is stopping
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            await pilot.press("ctrl+q")
+            await pilot.pause()
+        finally:
+            released.set()
+            control.stop()  # a merge left paused would hold the test's end
+        await wait_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 130
+    assert not (workdir / "merged").exists() and not (workdir / "merged.partial").exists()
+
+
 async def test_the_folder_browser_moves_up_home_and_to_a_typed_path(workdir) -> None:
     from tui_merge.tui.modals import FolderPicker
 

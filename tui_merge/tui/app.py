@@ -178,12 +178,12 @@ class WizardApp(App):
         from tui_merge.tui.screens.run import RunScreen
 
         run = next((screen for screen in self.open_steps if isinstance(screen, RunScreen)), None)
-        if run is None or run.merged:
+        if run is None or run.merged or not run.merging:
             self.exit()
             return
-        asking = next((screen for screen in self.screen_stack if screen.name == "cancel-merge"), None)
-        if asking is not None:  # asked already: this is the answer
-            asking.dismiss(True)
+        if run.cancel_question is not None or run.control.stopped:  # asked already: this is the answer
+            run.answer_cancel_question(True)
+            run.control.stop()  # even when the question's answer, typed just before, was no
             run.quit_when_stopped()
             return
         run.action_cancel(then_quit=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ class RunScreen(StepScreen):
         self.started = time.monotonic()
         self.downloaded = False
         """True once a file came from the Hub for this merge."""
+        self.cancel_question: ConfirmScreen | None = None
+        """The open "cancel the merge?" question, until it is answered."""
         self.merging = False
         """True once the merge has been started (an interrupted merge's question may come first)."""
         self.handover = Handover(self.state)
@@ -220,12 +223,8 @@ class RunScreen(StepScreen):
         self.merged = True
         self.query_one("#run-title", Static).update(Text(f"Merged into {self.state.output}", style="bold"))
         self.query_one("#progress", ProgressBar).show_eta = False
-        for screen in self.app.screen_stack:
-            if isinstance(screen, ConfirmScreen) and screen.name == "cancel-merge":
-                screen.dismiss(False)
-                self.app.push_screen(
-                    ErrorScreen(f"The merge finished before it could be cancelled; it is in {self.state.output}.",
-                                title="Merge finished"))  # fmt: skip
+        if self.answer_cancel_question(False):
+            self.say_finished_before_cancel()
 
     def _finish(self) -> None:
         """The merge and its verification have ended, well or not: escape goes back now."""
@@ -273,13 +272,18 @@ class RunScreen(StepScreen):
 
     def action_cancel(self, then_quit: bool = False) -> None:
         """Pause the merge at once and ask whether to cancel it (then quit, with ``then_quit``); no lets it go on."""
-        if self.merged:
+        if self.merged or self.cancel_question is not None:
             return
         self.control.pause()
         self.status("paused")
 
         def answered(yes: bool | None) -> None:
-            if self.merged:
+            self.cancel_question = None
+            if self.merged:  # it ended while the question was open: nothing is left to cancel
+                if yes and then_quit:
+                    self.quit_when_stopped()
+                elif yes:
+                    self.say_finished_before_cancel()
                 return
             if yes:
                 self.control.stop()
@@ -291,19 +295,40 @@ class RunScreen(StepScreen):
                 self.status("")
 
         question = "Cancel the merge and quit?" if then_quit else "Cancel the merge?"
+        self.cancel_question = ConfirmScreen(
+            f"{question} It is paused while you decide; nothing will be left at the output folder.",
+            name="cancel-merge",
+        )
+        self.app.push_screen(self.cancel_question, answered)
+
+    def answer_cancel_question(self, yes: bool) -> bool:
+        """Answer the open cancel question, unless another dialog covers it; True when this answered it."""
+        question = self.cancel_question
+        if question is None or not question.is_active:
+            return False
+        question.dismiss(yes)
+        return True
+
+    def say_finished_before_cancel(self) -> None:
         self.app.push_screen(
-            ConfirmScreen(f"{question} It is paused while you decide; nothing will be left at the output folder.",
-                          name="cancel-merge"),
-            answered,
-        )  # fmt: skip
+            ErrorScreen(f"The merge finished before it could be cancelled; it is in {self.state.output}.",
+                        title="Merge finished"))  # fmt: skip
 
     @work(exclusive=True, group="quit", description="quit once the merge has stopped")
     async def quit_when_stopped(self) -> None:
-        """Quit once the merge has stopped, saying in the shell what became of it (exit status 130)."""
-        for worker in self.workers:
-            if worker.group == "merge":
-                await worker.wait()
+        """Quit once the merge thread has ended, saying in the shell what became of it: exit status 130 when
+        it stopped, 0 when it had passed its last checkpoint and finished all the same."""
+        # The thread's own event, not its worker: a worker can be cancelled while its thread runs on.
+        while self.merging and not self.handover.ended.is_set():
+            await asyncio.sleep(0.02)
         state = self.state
+        if self.handover.completed.is_set():
+            said = (
+                f"tui-merge: the merge finished before it could be cancelled; it is in {state.output}. The config "
+                f"is saved as {state.config_path}."
+            )
+            self.app.exit(return_code=0, message=said)
+            return
         said = (
             f"tui-merge: merge cancelled; nothing was written at {state.output}. The config is saved as "
             f"{state.config_path}: tui-merge run {state.config_path} {state.output} runs it."
