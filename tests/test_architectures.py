@@ -32,9 +32,15 @@ SMALL = {
 
 FAMILIES = ("mixtral", "qwen3_moe", "deepseek_v3", "gemma2", "qwen2", "falcon_h1", "qwen3_next")
 
-OWN_SIZES = {"deepseek_v3": {"num_key_value_heads": 4}, "qwen3_next": {"full_attention_interval": 2}}
-"""Families that need other sizes: multi-head latent attention has as many key/value heads as queries, and a
-qwen3_next of three layers needs a full-attention layer among them to run (every second, not every fourth)."""
+OWN_SIZES = {
+    "deepseek_v3": {"num_key_value_heads": 4},
+    "qwen3_next": {"full_attention_interval": 2},
+    "falcon_h1": {"mamba_n_heads": 8, "mamba_d_head": 8, "mamba_d_ssm": 64, "mamba_d_state": 16, "mamba_chunk_size": 8},
+}
+"""Families that need other sizes: multi-head latent attention has as many key/value heads as queries, a
+qwen3_next of three layers needs a full-attention layer among them to run (every second, not every fourth), and
+falcon_h1's mamba mixer pads every sequence to its chunk (256 by default) in the scan that transformers runs
+without its CUDA kernels: 30 s or more per forward pass under some releases, at its default sizes."""
 
 
 def build_pair(folder: Path, model_type: str) -> tuple[Path, Path]:
