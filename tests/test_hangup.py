@@ -8,6 +8,7 @@ drops) or sent it a hangup.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import pty
@@ -250,3 +251,54 @@ def read_to_the_end(master: int) -> bytes:
             shown += chunk
     os.close(master)
     return shown
+
+
+@pytest.fixture()
+def stock_signal_handlers():
+    """The driver puts its own SIGTSTP and SIGCONT handlers in place; the test process gets its own back."""
+    kept = {number: signal.getsignal(number) for number in (signal.SIGTSTP, signal.SIGCONT)}
+    yield
+    for number, handler in kept.items():
+        signal.signal(number, handler)
+
+
+async def test_a_stop_or_continue_signal_is_handled_after_the_code_it_interrupted(
+    monkeypatch, stock_signal_handlers
+) -> None:
+    """A signal's handler runs in the main thread between two steps of whatever it was doing: the stock driver
+    suspended or resumed the screen right there, writing to its output queue, and when the signal came while
+    the main thread was inside that queue's lock, it waited on itself forever (seen: a test's wizard stuck at
+    full speed on a closed terminal for an hour)."""
+    from textual.drivers.linux_driver import LinuxDriver
+
+    from tui_merge.tui.terminal_driver import HangupSafeDriver
+
+    handled = []
+    monkeypatch.setattr(LinuxDriver, "_sigtstp_application", lambda self, *_: handled.append("stop"))
+    monkeypatch.setattr(LinuxDriver, "_sigcont_application", lambda self, *_: handled.append("continue"))
+    driver = HangupSafeDriver(object(), mouse=False, size=(80, 24))
+
+    signal.getsignal(signal.SIGTSTP)(signal.SIGTSTP, None)
+    signal.getsignal(signal.SIGCONT)(signal.SIGCONT, None)
+    assert handled == []  # not inside the interrupted code
+    await asyncio.sleep(0)
+    assert handled == ["stop", "continue"]  # next on the app's loop, in the order they came
+    assert driver.suspended is False
+
+
+def test_a_stop_signal_after_the_app_left_stops_the_process_as_the_default_does(
+    monkeypatch, stock_signal_handlers
+) -> None:
+    from tui_merge.tui.terminal_driver import HangupSafeDriver
+
+    async def made() -> HangupSafeDriver:
+        return HangupSafeDriver(object(), mouse=False, size=(80, 24))
+
+    driver = asyncio.run(made())  # its loop is closed now
+    sent = []
+    monkeypatch.setattr(os, "kill", lambda pid, number: sent.append((pid, number)))
+
+    driver._sigtstp_application(signal.SIGTSTP, None)
+    driver._sigcont_application(signal.SIGCONT, None)
+
+    assert sent == [(os.getpid(), signal.SIGSTOP)]

@@ -12,9 +12,20 @@ session, and with it the merge it hands to the headless path:
 - Once the app knows its terminal is gone, output has nowhere to go: it is
   dropped, and leaving does not wait for an output thread that may have died
   on the dead terminal.
+
+And one thing that can hold it on a live terminal: the stock driver suspends
+and resumes the screen inside its SIGTSTP and SIGCONT handlers, which Python
+runs in the main thread between two steps of whatever it was doing. When the
+signal came while the main thread was inside the output queue's lock, the
+handler's first write waited on that lock forever. Here both handlers only
+put the stock handling on the app's loop, to run after the interrupted code.
 """
 
 from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
 
 from textual.drivers.linux_driver import LinuxDriver
 
@@ -44,3 +55,18 @@ class HangupSafeDriver(LinuxDriver):
     def close(self) -> None:
         if not self.terminal_gone:
             super().close()
+
+    def _sigtstp_application(self, *_: object) -> None:
+        if not self._on_the_loop(super()._sigtstp_application):
+            os.kill(os.getpid(), signal.SIGSTOP)  # the app has left: stop, as the signal's default does
+
+    def _sigcont_application(self, *_: object) -> None:
+        self._on_the_loop(super()._sigcont_application)
+
+    def _on_the_loop(self, handling: Callable[[], None]) -> bool:
+        """Run ``handling`` next on the app's loop; False when that loop is closed (the app has left)."""
+        try:
+            self._loop.call_soon_threadsafe(handling)
+        except RuntimeError:
+            return False
+        return True
