@@ -108,6 +108,34 @@ def hold_the_merge(monkeypatch, until) -> None:
     monkeypatch.setattr(executor, "execute", held)
 
 
+def finish_regardless(monkeypatch, after) -> None:
+    """The merge waits until ``after(control)``, then finishes without looking at its control again: what a
+    pause or stop does when it comes past the last checkpoint."""
+    from tui_merge.engine import executor
+
+    real_execute = executor.execute
+
+    def finishing(*args, control: MergeControl, **kwargs):
+        while not after(control):
+            threading.Event().wait(0.025)
+        return real_execute(*args, **kwargs)
+
+    monkeypatch.setattr(executor, "execute", finishing)
+
+
+def record_exits(monkeypatch) -> list[dict]:
+    """The keyword arguments of each ``WizardApp.exit`` call (its return code and the message for the shell)."""
+    exits = []
+    real_exit = WizardApp.exit
+
+    def recorded_exit(self, *args, **kwargs):
+        exits.append(kwargs)
+        return real_exit(self, *args, **kwargs)
+
+    monkeypatch.setattr(WizardApp, "exit", recorded_exit)
+    return exits
+
+
 async def test_escape_pauses_the_merge_and_no_lets_it_finish(workdir, monkeypatch) -> None:
     hold_the_merge(monkeypatch, until=lambda control: control.paused)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
@@ -126,14 +154,7 @@ async def test_escape_pauses_the_merge_and_no_lets_it_finish(workdir, monkeypatc
 
 async def test_ctrl_q_while_merging_asks_once_then_stops_cleanly_and_quits(workdir, monkeypatch) -> None:
     hold_the_merge(monkeypatch, until=lambda control: control.paused)
-    exits = []
-    real_exit = WizardApp.exit
-
-    def recorded_exit(self, *args, **kwargs):
-        exits.append(kwargs)
-        return real_exit(self, *args, **kwargs)
-
-    monkeypatch.setattr(WizardApp, "exit", recorded_exit)
+    exits = record_exits(monkeypatch)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
@@ -166,16 +187,7 @@ async def test_a_cancelled_merge_leaves_no_bar_nor_merging_title_behind(workdir,
 
 
 async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(workdir, monkeypatch) -> None:
-    from tui_merge.engine import executor
-
-    real_execute = executor.execute
-
-    def finishes_regardless(*args, control: MergeControl, **kwargs):
-        while not control.paused:
-            threading.Event().wait(0.025)
-        return real_execute(*args, **kwargs)  # the pause came too late: past the last checkpoint
-
-    monkeypatch.setattr(executor, "execute", finishes_regardless)
+    finish_regardless(monkeypatch, after=lambda control: control.paused)  # a pause too late
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("escape")
@@ -187,24 +199,8 @@ async def test_a_merge_that_finishes_while_the_cancel_question_is_open_says_so(w
 async def test_a_merge_that_finishes_after_quit_was_answered_quits_saying_it_is_complete(workdir, monkeypatch) -> None:
     """Yes to "cancel and quit" came after the merge's last checkpoint: the output is complete, so the shell
     hears that (exit status 0), not that nothing was written."""
-    from tui_merge.engine import executor
-
-    real_execute = executor.execute
-
-    def finishes_regardless(*args, control: MergeControl, **kwargs):
-        while not control.stopped:
-            threading.Event().wait(0.025)
-        return real_execute(*args, **kwargs)  # the stop came too late: past the last checkpoint
-
-    monkeypatch.setattr(executor, "execute", finishes_regardless)
-    exits = []
-    real_exit = WizardApp.exit
-
-    def recorded_exit(self, *args, **kwargs):
-        exits.append(kwargs)
-        return real_exit(self, *args, **kwargs)
-
-    monkeypatch.setattr(WizardApp, "exit", recorded_exit)
+    finish_regardless(monkeypatch, after=lambda control: control.stopped)  # a stop too late
+    exits = record_exits(monkeypatch)
     app = WizardApp(state_with("base", "chat", output="merged"), start_step=6)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("ctrl+q")
