@@ -31,7 +31,8 @@ from textual.drivers.linux_driver import LinuxDriver
 
 
 class HangupSafeDriver(LinuxDriver):
-    """The stock Linux driver, except after SIGCONT without a suspend and after the terminal hung up."""
+    """The stock Linux driver, except after SIGCONT without a suspend, after the terminal hung up, and in that
+    it handles SIGTSTP and SIGCONT on the app's loop."""
 
     suspended = False
     """True between suspending the screen (ctrl+z, or the app running another program) and resuming it."""
