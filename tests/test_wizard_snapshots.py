@@ -81,10 +81,15 @@ async def settle_layers(pilot) -> None:
     # opened first never is (the help then covers a table with its row labels cut short): wait for it too.
     table = pilot.app.screen.query_one(LayerTable)
     for _ in range(1200):
-        if not table._require_update_dimensions and not table._updated_cells:
+        if measured(table):
             break
         await pilot.pause(0.05)
     await hold_still(pilot)
+
+
+def measured(table) -> bool:
+    """True when a DataTable has no added rows nor changed cells left to measure (it measures when idle)."""
+    return not (table._require_update_dimensions or table._new_rows or table._updated_cells)
 
 
 async def hold_still(pilot, pictures: int = 4) -> None:
@@ -127,7 +132,7 @@ async def help_over_layers(pilot) -> None:
         await settle_layers(pilot)
         await pilot.press("f1")
         await hold_still(pilot)
-        if not (table._require_update_dimensions or table._new_rows or table._updated_cells):
+        if measured(table):
             return
         await pilot.press("escape")
     raise AssertionError("the Layers table kept changing under its help")
