@@ -5,10 +5,23 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
+from collections import namedtuple
 
+import pytest
 import torch
 
 from tui_merge.cli import main
+
+DiskUsage = namedtuple("DiskUsage", "total used free")
+PLENTY = DiskUsage(total=2000 * 2**30, used=1000 * 2**30, free=1000 * 2**30)
+
+
+@pytest.fixture(autouse=True)
+def plenty_of_disk(monkeypatch) -> None:
+    """The doctor says when the Hugging Face cache's disk runs low; the machine running the tests may be that
+    machine, so every test here sees a disk with room unless it says otherwise."""
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: PLENTY)
 
 
 def test_a_cuda_less_machine_in_range_is_all_right(capsys, monkeypatch) -> None:
@@ -45,3 +58,14 @@ def test_devices_are_listed_and_the_token_is_never_shown(capsys, monkeypatch) ->
     assert facts["cuda:0"] == "Test GPU 0, 40 of 80 GiB free" and facts["cuda:1"].startswith("Test GPU 1")
     assert facts["Hub token"] == "present (not shown)"
     assert facts["HF_HUB_OFFLINE"].startswith("set (1)")
+
+
+def test_a_cache_disk_short_of_a_7b_model_is_one_problem_line_naming_the_cache(capsys, monkeypatch) -> None:
+    short = DiskUsage(total=100 * 2**30, used=88 * 2**30, free=12 * 2**30)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: short)
+    from huggingface_hub import constants
+
+    assert main(["doctor"]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count("problem:") == 1
+    assert f"problem: The Hugging Face cache {constants.HF_HUB_CACHE} has 12.0 GiB free; a 7B model" in out
