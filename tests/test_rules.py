@@ -46,6 +46,7 @@ def test_accepts_counts_models_the_way_the_method_uses_the_base(method, count, h
         ("linear", "weight", -math.inf, "must be a finite number, got -inf"),
         ("slerp", "t", True, "must be a number between 0 and 1, got True"),
         ("slerp", "t", "half", "must be a number between 0 and 1, got 'half'"),
+        ("linear", "weight", "", "must be a number, got ''"),  # unbounded: no range after "a number"
         ("karcher", "max_iter", 2.5, "must be a whole number at least 1, got 2.5"),
         ("karcher", "max_iter", 0, "must be at least 1, got 0"),
         ("linear", "normalize", 1, "must be true or false, got 1"),

@@ -68,10 +68,10 @@ class ParamSpec:
         if self.kind == "choice":
             return None if value in self.choices else f"must be {self.range_text()}, got {value!r}"
         number_types = (int,) if self.kind == "int" else (int, float)
+        bounded = "" if self.minimum is None and self.maximum is None else f" {self.range_text()}"
         if isinstance(value, bool) or not isinstance(value, number_types):
             wanted = "a whole number" if self.kind == "int" else "a number"
-            return f"must be {wanted} {self.range_text()}, got {value!r}"
-        bounded = "" if self.minimum is None and self.maximum is None else f" {self.range_text()}"
+            return f"must be {wanted}{bounded}, got {value!r}"
         if not math.isfinite(value):
             return f"must be a finite number{bounded}, got {value!r}"
         if abs(value) > FLOAT32_MAX:
