@@ -450,3 +450,35 @@ def test_a_newer_measuring_count_replaces_a_queued_one_but_never_a_problem() -> 
 
     assert InsightProgress(1, 10).can_replace(InsightProgress(2, 10))
     assert not InsightProgress(0, 0, "the disk is gone").can_replace(InsightProgress(2, 10))
+
+
+def post_burst(app: WizardApp, *keys: str) -> None:
+    """Keys as they arrive over a slow SSH link or from a fast typist on a loaded machine: all at once, without
+    the pause after each that ``pilot.press`` makes."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    for key in keys:
+        if len(key) == 1:
+            app.post_message(events.Key(_character_to_key(key), key))
+        else:
+            app.post_message(events.Key(key, None))
+
+
+async def test_a_value_typed_in_one_burst_after_backspaces_is_the_value_typed(workdir) -> None:
+    """Textual runs a text field's bound keys (backspace, arrows, enter) only after they have travelled up to the
+    app, but inserts a typed character at once: "backspace 4" in one burst became "14" then a backspace."""
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        grid = app.state.grid
+        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * layer, "e")
+        post_burst(app, "end", *["backspace"] * 6, "0", ".", "4", "enter")
+        await wait_until(pilot, lambda: not app.screen.query_one("#cell-editor", Input).display)
+        assert grid.value(layer, 0) == 0.4
+        await pilot.press("e")
+        post_burst(app, "end", "backspace", "left", "backspace", "3", "home", "ctrl+k", "0", ".", "2", "enter")
+        await wait_until(pilot, lambda: not app.screen.query_one("#cell-editor", Input).display)
+        assert grid.value(layer, 0) == 0.2
