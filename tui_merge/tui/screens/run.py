@@ -222,7 +222,9 @@ class RunScreen(StepScreen):
         question says so."""
         self.merged = True
         self.query_one("#run-title", Static).update(Text(f"Merged into {self.state.output}", style="bold"))
-        self.query_one("#progress", ProgressBar).show_eta = False
+        # The bar reads show_eta only when it is composed: its countdown is hidden here, or a finished merge showed
+        # "--:--:--" or "00:00:00" as the last sample happened to fall.
+        self.query_one("#progress", ProgressBar).query("#eta").set(display=False)
         if self.answer_cancel_question(False):
             self.say_finished_before_cancel()
 
