@@ -308,6 +308,7 @@ async def test_whole_merge_by_keys_then_headless_replay_is_byte_identical(workdi
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert "Merged into merged and verified" in status_text(app)
+        assert not app.screen.query_one("#progress #eta").display  # nothing left to estimate
         log = "\n".join(str(line.text) for line in app.screen.query_one("#log").lines)
         assert "ok    transformers  LlamaForCausalLM takes every tensor" in log  # as tui-merge verify says it
     config = (workdir / "merge.yaml").read_text()
@@ -482,3 +483,42 @@ async def test_a_value_typed_in_one_burst_after_backspaces_is_the_value_typed(wo
         post_burst(app, "end", "backspace", "left", "backspace", "3", "home", "ctrl+k", "0", ".", "2", "enter")
         await wait_until(pilot, lambda: not app.screen.query_one("#cell-editor", Input).display)
         assert grid.value(layer, 0) == 0.2
+
+
+@pytest.mark.parametrize("opening", ["e", "enter"])
+async def test_a_value_typed_in_the_same_burst_as_the_key_that_opens_the_editor_goes_to_the_editor(
+    workdir, opening
+) -> None:
+    """The keys typed after ``e`` reached the table before its editor opened: ``e0.3`` took the layer wholly from
+    the first model (0 is a table key) and typed nothing."""
+    app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        grid = app.state.grid
+        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * layer)
+        before = [[grid.value(row, column) for column in range(len(grid.columns))] for row in range(len(grid.rows))]
+        post_burst(app, opening, "ctrl+u", "0", ".", "3", "enter")
+        await wait_until(pilot, lambda: grid.value(layer, 0) == 0.3)
+        await wait_until(pilot, lambda: app.focused is app.screen.query_one(LayerTable))
+        after = [[grid.value(row, column) for column in range(len(grid.columns))] for row in range(len(grid.rows))]
+        before[layer][0] = 0.3
+        assert after == before  # nothing else changed: no 0 pressed on the table
+        assert not app.screen.query_one("#cell-editor", Input).display
+        post_burst(app, "e", "ctrl+u", "1", "escape", "plus")  # escape keeps the value; + is the table's again
+        await wait_until(pilot, lambda: grid.value(layer, 0) == pytest.approx(0.35))
+        await wait_until(pilot, lambda: "0.35" in status_text(app))
+
+
+async def test_keys_typed_behind_a_refused_value_stay_in_the_editor(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        grid = app.state.grid
+        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+        await pilot.press(*["down"] * layer)
+        post_burst(app, "e", "ctrl+u", "2", "enter", "backspace", "0", ".", "7", "enter", "minus")
+        await wait_until(pilot, lambda: grid.value(layer, 0) == pytest.approx(0.65))  # 0.7, then - on the table
+        assert not app.screen.query_one("#cell-editor", Input).display

@@ -9,6 +9,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Switch
 
 from tui_merge.methods.spec import ParamSpec
+from tui_merge.tui.key_order import run_own_binding
 
 
 class TextField(Input):
@@ -18,14 +19,10 @@ class TextField(Input):
     Turning blinking off saves a redraw every half second over a slow SSH
     link, and makes a screenshot the same whenever it is taken.
 
-    Textual inserts a typed character as soon as the field receives it, but
-    runs the field's bound keys (backspace, delete, arrows, home, end,
-    ctrl+u/k/w, enter) only once the key has travelled up to the app. Keys
-    that arrive together, as they do over SSH or from a fast typist on a busy
-    server, were then applied out of order: "backspace 4" after a "1" gave
-    "4" typed first and the backspace last, so "1" remained instead of "4".
-    The field runs its own bindings as the key arrives instead; keys it does
-    not bind still go up to the screen and the app.
+    The field runs its own bound keys (backspace, delete, arrows, home, end,
+    ctrl+u/k/w, enter) as they arrive, in order with the characters typed
+    (``key_order``); keys it does not bind still go up to the screen and the
+    app.
     """
 
     def on_mount(self) -> None:
@@ -35,16 +32,8 @@ class TextField(Input):
     async def _on_key(self, event: events.Key) -> None:
         # Runs before Input's own key handler (which restarts the blink and inserts printable characters); a key
         # handled here stops going up, so the app does not run its binding a second time.
-        if not event.is_printable and await self._run_own_binding(event.key):
+        if not event.is_printable and await run_own_binding(self, event.key):
             event.stop()
-
-    async def _run_own_binding(self, key: str) -> bool:
-        """Run this field's own (not priority) binding of ``key`` now, as the app would on its way up; True when
-        one ran. Priority bindings have already run: the app checks them before a key reaches the field."""
-        for binding in self._bindings.key_to_bindings.get(key, ()):
-            if not binding.priority and await self.app.run_action(binding.action, self):
-                return True
-        return False
 
 
 class InRange(Validator):

@@ -9,6 +9,11 @@ and ``Said`` for a line of feedback: every key says what it did, so the
 status never shows an earlier key's words. With a row marked (``m``), a
 typed value applies to every row from the mark to the cursor; a fill or a
 typed range clears the mark.
+
+The table runs its keys as they arrive, and the keys that come after it
+asked for the editor (typed ahead: ``e0.4`` and enter in one burst over SSH)
+go to the editor, not to the table, where 0, 1, + and - would edit values
+(``key_order``).
 """
 
 from __future__ import annotations
@@ -16,12 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
 from tui_merge.tui.bars import bar
+from tui_merge.tui.fields import TextField
 from tui_merge.tui.insight import Insight
+from tui_merge.tui.key_order import TypeAhead, run_own_binding
 from tui_merge.wizard.grid import FINE_NUDGE, NUDGE, LayerGrid
 
 
@@ -110,6 +118,8 @@ class LayerTable(DataTable):
         """Cells of each value's bar, set from the terminal's width when the grid is shown."""
         self.insight: Insight | None = None
         """Read-only columns of what each model changed, once measured."""
+        self.type_ahead = TypeAhead(self)
+        """Keys that reach the table once it asked for the editor: held, then passed to the editor."""
 
     def show(self, grid: LayerGrid, insight: Insight | None = None) -> None:
         """Draw ``grid`` (new columns after a split) and the ``insight`` columns after it, keeping the
@@ -297,7 +307,37 @@ class LayerTable(DataTable):
             )
             return
         self.post_message(self.EditRequested(*position, self.grid.value(*position)))
+        self.type_ahead.hold()  # the keys typed behind this one are the value: the editor gets them
+
+    def action_select_cursor(self) -> None:
+        # Enter edits the cell at once rather than through a CellSelected message, which would come after the
+        # keys typed behind it and let them edit the table.
+        self.action_edit()
 
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
-        event.stop()
+        event.stop()  # a click on a cell
         self.action_edit()
+
+    async def _on_key(self, event: events.Key) -> None:
+        if self.type_ahead.divert(event):
+            return
+        if await run_own_binding(self, event.key):
+            event.stop()
+            event.prevent_default()
+
+
+class CellEditor(TextField):
+    """The field a cell's value is typed in; its screen opens it for ``LayerTable.EditRequested``.
+
+    Enter and escape close it only once the screen has answered (the value set, or refused with the editor left
+    open), so the keys typed behind them are held until then, and go to the table or back to the editor.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, placeholder="value, then enter (escape cancels)", type="number")
+        self.type_ahead = TypeAhead(self)
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Runs before TextField's handler, which submits on enter; escape goes up to the screen, which closes.
+        if not self.type_ahead.divert(event) and event.key in ("enter", "escape"):
+            self.type_ahead.hold()

@@ -11,9 +11,8 @@ from tui_merge.engine.control import MergeControl
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.changes import MeasureStopped, measure_changes
 from tui_merge.models.info import distinct_labels
-from tui_merge.tui.fields import TextField
 from tui_merge.tui.insight import Insight
-from tui_merge.tui.layer_table import LayerTable
+from tui_merge.tui.layer_table import CellEditor, LayerTable
 from tui_merge.tui.messages import InsightProgress, InsightReady
 from tui_merge.tui.step import StepScreen
 from tui_merge.wizard.grid import LayerGrid
@@ -51,11 +50,11 @@ class LayersScreen(StepScreen):
         yield Static("", id="insight-progress", classes="hint")
         yield LayerTable(id="grid")
         yield Static(LayerTable.key_legend(), id="layer-keys", classes="hint")
-        yield TextField(id="cell-editor", placeholder="value, then enter (escape cancels)", type="number")
+        yield CellEditor(id="cell-editor")
 
     def on_mount(self) -> None:
         self.control = MergeControl()
-        self.query_one("#cell-editor", TextField).display = False
+        self.query_one(CellEditor).display = False
         grid = self.state.grid or self.state.rebuild_grid()
         title = self.query_one("#layers-title", Static)
         table = self.query_one(LayerTable)
@@ -143,34 +142,41 @@ class LayersScreen(StepScreen):
 
     @on(LayerTable.EditRequested)
     def edit_requested(self, event: LayerTable.EditRequested) -> None:
-        editor = self.query_one("#cell-editor", TextField)
+        editor = self.query_one(CellEditor)
         editor.value = f"{event.value:g}"
         editor.display = True
         editor.focus()
+        editor.type_ahead.resume()
         table = self.query_one(LayerTable)
+        table.type_ahead.pass_to(editor)  # what was typed behind e or enter
         if table.mark is not None:
             rows = table.grid.rows
             self.status(f"type the value for every row from {rows[table.mark].label} to {rows[event.row].label}; "
                         "enter sets them, escape keeps them")  # fmt: skip
 
-    @on(TextField.Submitted, "#cell-editor")
-    def value_typed(self, event: TextField.Submitted) -> None:
+    @on(CellEditor.Submitted, "#cell-editor")
+    def value_typed(self, event: CellEditor.Submitted) -> None:
         table = self.query_one(LayerTable)
         spec = table.grid.columns[table.position[1]].spec
         value = spec.parse(event.value) if spec else event.value
         problem = spec.problem(value) if spec else None
         if problem or not isinstance(value, (int, float)):
             self.status(f"{spec.name if spec else 'the value'} {problem or 'must be a number'}.", error=True)
+            self.query_one(CellEditor).type_ahead.resume()  # still open: the keys typed behind enter are its
             return
         self._close_editor()
         table.set_value(float(value))
 
     def _close_editor(self) -> None:
-        self.query_one("#cell-editor", TextField).display = False
-        self.query_one(LayerTable).focus()
+        editor = self.query_one(CellEditor)
+        editor.display = False
+        table = self.query_one(LayerTable)
+        table.type_ahead.resume()
+        table.focus()
+        editor.type_ahead.pass_to(table)  # what was typed behind enter or escape edits the table
 
     def action_back(self) -> None:
-        if self.query_one("#cell-editor", TextField).display:
+        if self.query_one(CellEditor).display:
             self._close_editor()
             return
         super().action_back()
