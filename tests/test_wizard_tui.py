@@ -522,3 +522,20 @@ async def test_keys_typed_behind_a_refused_value_stay_in_the_editor(workdir) -> 
         post_burst(app, "e", "ctrl+u", "2", "enter", "backspace", "0", ".", "7", "enter", "minus")
         await wait_until(pilot, lambda: grid.value(layer, 0) == pytest.approx(0.65))  # 0.7, then - on the table
         assert not app.screen.query_one("#cell-editor", Input).display
+
+
+async def test_keys_typed_behind_tab_go_to_the_field_tab_moved_to(workdir) -> None:
+    """Tab moved the focus only once it had travelled up to the screen: the keys typed behind it went to the
+    widget it left (a path typed after shift+tab from the models table marked a base with its b)."""
+    app = WizardApp(state_with("base", "chat"))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("tab")
+        table = app.screen.query_one("#models", DataTable)
+        assert app.focused is table
+        post_burst(app, "shift+tab", "b", "a", "s")
+        path = app.screen.query_one(Input)
+        await wait_until(pilot, lambda: path.value == "bas")
+        assert app.state.base is None and app.focused is path
+        post_burst(app, "tab", "down", "b")
+        await wait_until(pilot, lambda: app.state.base == "chat")
+        assert path.value == "bas"

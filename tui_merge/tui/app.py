@@ -68,8 +68,15 @@ class WizardApp(App):
     CSS_PATH = "wizard.tcss"
     TITLE = "tui-merge"
     COMMANDS = App.COMMANDS | {StepCommands}
-    BINDINGS = [Binding("ctrl+q", "quit", "quit", tooltip="quit from anywhere (a running merge is asked about once)",
-                        priority=True, id="quit")]  # fmt: skip
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "quit", tooltip="quit from anywhere (a running merge is asked about once)",
+                priority=True, id="quit"),
+        # Tab moves the focus as the app reads it, not once it has travelled up from the focused widget: keys
+        # typed behind it go to the widget it moved to (``key_order``). No widget here takes tab for itself.
+        Binding("tab", "focus_next", "next", tooltip="move to the next field or table", show=False, priority=True),
+        Binding("shift+tab", "focus_previous", "previous", tooltip="move to the previous field or table", show=False,
+                priority=True),
+    ]  # fmt: skip
 
     def __init__(
         self,

@@ -14,7 +14,9 @@ layer wholly from the first model, then typed nothing).
 A widget that binds keys runs its own bindings as each key arrives
 (``run_own_binding``); the Layers table keeps the keys that come after it
 asked for its editor and hands them to the editor once it is open, and the
-editor does the same for the keys after enter or escape (``TypeAhead``).
+editor does the same for the keys after enter or escape (``TypeAhead``);
+tab and shift+tab are the app's priority bindings, which move the focus as
+the app reads them (``WizardApp.BINDINGS``).
 """
 
 from __future__ import annotations
