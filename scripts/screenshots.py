@@ -53,8 +53,22 @@ async def shoot(name: str, app: WizardApp, keys: tuple[str, ...] = (), size: tup
             await pilot.press(*keys)
             await app.workers.wait_for_complete()
         await pilot.pause(0.3)
+        await hold_still(pilot)
         app.save_screenshot(filename=f"{name}.svg", path=str(OUTPUT))
     print(f"screenshots/{name}.svg")
+
+
+async def hold_still(pilot, pictures: int = 3) -> None:
+    """Wait until ``pictures`` pictures in a row, a moment apart, are the same (a log still scrolling to its
+    end gave a picture of wherever the scroll had got to)."""
+    shown, same = None, 0
+    for _ in range(100):
+        await pilot.pause(0.1)
+        picture = pilot.app.export_screenshot()
+        same = same + 1 if picture == shown else 1
+        if same >= pictures:
+            return
+        shown = picture
 
 
 async def shoot_try(app: WizardApp) -> None:

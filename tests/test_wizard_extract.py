@@ -31,8 +31,12 @@ async def test_ctrl_t_then_l_cuts_an_adapter_of_the_fine_tune_with_a_line_per_mo
 
         settings = json.loads((workdir / "lora" / "adapter_config.json").read_text())
         assert settings["r"] == 4 and settings["base_model_name_or_path"] == "base"
-        log = "\n".join(str(line.text) for line in app.screen.query_one("#extract-log").lines)
+        shown = app.screen.query_one("#extract-log")
+        log = "\n".join(str(line.text) for line in shown.lines)
         assert "model.layers.0.self_attn.q_proj  rank 4  keeps" in log
+        for _ in range(5):  # the status's second line arrives, and the log gives up a line to it
+            await pilot.pause(0.05)
+        assert shown.max_scroll_y > 0 and shown.scroll_y == shown.max_scroll_y  # its last line in sight
         await pilot.press("escape")
         assert app.screen.STEP == 0  # back on the Models step
 

@@ -23,6 +23,7 @@ from textual.widgets import Footer, Input, Label, ProgressBar, RichLog, Static
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.following_log import FollowingLog
 from tui_merge.tui.screens.tool_screen import ToolScreen
 from tui_merge.wizard.state import WizardState
 
@@ -91,7 +92,7 @@ class ExtractScreen(ToolScreen):
             yield TextField(self._default_folder(), id="folder", compact=True)
         yield Static("", id="extract-command")
         yield ProgressBar(id="extract-progress", show_eta=False)
-        yield RichLog(id="extract-log", wrap=True, markup=False)
+        yield FollowingLog(id="extract-log")
         yield Static("", id="tool-status")
         yield Footer(show_command_palette=False, compact=True)
 

@@ -22,6 +22,7 @@ from textual.widgets import Footer, Input, Label, RichLog, Select, Static
 
 from tui_merge.errors import TuiMergeError
 from tui_merge.tui.fields import TextField
+from tui_merge.tui.following_log import FollowingLog
 from tui_merge.tui.screens.tool_screen import ToolScreen
 from tui_merge.wizard.state import WizardState, free_name
 
@@ -99,7 +100,7 @@ class MoeScreen(ToolScreen):
                 default = Path("moe.yaml")
                 yield TextField(str(free_name(default) if default.exists() else default), id="moe-config",
                                 compact=True)  # fmt: skip
-        yield RichLog(id="moe-log", wrap=True, markup=False)
+        yield FollowingLog(id="moe-log")
         yield Static("", id="tool-status")
         yield Footer(show_command_palette=False, compact=True)
 

@@ -33,6 +33,7 @@ from tui_merge.engine.job import MergeJob, run_job
 from tui_merge.engine.lock import lock_holder, partial_path
 from tui_merge.engine.verification import VerifyReport, check_line
 from tui_merge.errors import TuiMergeError
+from tui_merge.tui.following_log import FollowingLog
 from tui_merge.tui.hangup import Handover
 from tui_merge.tui.messages import EngineEvent, WorkFailed
 from tui_merge.tui.modals import ChoiceScreen, ConfirmScreen, ErrorScreen
@@ -70,7 +71,7 @@ class RunScreen(StepScreen):
         yield Static("", id="run-title")
         yield ProgressBar(id="progress", show_eta=True)
         yield Static("", id="current")
-        yield RichLog(id="log", wrap=True, markup=False)
+        yield FollowingLog(id="log")
 
     def on_mount(self) -> None:
         self.control = MergeControl()
