@@ -120,22 +120,17 @@ def layers_after(*keys: str):
     return run_before
 
 
-async def help_over_layers(pilot) -> None:
-    """The Layers step settled, then its help open and settled too: the table under the dialog redraws as it
-    loses the focus, which on a busy machine lands after the dialog's first picture. A table that still has
-    rows or cells to measure under the help never measures them there (it is never idle under a dialog; seen
-    twice on a loaded machine: every column at its heading's width): the help is closed and opened again."""
-    from tui_merge.tui.layer_table import LayerTable
+async def help_over_method(pilot) -> None:
+    """The Method step settled, then its help open and settled too.
 
-    table = pilot.app.screen.query_one(LayerTable)
-    for _ in range(20):
-        await settle_layers(pilot)
-        await pilot.press("f1")
-        await hold_still(pilot)
-        if measured(table):
-            return
-        await pilot.press("escape")
-    raise AssertionError("the Layers table kept changing under its help")
+    The help is drawn over the Method step, not the Layers step: a DataTable under a dialog showed its columns
+    at their headings' widths in about one CI run in three (rows added but never measured, or the screen below
+    never repainted after they were), and no wait on the table's own state made that picture steady. The help's
+    own drawing (paragraphs, keys, scrolling) is the same over any step."""
+    await settle(pilot)
+    await hold_still(pilot)
+    await pilot.press("f1")
+    await hold_still(pilot)
 
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -201,5 +196,5 @@ def test_run_snapshot(snap_compare, demo_folder, monkeypatch, size) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 def test_help_snapshot(snap_compare, demo_folder, size) -> None:
-    app = app_for("demo-base", "demo-chat", start_step=3, method_name="slerp")
-    assert snap_compare(app, run_before=help_over_layers, terminal_size=size)
+    app = app_for("demo-base", "demo-chat", start_step=2, method_name="slerp")
+    assert snap_compare(app, run_before=help_over_method, terminal_size=size)
