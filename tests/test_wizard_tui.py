@@ -539,3 +539,16 @@ async def test_keys_typed_behind_tab_go_to_the_field_tab_moved_to(workdir) -> No
         post_burst(app, "tab", "down", "b")
         await wait_until(pilot, lambda: app.state.base == "chat")
         assert path.value == "bas"
+
+
+async def test_paths_typed_one_after_another_are_added_in_that_order_each_whole(workdir) -> None:
+    """The path field kept its text until the model was inspected, so a second path typed meanwhile (or pasted
+    with the first) was appended to the first and then wiped with it."""
+    app = WizardApp(WizardState())
+    async with app.run_test(size=SIZE) as pilot:
+        post_burst(app, *"chat", "enter", *"missing", "enter", *"base", "enter")
+        await wait_until(pilot, lambda: len(app.state.models) == 2 and not app.workers)
+        assert app.state.models == ["chat", "base"]
+        path = app.screen.query_one("#path", Input)
+        await wait_until(pilot, lambda: path.value == "missing")  # given back to be corrected
+        assert "Model folder missing does not exist" in app.screen.query_one("#status", Static).content.plain

@@ -36,6 +36,19 @@ class TextField(Input):
             event.stop()
 
 
+class EntryField(TextField):
+    """A text field for adding one entry after another: enter hands its text on and empties it at once.
+
+    Emptied by its screen once the entry was dealt with (a model inspected),
+    the field ran a second entry typed meanwhile, or pasted with the first,
+    on from the first, and then wiped both.
+    """
+
+    async def action_submit(self) -> None:
+        value, self.value = self.value, ""
+        self.post_message(self.Submitted(self, value))
+
+
 class InRange(Validator):
     """Accepts what the parameter's own rule accepts (``ParamSpec.problem``), typed as text."""
 

@@ -21,6 +21,14 @@ class ModelInspected(Message):
 
 
 @dataclass
+class InspectFailed(Message):
+    """A model could not be inspected; ``message`` says why."""
+
+    argument: str
+    message: str
+
+
+@dataclass
 class CacheListed(Message):
     """The models of the local Hugging Face cache: (repo id, a line about it), most recently used first."""
 

@@ -12,8 +12,8 @@ from textual.widgets import Input, Static
 from tui_merge.errors import TuiMergeError
 from tui_merge.models.info import ModelInfo, distinct_labels, load_model_info, repeated_model, same_model_sentence
 from tui_merge.models.lora import split_reference
-from tui_merge.tui.fields import TextField
-from tui_merge.tui.messages import CacheListed, ModelInspected, WorkFailed
+from tui_merge.tui.fields import EntryField
+from tui_merge.tui.messages import CacheListed, InspectFailed, ModelInspected
 from tui_merge.tui.modals import CachePicker, FolderPicker
 from tui_merge.tui.model_table import ModelTable
 from tui_merge.tui.path_suggester import PathSuggester
@@ -49,9 +49,17 @@ class ModelsScreen(StepScreen):
     _replacing: str | None = None
     """The model an adapter is being attached to or taken off, while the new reference is inspected."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting: list[str] = []
+        """Models to add, in the order given; the first is being inspected. One at a time, so the list keeps
+        that order however long each inspection takes."""
+        self._problem: str | None = None
+        """Why a model given while others waited could not be added: said again once the last is added."""
+
     def compose_body(self) -> ComposeResult:
         yield Static("Add models: type a folder or a hub id (org/name) and press enter.", classes="hint")
-        yield TextField(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
+        yield EntryField(placeholder="path/to/model or org/name", id="path", suggester=PathSuggester())
         yield ModelTable(id="models")
         yield Static("table: b base · shift+↑/↓ order · delete remove · a adapter", classes="hint")
 
@@ -73,43 +81,74 @@ class ModelsScreen(StepScreen):
             self.add_model(argument)
 
     def add_model(self, argument: str) -> None:
-        """Inspect a model in the background and add it when that succeeds."""
-        if argument in self.state.models:
+        """Inspect a model in the background and add it when that succeeds, after those given before it."""
+        if argument in self.state.models or argument in self._waiting:
             self.status(f"{argument} is already in the list.", error=True)
             return
-        self.status(f"inspecting {argument}…")
-        self.inspect(argument)
+        self._waiting.append(argument)
+        if len(self._waiting) == 1:
+            self._problem = None
+            self._inspect_next()
+
+    def _inspect_next(self) -> None:
+        if self._waiting:
+            self.status(f"inspecting {self._waiting[0]}…")
+            self.inspect(self._waiting[0])
+        elif self._problem:
+            self.status(self._problem, error=True)
 
     @work(thread=True, exit_on_error=False, group="inspect", description="inspect a model")
     def inspect(self, argument: str) -> None:
         try:
             info = load_model_info(argument, self.wizard.cache_dir)
         except TuiMergeError as error:
-            self.post_message(WorkFailed(error.message))
+            self.post_message(InspectFailed(argument, error.message))
             return
         self.post_message(ModelInspected(argument, info))
 
+    def _adding(self, argument: str) -> bool:
+        """True when ``argument``'s inspection is the one the list of models to add waits on (else an adapter's)."""
+        return bool(self._waiting) and self._waiting[0] == argument and self._replacing != argument
+
     def on_model_inspected(self, message: ModelInspected) -> None:
-        replacing, self._replacing = self._replacing, None
+        adding = self._adding(message.argument)
+        replacing = None if adding else self._replacing
+        if not adding:
+            self._replacing = None
         listed = [(name, self.state.infos[name]) for name in self.state.models if name != replacing]
         repeated = repeated_model([*listed, (message.argument, message.info)])
         if repeated is not None:
-            self.status(same_model_sentence(*repeated), error=True)
-            return
-        if replacing is not None:
+            self._failed(message.argument, same_model_sentence(*repeated), adding)
+        elif not adding:
             self._replace(replacing, message.argument, message.info)
-            return
-        self.state.add_model(message.argument, message.info)
-        self.query_one("#path", Input).value = ""
-        self.refresh_table()
-        info = message.info
-        self.status(
-            f"added {info.label}: {info.facts.model_type}, {info.depth} layers, {human_bytes(info.total_bytes)}"
-        )
+        else:
+            self.state.add_model(message.argument, message.info)
+            self.refresh_table()
+            info = message.info
+            self.status(
+                f"added {info.label}: {info.facts.model_type}, {info.depth} layers, {human_bytes(info.total_bytes)}"
+            )
+        if adding:
+            self._waiting.pop(0)
+            self._inspect_next()
 
-    def on_work_failed(self, message: WorkFailed) -> None:
-        self._replacing = None
-        self.status(message.message, error=True)
+    def on_inspect_failed(self, message: InspectFailed) -> None:
+        adding = self._adding(message.argument)
+        if not adding:
+            self._replacing = None
+        self._failed(message.argument, message.message, adding)
+        if adding:
+            self._waiting.pop(0)
+            self._inspect_next()
+
+    def _failed(self, argument: str, problem: str, adding: bool) -> None:
+        """Say why ``argument`` was not added; one given to be added goes back in the empty field, to correct."""
+        self.status(problem, error=True)
+        if adding:
+            self._problem = problem
+            field = self.query_one("#path", EntryField)
+            if not field.value:
+                field.value = argument
 
     @on(ModelTable.AdapterRequested)
     def adapter_requested(self, message: ModelTable.AdapterRequested) -> None:
