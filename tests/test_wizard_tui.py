@@ -453,6 +453,17 @@ def test_a_newer_measuring_count_replaces_a_queued_one_but_never_a_problem() -> 
     assert not InsightProgress(0, 0, "the disk is gone").can_replace(InsightProgress(2, 10))
 
 
+async def on_layer_zero(app: WizardApp, pilot):
+    """The Layers step settled (its figure columns in), the cursor on layer 0's first value: the grid and that
+    row's index."""
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    grid = app.state.grid
+    layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
+    await pilot.press(*["down"] * layer)
+    return grid, layer
+
+
 def post_burst(app: WizardApp, *keys: str) -> None:
     """Keys as they arrive over a slow SSH link or from a fast typist on a loaded machine: all at once, without
     the pause after each that ``pilot.press`` makes."""
@@ -471,11 +482,8 @@ async def test_a_value_typed_in_one_burst_after_backspaces_is_the_value_typed(wo
     app, but inserts a typed character at once: "backspace 4" in one burst became "14" then a backspace."""
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        grid = app.state.grid
-        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
-        await pilot.press(*["down"] * layer, "e")
+        grid, layer = await on_layer_zero(app, pilot)
+        await pilot.press("e")
         post_burst(app, "end", *["backspace"] * 6, "0", ".", "4", "enter")
         await wait_until(pilot, lambda: not app.screen.query_one("#cell-editor", Input).display)
         assert grid.value(layer, 0) == 0.4
@@ -493,11 +501,7 @@ async def test_a_value_typed_in_the_same_burst_as_the_key_that_opens_the_editor_
     the first model (0 is a table key) and typed nothing."""
     app = WizardApp(state_with("base", "chat", method_name="linear"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        grid = app.state.grid
-        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
-        await pilot.press(*["down"] * layer)
+        grid, layer = await on_layer_zero(app, pilot)
         before = [[grid.value(row, column) for column in range(len(grid.columns))] for row in range(len(grid.rows))]
         post_burst(app, opening, "ctrl+u", "0", ".", "3", "enter")
         await wait_until(pilot, lambda: grid.value(layer, 0) == 0.3)
@@ -514,11 +518,7 @@ async def test_a_value_typed_in_the_same_burst_as_the_key_that_opens_the_editor_
 async def test_keys_typed_behind_a_refused_value_stay_in_the_editor(workdir) -> None:
     app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
     async with app.run_test(size=SIZE) as pilot:
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        grid = app.state.grid
-        layer = next(index for index, row in enumerate(grid.rows) if row.layer == 0)
-        await pilot.press(*["down"] * layer)
+        grid, layer = await on_layer_zero(app, pilot)
         post_burst(app, "e", "ctrl+u", "2", "enter", "backspace", "0", ".", "7", "enter", "minus")
         await wait_until(pilot, lambda: grid.value(layer, 0) == pytest.approx(0.65))  # 0.7, then - on the table
         assert not app.screen.query_one("#cell-editor", Input).display
