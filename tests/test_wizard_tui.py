@@ -552,3 +552,14 @@ async def test_paths_typed_one_after_another_are_added_in_that_order_each_whole(
         path = app.screen.query_one("#path", Input)
         await wait_until(pilot, lambda: path.value == "missing")  # given back to be corrected
         assert "Model folder missing does not exist" in app.screen.query_one("#status", Static).content.plain
+
+
+async def test_tab_from_the_method_list_reaches_the_first_parameter(workdir) -> None:
+    """The parameter form's scroll container took the first tab itself, a stop where nothing showed the focus."""
+    app = WizardApp(state_with("base", "chat", method_name="ties"), start_step=2)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("tab")
+        assert app.focused is app.screen.query_one("#param-density-1", Input)
+        await pilot.press("shift+tab")
+        assert app.focused is app.screen.query_one("#methods")

@@ -72,6 +72,9 @@ class MethodScreen(StepScreen):
         if varying:
             widgets.append(Static(Text(f"{varying}: per layer, in the next step", style="dim")))
         await form.mount_all(widgets)
+        # Focus on a field scrolls the form to it; the form itself takes the focus (to scroll by keys) only when
+        # it has no field, else tab stopped on it where nothing showed the focus.
+        form.can_focus = not any(isinstance(widget, (ParamInput, ParamSwitch)) for widget in widgets)
 
     def _field(self, spec: ParamSpec, model: str | None) -> ParamInput | ParamSwitch:
         field_id = f"param-{spec.name}-{self.state.models.index(model) if model else 'global'}"
