@@ -563,3 +563,17 @@ async def test_tab_from_the_method_list_reaches_the_first_parameter(workdir) -> 
         assert app.focused is app.screen.query_one("#param-density-1", Input)
         await pilot.press("shift+tab")
         assert app.focused is app.screen.query_one("#methods")
+
+
+async def test_several_paths_pasted_one_per_line_are_each_added(workdir) -> None:
+    """A terminal pastes as one event: the field took its first line and dropped the rest."""
+    from textual import events
+
+    app = WizardApp(WizardState())
+    async with app.run_test(size=SIZE) as pilot:
+        path = app.screen.query_one("#path", Input)
+        path.value = "ch"  # typed before the paste: the pasted text goes on from it
+        path.cursor_position = 2
+        path.post_message(events.Paste("at\r\nbase\nbas"))
+        await wait_until(pilot, lambda: len(app.state.models) == 2)
+        assert app.state.models == ["chat", "base"] and path.value == "bas"  # an unfinished line stays to finish

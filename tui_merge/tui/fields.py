@@ -41,12 +41,32 @@ class EntryField(TextField):
 
     Emptied by its screen once the entry was dealt with (a model inspected),
     the field ran a second entry typed meanwhile, or pasted with the first,
-    on from the first, and then wiped both.
+    on from the first, and then wiped both. A paste of several lines is
+    several entries: each line that ends is handed on as if enter followed
+    it, and a last line without an end stays in the field to be finished
+    (a plain ``Input`` keeps the first line of a paste and drops the rest).
     """
 
     async def action_submit(self) -> None:
         value, self.value = self.value, ""
         self.post_message(self.Submitted(self, value))
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        # Runs before Input's own paste handler, which it replaces.
+        event.stop()
+        event.prevent_default()
+        *ended, unfinished = event.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for line in ended:
+            self._insert(line)
+            await self.action_submit()
+        self._insert(unfinished)
+
+    def _insert(self, text: str) -> None:
+        selection = self.selection
+        if selection.is_empty:
+            self.insert_text_at_cursor(text)
+        else:
+            self.replace(text, *selection)
 
 
 class InRange(Validator):
