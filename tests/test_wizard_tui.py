@@ -577,3 +577,14 @@ async def test_several_paths_pasted_one_per_line_are_each_added(workdir) -> None
         path.post_message(events.Paste("at\r\nbase\nbas"))
         await wait_until(pilot, lambda: len(app.state.models) == 2)
         assert app.state.models == ["chat", "base"] and path.value == "bas"  # an unfinished line stays to finish
+
+
+async def test_the_table_reached_by_tab_while_its_editor_is_open_takes_its_keys_again(workdir) -> None:
+    app = WizardApp(state_with("base", "chat", method_name="slerp"), start_step=3)
+    async with app.run_test(size=SIZE) as pilot:
+        grid, layer = await on_layer_zero(app, pilot)
+        before = grid.value(layer, 0)
+        await pilot.press("e", "shift+tab")
+        assert app.focused is app.screen.query_one(LayerTable)
+        await pilot.press("plus")
+        assert grid.value(layer, 0) == pytest.approx(before + 0.05)

@@ -318,6 +318,11 @@ class LayerTable(DataTable):
         event.stop()  # a click on a cell
         self.action_edit()
 
+    def on_focus(self) -> None:
+        # Focus comes back while the editor is open only from the person (tab, a click): the table's keys are its
+        # own again. (Closing the editor gives them back before it focuses the table.)
+        self.type_ahead.resume()
+
     async def _on_key(self, event: events.Key) -> None:
         if self.type_ahead.divert(event):
             return
